@@ -1,0 +1,43 @@
+# The commands people run. `make demo` and `make test` work on a fresh machine: they create the
+# virtualenv, install the package, and fetch the Kafka jars from Maven Central as needed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+JARS   := .cache/kafka/libs/kafka_2.13-3.9.1.jar
+
+.PHONY: venv kafka-jars test demo bench bench-quick kafka-start kafka-stop clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,report]'
+	touch $(STAMP)
+
+kafka-jars: $(JARS)
+$(JARS): deploy/kafka/pom.xml | $(STAMP)
+	$(PY) -m stream.devkafka fetch
+
+test: venv kafka-jars
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: venv kafka-jars
+	$(VENV)/bin/churnwatch demo
+
+bench: venv kafka-jars
+	$(PY) -m bench.run
+
+bench-quick: venv kafka-jars
+	$(PY) -m bench.run --quick
+
+kafka-start: venv kafka-jars
+	$(PY) -m stream.devkafka start
+
+kafka-stop: venv
+	$(PY) -m stream.devkafka stop
+
+clean:
+	-$(PY) -m stream.devkafka stop
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,61 @@
+"""``churnwatch`` — one console script, one subcommand per job.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported lazily so ``churnwatch --help`` stays fast and a command only pays for what
+it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "COMMANDS"]
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("stream.worker", "run the streaming worker (Faust agents over Kafka)"),
+    "backtest": ("stream.backtest", "run the engine over an NDJSON file of events and write alarms"),
+    "simulate": ("stream.simulate", "generate a synthetic operator's events with ground truth"),
+    "report": ("stream.report", "measure alarm quality against simulator ground truth"),
+    "alarms": ("stream.alarms_cli", "read (and --follow) the alarm topic"),
+    "demo": ("stream.demo", "local broker + worker + simulated traffic + live alarms"),
+    "devkafka": ("stream.devkafka_cli", "fetch/start/stop the local Kafka broker"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="churnwatch", description="Real-time churn alarms for mobile operators.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (modname, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=modname)
+        if len(sys.argv) > 1 and sys.argv[1] != name and not sys.argv[1].startswith("-"):
+            continue  # only import the module of the command being run
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("stream."):
+                p.set_defaults(_missing=str(exc))
+                continue
+            raise
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_missing", None):
+        parser.error(f"{args.command}: not available in this build ({args._missing})")
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

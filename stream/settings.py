@@ -1,0 +1,176 @@
+"""Every service setting in one typed place: environment names, defaults, validation.
+
+| env | default | meaning |
+|---|---|---|
+| KAFKA_BOOTSTRAP_SERVERS | 127.0.0.1:19092 | the broker (the local dev broker's port by default) |
+| KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL |
+| KAFKA_SASL_MECHANISM | PLAIN | PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*) |
+| KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD | (none) | SASL credentials |
+| KAFKA_SSL_CAFILE / KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE | (none) | TLS material (with SSL / SASL_SSL) |
+| CHURNWATCH_APP_ID | churnwatch | Faust app id = consumer group = changelog topic prefix |
+| CHURNWATCH_TOPIC_CALLS | cdr.calls | input: call events |
+| CHURNWATCH_TOPIC_SMS | cdr.sms | input: SMS events |
+| CHURNWATCH_TOPIC_RECHARGES | cdr.recharges | input: recharge events |
+| CHURNWATCH_TOPIC_PROFILES | subscriber.profiles | input: profile events |
+| CHURNWATCH_TOPIC_ALARMS | churn.alarms | output: alarm records |
+| CHURNWATCH_TOPIC_DEADLETTER | churn.deadletter | output: rejected input with reasons |
+| CHURNWATCH_PARTITIONS | 12 | partitions of the (co-partitioned) input topics and the state table |
+| CHURNWATCH_STORE | rocksdb:// | Faust table store (`memory://` for tests) |
+| CHURNWATCH_DATA_DIR | var/worker | Faust data dir (RocksDB files) |
+| CHURNWATCH_WEB_HOST | 127.0.0.1 | web server bind address (`/metrics`, `/subscribers/{msisdn}`) |
+| CHURNWATCH_WEB_PORT | 6066 | web server port |
+| CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
+| CHURNWATCH_BATCH_SIZE | 2000 | max events per `stream.take` batch |
+| CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
+| CHURNWATCH_LOG_LEVEL | info | worker log level |
+
+Any other ``CHURNWATCH_*`` variable is a misconfiguration and fails start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+from .contract import DEFAULT_TOPICS
+
+__all__ = ["Settings", "SettingsError", "ENV_VARS"]
+
+
+class SettingsError(ValueError):
+    """A setting is unknown, malformed or out of range. The message says which and why."""
+
+
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    app_id: str = "churnwatch"
+    topic_calls: str = DEFAULT_TOPICS["calls"]
+    topic_sms: str = DEFAULT_TOPICS["sms"]
+    topic_recharges: str = DEFAULT_TOPICS["recharges"]
+    topic_profiles: str = DEFAULT_TOPICS["profiles"]
+    topic_alarms: str = DEFAULT_TOPICS["alarms"]
+    topic_deadletter: str = DEFAULT_TOPICS["deadletter"]
+    partitions: int = 12
+    store: str = "rocksdb://"
+    data_dir: str = "var/worker"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    config_path: str | None = None
+    batch_size: int = 2000
+    batch_timeout_s: float = 0.5
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        for hp in self.bootstrap_servers.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(f"KAFKA_BOOTSTRAP_SERVERS: {hp!r} is not host:port")
+        if self.security_protocol not in _SECURITY_PROTOCOLS:
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of {_SECURITY_PROTOCOLS}")
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism not in _SASL_MECHANISMS:
+                raise SettingsError(f"KAFKA_SASL_MECHANISM={self.sasl_mechanism!r}: expected one of {_SASL_MECHANISMS}")
+            if not self.sasl_username or self.sasl_password is None:
+                raise SettingsError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with SASL")
+        if not 1 <= self.partitions <= 10_000:
+            raise SettingsError(f"CHURNWATCH_PARTITIONS={self.partitions}: must be 1..10000")
+        if not (self.store.startswith("rocksdb://") or self.store.startswith("memory://")):
+            raise SettingsError(f"CHURNWATCH_STORE={self.store!r}: expected rocksdb:// or memory://")
+        if not 0 < self.web_port < 65536:
+            raise SettingsError(f"CHURNWATCH_WEB_PORT={self.web_port}: not a port")
+        if self.batch_size < 1:
+            raise SettingsError("CHURNWATCH_BATCH_SIZE must be >= 1")
+        if not 0 < self.batch_timeout_s <= 60:
+            raise SettingsError("CHURNWATCH_BATCH_TIMEOUT_S must be in (0, 60]")
+        if self.config_path is not None and not Path(self.config_path).is_file():
+            raise SettingsError(f"CHURNWATCH_CONFIG={self.config_path!r}: no such file")
+        names = [self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles, self.topic_alarms, self.topic_deadletter]
+        if len(set(names)) != len(names):
+            raise SettingsError(f"topic names must be distinct: {names}")
+
+    @property
+    def input_topics(self) -> tuple[str, str, str, str]:
+        """Input topics in source-index order (0 calls, 1 sms, 2 recharges, 3 profiles)."""
+        return (self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles)
+
+    def kafka_client_kwargs(self) -> dict:
+        """Keyword arguments for aiokafka clients (producer/consumer/admin), security included."""
+        kw: dict = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username, sasl_plain_password=self.sasl_password)
+        if "SSL" in self.security_protocol:
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile)
+        return kw
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        unknown = sorted(k for k in env if k.startswith("CHURNWATCH_") and k not in ENV_VARS and k not in _TOOLING_VARS)
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(ENV_VARS))}")
+        kwargs: dict = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for var, name in ENV_VARS.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            typ = types[name]
+            try:
+                if typ == "int":
+                    kwargs[name] = int(raw)
+                elif typ == "float":
+                    kwargs[name] = float(raw)
+                else:
+                    kwargs[name] = raw
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r}: expected {typ}") from None
+        return cls(**kwargs)
+
+
+ENV_VARS: dict[str, str] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "bootstrap_servers",
+    "KAFKA_SECURITY_PROTOCOL": "security_protocol",
+    "KAFKA_SASL_MECHANISM": "sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "sasl_username",
+    "KAFKA_SASL_PASSWORD": "sasl_password",
+    "KAFKA_SSL_CAFILE": "ssl_cafile",
+    "KAFKA_SSL_CERTFILE": "ssl_certfile",
+    "KAFKA_SSL_KEYFILE": "ssl_keyfile",
+    "CHURNWATCH_APP_ID": "app_id",
+    "CHURNWATCH_TOPIC_CALLS": "topic_calls",
+    "CHURNWATCH_TOPIC_SMS": "topic_sms",
+    "CHURNWATCH_TOPIC_RECHARGES": "topic_recharges",
+    "CHURNWATCH_TOPIC_PROFILES": "topic_profiles",
+    "CHURNWATCH_TOPIC_ALARMS": "topic_alarms",
+    "CHURNWATCH_TOPIC_DEADLETTER": "topic_deadletter",
+    "CHURNWATCH_PARTITIONS": "partitions",
+    "CHURNWATCH_STORE": "store",
+    "CHURNWATCH_DATA_DIR": "data_dir",
+    "CHURNWATCH_WEB_HOST": "web_host",
+    "CHURNWATCH_WEB_PORT": "web_port",
+    "CHURNWATCH_CONFIG": "config_path",
+    "CHURNWATCH_BATCH_SIZE": "batch_size",
+    "CHURNWATCH_BATCH_TIMEOUT_S": "batch_timeout_s",
+    "CHURNWATCH_LOG_LEVEL": "log_level",
+}
+
+# Variables read by the dev tooling (devkafka, tests), not by the worker.
+_TOOLING_VARS = {"CHURNWATCH_KAFKA_CACHE", "CHURNWATCH_KAFKA_VAR", "CHURNWATCH_DEVKAFKA_PORT"}

@@ -1,0 +1,35 @@
+"""Shared fixtures. The Kafka broker is real: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the local
+KRaft broker that ``stream.devkafka`` assembles from Maven Central, started once per session on
+its own port and data dir (so a running demo broker is never touched) and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from stream.devkafka import LocalKafka
+
+TEST_KAFKA_PORT = int(os.environ.get("CHURNWATCH_TEST_KAFKA_PORT", "19192"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    kafka = LocalKafka(port=TEST_KAFKA_PORT)
+    kafka.reset()  # fresh data each session: no topics or groups left over from an earlier run
+    bootstrap = kafka.start()
+    try:
+        yield bootstrap
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def unique():
+    """A short unique suffix for topic and group names, so tests never see each other's data."""
+    return uuid.uuid4().hex[:10]
