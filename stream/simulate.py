@@ -764,7 +764,7 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
         if kind == _SMS:  # nobody texts the bank or the care line
             keep &= (op != _OP_NONE) & (peer != w.service0)
         who, peer, op, ts, dur = who[keep], peer[keep], op[keep], ts[keep], dur[keep]
-        mirror_ok = peer < n
+        mirror_ok = accepted[keep] & ~redirect[keep]  # both sides ours and on the network: the callee's "in" CDR
         if kind == _CALL:
             buf.add(kind=kind, sub=who, dir=0, peer=peer, op=op, ts=ts, dur=dur, imei=imei_today[who], cell=cell_of(who))
             mj = peer[mirror_ok]
