@@ -1,0 +1,270 @@
+"""Engine configuration: one frozen, validated dataclass holding every threshold.
+
+Defaults (all configurable; ``EngineConfig.from_toml(path)`` / ``from_mapping(dict)``):
+
+=============================  =========  ==========================================================
+key                            default    meaning
+=============================  =========  ==========================================================
+timezone                       Asia/      day buckets are calendar days in this zone. The UTC offset
+                               Shanghai   is fixed at config time (taken on 2025-01-01); zones with
+                                          DST get their winter offset (documented limitation).
+ring_days                      36         daily buckets kept (>= 35: 28 baseline + 7 recent + today)
+max_future_s                   3600       reject ts > clock()+this, or > watermark+this
+recent_days                    7          recent window: the 7 complete days before "today"
+baseline_days                  28         baseline window: the 28 days before the recent window
+drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
+deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level
+drop_min_baseline_active_days  10         baseline needs >= 10 active (non-holiday) days ...
+drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer = silence case)
+erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
+                                          (weighted by contact days) is not contacted recently
+circle_min_days                2          a peer is in the baseline circle with >= 2 contact days
+circle_min_members             3          erosion / competitor share need >= 3 baseline members
+competitor_rise_threshold      0.25       competitor_contacts trips at a share rise >= 0.25
+hotline_days                   7          competitor_hotline: dials within the last 7 days (incl.
+hotline_min_calls              1          today), >= 1 dial trips (alarm-level)
+dual_sim_days                  30         dual_sim evidence counts for 30 days (alarm-level)
+recharge_lapse_factor          1.5        recharge_lapse: overdue >= 1.5x the usual interval ...
+recharge_min_overdue_days      3          ... and >= 3 days since the last recharge
+recharge_min_count             3          usual interval needs >= 3 recharges
+silence_days                   7          silence trips after 7 silent non-holiday days
+silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
+churned_silence_days           21         silence >= 21 days: phase churned
+warn_score / alarm_score       0.35/0.65  score thresholds for warning / alarm
+cooldown_days                  7          no repeat record of the same or a lower phase within 7
+                                          days of the last one
+recover_min_active_days        3          recovery needs >= 3 active recent days
+w_drop, w_erosion              0.6, 0.5   score contribution = weight * value
+w_hotline, w_dual_sim          0.7, 0.6   score contribution when tripped
+w_competitor_contacts          0.4
+w_recharge_lapse               0.25
+w_silence                      0.4        at the threshold, rising by +0.5 up to churned_silence_days
+tier_high_arpu / tier_mid_arpu 150 / 60   value tier by monthly ARPU (currency units)
+influence_high / influence_mid 8 / 5      contact-circle size that lifts the tier
+loyal_tenure_days              730        tenure that lifts a low tier to mid
+seasonal_new_share             0.5        no competitor evidence and >= 50% of recent contact weight
+                                          on new peers: reason "seasonal", capped at warning
+holidays                       see below  ISO date ranges: a recent window touching them is
+                                          "in season" (reason seasonal, phase capped at warning
+                                          unless competitor evidence); holiday days are left out
+                                          of traffic_drop and silence.
+=============================  =========  ==========================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from stream.operators import COUNTRY_CODE, DEFAULT_COMPETITOR_HOTLINES, DEFAULT_OWN_HOTLINES, DEFAULT_PREFIXES
+
+__all__ = ["EngineConfig", "ConfigError", "DEFAULT_HOLIDAYS"]
+
+
+class ConfigError(ValueError):
+    """A bad engine configuration (unknown key, bad value); the message names the key."""
+
+
+# Spring Festival (migrant workers travel home ~2 weeks before and come back ~3 weeks after)
+# and the National Day golden week.
+DEFAULT_HOLIDAYS: tuple[tuple[str, str], ...] = (
+    ("2025-01-14", "2025-02-25"),
+    ("2025-10-01", "2025-10-08"),
+    ("2026-02-03", "2026-03-15"),
+    ("2026-10-01", "2026-10-08"),
+    ("2027-01-23", "2027-03-04"),
+    ("2027-10-01", "2027-10-07"),
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    timezone: str = "Asia/Shanghai"
+    ring_days: int = 36
+    max_future_s: float = 3600.0
+    prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PREFIXES))
+    country_code: str = COUNTRY_CODE
+    competitor_hotlines: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPETITOR_HOTLINES))
+    own_hotlines: tuple[str, ...] = DEFAULT_OWN_HOTLINES
+    own_operator: str = "own"
+    recent_days: int = 7
+    baseline_days: int = 28
+    drop_threshold: float = 0.5
+    deep_drop_threshold: float = 0.8
+    drop_min_baseline_active_days: int = 10
+    drop_min_recent_active_days: int = 3
+    erosion_threshold: float = 0.6
+    circle_min_days: int = 2
+    circle_min_members: int = 3
+    competitor_rise_threshold: float = 0.25
+    hotline_days: int = 7
+    hotline_min_calls: int = 1
+    dual_sim_days: int = 30
+    recharge_lapse_factor: float = 1.5
+    recharge_min_overdue_days: float = 3.0
+    recharge_min_count: int = 3
+    silence_days: int = 7
+    silence_min_active_days: int = 10
+    churned_silence_days: int = 21
+    warn_score: float = 0.35
+    alarm_score: float = 0.65
+    cooldown_days: int = 7
+    recover_min_active_days: int = 3
+    w_drop: float = 0.6
+    w_erosion: float = 0.5
+    w_hotline: float = 0.7
+    w_dual_sim: float = 0.6
+    w_competitor_contacts: float = 0.4
+    w_recharge_lapse: float = 0.25
+    w_silence: float = 0.4
+    tier_high_arpu: float = 150.0
+    tier_mid_arpu: float = 60.0
+    influence_high: int = 8
+    influence_mid: int = 5
+    loyal_tenure_days: int = 730
+    seasonal_new_share: float = 0.5
+    holidays: tuple[tuple[str, str], ...] = DEFAULT_HOLIDAYS
+
+    # ---------------------------------------------------------------- validation
+    def __post_init__(self) -> None:
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"engine config: {key}: {msg}")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int",) and (type(v) is not int):
+                raise bad(f.name, f"must be an integer, got {v!r}")
+            if f.type in ("float",):
+                if type(v) is bool or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise bad(f.name, f"must be a finite number, got {v!r}")
+                object.__setattr__(self, f.name, float(v))
+        try:
+            tz = ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise bad("timezone", f"unknown time zone {self.timezone!r}") from exc
+        off = tz.utcoffset(_dt.datetime(2025, 1, 1))
+        object.__setattr__(self, "utc_offset_s", int(off.total_seconds()) if off is not None else 0)
+        if self.ring_days < 35 or self.ring_days > 60:
+            raise bad("ring_days", f"must be in 35..60, got {self.ring_days}")
+        if self.recent_days < 1 or self.baseline_days < 1:
+            raise bad("recent_days/baseline_days", "must be >= 1")
+        if self.recent_days + self.baseline_days + 1 > self.ring_days:
+            raise bad("ring_days", f"must be >= recent_days + baseline_days + 1 = {self.recent_days + self.baseline_days + 1}")
+        if self.hotline_days < 1 or self.hotline_days > self.ring_days:
+            raise bad("hotline_days", f"must be in 1..ring_days, got {self.hotline_days}")
+        if self.max_future_s < 0:
+            raise bad("max_future_s", "must be >= 0")
+        for k in ("drop_threshold", "deep_drop_threshold", "erosion_threshold", "competitor_rise_threshold",
+                  "warn_score", "alarm_score", "seasonal_new_share", "w_drop", "w_erosion", "w_hotline",
+                  "w_dual_sim", "w_competitor_contacts", "w_recharge_lapse", "w_silence"):
+            v = getattr(self, k)
+            if not 0.0 < v <= 1.0:
+                raise bad(k, f"must be in (0, 1], got {v}")
+        if self.deep_drop_threshold < self.drop_threshold:
+            raise bad("deep_drop_threshold", "must be >= drop_threshold")
+        if self.alarm_score < self.warn_score:
+            raise bad("alarm_score", "must be >= warn_score")
+        for k in ("drop_min_baseline_active_days", "drop_min_recent_active_days", "circle_min_days",
+                  "circle_min_members", "hotline_min_calls", "dual_sim_days", "recharge_min_count",
+                  "silence_days", "silence_min_active_days", "churned_silence_days", "recover_min_active_days",
+                  "influence_high", "influence_mid"):
+            if getattr(self, k) < 1:
+                raise bad(k, f"must be >= 1, got {getattr(self, k)}")
+        if self.cooldown_days < 0 or self.loyal_tenure_days < 0:
+            raise bad("cooldown_days/loyal_tenure_days", "must be >= 0")
+        if self.recharge_min_count < 2:
+            raise bad("recharge_min_count", "must be >= 2 (an interval needs two recharges)")
+        if self.churned_silence_days <= self.silence_days:
+            raise bad("churned_silence_days", "must be > silence_days")
+        if self.recharge_lapse_factor < 1.0 or self.recharge_min_overdue_days < 0:
+            raise bad("recharge_lapse_factor", "must be >= 1 (and recharge_min_overdue_days >= 0)")
+        if self.tier_high_arpu < self.tier_mid_arpu or self.tier_mid_arpu < 0:
+            raise bad("tier_high_arpu", "must be >= tier_mid_arpu >= 0")
+        if not isinstance(self.prefixes, Mapping) or not all(
+            isinstance(k, str) and k.isascii() and k.isdigit() and isinstance(v, str) for k, v in self.prefixes.items()
+        ):
+            raise bad("prefixes", "must map digit prefixes to operator codes")
+        object.__setattr__(self, "prefixes", dict(self.prefixes))
+        if not isinstance(self.competitor_hotlines, Mapping) or not all(
+            isinstance(k, str) and k.isascii() and k.isdigit() for k in self.competitor_hotlines
+        ):
+            raise bad("competitor_hotlines", "must map digit numbers to operator codes")
+        object.__setattr__(self, "competitor_hotlines", dict(self.competitor_hotlines))
+        own = tuple(self.own_hotlines)
+        if not all(isinstance(x, str) and x.isdigit() for x in own):
+            raise bad("own_hotlines", "must be digit strings")
+        if set(own) & set(self.competitor_hotlines):
+            raise bad("own_hotlines", "a number cannot be both our own and a competitor's hotline")
+        object.__setattr__(self, "own_hotlines", own)
+        if not isinstance(self.country_code, str) or not self.country_code.isdigit():
+            raise bad("country_code", "must be a digit string")
+        hol = []
+        try:
+            for a, b in self.holidays:
+                da, db = _dt.date.fromisoformat(a), _dt.date.fromisoformat(b)
+                if db < da:
+                    raise ValueError(f"{a}..{b} ends before it starts")
+                hol.append((str(a), str(b)))
+        except (TypeError, ValueError) as exc:
+            raise bad("holidays", f"must be a list of [start, end] ISO dates ({exc})") from exc
+        object.__setattr__(self, "holidays", tuple(hol))
+        epoch = _dt.date(1970, 1, 1)
+        days = set()
+        for a, b in hol:
+            d0 = (_dt.date.fromisoformat(a) - epoch).days
+            d1 = (_dt.date.fromisoformat(b) - epoch).days
+            days.update(range(d0, d1 + 1))
+        object.__setattr__(self, "holiday_days", frozenset(days))
+
+    # ---------------------------------------------------------------- helpers
+    def day_of(self, ts_s: float) -> int:
+        """Day index (days since 1970-01-01 in the configured zone, fixed offset)."""
+        return int((ts_s + self.utc_offset_s) // 86400)
+
+    def date_of_day(self, day: int) -> str:
+        return (_dt.date(1970, 1, 1) + _dt.timedelta(days=int(day))).isoformat()
+
+    def day_start_s(self, day: int) -> float:
+        return float(day * 86400 - self.utc_offset_s)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "EngineConfig":
+        if not isinstance(data, Mapping):
+            raise ConfigError("engine config: must be a table/mapping")
+        data = dict(data)
+        if "engine" in data and isinstance(data["engine"], Mapping) and len(data) == 1:
+            data = dict(data["engine"])
+        known = {f.name for f in fields(cls)}
+        for k in data:
+            if k not in known:
+                raise ConfigError(f"engine config: {k}: unknown key")
+        for k in ("own_hotlines",):
+            if k in data and isinstance(data[k], list):
+                data[k] = tuple(data[k])
+        if "holidays" in data:
+            try:
+                data["holidays"] = tuple(tuple(x) for x in data["holidays"])
+            except TypeError as exc:
+                raise ConfigError("engine config: holidays: must be a list of [start, end] ISO dates") from exc
+        try:
+            return cls(**data)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"engine config: {exc}") from exc
+
+    @classmethod
+    def from_toml(cls, path) -> "EngineConfig":
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"engine config: cannot read {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"engine config: {path}: invalid TOML: {exc}") from exc
+        return cls.from_mapping(data)

@@ -1,0 +1,49 @@
+"""All service metrics in one object, built on an injected registry (a fresh one per test).
+
+Seconds are the unit of time. No metric is ever labelled by subscriber (MSISDNs are personal
+data); labels are low-cardinality codes only: event type, reject reason, phase, signal, tier,
+topic/partition.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+
+_BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000)
+_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None, prefix: str = "churnwatch") -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, p = self.registry, prefix
+        self.events = Counter(f"{p}_events", "Input events applied, by type", ["type"], registry=r)
+        self.rejects = Counter(f"{p}_rejects", "Input messages rejected (sent to the dead-letter topic), by reason", ["reason"], registry=r)
+        self.late = Counter(f"{p}_late_events", "Events older than the state ring (rejected)", registry=r)
+        self.future = Counter(f"{p}_future_events", "Events implausibly far in the future (rejected)", registry=r)
+        self.replayed = Counter(f"{p}_replayed_events", "Events skipped because their offset was already applied (replay after a crash)", registry=r)
+        self.alarms = Counter(f"{p}_alarms", "Alarm records emitted, by phase and value tier", ["phase", "tier"], registry=r)
+        self.alarm_signals = Counter(f"{p}_alarm_signals", "Signals carried by emitted alarm records, by phase and signal", ["phase", "signal"], registry=r)
+        self.deadletters = Counter(f"{p}_deadletters", "Records written to the dead-letter topic", registry=r)
+        self.batch_size = Histogram(f"{p}_batch_size", "Events per processed batch", buckets=_BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_seconds = Histogram(f"{p}_batch_seconds", "Seconds to process one batch (decode, apply, evaluate, state writes, sends)", buckets=_SECONDS_BUCKETS, registry=r)
+        self.event_time_lag = Gauge(f"{p}_event_time_lag_seconds", "Wall clock minus the newest event time applied", registry=r)
+        self.watermark = Gauge(f"{p}_watermark_seconds", "Newest event time applied (Unix seconds)", registry=r)
+        self.subscribers = Gauge(f"{p}_subscribers", "Subscribers held in this worker's state", registry=r)
+        self.sweep_seconds = Histogram(f"{p}_sweep_seconds", "Seconds per event-time sweep over all subscribers", buckets=_SECONDS_BUCKETS, registry=r)
+        self.sweeps = Counter(f"{p}_sweeps", "Event-time sweeps run", registry=r)
+        self.consumer_lag = Gauge(f"{p}_consumer_lag", "Messages behind the high watermark, by input topic and partition", ["topic", "partition"], registry=r)
+        self.restored = Counter(f"{p}_restored_subscribers", "Subscriber states loaded from the changelog-backed table after a rebalance", registry=r)
+
+    def observe_alarms(self, alarms) -> None:
+        for a in alarms:
+            phase = a["phase"]
+            self.alarms.labels(phase=phase, tier=a["value_tier"]).inc()
+            for s in a["signals"]:
+                self.alarm_signals.labels(phase=phase, signal=s["name"]).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

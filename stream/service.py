@@ -1,0 +1,368 @@
+"""The streaming service: thin Faust I/O around the pure engine.
+
+One agent consumes the four co-partitioned input topics in batches (``stream.take_events``),
+hands the raw bytes to :class:`stream.engine.Engine`, and does the I/O the engine decides:
+
+* each touched subscriber's state → the changelog-backed ``subscriber-state`` table (RocksDB);
+* alarm records → the alarm topic, keyed by msisdn;
+* rejects (malformed, invalid, late, future) → the dead-letter topic with their reason.
+
+Exactness after a crash (at-least-once delivery made exact by idempotent state):
+every subscriber's state carries the highest input offset already applied per source topic, so
+a batch replayed after SIGKILL is skipped event by event. The order of writes for every batch is
+
+    1. engine state updated in memory (decode → apply → evaluate / sweep)
+    2. state of every changed subscriber written to the table: local store + changelog message
+    3. alarms and dead letters sent
+    4. producer flushed, and every changelog/alarm/dead-letter send awaited until acknowledged
+    5. only then does the loop body return, so ``take_events`` acks the batch; Faust commits
+       those offsets later (after flushing the producer once more, see
+       ``faust.transport.consumer.Consumer._commit_offsets``)
+
+A crash anywhere before 5 leaves the offsets uncommitted: the batch is consumed again and the
+per-subscriber offsets skip whatever step 2 had already made durable. Alarms re-sent after a
+crash carry the same deterministic ``alarm_id``.
+
+After every rebalance the table has recovered the assigned partitions from the changelog; the
+recovery callback rebuilds the in-memory engine from exactly those partitions, so the sweep
+covers every subscriber the worker owns, and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import struct
+import time
+import weakref
+from contextlib import contextmanager
+from typing import Any, Iterable, Sequence
+
+import faust
+import numpy as np
+import orjson
+from faust.types import TP
+
+from .contract import SCHEMA_VERSION, mask_msisdn
+from .engine import Engine, EngineConfig
+from .metrics import Metrics
+from .settings import Settings
+
+__all__ = ["ChurnService", "build_service", "TABLE_NAME"]
+
+logger = logging.getLogger(__name__)
+
+TABLE_NAME = "subscriber-state"
+_PART = struct.Struct(">H")  # table values: 2-byte partition + engine snapshot
+
+
+class _PartitionContext:
+    """Stands in for Faust's "current event" so that a table write lands in a given partition.
+
+    Faust's table store and changelog pick the partition from the event being processed; a
+    batch holds many partitions, so each write names its own."""
+
+    __slots__ = ("message", "__weakref__")
+
+    class _Msg:
+        __slots__ = ("partition", "topic")
+
+        def __init__(self, partition: int, topic: str) -> None:
+            self.partition = partition
+            self.topic = topic
+
+    def __init__(self, partition: int, topic: str) -> None:
+        self.message = self._Msg(partition, topic)
+
+
+@contextmanager
+def _in_partition(ctx: _PartitionContext):
+    from faust.streams import _current_event
+
+    token = _current_event.set(weakref.ref(ctx))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class ChurnService:
+    """Builds the Faust app, its topics, table, agent and web views for one worker process."""
+
+    def __init__(self, settings: Settings, engine_config: EngineConfig | None = None, registry=None, clock=time.time) -> None:
+        self.settings = settings
+        self.engine_config = engine_config or EngineConfig()
+        self.clock = clock
+        self.metrics = Metrics(registry)
+        self.engine = Engine(self.engine_config, clock=clock)
+        self.partition_of: dict[str, int] = {}
+        self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
+        self._last_swept_day: int | None = None
+        self._highwater_seen: dict[TP, int] = {}
+        self.app = self._make_app()
+        s = settings
+        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.inputs = self.app.topic(*s.input_topics, partitions=s.partitions, **raw)
+        self.alarm_topic = self.app.topic(s.topic_alarms, partitions=s.partitions, **raw)
+        self.deadletter_topic = self.app.topic(s.topic_deadletter, partitions=s.partitions, **raw)
+        self.table = self.app.Table(
+            TABLE_NAME,
+            partitions=s.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            on_recover=self._on_recover,
+            help="per-subscriber engine state (2-byte partition + engine snapshot)",
+        )
+        self.agent = self.app.agent(self.inputs, name="churn-engine")(self._agent)
+        from .web import register_views
+
+        register_views(self)
+
+    # ------------------------------------------------------------------ app
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        kwargs: dict[str, Any] = {}
+        if s.security_protocol != "PLAINTEXT":
+            kwargs["broker_credentials"] = _credentials(s)
+        return faust.App(
+            s.app_id,
+            broker=",".join(f"kafka://{hp.strip()}" for hp in s.bootstrap_servers.split(",")),
+            store=s.store,
+            datadir=s.data_dir,
+            topic_partitions=s.partitions,
+            topic_replication_factor=1,
+            key_serializer="raw",
+            value_serializer="raw",
+            web_enabled=True,
+            web_bind=s.web_host,
+            web_host=s.web_host,
+            web_port=s.web_port,
+            canonical_url=f"http://{s.web_host}:{s.web_port}",
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            broker_commit_every=10_000,
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            stream_wait_empty=False,
+            autodiscover=False,
+            **kwargs,
+        )
+
+    # ---------------------------------------------------------------- agent
+    async def _agent(self, stream) -> None:
+        s = self.settings
+        async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
+            try:
+                await self.process(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not bad input (bad input is dead-lettered by process)
+                # take_events acks the batch when this body returns, even after an exception;
+                # exiting hard here keeps its offsets uncommitted so nothing is lost, and the
+                # per-subscriber offsets make the replay exact after the supervisor restarts us.
+                logger.critical("unexpected error processing a batch; exiting so the batch is replayed", exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+
+    async def process(self, events: Sequence[Any]) -> None:
+        """Process one batch of Faust events end to end (see the module docstring for the order)."""
+        t0 = time.perf_counter()
+        assigned = self.app.consumer.assignment()
+        raws: list[bytes] = []
+        keys: list[bytes] = []
+        src: list[int] = []
+        offsets: list[int] = []
+        msgs = []
+        for ev in events:
+            m = ev.message
+            if TP(m.topic, m.partition) not in assigned:
+                continue  # buffered before a rebalance took the partition away: its new owner replays it
+            raws.append(m.value if m.value is not None else b"")
+            keys.append(m.key if m.key is not None else b"")  # no key: rejected as key_mismatch
+            src.append(self._src_index[m.topic])
+            offsets.append(m.offset)
+            msgs.append(m)
+        if not msgs:
+            return
+        eng = self.engine
+        before = dict(eng.counters)
+        batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
+        touched = eng.apply(batch)
+        rejects = list(rejects) + list(eng.last_rejects)
+        alarms = eng.evaluate(touched)
+        changed = [touched]
+        # remember each touched subscriber's partition (sweep-time writes need it)
+        msisdns = eng.msisdns(touched)
+        part_of = self.partition_of
+        key_part = {m.key: m.partition for m in msgs}
+        for msisdn in msisdns:
+            p = key_part.get(msisdn.encode())
+            if p is not None:
+                part_of[msisdn] = p
+        sweep_alarms, swept_rows = self._maybe_sweep()
+        if swept_rows is not None:
+            changed.append(swept_rows)
+            alarms.extend(sweep_alarms)
+
+        futures = self._write_state(np.unique(np.concatenate(changed)) if len(changed) > 1 else touched)
+        futures += [await self._send_alarm(a) for a in alarms]
+        futures += [await self._send_deadletter(msgs[r.index], r) for r in rejects]
+        await self.app.producer.flush()
+        if futures:
+            await asyncio.gather(*futures)
+
+        self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
+
+    def _maybe_sweep(self) -> tuple[list[dict], np.ndarray | None]:
+        """Sweep all subscribers when the event-time watermark rolls over to a new day."""
+        eng = self.engine
+        wm = eng.watermark_s
+        if not wm:
+            return [], None
+        day = eng.day_of(wm)
+        if self._last_swept_day is None:
+            self._last_swept_day = day
+            return [], None
+        if day <= self._last_swept_day:
+            return [], None
+        self._last_swept_day = day
+        t0 = time.perf_counter()
+        alarms = eng.sweep(eng.day_start(day))
+        rows = eng.last_changed
+        dt = time.perf_counter() - t0
+        self.metrics.sweep_seconds.observe(dt)
+        self.metrics.sweeps.inc()
+        logger.info("event-time sweep at day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
+        return alarms, rows
+
+    def _write_state(self, rows: np.ndarray) -> list:
+        """Write the state of ``rows`` to the table: local store + changelog, in their partitions."""
+        eng = self.engine
+        table = self.table
+        store = table.data
+        topic = self.settings.topic_calls
+        futs = []
+        ctxs: dict[int, _PartitionContext] = {}
+        for msisdn in eng.msisdns(rows):
+            p = self.partition_of.get(msisdn)
+            if p is None:  # never seen in a batch of ours: nothing to persist
+                continue
+            snap = eng.snapshot(msisdn)
+            if snap is None:
+                continue
+            key = msisdn.encode()
+            value = _PART.pack(p) + snap
+            ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
+            with _in_partition(ctx):
+                store[key] = value
+            futs.append(table.send_changelog(p, key, value))
+        return futs
+
+    async def _send_alarm(self, alarm: dict):
+        return await self.alarm_topic.send(key=alarm["msisdn"].encode(), value=orjson.dumps(alarm))
+
+    async def _send_deadletter(self, msg, reject) -> Any:
+        record = {
+            "original_b64": base64.b64encode(msg.value or b"").decode("ascii"),
+            "key_b64": base64.b64encode(msg.key).decode("ascii") if msg.key is not None else None,
+            "topic": msg.topic,
+            "partition": msg.partition,
+            "offset": msg.offset,
+            "reason": reject.reason,
+            "detail": reject.detail,
+            "failed_at": self.clock(),
+            "schema_version": SCHEMA_VERSION,
+        }
+        logger.debug("dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail)
+        return await self.deadletter_topic.send(key=msg.key, value=orjson.dumps(record))
+
+    def _observe(self, n: int, before: dict, rejects, alarms, msgs, seconds: float) -> None:
+        m = self.metrics
+        after = self.engine.counters
+        for name, value in after.items():
+            delta = value - before.get(name, 0)
+            if not delta:
+                continue
+            if name.startswith("applied."):
+                m.events.labels(type=name.split(".", 1)[1]).inc(delta)
+            elif name == "skipped":
+                m.replayed.inc(delta)
+        for r in rejects:
+            m.rejects.labels(reason=r.reason).inc()
+            if r.reason == "late":
+                m.late.inc()
+            elif r.reason == "future":
+                m.future.inc()
+        m.deadletters.inc(len(rejects))
+        m.observe_alarms(alarms)
+        m.batch_size.observe(n)
+        m.batch_seconds.observe(seconds)
+        m.subscribers.set(len(self.engine))
+        wm = self.engine.watermark_s
+        if wm:
+            m.watermark.set(wm)
+            m.event_time_lag.set(max(0.0, self.clock() - wm))
+        last: dict[TP, int] = {}
+        for msg in msgs:
+            last[TP(msg.topic, msg.partition)] = msg.offset
+        consumer = self.app.consumer
+        for tp, off in last.items():
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - lag is best effort
+                continue
+            if hw is not None:
+                m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - off - 1))
+
+    # ------------------------------------------------------------- recovery
+    def active_partitions(self) -> set[int]:
+        topic = self.settings.topic_calls
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def _on_recover(self) -> None:
+        """After a rebalance: rebuild the engine from the table's partitions this worker owns."""
+        t0 = time.perf_counter()
+        actives = self.active_partitions()
+        engine = Engine(self.engine_config, clock=self.clock)
+        part_of: dict[str, int] = {}
+        n = 0
+        for key, value in self.table.data.items():
+            if value is None or len(value) < _PART.size:
+                continue
+            (p,) = _PART.unpack_from(value)
+            if p not in actives:
+                continue
+            msisdn = key.decode()
+            engine.restore(msisdn, value[_PART.size:])
+            part_of[msisdn] = p
+            n += 1
+        self.engine = engine
+        self.partition_of = part_of
+        self._last_swept_day = None
+        self.metrics.restored.inc(n)
+        self.metrics.subscribers.set(len(engine))
+        logger.info("recovered %d subscribers for partitions %s in %.2fs", n, sorted(actives), time.perf_counter() - t0)
+
+
+def _credentials(s: Settings):
+    from faust.auth import SASLCredentials, SSLCredentials
+
+    ssl_context = None
+    if "SSL" in s.security_protocol:
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=s.ssl_cafile, certfile=s.ssl_certfile, keyfile=s.ssl_keyfile)
+    if s.security_protocol.startswith("SASL"):
+        return SASLCredentials(username=s.sasl_username, password=s.sasl_password, mechanism=s.sasl_mechanism, ssl_context=ssl_context)
+    return SSLCredentials(ssl_context)
+
+
+def build_service(settings: Settings | None = None, registry=None) -> ChurnService:
+    """Settings from the environment (unless given), thresholds from CHURNWATCH_CONFIG."""
+    settings = settings or Settings.from_env()
+    config = EngineConfig.from_toml(settings.config_path) if settings.config_path else EngineConfig()
+    return ChurnService(settings, config, registry=registry)

@@ -1,0 +1,46 @@
+"""Web views of a worker: ``GET /metrics`` and ``GET /subscribers/{msisdn}``.
+
+``/subscribers/{msisdn}`` is routed by Faust to the worker that owns the msisdn's partition of
+the state table (``app.table_route``), so any worker can be asked about any subscriber.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from faust.web import Request, Response, View
+
+from .metrics import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .service import ChurnService
+
+__all__ = ["register_views"]
+
+_MSISDN = re.compile(r"^[0-9]{5,20}$")
+
+
+def register_views(service: "ChurnService") -> None:
+    app = service.app
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(service.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/subscribers/{msisdn}")
+    class SubscriberView(View):
+        @app.table_route(table=service.table, match_info="msisdn")
+        async def get(self, request: Request, msisdn: str) -> Response:
+            if not _MSISDN.match(msisdn):
+                return self.json({"error": "msisdn must be 5-20 digits"}, status=400)
+            view = service.engine.view(msisdn)
+            if view is None:
+                return self.json({"error": "unknown subscriber"}, status=404)
+            return self.json(view)
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "subscribers": len(service.engine)})
