@@ -293,13 +293,13 @@ def _exposed_series() -> dict[str, set[str]]:
     """Series name -> label names, from the service's own Metrics object (a fresh registry)."""
     metrics_mod = pytest.importorskip("stream.metrics")
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics import MetricWrapperBase
 
     registry = CollectorRegistry()
-    metrics_mod.Metrics(registry)
-    for collector in list(registry._collector_to_names):  # give every labelled metric one child
-        names = getattr(collector, "_labelnames", ())
-        if names:
-            collector.labels(*["x"] * len(names))
+    metrics = metrics_mod.Metrics(registry)
+    for metric in vars(metrics).values():  # give every labelled metric one child, so it has samples
+        if isinstance(metric, MetricWrapperBase) and metric._labelnames:
+            metric.labels(*["x"] * len(metric._labelnames))
     series: dict[str, set[str]] = {}
     for family in registry.collect():
         for sample in family.samples:
