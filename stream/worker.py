@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise SettingsError(f"bad threshold file {settings.config_path}: {exc}") from None
         check_broker(settings, args.broker_timeout)
+        from .topics import ensure_topics
+
+        ensure_topics(settings)
     except SettingsError as exc:
         print(f"churnwatch worker: configuration error: {exc}", file=sys.stderr)
         return 2
