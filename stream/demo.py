@@ -1,0 +1,147 @@
+"""``churnwatch demo``: the whole service on one machine, live.
+
+1. starts the local Kafka broker (``stream.devkafka``), unless ``KAFKA_BOOTSTRAP_SERVERS`` is set;
+2. starts one worker (``churnwatch worker``) as a child process;
+3. streams a simulated operator (``stream.simulate``) into the input topics at ``--rate``;
+4. prints alarms as they arrive on the alarm topic, and where to see the metrics and the
+   ``/subscribers/{msisdn}`` query.
+
+Ctrl-C stops everything cleanly: the simulator, then the worker (SIGTERM), then the broker it
+started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from .contract import mask_msisdn
+
+__all__ = ["add_arguments", "run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subscribers", type=int, default=3000)
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rate", type=float, default=30000.0, help="events per second into Kafka (0 = as fast as possible)")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("CHURNWATCH_WEB_PORT", "6066")))
+    p.add_argument("--fresh", action="store_true", help="delete the demo's broker data and worker state first")
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {proc.returncode}; see var/demo/worker.log")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"worker web server did not answer at {url}")
+
+
+async def _tail_alarms(settings, stop: asyncio.Event, web: str) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(settings.topic_alarms, **settings.kafka_client_kwargs(), group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    shown = 0
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                for m in msgs:
+                    a = orjson.loads(m.value)
+                    shown += 1
+                    day = time.strftime("%Y-%m-%d", time.gmtime(a["event_time"] + 8 * 3600))
+                    sigs = ",".join(s["name"] for s in a["signals"])
+                    print(f"  ALARM {day} {mask_msisdn(a['msisdn']):>15} {a['phase']:<9} tier={a['value_tier']:<4} score={a['score']:.2f} reason={a['reason']:<17} {sigs}", flush=True)
+                    if shown == 1:
+                        _say(f"ask about that subscriber: curl {web}/subscribers/{a['msisdn']}")
+    finally:
+        await consumer.stop()
+
+
+async def _run(args, settings, env) -> int:
+    from .simulate import generate, produce_to_kafka
+
+    web = f"http://{settings.web_host}:{args.web_port}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    events, truth = generate(args.subscribers, args.days, args.seed, fmt="records")
+    _say(f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops")
+    _say(f"metrics: {web}/metrics   subscriber query: {web}/subscribers/<msisdn>")
+    tail = asyncio.create_task(_tail_alarms(settings, stop, web))
+    produce = asyncio.create_task(produce_to_kafka(events, settings, rate=args.rate, progress=False, stop_event=stop))
+    done, _ = await asyncio.wait({produce, tail}, return_when=asyncio.FIRST_COMPLETED)
+    if produce in done and not stop.is_set():
+        _say(f"all {produce.result():,} events sent; alarms keep arriving as the worker catches up. Ctrl-C to stop.")
+        await stop.wait()
+    stop.set()
+    await asyncio.gather(produce, tail, return_exceptions=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from .devkafka import DEFAULT_PORT, LocalKafka
+    from .settings import Settings
+
+    var = ROOT / "var" / "demo"
+    kafka = None
+    env = dict(os.environ)
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        kafka = LocalKafka(port=DEFAULT_PORT)
+        if args.fresh:
+            kafka.reset()
+        _say("starting the local Kafka broker (first run downloads Kafka 3.9.1 from Maven Central)...")
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start()
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(var / "worker", ignore_errors=True)
+    var.mkdir(parents=True, exist_ok=True)
+    env.setdefault("CHURNWATCH_DATA_DIR", str(var / "worker"))
+    env["CHURNWATCH_WEB_PORT"] = str(args.web_port)
+    settings = Settings.from_env(env)
+    log = open(var / "worker.log", "ab")
+    _say(f"starting a worker (log: {var / 'worker.log'})...")
+    worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_http(f"http://{settings.web_host}:{args.web_port}/healthz", 120, worker)
+        _say("worker ready")
+        return asyncio.run(_run(args, settings, env))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _say("stopping the worker...")
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if kafka is not None:
+            _say("stopping the broker...")
+            kafka.stop()
+        _say("stopped.")
