@@ -172,6 +172,46 @@ def test_prepaid_lapsers_stop_recharging(sim):
         assert r["churn_day"] - last >= int(notes["recharge_every"]) + 5
 
 
+def _notes(r):
+    return dict(kv.split("=", 1) for kv in r["notes"].split(";") if kv)
+
+
+def test_loyal_holidays_and_handsets(sim):
+    _, events, _, truth = sim
+    per = _own_events(events)
+    start = simulation_start_ts()
+    loyal = _by(truth, "loyal")
+    holiday = [r for r in loyal if "holiday" in _notes(r)]
+    changers = [r for r in loyal if "handset_change" in _notes(r)]
+    assert 0.06 * len(loyal) < len(holiday) < 0.14 * len(loyal)
+    assert 0.02 * len(loyal) < len(changers) < 0.08 * len(loyal)
+    for r in holiday:
+        h0, h1 = map(int, _notes(r)["holiday"].split("-"))
+        days = collections.Counter((e["ts"] - start) // DAY_S for e in per[r["msisdn"]] if e["type"] in ("call", "sms"))
+        assert 5 <= h1 - h0 + 1 <= 9
+        before = sum(days[d] for d in range(0, h0)) / max(h0, 1)
+        assert sum(days[d] for d in range(h0, h1 + 1)) / (h1 - h0 + 1) < 0.3 * before + 0.5
+        assert sum(days[d] for d in range(h1 + 1, DAYS)) > 0  # back
+    for r in changers:
+        cd = int(_notes(r)["handset_change"])
+        old_imeis = {e["imei"] for e in per[r["msisdn"]] if "imei" in e and (e["ts"] - start) // DAY_S < cd}
+        new_imeis = {e["imei"] for e in per[r["msisdn"]] if "imei" in e and (e["ts"] - start) // DAY_S >= cd}
+        assert len(old_imeis) <= 1 and len(new_imeis) <= 1 and not (old_imeis & new_imeis)
+    # hand-downs: the donor's old IMEI later shows up with another of our numbers
+    imei_users = collections.defaultdict(set)
+    for e in events:
+        if "imei" in e:
+            imei_users[e["imei"]].add(e["msisdn"])
+    by_msisdn = {r["msisdn"]: r for r in truth}
+    shared = [users for users in imei_users.values() if len(users) > 1]
+    assert shared
+    for users in shared:
+        notes = " ".join(by_msisdn[u]["notes"] for u in users)
+        assert "handdown" in notes or "dual_own_sim" in notes
+    sw = _by(truth, "switcher")
+    assert sum("handdown_to" in r["notes"] for r in sw) <= 0.2 * len(sw)  # IMEI evidence is rare for switchers
+
+
 def test_own_to_own_calls_have_both_cdrs(sim):
     _, events, _, truth = sim
     ours = {r["msisdn"] for r in truth}
@@ -362,5 +402,12 @@ def test_produce_to_kafka_lands_on_the_right_topics(kafka_bootstrap, unique):
         # co-partitioning: a key lands on the same partition number in every topic
         for key, tps in parts.items():
             assert len({p for _, p in tps}) == 1, key
+        # rate limiting and early stop
+        t0 = loop.time()
+        assert await simulate.produce_to_kafka(iter(recs[:600]), settings, rate=1000, progress=False) == 600
+        assert loop.time() - t0 >= 0.5
+        stop = asyncio.Event()
+        stop.set()
+        assert await simulate.produce_to_kafka(iter(recs), settings, progress=False, stop_event=stop) == 0
 
     asyncio.run(go())
