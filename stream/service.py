@@ -141,7 +141,7 @@ class ChurnService:
             web_bind=s.web_host,
             web_host=s.web_host,
             web_port=s.web_port,
-            canonical_url=f"http://{s.web_host}:{s.web_port}",
+            canonical_url=s.web_url or f"http://{s.web_host}:{s.web_port}",
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             broker_commit_every=10_000,

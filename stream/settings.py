@@ -19,6 +19,7 @@
 | CHURNWATCH_DATA_DIR | var/worker | Faust data dir (RocksDB files) |
 | CHURNWATCH_WEB_HOST | 127.0.0.1 | web server bind address (`/metrics`, `/subscribers/{msisdn}`) |
 | CHURNWATCH_WEB_PORT | 6066 | web server port |
+| CHURNWATCH_WEB_URL | http://<web host>:<web port> | the URL other workers use to reach this one (set it when binding 0.0.0.0, e.g. in containers) |
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
 | CHURNWATCH_BATCH_SIZE | 2000 | max events per `stream.take` batch |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
@@ -69,6 +70,7 @@ class Settings:
     data_dir: str = "var/worker"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_url: str | None = None
     config_path: str | None = None
     batch_size: int = 2000
     batch_timeout_s: float = 0.5
@@ -94,6 +96,8 @@ class Settings:
             raise SettingsError(f"CHURNWATCH_STORE={self.store!r}: expected rocksdb:// or memory://")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"CHURNWATCH_WEB_PORT={self.web_port}: not a port")
+        if self.web_url is not None and not self.web_url.startswith(("http://", "https://")):
+            raise SettingsError(f"CHURNWATCH_WEB_URL={self.web_url!r}: expected an http(s):// URL")
         if self.batch_size < 1:
             raise SettingsError("CHURNWATCH_BATCH_SIZE must be >= 1")
         if not 0 < self.batch_timeout_s <= 60:
@@ -166,6 +170,7 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_DATA_DIR": "data_dir",
     "CHURNWATCH_WEB_HOST": "web_host",
     "CHURNWATCH_WEB_PORT": "web_port",
+    "CHURNWATCH_WEB_URL": "web_url",
     "CHURNWATCH_CONFIG": "config_path",
     "CHURNWATCH_BATCH_SIZE": "batch_size",
     "CHURNWATCH_BATCH_TIMEOUT_S": "batch_timeout_s",
@@ -173,4 +178,4 @@ ENV_VARS: dict[str, str] = {
 }
 
 # Variables read by the dev tooling (devkafka, tests), not by the worker.
-_TOOLING_VARS = {"CHURNWATCH_KAFKA_CACHE", "CHURNWATCH_KAFKA_VAR", "CHURNWATCH_DEVKAFKA_PORT"}
+_TOOLING_VARS = {"CHURNWATCH_KAFKA_CACHE", "CHURNWATCH_KAFKA_VAR", "CHURNWATCH_DEVKAFKA_PORT", "CHURNWATCH_TEST_KAFKA_PORT"}

@@ -1,0 +1,194 @@
+"""Real-broker harness for service tests: worker processes, producing, waiting, reading state.
+
+Every scenario gets its own app id, topics and data dir (``scenario_env``), so scenarios never
+see each other's data on the shared test broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from stream.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scenario_env(bootstrap: str, unique: str, tmp: Path, partitions: int = 4, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CHURNWATCH_APP_ID": f"cw-{unique}",
+            "CHURNWATCH_TOPIC_CALLS": f"calls.{unique}",
+            "CHURNWATCH_TOPIC_SMS": f"sms.{unique}",
+            "CHURNWATCH_TOPIC_RECHARGES": f"recharges.{unique}",
+            "CHURNWATCH_TOPIC_PROFILES": f"profiles.{unique}",
+            "CHURNWATCH_TOPIC_ALARMS": f"alarms.{unique}",
+            "CHURNWATCH_TOPIC_DEADLETTER": f"dlq.{unique}",
+            "CHURNWATCH_PARTITIONS": str(partitions),
+            "CHURNWATCH_DATA_DIR": str(tmp / "worker"),
+            "CHURNWATCH_BATCH_TIMEOUT_S": "0.2",
+            "CHURNWATCH_LOG_LEVEL": "warn",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WorkerProc:
+    """``churnwatch worker`` in a child process, with its own web port and log file."""
+
+    def __init__(self, env: dict[str, str], name: str, tmp: Path) -> None:
+        self.port = free_port()
+        self.env = {**env, "CHURNWATCH_WEB_PORT": str(self.port), "CHURNWATCH_DATA_DIR": str(tmp / f"data-{name}")}
+        self.log_path = tmp / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> "WorkerProc":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                status, _ = self.get("/healthz")
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker did not come up:\n{self.log()[-4000:]}")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(45)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def produce(settings: Settings, records) -> int:
+    from stream.simulate import produce_to_kafka
+
+    return asyncio.run(produce_to_kafka(records, settings, rate=0, progress=False))
+
+
+async def _committed_and_end(settings: Settings) -> tuple[dict, dict]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.partitions)]
+        end = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    got = {(tp.topic, tp.partition): (meta.offset if meta else -1) for tp, meta in committed.items()}
+    return got, {(tp.topic, tp.partition): off for tp, off in end.items()}
+
+
+def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[WorkerProc] | None = None) -> None:
+    """Wait until the group's committed offsets reach the end of every input partition."""
+    deadline = time.monotonic() + timeout_s
+    behind: dict = {}
+    while time.monotonic() < deadline:
+        for w in workers or []:
+            if w.proc is not None and w.proc.poll() is not None:
+                raise AssertionError(f"worker died {w.proc.returncode}:\n{w.log()[-4000:]}")
+        committed, end = asyncio.run(_committed_and_end(settings))
+        behind = {tp: (committed.get(tp, -1), e) for tp, e in end.items() if e > 0 and committed.get(tp, -1) < e}
+        if not behind:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not caught up within {timeout_s}s: {behind}")
+
+
+async def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> list:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out = []
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        from aiokafka import TopicPartition
+
+        tps = [TopicPartition(topic, p) for p in parts]
+        end = await consumer.end_offsets(tps) if tps else {}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all((await consumer.position(tp)) >= off for tp, off in end.items()):
+                break
+            batch = await consumer.getmany(timeout_ms=300)
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
+    """Every message currently on ``topic`` (all partitions), as aiokafka ConsumerRecords."""
+    return asyncio.run(_read_topic(bootstrap, topic, timeout_s))
+
+
+def read_alarms(settings: Settings) -> list[dict]:
+    return [orjson.loads(m.value) for m in read_topic(settings.bootstrap_servers, settings.topic_alarms)]
+
+
+def read_table(settings: Settings) -> dict[str, bytes]:
+    """Last value per key of the state table's changelog: the durable per-subscriber state."""
+    from stream.service import TABLE_NAME
+
+    topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
+    last: dict[str, bytes] = {}
+    for m in read_topic(settings.bootstrap_servers, topic):
+        last[m.key.decode()] = m.value
+    return last

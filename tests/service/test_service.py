@@ -1,0 +1,170 @@
+"""The service end to end on the real broker: one worker over a small simulated population.
+
+One module-scoped scenario: produce the population (with a few malformed messages and a few
+hand-made bad ones), run one worker until its committed offsets reach the end of the inputs,
+then check the alarms, the dead letters, the durable state, /metrics and /subscribers.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.engine import Engine, EngineConfig
+from stream.settings import Settings
+from stream.simulate import generate
+
+from .harness import WorkerProc, produce, read_alarms, read_table, read_topic, scenario_env, wait_caught_up
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+N_SUBS, DAYS, SEED = 300, 75, 11
+
+BAD = [
+    # (key, value, expected reason)
+    (b"8613800000001", b"{not json", "invalid_json"),
+    (b"8613800000002", b"[1,2,3]", "not_object"),
+    (b"8613800000003", b'{"type":"fax","msisdn":"8613800000003","ts":1767000000}', "unknown_type"),
+    (b"8613800000004", b'{"type":"call","msisdn":"8613800000004","ts":1767000000,"direction":"out","peer":"8613900000000"}', "missing_field"),
+    (b"8613800000005", b'{"type":"call","msisdn":"8613800000005","ts":1767000000,"direction":"up","peer":"8613900000000","duration_s":5}', "invalid_field"),
+    (b"8613899999999", b'{"type":"sms","msisdn":"8613800000006","ts":1767000000,"direction":"out","peer":"8613900000000"}', "key_mismatch"),
+]
+
+
+def population():
+    events, truth = generate(N_SUBS, DAYS, SEED, fmt="records", malformed_rate=0.0)
+    return list(events), truth
+
+
+def replay_in_process(records) -> Engine:
+    """What the service must end with: every valid event applied exactly once."""
+    engine = Engine(EngineConfig())
+    values = [v for _, _, v in records]
+    for i in range(0, len(values), 5000):
+        batch, _ = engine.decode(values[i : i + 5000])
+        engine.apply(batch)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def scenario(kafka_bootstrap, tmp_path_factory):
+    import uuid
+
+    unique = uuid.uuid4().hex[:8]
+    tmp = tmp_path_factory.mktemp("svc")
+    env = scenario_env(kafka_bootstrap, unique, tmp, partitions=4)
+    settings = Settings.from_env(env)
+    records, truth = population()
+    bad = [("calls", k, v) for k, v, _ in BAD]
+    worker = WorkerProc(env, "w1", tmp).start()
+    try:
+        t0 = time.monotonic()
+        produce(settings, records[: len(records) // 2] + bad + records[len(records) // 2 :])
+        wait_caught_up(settings, timeout_s=300, workers=[worker])
+        elapsed = time.monotonic() - t0
+        yield {"settings": settings, "worker": worker, "records": records, "truth": truth, "elapsed": elapsed}
+    finally:
+        worker.stop()
+
+
+def test_alarm_topic_receives_expected_alarms(scenario):
+    alarms = read_alarms(scenario["settings"])
+    assert alarms, "no alarms at all"
+    for a in alarms:
+        assert set(a) >= {"alarm_id", "msisdn", "phase", "score", "signals", "reason", "value_tier", "event_time", "emitted_at", "schema_version"}
+    truth = {t["msisdn"]: t for t in scenario["truth"]}
+    by_sub: dict[str, set[str]] = {}
+    for a in alarms:
+        by_sub.setdefault(a["msisdn"], set()).update(s["name"] for s in a["signals"] if a["phase"] in ("warning", "alarm", "churned"))
+    switchers = [m for m, t in truth.items() if t["archetype"] == "switcher" and t.get("notes", "").find("hotline=") >= 0]
+    assert switchers
+    # switchers who dialled a rival's care line are alarmed, with that signal
+    hit = [m for m in switchers if "competitor_hotline" in by_sub.get(m, set())]
+    assert len(hit) >= 0.8 * len(switchers), (len(hit), len(switchers))
+    # silent porters are caught by the sweep's silence signal
+    porters = [m for m, t in truth.items() if t["archetype"] == "silent_porter" and t["churn_day"] not in ("", None) and int(t["churn_day"]) < DAYS - 10]
+    caught = [m for m in porters if "silence" in by_sub.get(m, set())]
+    assert porters and len(caught) >= 0.8 * len(porters), (len(caught), len(porters))
+    # keyed by msisdn
+    msgs = read_topic(scenario["settings"].bootstrap_servers, scenario["settings"].topic_alarms)
+    assert all(m.key.decode() == orjson.loads(m.value)["msisdn"] for m in msgs)
+
+
+def test_bad_messages_land_in_deadletter_with_reasons(scenario):
+    s = scenario["settings"]
+    letters = [orjson.loads(m.value) for m in read_topic(s.bootstrap_servers, s.topic_deadletter)]
+    by_original = {base64.b64decode(d["original_b64"]): d for d in letters}
+    for key, value, reason in BAD:
+        d = by_original.get(value)
+        assert d is not None, f"{value!r} not dead-lettered"
+        assert d["reason"] == reason, (value, d)
+        assert d["topic"] == s.topic_calls and isinstance(d["offset"], int) and isinstance(d["partition"], int)
+        assert d["schema_version"] == 1
+
+
+def test_state_is_every_valid_event_exactly_once(scenario):
+    table = read_table(scenario["settings"])
+    expected = replay_in_process(scenario["records"])
+    assert len(table) == len(expected)
+    restored = Engine(EngineConfig())
+    for msisdn, value in table.items():
+        restored.restore(msisdn, value[2:])  # 2-byte partition header
+    for msisdn in table:
+        got, want = restored.state_of(msisdn), expected.state_of(msisdn)
+        assert got["ring"] == want["ring"], msisdn
+        assert got["rch"] == want["rch"], msisdn
+
+
+def test_metrics_scrape_and_parse(scenario):
+    status, body = scenario["worker"].get("/metrics")
+    assert status == 200
+    fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    events = {s.labels["type"]: s.value for s in fams["churnwatch_events"].samples if s.name == "churnwatch_events_total"}
+    n_valid = len(scenario["records"])
+    assert sum(events.values()) == n_valid
+    rejects = {s.labels["reason"]: s.value for s in fams["churnwatch_rejects"].samples if s.name == "churnwatch_rejects_total"}
+    assert sum(rejects.values()) == len(BAD)
+    assert fams["churnwatch_subscribers"].samples[0].value > 0
+    assert any(s.name == "churnwatch_batch_seconds_count" and s.value > 0 for s in fams["churnwatch_batch_seconds"].samples)
+    assert any(s.name == "churnwatch_sweep_seconds_count" and s.value > 0 for s in fams["churnwatch_sweep_seconds"].samples)
+    alarms = sum(s.value for s in fams["churnwatch_alarms"].samples if s.name == "churnwatch_alarms_total")
+    assert alarms == len(read_alarms(scenario["settings"]))
+    # personal data never becomes a label
+    text = body.decode()
+    assert not any(t["msisdn"] in text for t in scenario["truth"][:50])
+
+
+def test_promtool_accepts_metrics(scenario):
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    _, body = scenario["worker"].get("/metrics")
+    out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_subscriber_query(scenario):
+    w = scenario["worker"]
+    msisdn = scenario["truth"][0]["msisdn"]
+    status, body = w.get(f"/subscribers/{msisdn}")
+    assert status == 200, body
+    view = orjson.loads(body)
+    assert view["phase"] in ("healthy", "warning", "alarm", "churned")
+    assert 0.0 <= view["score"] <= 1.0
+    assert isinstance(view["signals"], list) and view["days"]
+    status, _ = w.get("/subscribers/8619999999999")
+    assert status == 404
+    status, _ = w.get("/subscribers/not-a-number")
+    assert status == 400
+
+
+def test_logs_mask_msisdns(scenario):
+    log = scenario["worker"].log()
+    assert not any(t["msisdn"] in log for t in scenario["truth"])
