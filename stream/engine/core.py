@@ -1,0 +1,1002 @@
+"""The vectorised churn engine: columnar per-subscriber state in numpy arrays, one row per subscriber.
+
+State per subscriber (fixed size, see :data:`FIELDS`; ~1.9 KB with the default 36-day ring):
+
+* a ring of ``ring_days`` daily buckets (slot = day % ring_days, with the day stamped in ``stamp``):
+  calls/seconds/SMS out and in, calls+SMS with competitor peers, competitor-hotline dials, recharges
+  (count, cents) and a 64-bit bitmap of the day's peers (popcount = distinct contacts, a lower bound);
+* the contact circle: ``K=16`` hash-addressed buckets (bucket = top 4 bits of ``mix64(peer)``), each
+  owned by one peer with a bitmask of contact days (bit j = ``last - j``), seconds, count and a
+  competitor flag. A foreign peer takes a bucket only when the owner is weak (<= 1 contact day, or
+  not contacted for ``ring_days``); otherwise it is not tracked. Frequency (contact days) first, then
+  seconds and count rank the circle;
+* handset: the two most recent IMEIs (by day, then IMEI) and dual-SIM evidence (day, other numbers);
+* recharges (count, first/last time, total cents), profile (plan, activation day, ARPU, key group);
+* per input source the highest offset applied (idempotent replays), and the lifecycle.
+
+The engine-wide IMEI index (IMEI -> up to 4 numbers with their last day) lives in the instance: in
+the service a worker only sees the numbers of its own partitions (until routing by IMEI exists).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
+
+from .config import EngineConfig
+from .decode import Batch, Reject, decode
+
+__all__ = ["Engine", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+K = 16  # contact-circle buckets per subscriber
+IMEI_INDEX_SIZE = 4  # numbers remembered per IMEI
+NSRC = 4
+I32MIN = np.iinfo(np.int32).min
+NODAY = -(2**31)  # "never" for day fields
+PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
+SNAPSHOT_VERSION = 1
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+_U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
+                "recharge_lapse", "silence")
+
+# name, per-row shape ("R" = ring_days), dtype, initial value
+FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
+    ("stamp", ("R",), "i4", NODAY),
+    ("calls_out", ("R",), "u2", 0),
+    ("calls_in", ("R",), "u2", 0),
+    ("sec_out", ("R",), "u4", 0),
+    ("sec_in", ("R",), "u4", 0),
+    ("sms_out", ("R",), "u2", 0),
+    ("sms_in", ("R",), "u2", 0),
+    ("comp_n", ("R",), "u2", 0),
+    ("hot_n", ("R",), "u1", 0),
+    ("rch_n", ("R",), "u1", 0),
+    ("rch_c", ("R",), "u4", 0),
+    ("bits", ("R",), "u8", 0),
+    ("c_peer", (K,), "u8", 0),
+    ("c_mask", (K,), "u8", 0),
+    ("c_last", (K,), "i4", NODAY),
+    ("c_sec", (K,), "u4", 0),
+    ("c_cnt", (K,), "u2", 0),
+    ("c_comp", (K,), "u1", 0),
+    ("hwm", (NSRC,), "i8", -1),
+    ("imei_h", (2,), "u8", 0),
+    ("imei_d", (2,), "i4", NODAY),
+    ("first_day", (), "i4", 2**31 - 1),
+    ("last_active", (), "i4", NODAY),
+    ("rch_count", (), "u4", 0),
+    ("rch_first", (), "f8", math.inf),
+    ("rch_last", (), "f8", -math.inf),
+    ("rch_sum", (), "i8", 0),
+    ("plan", (), "i1", 0),
+    ("activated", (), "i4", -1),
+    ("arpu_c", (), "i8", -1),
+    ("key_group", (), "i1", -1),
+    ("profile_ts", (), "f8", -math.inf),
+    ("dual_day", (), "i4", NODAY),
+    ("dual_n", (), "u1", 0),
+    ("phase", (), "i1", 0),
+    ("episode", (), "i4", 0),
+    ("last_emit_day", (), "i4", NODAY),
+    ("last_emit_sev", (), "i1", 0),
+    ("emitted", (), "u1", 0),
+)
+# engine-internal, not part of a subscriber's snapshot (pure caches)
+_CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
+_SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
+
+
+def _popcount(a: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(a).astype(np.int64)
+
+
+def _lowbits(k: np.ndarray) -> np.ndarray:
+    """uint64 with the low k bits set (k clipped to 0..64)."""
+    k = np.clip(k, 0, 64).astype(np.uint64)
+    out = np.where(k >= 64, _U64_ALL, (np.uint64(1) << np.minimum(k, np.uint64(63))) - np.uint64(1))
+    return out.astype(np.uint64)
+
+
+def window_mask(last: np.ndarray, a: int | np.ndarray, b: int | np.ndarray) -> np.ndarray:
+    """Bits of a contact-day mask (bit j = day last-j) that fall in days [a, b]."""
+    last = last.astype(np.int64)
+    lo = last - b  # lowest bit index
+    hi = last - a  # highest bit index
+    lo_c = np.clip(lo, 0, 64)
+    hi_c = np.clip(hi + 1, 0, 64)
+    m = _lowbits(hi_c) & ~_lowbits(lo_c)
+    return np.where((hi < 0) | (lo > 63) | (hi < lo) | (last == NODAY), np.uint64(0), m).astype(np.uint64)
+
+
+def mix_np(peer: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return peer.astype(np.uint64) * _GOLD
+
+
+class Engine:
+    """Vectorised engine. See the package docstring for the API."""
+
+    def __init__(self, config: EngineConfig | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self.R = self.config.ring_days
+        self._cap = 0
+        self._n = 0  # high-water row count
+        self._free: list[int] = []
+        self._row: dict[str, int] = {}
+        self._msisdn: list[str | None] = []
+        self._a: dict[str, np.ndarray] = {}
+        self._imei_index: dict[int, dict[int, int]] = {}
+        self._wm: float | None = None
+        self._seq = 0
+        self.last_rejects: list[Reject] = []
+        self.last_skipped = 0
+        self.counters: dict[str, int] = {}
+        self._hol = np.array(sorted(self.config.holiday_days), dtype=np.int64)
+        self._grow(1024)
+
+    # ------------------------------------------------------------------ storage
+    def _shape(self, tail: tuple) -> tuple:
+        return tuple(self.R if x == "R" else x for x in tail)
+
+    def _grow(self, need: int) -> None:
+        if need <= self._cap:
+            return
+        cap = max(need, self._cap * 2, 1024)
+        for name, tail, dt, init in FIELDS + _CACHE_FIELDS:
+            new = np.full((cap,) + self._shape(tail), init, dtype=dt)
+            old = self._a.get(name)
+            if old is not None:
+                new[: self._cap] = old
+            self._a[name] = new
+        self._msisdn.extend([None] * (cap - self._cap))
+        self._cap = cap
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        for name, tail, dt, init in FIELDS + _CACHE_FIELDS:
+            self._a[name][rows] = init
+
+    def _new_row(self, msisdn: str) -> int:
+        if self._free:
+            r = self._free.pop()
+        else:
+            r = self._n
+            self._n += 1
+            self._grow(self._n)
+        self._row[msisdn] = r
+        self._msisdn[r] = msisdn
+        self._a["alive"][r] = 1
+        return r
+
+    @property
+    def state_bytes_per_subscriber(self) -> int:
+        return int(sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in FIELDS))
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, msisdn) -> bool:
+        return msisdn in self._row
+
+    def row_of(self, msisdn: str) -> int | None:
+        return self._row.get(msisdn)
+
+    def msisdns(self, rows) -> list[str]:
+        return [self._msisdn[int(r)] for r in np.asarray(rows).tolist()]
+
+    @property
+    def watermark_s(self) -> float | None:
+        return self._wm
+
+    def day_of(self, ts: float) -> int:
+        return self.config.day_of(ts)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        if n:
+            self.counters[key] = self.counters.get(key, 0) + int(n)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, raws: Sequence[bytes], keys=None, src=None, offsets=None) -> tuple[Batch, list[Reject]]:
+        batch, rejects = decode(raws, keys, src, offsets, config=self.config, seq_start=self._seq)
+        if offsets is None:
+            self._seq += len(raws)
+        for r in rejects:
+            self._count("rejected_" + r.reason)
+        return batch, rejects
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, batch: Batch) -> np.ndarray:
+        cfg = self.config
+        a = self._a
+        n = len(batch)
+        self.last_rejects = []
+        self.last_skipped = 0
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        get = self._row.get
+        rows = np.array([get(m, -1) for m in batch.msisdn], dtype=np.int64)
+        src = batch.src
+        off = batch.off
+        # --- idempotence: skip offsets at or below what was applied (per subscriber and source)
+        known = rows >= 0
+        hwm0 = np.full(n, -1, dtype=np.int64)
+        hwm0[known] = a["hwm"][rows[known], src[known]]
+        skipped = off <= hwm0
+        # within the batch: an offset at or below an earlier offset of the same (subscriber, source)
+        if n > 1:
+            if known.all():
+                gid = rows
+            else:
+                tmp: dict[str, int] = {}
+                gid = np.array([r if r >= 0 else self._cap + tmp.setdefault(m, len(tmp)) for r, m in zip(rows.tolist(), batch.msisdn)], dtype=np.int64)
+            key = gid * NSRC + src
+            order = np.argsort(key, kind="stable")
+            ks = key[order]
+            _, rank = np.unique(off[order], return_inverse=True)
+            rank = rank.astype(np.int64)
+            grp = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1
+            base = grp * (n + 1)
+            cm = np.maximum.accumulate(rank + base + 1) - base  # running max (+1) within the group
+            prev = np.r_[0, cm[:-1]]
+            prev[np.r_[True, ks[1:] != ks[:-1]]] = 0
+            dup = np.zeros(n, dtype=bool)
+            dup[order] = prev >= rank + 1
+            skipped |= dup
+        # --- future and late (sequential semantics, computed as a fixed point)
+        ts = batch.ts
+        day = batch.day
+        F = cfg.max_future_s
+        wm0 = -math.inf if self._wm is None else self._wm
+        fut = ~skipped & (ts > self.clock() + F)
+        cand = ~skipped & ~fut
+        while True:
+            run = np.maximum.accumulate(np.where(cand, ts, -math.inf))
+            prev_wm = np.maximum(np.r_[wm0, run[:-1]], wm0)
+            f2 = cand & np.isfinite(prev_wm) & (ts > prev_wm + F)
+            if not f2.any():
+                break
+            cand &= ~f2
+            fut |= f2
+        has_prev = np.isfinite(prev_wm)
+        prev_day = np.where(has_prev, np.floor((np.where(has_prev, prev_wm, 0) + cfg.utc_offset_s) / 86400.0), 0).astype(np.int64)
+        late = cand & has_prev & (day < prev_day - self.R + 1)
+        acc = cand & ~late
+        # --- rows for new subscribers with an accepted event (first appearance order)
+        new = acc & (rows < 0)
+        if new.any():
+            for i in np.flatnonzero(new).tolist():
+                m = batch.msisdn[i]
+                r = get(m)
+                if r is None:
+                    r = self._new_row(m)
+                rows[i] = r
+            a = self._a
+            # other (rejected) events of the same new subscriber
+            miss = np.flatnonzero((rows < 0) & ~skipped)
+            for i in miss.tolist():
+                r = get(batch.msisdn[i])
+                if r is not None:
+                    rows[i] = r
+        # --- offsets high-water mark: every non-skipped event of a subscriber in state
+        upd = ~skipped & (rows >= 0)
+        if upd.any():
+            np.maximum.at(a["hwm"], (rows[upd], src[upd]), off[upd])
+        # --- rejects and counters
+        self.last_skipped = int(skipped.sum())
+        self._count("skipped", self.last_skipped)
+        rej = []
+        for i in np.flatnonzero(fut).tolist():
+            rej.append(Reject(int(batch.idx[i]), "future", f"ts={ts[i]}"))
+        for i in np.flatnonzero(late).tolist():
+            rej.append(Reject(int(batch.idx[i]), "late", f"ts={ts[i]}"))
+        rej.sort(key=lambda r: r.index)
+        self.last_rejects = rej
+        self._count("rejected_future", int(fut.sum()))
+        self._count("rejected_late", int(late.sum()))
+        if not acc.any():
+            return np.zeros(0, dtype=np.int64)
+        if not acc.all():
+            pos = np.flatnonzero(acc)
+            b = batch.take(pos)
+            rows = rows[pos]
+        else:
+            b = batch
+        self._wm = max(wm0, float(b.ts.max()))
+        kind = b.kind
+        for kname, kc in (("call", KIND_CALL), ("sms", KIND_SMS), ("recharge", KIND_RECHARGE), ("profile", KIND_PROFILE)):
+            self._count("applied_" + kname, int((kind == kc).sum()))
+        self._apply_accepted(b, rows)
+        return np.unique(rows)
+
+    def _apply_accepted(self, b: Batch, rows: np.ndarray) -> None:
+        cfg = self.config
+        a = self._a
+        R = self.R
+        kind = b.kind
+        day = b.day
+        wm_day = cfg.day_of(self._wm)
+        dirty = a["dirty"]
+        np.minimum.at(a["first_day"], rows, day.astype(np.int32))
+        # rows with changes to complete days, hotline dials, recharges or profiles: features changed
+        mark = (day < wm_day) | b.hotline | (kind == KIND_RECHARGE) | (kind == KIND_PROFILE)
+        dirty[rows[mark]] = 1
+        cs = (kind == KIND_CALL) | (kind == KIND_SMS)
+        # ---------------- last active day
+        if cs.any():
+            r_cs = rows[cs]
+            la = a["last_active"]
+            before = la[r_cs].copy()
+            np.maximum.at(la, r_cs, day[cs].astype(np.int32))
+            ch = la[r_cs] != before
+            dirty[r_cs[ch]] = 1
+        # ---------------- ring of daily buckets
+        rg = kind != KIND_PROFILE
+        if rg.any():
+            r = rows[rg]
+            d = day[rg]
+            k = kind[rg]
+            out = b.out[rg]
+            flat = r * R + d % R
+            uk, inv = np.unique(flat, return_inverse=True)
+            maxd = np.full(len(uk), np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(maxd, inv, d)
+            stamp = a["stamp"].reshape(-1)
+            cur = stamp[uk].astype(np.int64)
+            clear = cur < maxd
+            if clear.any():
+                cu = uk[clear]
+                for name in ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in", "comp_n", "hot_n",
+                             "rch_n", "rch_c", "bits"):
+                    a[name].reshape(-1)[cu] = 0
+                stamp[cu] = maxd[clear]
+            keep = d == maxd[inv]
+            keep &= cur[inv] <= d  # (never false: older days are late)
+            inv_k = inv[keep]
+            kk = k[keep]
+            ok = out[keep]
+            nu = len(uk)
+            is_call = kk == KIND_CALL
+            is_sms = kk == KIND_SMS
+
+            def add(name: str, w: np.ndarray | None, sel: np.ndarray) -> None:
+                if not sel.any():
+                    return
+                s = np.bincount(inv_k[sel], weights=None if w is None else w[sel], minlength=nu)
+                nz = np.flatnonzero(s)
+                if not len(nz):
+                    return
+                arr = a[name].reshape(-1)
+                tgt = uk[nz]
+                v = arr[tgt].astype(np.int64) + s[nz].astype(np.int64)
+                arr[tgt] = np.minimum(v, _SAT[arr.dtype])
+
+            dur = b.dur[rg][keep].astype(np.float64)
+            add("calls_out", None, is_call & ok)
+            add("calls_in", None, is_call & ~ok)
+            add("sec_out", dur, is_call & ok)
+            add("sec_in", dur, is_call & ~ok)
+            add("sms_out", None, is_sms & ok)
+            add("sms_in", None, is_sms & ~ok)
+            add("comp_n", None, (is_call | is_sms) & b.comp[rg][keep])
+            add("hot_n", None, b.hotline[rg][keep])
+            is_r = kk == KIND_RECHARGE
+            add("rch_n", None, is_r)
+            add("rch_c", b.cents[rg][keep].astype(np.float64), is_r)
+            csk = is_call | is_sms
+            if csk.any():
+                mixed = mix_np(b.peer[rg][keep][csk])
+                bit = np.uint64(1) << ((mixed >> np.uint64(52)) & np.uint64(63))
+                np.bitwise_or.at(a["bits"].reshape(-1), uk[inv_k[csk]], bit)
+        # ---------------- contact circle
+        if cs.any():
+            self._apply_circle(rows[cs], b.peer[cs], day[cs], b.dur[cs], b.comp[cs])
+        # ---------------- handsets
+        im = b.imei != 0
+        if im.any():
+            r = rows[im]
+            h = b.imei[im]
+            d = day[im]
+            ih = a["imei_h"][r]
+            idd = a["imei_d"][r].astype(np.int64)
+            seen = ((ih == h[:, None]) & (idd >= d[:, None])).any(axis=1)
+            todo = np.flatnonzero(~seen)
+            for j in todo.tolist():
+                self._imei_one(int(r[j]), int(h[j]), int(d[j]))
+        # ---------------- recharges
+        rc = kind == KIND_RECHARGE
+        if rc.any():
+            r = rows[rc]
+            np.add.at(a["rch_count"], r, 1)
+            np.minimum.at(a["rch_first"], r, b.ts[rc])
+            np.maximum.at(a["rch_last"], r, b.ts[rc])
+            np.add.at(a["rch_sum"], r, b.cents[rc])
+        # ---------------- profiles: the latest by ts (ties: the later in arrival order) wins
+        pf = kind == KIND_PROFILE
+        if pf.any():
+            pos = np.flatnonzero(pf)
+            r = rows[pos]
+            t = b.ts[pos]
+            o = np.lexsort((pos, t, r))
+            r_o = r[o]
+            last = np.r_[r_o[1:] != r_o[:-1], True]
+            sel = pos[o[last]]
+            rr = rows[sel]
+            win = b.ts[sel] >= a["profile_ts"][rr]
+            sel, rr = sel[win], rr[win]
+            a["profile_ts"][rr] = b.ts[sel]
+            a["plan"][rr] = b.plan[sel]
+            a["activated"][rr] = b.activated[sel]
+            a["arpu_c"][rr] = b.arpu_c[sel]
+            a["key_group"][rr] = b.key_group[sel]
+
+    def _apply_circle(self, rows, peer, day, dur, comp) -> None:
+        a = self._a
+        R = self.R
+        n = len(rows)
+        mixed = mix_np(peer)
+        bucket = (mixed >> np.uint64(60)).astype(np.int64)
+        gk = rows * K + bucket
+        order = np.argsort(gk, kind="stable")
+        gks = gk[order]
+        starts = np.flatnonzero(np.r_[True, gks[1:] != gks[:-1]])
+        gsize = np.diff(np.r_[starts, n])
+        grp = np.repeat(np.arange(len(starts)), gsize)
+        p_s = peer[order]
+        first_peer = p_s[starts]
+        same = p_s == first_peer[grp]
+        single = np.minimum.reduceat(same.astype(np.int8), starts).astype(bool)
+        ug = gks[starts]
+        cpeer = a["c_peer"].reshape(-1)
+        cmask = a["c_mask"].reshape(-1)
+        clast = a["c_last"].reshape(-1)
+        csec = a["c_sec"].reshape(-1)
+        ccnt = a["c_cnt"].reshape(-1)
+        ccomp = a["c_comp"].reshape(-1)
+        occ = ccnt[ug] > 0
+        owner = cpeer[ug]
+        d_s = day[order]
+        # groups of one peer: hit, replacement at the first event where the owner is weak, or ignore
+        hit_g = single & occ & (owner == first_peer)
+        foreign_g = single & ~hit_g
+        # weakness per event (owner fixed until replaced)
+        weak_owner = _popcount(cmask[ug]) <= 1
+        last_g = clast[ug].astype(np.int64)
+        weak_e = (~occ[grp]) | weak_owner[grp] | (last_g[grp] < d_s - R)
+        pos_in = np.arange(n)
+        first_weak = np.minimum.reduceat(np.where(weak_e, pos_in, n), starts)
+        repl_g = foreign_g & (first_weak < n)
+        # events that count: all events of hit groups; events from first_weak on in replaced groups
+        use_e = hit_g[grp] | (repl_g[grp] & (pos_in >= first_weak[grp]))
+        if repl_g.any():
+            t = ug[repl_g]
+            cpeer[t] = first_peer[repl_g]
+            cmask[t] = 0
+            clast[t] = NODAY
+            csec[t] = 0
+            ccnt[t] = 0
+            self._a["dirty"][t // K] = 1
+        if use_e.any():
+            ue = np.flatnonzero(use_e)
+            g = grp[ue]
+            gsel, ginv = np.unique(g, return_inverse=True)
+            t = ug[gsel]
+            dd = d_s[ue]
+            maxd = np.full(len(gsel), np.iinfo(np.int64).min, np.int64)
+            np.maximum.at(maxd, ginv, dd)
+            oldlast = clast[t].astype(np.int64)
+            newlast = np.maximum(oldlast, maxd)
+            sh = newlast - oldlast
+            m0 = cmask[t]
+            shifted = np.where((oldlast == NODAY) | (sh >= 64), np.uint64(0), m0 << np.minimum(sh, 63).astype(np.uint64))
+            rel = newlast[ginv] - dd
+            bits = np.where(rel < 64, np.uint64(1) << np.minimum(rel, 63).astype(np.uint64), np.uint64(0))
+            orb = np.zeros(len(gsel), np.uint64)
+            np.bitwise_or.at(orb, ginv, bits)
+            cmask[t] = shifted | orb
+            clast[t] = newlast
+            ssum = np.bincount(ginv, weights=dur[order][ue].astype(np.float64), minlength=len(gsel)).astype(np.int64)
+            csec[t] = np.minimum(csec[t].astype(np.int64) + ssum, _SAT[np.dtype("u4")])
+            cnt = np.bincount(ginv, minlength=len(gsel)).astype(np.int64)
+            ccnt[t] = np.minimum(ccnt[t].astype(np.int64) + cnt, _SAT[np.dtype("u2")])
+            # competitor flag: from the last event in arrival order of the group
+            lastpos = np.zeros(len(gsel), np.int64)
+            np.maximum.at(lastpos, ginv, ue)
+            ccomp[t] = comp[order][lastpos]
+        # groups with several peers: event by event
+        multi = np.flatnonzero(~single)
+        if len(multi):
+            for gi in multi.tolist():
+                s = starts[gi]
+                for j in range(s, s + gsize[gi]):
+                    e = order[j]
+                    self._circle_one(int(rows[e]), int(bucket[e]), int(peer[e]), int(day[e]), int(dur[e]), bool(comp[e]))
+
+    def _circle_one(self, row: int, b: int, peer: int, d: int, dur: int, comp: bool) -> None:
+        """One contact event, sequential semantics (mirrors the reference engine)."""
+        a = self._a
+        cnt = int(a["c_cnt"][row, b])
+        owner = int(a["c_peer"][row, b])
+        last = int(a["c_last"][row, b])
+        mask = int(a["c_mask"][row, b])
+        if not (cnt > 0 and owner == peer):
+            weak = cnt == 0 or bin(mask).count("1") <= 1 or last < d - self.R
+            if not weak:
+                return
+            a["c_peer"][row, b] = peer
+            mask, last, cnt, sec = 0, NODAY, 0, 0
+            a["c_sec"][row, b] = 0
+            a["dirty"][row] = 1
+        if last == NODAY:
+            mask, newlast = 0, d
+        else:
+            newlast = max(last, d)
+            sh = newlast - last
+            mask = (mask << sh) & 0xFFFFFFFFFFFFFFFF if sh < 64 else 0
+        if newlast - d < 64:
+            mask |= 1 << (newlast - d)
+        a["c_mask"][row, b] = mask
+        a["c_last"][row, b] = newlast
+        a["c_sec"][row, b] = min(int(a["c_sec"][row, b]) + dur, 0xFFFFFFFF)
+        a["c_cnt"][row, b] = min(cnt + 1, 0xFFFF)
+        a["c_comp"][row, b] = comp
+
+    def _imei_one(self, row: int, h: int, d: int) -> None:
+        """One handset observation, sequential semantics (mirrors the reference engine)."""
+        a = self._a
+        hs = [int(x) for x in a["imei_h"][row]]
+        ds = [int(x) for x in a["imei_d"][row]]
+        changed = False
+        if h in hs:
+            j = hs.index(h)
+            if d > ds[j]:
+                a["imei_d"][row, j] = d
+                changed = True
+        else:
+            if 0 in hs:
+                j = hs.index(0)
+            else:
+                j = min((0, 1), key=lambda x: (ds[x], hs[x]))
+                if not (d, h) > (ds[j], hs[j]):
+                    return
+                ent = self._imei_index.get(hs[j])
+                if ent is not None:
+                    ent.pop(row, None)
+                    if not ent:
+                        del self._imei_index[hs[j]]
+            a["imei_h"][row, j] = h
+            a["imei_d"][row, j] = d
+            changed = True
+        if not changed:
+            return
+        ent = self._imei_index.setdefault(h, {})
+        ms = self._msisdn
+        if row in ent:
+            ent[row] = max(ent[row], d)
+        elif len(ent) < IMEI_INDEX_SIZE:
+            ent[row] = d
+        else:
+            rr = min(ent, key=lambda x: (ent[x], ms[x]))
+            if (d, ms[row]) > (ent[rr], ms[rr]):
+                del ent[rr]
+                ent[row] = d
+            else:
+                return
+        lo = d - self.config.dual_sim_days + 1
+        others = [x for x in ent if x != row and ent[x] >= lo]
+        if others:
+            nn = min(len(others), 255)
+            for x in others + [row]:
+                if d > a["dual_day"][x]:
+                    a["dual_day"][x] = d
+                a["dual_n"][x] = max(int(a["dual_n"][x]), nn)
+                a["dirty"][x] = 1
+
+    # ------------------------------------------------------------------ features
+    def _features(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
+        cfg = self.config
+        a = self._a
+        R = self.R
+        nb, nr = cfg.baseline_days, cfg.recent_days
+        days = np.arange(D - nb - nr, D, dtype=np.int64)  # baseline then recent, complete days
+        slots = days % R
+        hol = np.isin(days, self._hol)
+        valid = a["stamp"][rows][:, slots] == days[None, :]
+        use = valid & ~hol[None, :]
+
+        def win(name):
+            return np.where(valid, a[name][rows][:, slots].astype(np.int64), 0)
+
+        calls = win("calls_out") + win("calls_in")
+        secs = win("sec_out") + win("sec_in")
+        sms = win("sms_out") + win("sms_in")
+        contacts = np.where(valid, _popcount(a["bits"][rows][:, slots]), 0)
+        active = (calls + sms) > 0
+        B, W = slice(0, nb), slice(nb, nb + nr)
+        nbd = int((~hol[B]).sum())
+        nrd = int((~hol[W]).sum())
+        bA = (active & use)[:, B].sum(1)
+        rA = (active & use)[:, W].sum(1)
+        ring_active = active[:, :].sum(1)
+        recent_active_all = active[:, W].sum(1)
+        f: dict[str, np.ndarray] = {}
+        # traffic drop
+        tot = np.zeros(len(rows))
+        cnt = np.zeros(len(rows), dtype=np.int64)
+        for arr, mn in ((secs, 600), (calls, 10), (sms, 10), (contacts, 10)):
+            sb = np.where(use, arr, 0)[:, B].sum(1)
+            sr = np.where(use, arr, 0)[:, W].sum(1)
+            inc = sb >= mn
+            rb = sb / max(nbd, 1)
+            rr = sr / max(nrd, 1)
+            drop = np.where(inc, np.clip(1.0 - rr / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
+            tot = tot + drop
+            cnt = cnt + inc
+        elig = (bA >= cfg.drop_min_baseline_active_days) & (rA >= cfg.drop_min_recent_active_days) & (nrd >= 3) & (cnt > 0)
+        f["drop"] = np.where(elig, tot / np.maximum(cnt, 1), 0.0)
+        f["drop_elig"] = elig
+        # hotline: dials in the last hotline_days days, today included
+        hd = np.arange(D - cfg.hotline_days + 1, D + 1, dtype=np.int64)
+        hv = a["stamp"][rows][:, hd % R] == hd[None, :]
+        f["hotline"] = np.where(hv, a["hot_n"][rows][:, hd % R].astype(np.int64), 0).sum(1)
+        # contact circle
+        cm = a["c_mask"][rows]
+        cl = a["c_last"][rows].astype(np.int64)
+        occ = a["c_cnt"][rows] > 0
+        bmask = window_mask(cl, D - nb - nr, D - nr - 1)
+        rmask = window_mask(cl, D - nr, D - 1)
+        bd = np.where(occ, _popcount(cm & bmask), 0)
+        rd = np.where(occ, _popcount(cm & rmask), 0)
+        comp = a["c_comp"][rows].astype(bool)
+        mem = bd >= cfg.circle_min_days
+        nmem = mem.sum(1)
+        wsum = np.where(mem, bd, 0).sum(1)
+        ero = np.where(mem & (rd == 0), bd, 0).sum(1)
+        ero_elig = nmem >= cfg.circle_min_members
+        f["erosion"] = np.where(ero_elig, ero / np.maximum(wsum, 1), 0.0)
+        f["erosion_elig"] = ero_elig
+        rsum = rd.sum(1)
+        bsum = bd.sum(1)
+        rshare = np.where(rsum > 0, np.where(comp, rd, 0).sum(1) / np.maximum(rsum, 1), 0.0)
+        bshare = np.where(bsum > 0, np.where(comp, bd, 0).sum(1) / np.maximum(bsum, 1), 0.0)
+        comp_elig = ero_elig & (rsum >= 3)
+        f["comp_rise"] = np.where(comp_elig, rshare - bshare, 0.0)
+        f["comp_share"] = rshare
+        f["new_share"] = np.where(rsum > 0, np.where(bd == 0, rd, 0).sum(1) / np.maximum(rsum, 1), 0.0)
+        f["circle_size"] = (occ & ((bd + rd) >= cfg.circle_min_days)).sum(1)
+        # silence
+        la = a["last_active"][rows].astype(np.int64)
+        f["silence"] = self._silent_days(la, D)
+        f["silence_elig"] = (la != NODAY) & (ring_active >= cfg.silence_min_active_days)
+        f["recent_active"] = recent_active_all
+        # recharge lapse (prepaid): overdue against the usual interval, at the start of day D
+        f.update(self._lapse(rows, D))
+        # dual SIM
+        dd = a["dual_day"][rows].astype(np.int64)
+        f["dual"] = np.where((dd != NODAY) & (dd >= D - cfg.dual_sim_days + 1), a["dual_n"][rows].astype(np.int64), 0)
+        # season: a holiday within the recent window or the week before
+        f["in_season"] = np.full(len(rows), bool(np.isin(np.arange(D - 2 * nr, D + 1), self._hol).any()))
+        return f
+
+    def _silent_days(self, la: np.ndarray, D: int) -> np.ndarray:
+        s = np.maximum(D - 1 - la, 0)
+        if len(self._hol):
+            lo = np.searchsorted(self._hol, np.maximum(la, D - 4000), side="right")
+            hi = np.searchsorted(self._hol, D - 1, side="right")
+            s = np.maximum(s - np.maximum(hi - lo, 0), 0)
+        return np.where(la == NODAY, 0, s)
+
+    def _lapse(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
+        cfg = self.config
+        a = self._a
+        n = a["rch_count"][rows].astype(np.int64)
+        first = a["rch_first"][rows]
+        last = a["rch_last"][rows]
+        ok = (a["plan"][rows] == 1) & (n >= cfg.recharge_min_count)
+        interval = np.where(ok, (np.where(ok, last, 0.0) - np.where(ok, first, 0.0)) / np.maximum(n - 1, 1), 0.0)
+        since = cfg.day_start_s(D) - np.where(ok, last, 0.0)
+        ok &= interval > 0
+        ratio = np.where(ok, since / np.where(ok, interval, 1.0), 0.0)
+        trip = ok & (ratio >= cfg.recharge_lapse_factor) & (since >= cfg.recharge_min_overdue_days * 86400.0)
+        return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": interval}
+
+    def _decide_arrays(self, rows: np.ndarray, f: dict, D: int) -> dict[str, np.ndarray]:
+        """Signals -> tripped flags, contributions, score, raw phase, reason code, tier code."""
+        cfg = self.config
+        a = self._a
+        t_drop = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold)
+        t_hot = f["hotline"] >= cfg.hotline_min_calls
+        t_dual = f["dual"] >= 1
+        t_ero = f["erosion_elig"] & (f["erosion"] >= cfg.erosion_threshold)
+        t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
+        t_lapse = f["lapse_trip"]
+        t_sil = f["silence_elig"] & (f["silence"] >= cfg.silence_days)
+        span = cfg.churned_silence_days - cfg.silence_days
+        c_sil = cfg.w_silence + 0.5 * np.minimum(1.0, (f["silence"] - cfg.silence_days) / span)
+        contribs = (
+            np.where(t_drop, cfg.w_drop * f["drop"], 0.0),
+            np.where(t_hot, cfg.w_hotline, 0.0),
+            np.where(t_dual, cfg.w_dual_sim, 0.0),
+            np.where(t_ero, cfg.w_erosion * f["erosion"], 0.0),
+            np.where(t_comp, cfg.w_competitor_contacts, 0.0),
+            np.where(t_lapse, cfg.w_recharge_lapse, 0.0),
+            np.where(t_sil, np.minimum(c_sil, 1.0), 0.0),
+        )
+        keep = np.ones(len(rows))
+        for c in contribs:
+            keep = keep * (1.0 - c)
+        score = 1.0 - keep
+        compet = t_hot | t_dual | t_comp
+        alarm_level = t_hot | t_dual | (t_drop & (f["drop"] >= cfg.deep_drop_threshold))
+        raw = np.where(score >= cfg.warn_score, 1, 0)
+        raw = np.where((score >= cfg.alarm_score) | alarm_level, 2, raw)
+        raw = np.where(t_sil & (f["silence"] >= cfg.churned_silence_days), 3, raw)
+        quiet = t_drop | t_ero | t_sil | t_lapse
+        seasonal = ~compet & quiet & (f["in_season"] | ((f["new_share"] >= cfg.seasonal_new_share) & (f["recent_active"] >= 3) & (t_drop | t_ero)))
+        raw = np.where(seasonal, np.minimum(raw, 1), raw)
+        prepaid = a["plan"][rows] == 1
+        reason = np.where(compet, 0, np.where(seasonal, 1, np.where(t_lapse & prepaid, 3, np.where(quiet, 2, 4))))
+        arpu = a["arpu_c"][rows].astype(np.int64)
+        arpu = np.where(arpu < 0, 0, arpu)
+        kg = a["key_group"][rows] == 1
+        cs = f["circle_size"]
+        act = a["activated"][rows].astype(np.int64)
+        loyal = (act >= 0) & (D - act >= cfg.loyal_tenure_days)
+        high = kg | (arpu >= round(cfg.tier_high_arpu * 100)) | ((arpu >= round(cfg.tier_mid_arpu * 100)) & (cs >= cfg.influence_high))
+        mid = (arpu >= round(cfg.tier_mid_arpu * 100)) | (cs >= cfg.influence_mid) | loyal
+        tier = np.where(high, 0, np.where(mid, 1, 2))
+        trips = (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)
+        return {"score": score, "raw": raw, "reason": reason, "tier": tier, "trips": trips}
+
+    # ------------------------------------------------------------------ lifecycle
+    def _evaluate_rows(self, rows: np.ndarray, D: int, now_s: float) -> list[dict]:
+        cfg = self.config
+        a = self._a
+        if len(rows) == 0:
+            return []
+        f = self._features(rows, D)
+        dec = self._decide_arrays(rows, f, D)
+        raw = dec["raw"]
+        cur = a["phase"][rows].astype(np.int64)
+        led = a["last_emit_day"][rows].astype(np.int64)
+        les = a["last_emit_sev"][rows].astype(np.int64)
+        esc = raw > cur
+        cool = (led != NODAY) & (D - led < cfg.cooldown_days) & (raw <= les)
+        emit_esc = esc & ~cool
+        rec = (raw == 0) & (cur > 0) & (f["recent_active"] >= cfg.recover_min_active_days)
+        emit_rec = rec & (a["emitted"][rows] == 1)
+        a["dirty"][rows] = 0
+        a["eval_day"][rows] = D
+        out: list[dict] = []
+        idx = np.flatnonzero(emit_esc | emit_rec)
+        if len(idx):
+            emitted_at = float(self.clock())
+            for i in idx.tolist():
+                r = int(rows[i])
+                if emit_rec[i]:
+                    out.append(self._record(r, "recovered", i, f, dec, D, now_s, emitted_at, int(cur[i])))
+                else:
+                    out.append(self._record(r, PHASE_NAMES[int(raw[i])], i, f, dec, D, now_s, emitted_at, int(cur[i])))
+        out.sort(key=lambda x: x["msisdn"])
+        e = rows[esc]
+        a["phase"][e] = raw[esc]
+        ee = rows[emit_esc]
+        a["last_emit_day"][ee] = D
+        a["last_emit_sev"][ee] = raw[emit_esc]
+        a["emitted"][ee] = 1
+        rr = rows[rec]
+        a["phase"][rr] = 0
+        a["episode"][rr] += 1
+        a["emitted"][rr] = 0
+        return out
+
+    def _signal_list(self, i: int, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
+        cfg = self.config
+        vals = (
+            (float(f["drop"][i]), cfg.drop_threshold),
+            (int(f["hotline"][i]), cfg.hotline_min_calls),
+            (int(f["dual"][i]), 1),
+            (float(f["erosion"][i]), cfg.erosion_threshold),
+            (float(f["comp_rise"][i]), cfg.competitor_rise_threshold),
+            (float(f["lapse"][i]), cfg.recharge_lapse_factor),
+            (int(f["silence"][i]), cfg.silence_days),
+        )
+        out = []
+        for name, (v, thr), t in zip(SIGNAL_ORDER, vals, dec["trips"]):
+            tripped = bool(t[i])
+            if only_tripped and not tripped:
+                continue
+            s = {"name": name, "value": round(v, 4) if isinstance(v, float) else v, "threshold": thr}
+            if not only_tripped:
+                s["tripped"] = tripped
+            out.append(s)
+        return out
+
+    def _record(self, r, phase, i, f, dec, D, now_s, emitted_at, prev) -> dict:
+        ms = self._msisdn[r]
+        ep = int(self._a["episode"][r])
+        return {
+            "alarm_id": alarm_id(ms, phase, int(D), ep),
+            "msisdn": ms,
+            "phase": phase,
+            "score": round(float(dec["score"][i]), 4),
+            "signals": self._signal_list(i, f, dec, True),
+            "reason": ("competitor_switch", "seasonal", "low_usage", "arrears", "unknown")[int(dec["reason"][i])],
+            "value_tier": ("high", "mid", "low")[int(dec["tier"][i])],
+            "event_time": float(now_s),
+            "emitted_at": emitted_at,
+            "schema_version": SCHEMA_VERSION,
+            "previous_phase": PHASE_NAMES[prev],
+            "episode": ep,
+        }
+
+    def evaluate(self, touched: np.ndarray) -> list[dict]:
+        """Signals, score and lifecycle for ``touched`` rows at event time = the watermark."""
+        if self._wm is None or len(touched) == 0:
+            return []
+        D = self.day_of(self._wm)
+        rows = np.asarray(touched, dtype=np.int64)
+        a = self._a
+        # rows whose inputs did not change since their last evaluation on the same day would decide
+        # the same again (the lifecycle step is idempotent): skip them.
+        rows = rows[(a["dirty"][rows] == 1) | (a["eval_day"][rows] != D)]
+        return self._evaluate_rows(rows, D, self._wm)
+
+    def sweep(self, now_s: float) -> list[dict]:
+        """Evaluate ALL subscribers at event time ``now_s``: the absence signals (silence, recharge
+        lapse) for everyone in one pass, then a full evaluation of those tripping one of them and of
+        everyone not healthy (escalation to churned, recovery)."""
+        n = self._n
+        if n == 0:
+            return []
+        D = self.day_of(now_s)
+        a = self._a
+        la = a["last_active"][:n].astype(np.int64)
+        sil = self._silent_days(la, D)
+        cand = (sil >= self.config.silence_days) & (la != NODAY)
+        cand |= a["phase"][:n] > 0
+        pre = (a["plan"][:n] == 1) & (a["rch_count"][:n] >= self.config.recharge_min_count)
+        if pre.any():
+            pr = np.flatnonzero(pre)
+            cand[pr] |= self._lapse(pr, D)["lapse_trip"]
+        rows = np.flatnonzero(cand & (a["alive"][:n] == 1))
+        return self._evaluate_rows(rows, D, float(now_s))
+
+    # ------------------------------------------------------------------ views and snapshots
+    def view(self, msisdn: str) -> dict | None:
+        r = self._row.get(msisdn)
+        if r is None:
+            return None
+        cfg = self.config
+        a = self._a
+        D = self.day_of(self._wm) if self._wm is not None else 0
+        rows = np.array([r], dtype=np.int64)
+        f = self._features(rows, D)
+        dec = self._decide_arrays(rows, f, D)
+        days = []
+        for d in range(D - 13, D + 1):
+            s = d % self.R
+            if int(a["stamp"][r, s]) != d:
+                continue
+            days.append({
+                "date": cfg.date_of_day(d),
+                "calls_out": int(a["calls_out"][r, s]), "calls_in": int(a["calls_in"][r, s]),
+                "minutes_out": round(int(a["sec_out"][r, s]) / 60, 1), "minutes_in": round(int(a["sec_in"][r, s]) / 60, 1),
+                "sms_out": int(a["sms_out"][r, s]), "sms_in": int(a["sms_in"][r, s]),
+                "contacts": int(_popcount(a["bits"][r, s:s + 1])[0]), "competitor_contacts": int(a["comp_n"][r, s]),
+                "competitor_hotline": int(a["hot_n"][r, s]), "recharges": int(a["rch_n"][r, s]),
+                "recharge_amount": int(a["rch_c"][r, s]) / 100,
+            })
+        return {
+            "msisdn": msisdn,
+            "phase": PHASE_NAMES[int(a["phase"][r])],
+            "episode": int(a["episode"][r]),
+            "score": round(float(dec["score"][0]), 4),
+            "signals": self._signal_list(0, f, dec, False),
+            "value_tier": ("high", "mid", "low")[int(dec["tier"][0])],
+            "reason_guess": ("competitor_switch", "seasonal", "low_usage", "arrears", "unknown")[int(dec["reason"][0])],
+            "as_of_day": cfg.date_of_day(D),
+            "days": days,
+        }
+
+    def state_of(self, msisdn: str) -> dict | None:
+        """Canonical, equality-friendly state of one subscriber (for tests against the reference)."""
+        r = self._row.get(msisdn)
+        if r is None:
+            return None
+        a = self._a
+        ring = {}
+        for s in range(self.R):
+            d = int(a["stamp"][r, s])
+            if d == NODAY:
+                continue
+            ring[d] = tuple(int(a[nm][r, s]) for nm in ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in",
+                                                        "comp_n", "hot_n", "rch_n", "rch_c", "bits"))
+        circle = {}
+        for b in range(K):
+            if int(a["c_cnt"][r, b]) > 0:
+                circle[b] = (int(a["c_peer"][r, b]), int(a["c_mask"][r, b]), int(a["c_last"][r, b]), int(a["c_sec"][r, b]),
+                             int(a["c_cnt"][r, b]), int(a["c_comp"][r, b]))
+        imeis = sorted((int(a["imei_h"][r, j]), int(a["imei_d"][r, j])) for j in range(2) if int(a["imei_h"][r, j]) != 0)
+        return {
+            "ring": ring, "circle": circle, "imeis": imeis,
+            "hwm": [int(x) for x in a["hwm"][r]],
+            "first_day": int(a["first_day"][r]), "last_active": int(a["last_active"][r]),
+            "rch": (int(a["rch_count"][r]), float(a["rch_first"][r]), float(a["rch_last"][r]), int(a["rch_sum"][r])),
+            "profile": (int(a["plan"][r]), int(a["activated"][r]), int(a["arpu_c"][r]), int(a["key_group"][r]), float(a["profile_ts"][r])),
+            "dual": (int(a["dual_day"][r]), int(a["dual_n"][r])),
+            "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r])),
+        }
+
+    def snapshot(self, msisdn: str) -> bytes | None:
+        r = self._row.get(msisdn)
+        if r is None:
+            return None
+        parts = [struct.pack("<BB", SNAPSHOT_VERSION, self.R)]
+        for name, _, _, _ in FIELDS:
+            parts.append(np.ascontiguousarray(self._a[name][r]).tobytes())
+        return b"".join(parts)
+
+    def restore(self, msisdn: str, data: bytes) -> None:
+        if len(data) < 2:
+            raise ValueError("snapshot too short")
+        ver, ring = struct.unpack_from("<BB", data, 0)
+        if ver != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
+        if ring != self.R:
+            raise ValueError(f"snapshot ring_days {ring} != configured {self.R}")
+        expected = 2 + self.state_bytes_per_subscriber
+        if len(data) != expected:
+            raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")
+        r = self._row.get(msisdn)
+        if r is None:
+            r = self._new_row(msisdn)
+        else:
+            self._unindex(r)
+        pos = 2
+        for name, tail, dt, _ in FIELDS:
+            shp = self._shape(tail)
+            cnt = int(np.prod(shp, dtype=np.int64))
+            nb = cnt * np.dtype(dt).itemsize
+            self._a[name][r] = np.frombuffer(data, dtype=dt, count=cnt, offset=pos).reshape(shp)
+            pos += nb
+        self._a["dirty"][r] = 1
+        self._a["eval_day"][r] = NODAY
+        for j in range(2):
+            h = int(self._a["imei_h"][r, j])
+            if h:
+                ent = self._imei_index.setdefault(h, {})
+                if r in ent or len(ent) < IMEI_INDEX_SIZE:
+                    ent[r] = max(ent.get(r, NODAY), int(self._a["imei_d"][r, j]))
+
+    def _unindex(self, r: int) -> None:
+        for j in range(2):
+            h = int(self._a["imei_h"][r, j])
+            ent = self._imei_index.get(h)
+            if ent is not None:
+                ent.pop(r, None)
+                if not ent:
+                    del self._imei_index[h]
+
+    def forget(self, msisdns: Iterable[str]) -> None:
+        rows = []
+        for m in msisdns:
+            r = self._row.pop(m, None)
+            if r is None:
+                continue
+            self._unindex(r)
+            self._msisdn[r] = None
+            rows.append(r)
+        if rows:
+            ra = np.array(rows, dtype=np.int64)
+            self._reset_rows(ra)
+            self._free.extend(rows)

@@ -1,0 +1,587 @@
+"""The plain-Python reference engine: dicts and lists, one event at a time, the same semantics as
+:class:`stream.engine.core.Engine`. Slow and obvious on purpose; tests check that both agree.
+
+It shares only the (pure) decode and config with the fast engine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
+
+from .config import EngineConfig
+from .decode import Batch, Reject, decode, mix64
+
+__all__ = ["ReferenceEngine"]
+
+K = 16
+IMEI_INDEX_SIZE = 4
+NODAY = -(2**31)
+PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
+SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
+                "recharge_lapse", "silence")
+REASONS = ("competitor_switch", "seasonal", "low_usage", "arrears", "unknown")
+TIERS = ("high", "mid", "low")
+# ring counters: name, saturation
+RING = (("calls_out", 0xFFFF), ("calls_in", 0xFFFF), ("sec_out", 0xFFFFFFFF), ("sec_in", 0xFFFFFFFF),
+        ("sms_out", 0xFFFF), ("sms_in", 0xFFFF), ("comp_n", 0xFFFF), ("hot_n", 0xFF), ("rch_n", 0xFF),
+        ("rch_c", 0xFFFFFFFF), ("bits", None))
+RI = {name: i for i, (name, _) in enumerate(RING)}
+
+
+def _pop(x: int) -> int:
+    return bin(x).count("1")
+
+
+class _Sub:
+    __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
+                 "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
+                 "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted")
+
+    def __init__(self, msisdn: str, row: int) -> None:
+        self.msisdn = msisdn
+        self.row = row
+        self.ring: dict[int, list[int]] = {}
+        self.circle: dict[int, list] = {}  # bucket -> [peer, mask, last, sec, cnt, comp]
+        self.imeis: list[list[int]] = []  # [[imei, day], ...] (<= 2)
+        self.hwm = [-1, -1, -1, -1]
+        self.first_day = 2**31 - 1
+        self.last_active = NODAY
+        self.rch_count = 0
+        self.rch_first = math.inf
+        self.rch_last = -math.inf
+        self.rch_sum = 0
+        self.plan, self.activated, self.arpu_c, self.key_group, self.profile_ts = 0, -1, -1, -1, -math.inf
+        self.dual_day, self.dual_n = NODAY, 0
+        self.phase, self.episode, self.last_emit_day, self.last_emit_sev, self.emitted = 0, 0, NODAY, 0, 0
+
+
+class ReferenceEngine:
+    def __init__(self, config: EngineConfig | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self.R = self.config.ring_days
+        self._subs: dict[str, _Sub] = {}
+        self._by_row: dict[int, _Sub] = {}
+        self._next_row = 0
+        self._index: dict[int, dict[str, int]] = {}  # imei -> {msisdn: day}
+        self._wm: float | None = None
+        self._seq = 0
+        self.last_rejects: list[Reject] = []
+        self.last_skipped = 0
+        self.counters: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- basics
+    def _count(self, k: str, n: int = 1) -> None:
+        if n:
+            self.counters[k] = self.counters.get(k, 0) + n
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def __contains__(self, m) -> bool:
+        return m in self._subs
+
+    def row_of(self, m: str) -> int | None:
+        s = self._subs.get(m)
+        return None if s is None else s.row
+
+    def msisdns(self, rows) -> list[str]:
+        return [self._by_row[int(r)].msisdn for r in rows]
+
+    @property
+    def watermark_s(self):
+        return self._wm
+
+    def day_of(self, ts: float) -> int:
+        return self.config.day_of(ts)
+
+    @property
+    def state_bytes_per_subscriber(self) -> int:
+        return 0  # not columnar
+
+    def decode(self, raws: Sequence[bytes], keys=None, src=None, offsets=None):
+        batch, rejects = decode(raws, keys, src, offsets, config=self.config, seq_start=self._seq)
+        if offsets is None:
+            self._seq += len(raws)
+        for r in rejects:
+            self._count("rejected_" + r.reason)
+        return batch, rejects
+
+    def _new_sub(self, m: str) -> _Sub:
+        s = _Sub(m, self._next_row)
+        self._next_row += 1
+        self._subs[m] = s
+        self._by_row[s.row] = s
+        return s
+
+    # ---------------------------------------------------------------- apply, one event at a time
+    def apply(self, batch: Batch) -> np.ndarray:
+        cfg = self.config
+        F = cfg.max_future_s
+        self.last_rejects = []
+        self.last_skipped = 0
+        limit = self.clock() + F if len(batch) else 0.0
+        pending: dict[tuple[str, int], int] = {}
+        touched: set[int] = set()
+        names = {KIND_CALL: "call", KIND_SMS: "sms", KIND_RECHARGE: "recharge", KIND_PROFILE: "profile"}
+        for i in range(len(batch)):
+            m = batch.msisdn[i]
+            src = int(batch.src[i])
+            off = int(batch.off[i])
+            sub = self._subs.get(m)
+            hwm = sub.hwm[src] if sub is not None else pending.get((m, src), -1)
+            if off <= hwm:
+                self.last_skipped += 1
+                continue
+            if sub is not None:
+                sub.hwm[src] = off
+            else:
+                pending[(m, src)] = off
+            ts = float(batch.ts[i])
+            d = int(batch.day[i])
+            if ts > limit or (self._wm is not None and ts > self._wm + F):
+                self.last_rejects.append(Reject(int(batch.idx[i]), "future", f"ts={batch.ts[i]}"))
+                continue
+            if self._wm is not None and d < cfg.day_of(self._wm) - self.R + 1:
+                self.last_rejects.append(Reject(int(batch.idx[i]), "late", f"ts={batch.ts[i]}"))
+                continue
+            self._wm = ts if self._wm is None else max(self._wm, ts)
+            if sub is None:
+                sub = self._new_sub(m)
+                for s in range(4):
+                    sub.hwm[s] = pending.get((m, s), -1)
+            kind = int(batch.kind[i])
+            self._count("applied_" + names[kind])
+            touched.add(sub.row)
+            self._apply_one(sub, batch, i, kind, ts, d)
+        # subscribers that exist after the batch keep the offsets of their rejected events too
+        for (m, s), off in pending.items():
+            sub = self._subs.get(m)
+            if sub is not None:
+                sub.hwm[s] = max(sub.hwm[s], off)
+        self._count("skipped", self.last_skipped)
+        nf = sum(1 for r in self.last_rejects if r.reason == "future")
+        self._count("rejected_future", nf)
+        self._count("rejected_late", len(self.last_rejects) - nf)
+        self.last_rejects.sort(key=lambda r: r.index)
+        return np.array(sorted(touched), dtype=np.int64)
+
+    def _apply_one(self, sub: _Sub, b: Batch, i: int, kind: int, ts: float, d: int) -> None:
+        R = self.R
+        sub.first_day = min(sub.first_day, d)
+        if kind == KIND_PROFILE:
+            if ts >= sub.profile_ts:
+                sub.profile_ts = ts
+                sub.plan = int(b.plan[i])
+                sub.activated = int(b.activated[i])
+                sub.arpu_c = int(b.arpu_c[i])
+                sub.key_group = int(b.key_group[i])
+            return
+        # ring bucket of the event's own day (a stale day in the same slot is cleared)
+        for dd in [x for x in sub.ring if x % R == d % R and x != d]:
+            if dd < d:
+                del sub.ring[dd]
+        c = sub.ring.setdefault(d, [0] * len(RING))
+
+        def add(name: str, v: int) -> None:
+            j = RI[name]
+            c[j] = min(c[j] + v, RING[j][1])
+
+        if kind == KIND_RECHARGE:
+            cents = int(b.cents[i])
+            add("rch_n", 1)
+            add("rch_c", cents)
+            sub.rch_count += 1
+            sub.rch_first = min(sub.rch_first, ts)
+            sub.rch_last = max(sub.rch_last, ts)
+            sub.rch_sum += cents
+            return
+        out = bool(b.out[i])
+        peer = int(b.peer[i])
+        comp = bool(b.comp[i])
+        sub.last_active = max(sub.last_active, d)
+        if kind == KIND_CALL:
+            dur = int(b.dur[i])
+            add("calls_out" if out else "calls_in", 1)
+            add("sec_out" if out else "sec_in", dur)
+            if bool(b.hotline[i]):
+                add("hot_n", 1)
+        else:
+            dur = 0
+            add("sms_out" if out else "sms_in", 1)
+        if comp:
+            add("comp_n", 1)
+        mixed = mix64(peer)
+        c[RI["bits"]] |= 1 << ((mixed >> 52) & 63)
+        self._circle(sub, mixed >> 60, peer, d, dur, comp)
+        imei = int(b.imei[i])
+        if imei:
+            self._imei(sub, imei, d)
+
+    def _circle(self, sub: _Sub, b: int, peer: int, d: int, dur: int, comp: bool) -> None:
+        e = sub.circle.get(b)
+        if e is None or e[0] != peer:
+            weak = e is None or _pop(e[1]) <= 1 or e[2] < d - self.R
+            if not weak:
+                return
+            e = sub.circle[b] = [peer, 0, NODAY, 0, 0, False]
+        peer_, mask, last, sec, cnt, _ = e
+        if last == NODAY:
+            mask, newlast = 0, d
+        else:
+            newlast = max(last, d)
+            mask = (mask << (newlast - last)) & 0xFFFFFFFFFFFFFFFF if newlast - last < 64 else 0
+        if newlast - d < 64:
+            mask |= 1 << (newlast - d)
+        e[1], e[2] = mask, newlast
+        e[3] = min(sec + dur, 0xFFFFFFFF)
+        e[4] = min(cnt + 1, 0xFFFF)
+        e[5] = comp
+
+    def _imei(self, sub: _Sub, h: int, d: int) -> None:
+        slots = sub.imeis
+        hit = [s for s in slots if s[0] == h]
+        if hit:
+            if d <= hit[0][1]:
+                return
+            hit[0][1] = d
+        elif len(slots) < 2:
+            slots.append([h, d])
+        else:
+            old = min(slots, key=lambda s: (s[1], s[0]))
+            if not (d, h) > (old[1], old[0]):
+                return
+            ent = self._index.get(old[0])
+            if ent is not None:
+                ent.pop(sub.msisdn, None)
+                if not ent:
+                    del self._index[old[0]]
+            old[0], old[1] = h, d
+        ent = self._index.setdefault(h, {})
+        m = sub.msisdn
+        if m in ent:
+            ent[m] = max(ent[m], d)
+        elif len(ent) < IMEI_INDEX_SIZE:
+            ent[m] = d
+        else:
+            mm = min(ent, key=lambda x: (ent[x], x))
+            if (d, m) > (ent[mm], mm):
+                del ent[mm]
+                ent[m] = d
+            else:
+                return
+        lo = d - self.config.dual_sim_days + 1
+        others = [x for x in ent if x != m and ent[x] >= lo]
+        if others:
+            nn = min(len(others), 255)
+            for x in others + [m]:
+                s = self._subs[x]
+                s.dual_day = max(s.dual_day, d)
+                s.dual_n = max(s.dual_n, nn)
+
+    # ---------------------------------------------------------------- signals
+    def _silent(self, sub: _Sub, D: int) -> int:
+        la = sub.last_active
+        if la == NODAY:
+            return 0
+        s = max(D - 1 - la, 0)
+        hol = sum(1 for x in self.config.holiday_days if la < x <= D - 1 and x > D - 4000)
+        return max(s - hol, 0)
+
+    def _lapse(self, sub: _Sub, D: int):
+        cfg = self.config
+        n = sub.rch_count
+        if not (sub.plan == 1 and n >= cfg.recharge_min_count):
+            return 0.0, False, 0.0
+        interval = (sub.rch_last - sub.rch_first) / max(n - 1, 1)
+        since = cfg.day_start_s(D) - sub.rch_last
+        if not interval > 0:
+            return 0.0, False, interval
+        ratio = since / interval
+        trip = ratio >= cfg.recharge_lapse_factor and since >= cfg.recharge_min_overdue_days * 86400.0
+        return ratio, trip, interval
+
+    def _features(self, sub: _Sub, D: int) -> dict:
+        cfg = self.config
+        nb, nr = cfg.baseline_days, cfg.recent_days
+        hol = cfg.holiday_days
+        days = list(range(D - nb - nr, D))
+        base, rec = days[:nb], days[nb:]
+        nbd = sum(1 for d in base if d not in hol)
+        nrd = sum(1 for d in rec if d not in hol)
+
+        def get(d, name):
+            c = sub.ring.get(d)
+            return 0 if c is None else c[RI[name]]
+
+        def metrics(d):
+            calls = get(d, "calls_out") + get(d, "calls_in")
+            sms = get(d, "sms_out") + get(d, "sms_in")
+            return (get(d, "sec_out") + get(d, "sec_in"), calls, sms, _pop(get(d, "bits"))), (calls + sms) > 0
+
+        mt = {d: metrics(d) for d in days}
+        bA = sum(1 for d in base if d not in hol and mt[d][1])
+        rA = sum(1 for d in rec if d not in hol and mt[d][1])
+        ring_active = sum(1 for d in days if mt[d][1])
+        recent_active = sum(1 for d in rec if mt[d][1])
+        tot, cnt = 0.0, 0
+        for j, mn in enumerate((600, 10, 10, 10)):
+            sb = sum(mt[d][0][j] for d in base if d not in hol)
+            sr = sum(mt[d][0][j] for d in rec if d not in hol)
+            if sb >= mn:
+                rb = sb / max(nbd, 1)
+                rr = sr / max(nrd, 1)
+                tot = tot + min(max(1.0 - rr / rb, 0.0), 1.0)
+                cnt += 1
+        f: dict = {}
+        elig = bA >= cfg.drop_min_baseline_active_days and rA >= cfg.drop_min_recent_active_days and nrd >= 3 and cnt > 0
+        f["drop"] = tot / max(cnt, 1) if elig else 0.0
+        f["drop_elig"] = elig
+        f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days + 1, D + 1))
+        # contact circle
+        mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
+        for e in sub.circle.values():
+            peer, mask, last, sec, c, comp = e
+            bd = sum(1 for d in base if 0 <= last - d < 64 and mask >> (last - d) & 1)
+            rd = sum(1 for d in rec if 0 <= last - d < 64 and mask >> (last - d) & 1)
+            if bd >= cfg.circle_min_days:
+                mem_n += 1
+                wsum += bd
+                if rd == 0:
+                    ero += bd
+            rsum += rd
+            bsum += bd
+            if comp:
+                rcomp += rd
+                bcomp += bd
+            if bd == 0:
+                rnew += rd
+            if bd + rd >= cfg.circle_min_days:
+                size += 1
+        ero_elig = mem_n >= cfg.circle_min_members
+        f["erosion"] = ero / max(wsum, 1) if ero_elig else 0.0
+        f["erosion_elig"] = ero_elig
+        rshare = rcomp / max(rsum, 1) if rsum > 0 else 0.0
+        bshare = bcomp / max(bsum, 1) if bsum > 0 else 0.0
+        f["comp_rise"] = rshare - bshare if (ero_elig and rsum >= 3) else 0.0
+        f["new_share"] = rnew / max(rsum, 1) if rsum > 0 else 0.0
+        f["circle_size"] = size
+        f["silence"] = self._silent(sub, D)
+        f["silence_elig"] = sub.last_active != NODAY and ring_active >= cfg.silence_min_active_days
+        f["recent_active"] = recent_active
+        f["lapse"], f["lapse_trip"], _ = self._lapse(sub, D)
+        f["dual"] = sub.dual_n if (sub.dual_day != NODAY and sub.dual_day >= D - cfg.dual_sim_days + 1) else 0
+        f["in_season"] = any(d in hol for d in range(D - 2 * nr, D + 1))
+        return f
+
+    def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
+        cfg = self.config
+        t_drop = f["drop_elig"] and f["drop"] >= cfg.drop_threshold
+        t_hot = f["hotline"] >= cfg.hotline_min_calls
+        t_dual = f["dual"] >= 1
+        t_ero = f["erosion_elig"] and f["erosion"] >= cfg.erosion_threshold
+        t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
+        t_lapse = f["lapse_trip"]
+        t_sil = f["silence_elig"] and f["silence"] >= cfg.silence_days
+        span = cfg.churned_silence_days - cfg.silence_days
+        c_sil = cfg.w_silence + 0.5 * min(1.0, (f["silence"] - cfg.silence_days) / span)
+        contribs = (
+            cfg.w_drop * f["drop"] if t_drop else 0.0,
+            cfg.w_hotline if t_hot else 0.0,
+            cfg.w_dual_sim if t_dual else 0.0,
+            cfg.w_erosion * f["erosion"] if t_ero else 0.0,
+            cfg.w_competitor_contacts if t_comp else 0.0,
+            cfg.w_recharge_lapse if t_lapse else 0.0,
+            min(c_sil, 1.0) if t_sil else 0.0,
+        )
+        keep = 1.0
+        for c in contribs:
+            keep = keep * (1.0 - c)
+        score = 1.0 - keep
+        compet = t_hot or t_dual or t_comp
+        alarm_level = t_hot or t_dual or (t_drop and f["drop"] >= cfg.deep_drop_threshold)
+        raw = 1 if score >= cfg.warn_score else 0
+        if score >= cfg.alarm_score or alarm_level:
+            raw = 2
+        if t_sil and f["silence"] >= cfg.churned_silence_days:
+            raw = 3
+        quiet = t_drop or t_ero or t_sil or t_lapse
+        seasonal = (not compet) and quiet and (
+            f["in_season"] or (f["new_share"] >= cfg.seasonal_new_share and f["recent_active"] >= 3 and (t_drop or t_ero)))
+        if seasonal:
+            raw = min(raw, 1)
+        if compet:
+            reason = 0
+        elif seasonal:
+            reason = 1
+        elif t_lapse and sub.plan == 1:
+            reason = 3
+        elif quiet:
+            reason = 2
+        else:
+            reason = 4
+        arpu = max(sub.arpu_c, 0)
+        kg = sub.key_group == 1
+        cs = f["circle_size"]
+        loyal = sub.activated >= 0 and D - sub.activated >= cfg.loyal_tenure_days
+        hi_c, mid_c = round(cfg.tier_high_arpu * 100), round(cfg.tier_mid_arpu * 100)
+        if kg or arpu >= hi_c or (arpu >= mid_c and cs >= cfg.influence_high):
+            tier = 0
+        elif arpu >= mid_c or cs >= cfg.influence_mid or loyal:
+            tier = 1
+        else:
+            tier = 2
+        return {"score": score, "raw": raw, "reason": reason, "tier": tier,
+                "trips": (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)}
+
+    def _signals(self, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
+        cfg = self.config
+        vals = ((float(f["drop"]), cfg.drop_threshold), (int(f["hotline"]), cfg.hotline_min_calls), (int(f["dual"]), 1),
+                (float(f["erosion"]), cfg.erosion_threshold), (float(f["comp_rise"]), cfg.competitor_rise_threshold),
+                (float(f["lapse"]), cfg.recharge_lapse_factor), (int(f["silence"]), cfg.silence_days))
+        out = []
+        for name, (v, thr), t in zip(SIGNAL_ORDER, vals, dec["trips"]):
+            if only_tripped and not t:
+                continue
+            s = {"name": name, "value": round(v, 4) if isinstance(v, float) else v, "threshold": thr}
+            if not only_tripped:
+                s["tripped"] = bool(t)
+            out.append(s)
+        return out
+
+    def _eval_sub(self, sub: _Sub, D: int, now_s: float, out: list) -> None:
+        cfg = self.config
+        f = self._features(sub, D)
+        dec = self._decide(sub, f, D)
+        raw, cur = dec["raw"], sub.phase
+        if raw > cur:
+            cool = sub.last_emit_day != NODAY and D - sub.last_emit_day < cfg.cooldown_days and raw <= sub.last_emit_sev
+            sub.phase = raw
+            if not cool:
+                out.append(self._record(sub, PHASE_NAMES[raw], f, dec, D, now_s, cur))
+                sub.last_emit_day, sub.last_emit_sev, sub.emitted = D, raw, 1
+        elif raw == 0 and cur > 0 and f["recent_active"] >= cfg.recover_min_active_days:
+            if sub.emitted:
+                out.append(self._record(sub, "recovered", f, dec, D, now_s, cur))
+            sub.phase = 0
+            sub.episode += 1
+            sub.emitted = 0
+
+    def _record(self, sub: _Sub, phase: str, f, dec, D, now_s, prev) -> dict:
+        return {
+            "alarm_id": alarm_id(sub.msisdn, phase, int(D), sub.episode),
+            "msisdn": sub.msisdn,
+            "phase": phase,
+            "score": round(float(dec["score"]), 4),
+            "signals": self._signals(f, dec, True),
+            "reason": REASONS[dec["reason"]],
+            "value_tier": TIERS[dec["tier"]],
+            "event_time": float(now_s),
+            "emitted_at": self._emitted_at,
+            "schema_version": SCHEMA_VERSION,
+            "previous_phase": PHASE_NAMES[prev],
+            "episode": sub.episode,
+        }
+
+    def _run(self, subs: Iterable[_Sub], D: int, now_s: float) -> list[dict]:
+        out: list[dict] = []
+        self._emitted_at = None
+        for sub in subs:
+            self._eval_sub(sub, D, now_s, out)
+        if out:
+            t = float(self.clock())
+            for r in out:
+                r["emitted_at"] = t
+        out.sort(key=lambda x: x["msisdn"])
+        return out
+
+    def evaluate(self, touched) -> list[dict]:
+        if self._wm is None or len(touched) == 0:
+            return []
+        D = self.day_of(self._wm)
+        return self._run([self._by_row[int(r)] for r in touched], D, self._wm)
+
+    def sweep(self, now_s: float) -> list[dict]:
+        cfg = self.config
+        D = self.day_of(now_s)
+        cands = []
+        for sub in self._subs.values():
+            c = sub.phase > 0
+            if not c and sub.last_active != NODAY and self._silent(sub, D) >= cfg.silence_days:
+                c = True
+            if not c and self._lapse(sub, D)[1]:
+                c = True
+            if c:
+                cands.append(sub)
+        return self._run(cands, D, float(now_s))
+
+    # ---------------------------------------------------------------- views
+    def view(self, msisdn: str) -> dict | None:
+        sub = self._subs.get(msisdn)
+        if sub is None:
+            return None
+        D = self.day_of(self._wm) if self._wm is not None else 0
+        f = self._features(sub, D)
+        dec = self._decide(sub, f, D)
+        return {"msisdn": msisdn, "phase": PHASE_NAMES[sub.phase], "episode": sub.episode,
+                "score": round(float(dec["score"]), 4), "signals": self._signals(f, dec, False),
+                "value_tier": TIERS[dec["tier"]], "reason_guess": REASONS[dec["reason"]]}
+
+    def state_of(self, msisdn: str) -> dict | None:
+        s = self._subs.get(msisdn)
+        if s is None:
+            return None
+        return {
+            "ring": {d: tuple(c) for d, c in s.ring.items()},
+            "circle": {b: (e[0], e[1], e[2], e[3], e[4], int(e[5])) for b, e in s.circle.items()},
+            "imeis": sorted((h, d) for h, d in s.imeis),
+            "hwm": list(s.hwm),
+            "first_day": s.first_day, "last_active": s.last_active,
+            "rch": (s.rch_count, float(s.rch_first), float(s.rch_last), s.rch_sum),
+            "profile": (s.plan, s.activated, s.arpu_c, s.key_group, float(s.profile_ts)),
+            "dual": (s.dual_day, s.dual_n),
+            "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted),
+        }
+
+    def forget(self, msisdns: Iterable[str]) -> None:
+        for m in msisdns:
+            s = self._subs.pop(m, None)
+            if s is None:
+                continue
+            del self._by_row[s.row]
+            for h, _ in s.imeis:
+                ent = self._index.get(h)
+                if ent is not None:
+                    ent.pop(m, None)
+                    if not ent:
+                        del self._index[h]
+
+    def snapshot(self, msisdn: str) -> bytes | None:
+        import pickle
+
+        s = self._subs.get(msisdn)
+        if s is None:
+            return None
+        return b"\x01" + pickle.dumps({k: getattr(s, k) for k in _Sub.__slots__ if k not in ("msisdn", "row")})
+
+    def restore(self, msisdn: str, data: bytes) -> None:
+        import pickle
+
+        if data[:1] != b"\x01":
+            raise ValueError("unsupported snapshot version")
+        st = pickle.loads(data[1:])
+        if msisdn in self._subs:
+            self.forget([msisdn])
+        s = self._new_sub(msisdn)
+        for k, v in st.items():
+            setattr(s, k, v)
+        for h, d in s.imeis:
+            ent = self._index.setdefault(h, {})
+            if msisdn in ent or len(ent) < IMEI_INDEX_SIZE:
+                ent[msisdn] = max(ent.get(msisdn, NODAY), d)
