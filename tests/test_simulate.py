@@ -248,6 +248,19 @@ def test_events_per_active_subscriber_day_is_realistic(sim):
     assert all(e.get("type") == "profile" for e in events[:N])  # the start-of-period profiles come first
 
 
+def test_daily_and_weekly_rhythms(sim):
+    _, events, _, _ = sim
+    start = simulation_start_ts()  # local midnight of a Monday
+    ts = np.array([e["ts"] for e in events if e["type"] in ("call", "sms")])
+    hour = ((ts - start) % DAY_S) // 3600
+    weekday = ((ts - start) // DAY_S) % 7
+    night = np.isin(hour, [2, 3, 4]).mean()
+    evening = np.isin(hour, [19, 20]).mean()
+    assert night < 0.02 and evening > 0.08
+    per_weekday = np.bincount(weekday, minlength=7) / np.bincount(np.arange(DAYS) % 7, minlength=7)
+    assert per_weekday[:5].mean() > 1.05 * per_weekday[6]  # quieter Sundays
+
+
 def _check_event(e: dict) -> None:
     t = e["type"]
     assert isinstance(e["msisdn"], str) and e["msisdn"].isdigit() and len(e["msisdn"]) == 13
