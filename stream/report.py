@@ -224,6 +224,7 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         "recall_by_phase": recall_by_phase,
         "silent_porters": porters,
         "lead_days_any": {a: sorted(round(x, 3) for x in v) for a, v in leads_any.items()},
+        "porter_delays_days": sorted(round(x, 3) for x in delays),
     }
     metrics["targets"] = targets(metrics)
     return metrics
@@ -289,32 +290,43 @@ def write_png(m: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [3, 2.4, 2]})
     leads = m["lead_days_any"]
-    data = [leads.get(a, []) for a in CHURNERS]
+    data = [leads.get(a, []) for a in EARLY_CHURNERS]
     all_leads = [x for v in data for x in v]
     hi = max([30.0] + all_leads)
     bins = list(range(0, int(math.ceil(hi)) + 2, 2))
     if all_leads:
-        ax1.hist(data, bins=bins, stacked=True, label=[f"{a} (n={len(v)})" for a, v in zip(CHURNERS, data)])
+        ax1.hist(data, bins=bins, stacked=True, label=[f"{a} ({len(v)}/{m['archetypes'][a]['n']} warned before churn)" for a, v in zip(EARLY_CHURNERS, data)])
     ax1.axvline(7, color="k", ls="--", lw=1)
     ax1.axvline(14, color="k", ls=":", lw=1)
-    ax1.set_xlabel("lead time before churn (days), first warning/alarm")
+    ax1.set_xlabel("lead time before churn (days), first warning/alarm of the episode")
     ax1.set_ylabel("churners")
-    ax1.set_title("Lead-time distribution")
+    ax1.set_title(f"Lead time (recall >= 7d: {_pct(m['early_churners']['recall_any_7d']).strip()})")
     ax1.legend(fontsize=8)
 
     phases = ["warning", "alarm", "churned"]
     prec = [m["precision"][p]["precision"] or 0.0 for p in phases]
     rbp = m["recall_by_phase"]
     rec = [rbp["warning_or_alarm_7d"] or 0.0, rbp["alarm_7d"] or 0.0, rbp["churned"] or 0.0]
-    xs = range(len(phases))
-    ax2.bar([x - 0.2 for x in xs], prec, width=0.4, label="precision")
-    ax2.bar([x + 0.2 for x in xs], rec, width=0.4, label="recall (>=7d lead; churned: any)")
-    ax2.set_xticks(list(xs), ["warning (or alarm)", "alarm", "churned"])
-    ax2.set_ylim(0, 1.05)
+    xs = list(range(len(phases)))
+    b1 = ax2.bar([x - 0.2 for x in xs], prec, width=0.4, label="precision (share true churners)")
+    b2 = ax2.bar([x + 0.2 for x in xs], rec, width=0.4, label="recall (all churners; >= 7d lead; churned: any)")
+    ax2.bar_label(b1, fmt="%.2f", fontsize=8)
+    ax2.bar_label(b2, fmt="%.2f", fontsize=8)
+    ax2.set_xticks(xs, ["warning", "alarm", "churned"])
+    ax2.set_ylim(0, 1.15)
     ax2.set_title("Precision and recall per phase")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
+
+    sp = m["silent_porters"]
+    delays = m.get("porter_delays_days", [])
+    if delays:
+        ax3.hist(delays, bins=list(range(0, int(max(delays)) + 2)), color="tab:orange")
+    ax3.axvline(14, color="k", ls=":", lw=1)
+    ax3.set_xlabel("days from stop to first flag")
+    ax3.set_ylabel("silent porters")
+    ax3.set_title(f"Silent porters: {_pct(sp['flagged_within_14d']).strip()} within 14d, never {sp['never_flagged']}")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

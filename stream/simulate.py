@@ -61,7 +61,8 @@ Archetypes and default mix (``DEFAULT_MIX``; counts are exact after rounding):
   into a new dual-SIM handset with the rival SIM (new IMEI on our side at the shadow day); in a
   quarter of those (10% of switchers) the old handset goes to a close contact of ours, so the
   subscriber's old IMEI shows up with another of OUR numbers. We never see the rival SIM's IMEI
-  (its CDRs are the rival's), so IMEI evidence is rare, as in reality.
+  (its CDRs are the rival's), so IMEI evidence is rare, as in reality. (Model: one IMEI per
+  handset; an IMEI is seen with two of our numbers only for a shared handset or a hand-down.)
 - **silent_porter 3%**: normal until the stop day, then nothing at all (number ported out;
   contacts still call the ported number, with ``peer_operator`` = the new operator).
 - **seasonal_migrant 4%**: quiet for 3-5 weeks (~4% of usual traffic, away cell, recharges
@@ -105,7 +106,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import orjson
@@ -477,7 +478,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     lv = rng.random(loyal_idx.size)
     for i in loyal_idx[lv < HOLIDAY_SHARE].tolist():
         L = int(rng.integers(5, 10))
-        h = int(rng.integers(min(5, max(days - L - 1, 0)), max(days - L - 1, 1) + 0)) if days > L + 6 else 0
+        h = int(rng.integers(5, days - L - 1)) if days > L + 6 else 0
         act[i, h:h + L] *= 0.05
         notes[i].append(f"holiday={h}-{min(h + L, days) - 1}")
     for i in loyal_idx[(lv >= HOLIDAY_SHARE) & (lv < HOLIDAY_SHARE + HANDSET_SHARE)].tolist():

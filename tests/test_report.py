@@ -129,6 +129,7 @@ def test_silent_porters_time_to_flag(metrics):
     # delays 3 (churned record), 10 (warning), never, 1 (stopped 5 days before the end: censored)
     assert sp == {"n": 4, "observable_7d": 3, "observable_14d": 3, "flagged_within_7d": 1 / 3,
                   "flagged_within_14d": 2 / 3, "median_days_to_flag": 3, "never_flagged": 1}
+    assert metrics["porter_delays_days"] == [1, 3, 10]
 
 
 def test_open_episode_at_stop_counts_as_flagged_at_once():
