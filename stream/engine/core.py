@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from itertools import repeat
 import struct
 import time
 from typing import Callable, Iterable, Sequence
@@ -224,7 +225,7 @@ class Engine:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         get = self._row.get
-        rows = np.array([get(m, -1) for m in batch.msisdn], dtype=np.int64)
+        rows = np.fromiter(map(get, batch.msisdn, repeat(-1, n)), dtype=np.int64, count=n)
         src = batch.src
         off = batch.off
         # --- idempotence: skip offsets at or below what was applied (per subscriber and source)
@@ -399,7 +400,7 @@ class Engine:
                 np.bitwise_or.at(a["bits"].reshape(-1), uk[inv_k[csk]], bit)
         # ---------------- contact circle
         if cs.any():
-            self._apply_circle(rows[cs], b.peer[cs], day[cs], b.dur[cs], b.comp[cs])
+            self._apply_circle(rows[cs], b.peer[cs], day[cs], b.dur[cs], b.comp[cs], wm_day)
         # ---------------- handsets
         im = b.imei != 0
         if im.any():
@@ -439,7 +440,7 @@ class Engine:
             a["arpu_c"][rr] = b.arpu_c[sel]
             a["key_group"][rr] = b.key_group[sel]
 
-    def _apply_circle(self, rows, peer, day, dur, comp) -> None:
+    def _apply_circle(self, rows, peer, day, dur, comp, wm_day: int) -> None:
         a = self._a
         R = self.R
         n = len(rows)
@@ -479,12 +480,14 @@ class Engine:
         use_e = hit_g[grp] | (repl_g[grp] & (pos_in >= first_weak[grp]))
         if repl_g.any():
             t = ug[repl_g]
+            # an evicted owner with contact days before today changes the windows: re-evaluate
+            ev = t[(ccnt[t] > 0) & (clast[t].astype(np.int64) < wm_day)]
+            self._a["dirty"][ev // K] = 1
             cpeer[t] = first_peer[repl_g]
             cmask[t] = 0
             clast[t] = NODAY
             csec[t] = 0
             ccnt[t] = 0
-            self._a["dirty"][t // K] = 1
         if use_e.any():
             ue = np.flatnonzero(use_e)
             g = grp[ue]
@@ -519,9 +522,9 @@ class Engine:
                 s = starts[gi]
                 for j in range(s, s + gsize[gi]):
                     e = order[j]
-                    self._circle_one(int(rows[e]), int(bucket[e]), int(peer[e]), int(day[e]), int(dur[e]), bool(comp[e]))
+                    self._circle_one(int(rows[e]), int(bucket[e]), int(peer[e]), int(day[e]), int(dur[e]), bool(comp[e]), wm_day)
 
-    def _circle_one(self, row: int, b: int, peer: int, d: int, dur: int, comp: bool) -> None:
+    def _circle_one(self, row: int, b: int, peer: int, d: int, dur: int, comp: bool, wm_day: int) -> None:
         """One contact event, sequential semantics (mirrors the reference engine)."""
         a = self._a
         cnt = int(a["c_cnt"][row, b])
@@ -532,10 +535,11 @@ class Engine:
             weak = cnt == 0 or bin(mask).count("1") <= 1 or last < d - self.R
             if not weak:
                 return
+            if cnt > 0 and last < wm_day:
+                a["dirty"][row] = 1
             a["c_peer"][row, b] = peer
             mask, last, cnt, sec = 0, NODAY, 0, 0
             a["c_sec"][row, b] = 0
-            a["dirty"][row] = 1
         if last == NODAY:
             mask, newlast = 0, d
         else:
@@ -610,16 +614,17 @@ class Engine:
         days = np.arange(D - nb - nr, D, dtype=np.int64)  # baseline then recent, complete days
         slots = days % R
         hol = np.isin(days, self._hol)
-        valid = a["stamp"][rows][:, slots] == days[None, :]
+        ix = (rows[:, None], slots[None, :])
+        valid = a["stamp"][ix] == days[None, :]
         use = valid & ~hol[None, :]
 
         def win(name):
-            return np.where(valid, a[name][rows][:, slots].astype(np.int64), 0)
+            return np.where(valid, a[name][ix].astype(np.int64), 0)
 
         calls = win("calls_out") + win("calls_in")
         secs = win("sec_out") + win("sec_in")
         sms = win("sms_out") + win("sms_in")
-        contacts = np.where(valid, _popcount(a["bits"][rows][:, slots]), 0)
+        contacts = np.where(valid, _popcount(a["bits"][ix]), 0)
         active = (calls + sms) > 0
         B, W = slice(0, nb), slice(nb, nb + nr)
         nbd = int((~hol[B]).sum())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -95,26 +96,40 @@ def _is_digits(s, maxlen: int = 18) -> bool:
     return type(s) is str and 0 < len(s) <= maxlen and s.isascii() and s.isdigit()
 
 
+_POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
+
+
 class _Ctx:
-    __slots__ = ("config", "op_cache", "comp_cache")
+    """Per-config caches: vectorised prefix tables (same result as ``stream.operators.operator_of``)."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.op_cache: dict[str, bool] = {}
+        # tables[k][v] = 1 competitor, 0 own/unknown, -1 no prefix of length k with value v
+        self.tables = {}
+        for k in (1, 2, 3, 4):
+            t = np.full(10**k, -1, dtype=np.int8)
+            for p, op in config.prefixes.items():
+                if len(p) == k:
+                    t[int(p)] = 1 if (op != config.own_operator and op != "unknown") else 0
+            self.tables[k] = t
+        self.cc = int(config.country_code) if config.country_code else 0
+        self.cclen = len(config.country_code)
 
-
-def _peer_is_comp(ctx: _Ctx, peer: str, op) -> bool:
-    cfg = ctx.config
-    if op is None:
-        c = ctx.op_cache.get(peer)
-        if c is None:
-            o = operator_of(peer, cfg.prefixes, cfg.country_code)
-            c = o != cfg.own_operator and o != "unknown"
-            if len(ctx.op_cache) > 500_000:
-                ctx.op_cache.clear()
-            ctx.op_cache[peer] = c
-        return c
-    return op != cfg.own_operator and op != "unknown"
+    def comp_of(self, peer: np.ndarray, plen: np.ndarray) -> np.ndarray:
+        """Competitor flag per peer number (int value + digit count)."""
+        has_cc = (plen > 11) & (peer // _POW10[np.clip(plen - self.cclen, 0, 19)] == np.uint64(self.cc))
+        nlen = np.where(has_cc, plen - self.cclen, plen)
+        nat = np.where(has_cc, peer % _POW10[np.clip(nlen, 0, 19)], peer)
+        res = np.full(len(peer), -1, dtype=np.int8)
+        for n in (4, 3):
+            k = np.minimum(nlen, n)
+            todo = res < 0
+            for kk in np.unique(k[todo & (k >= 1)]).tolist():
+                sel = todo & (k == kk)
+                v = (nat[sel] // _POW10[nlen[sel] - kk]).astype(np.int64)
+                res[sel] = self.tables[kk][v]
+        return res == 1
 
 
 _CTX: dict[int, _Ctx] = {}
@@ -187,26 +202,39 @@ def decode(
     cols: dict[str, list] = {k: [] for k in ("i", "kind", "m", "ts", "out", "peer", "comp", "hot", "dur", "imei", "cents", "plan", "act", "arpu", "kg")}
     parts: list[dict] = []
     hot_set = set(config.competitor_hotlines)
+    hot_maxlen = max(map(len, hot_set), default=0)
 
     def common(idx: list[int], req: tuple[str, ...]):
-        """Check msisdn, ts and required fields present; returns surviving idx and msisdn/ts lists."""
-        os_ = [objs[i] for i in idx]
-        for f in ("msisdn", "ts") + req:
-            vals = [o.get(f, _MISSING) for o in os_]
-            if _MISSING in vals:
+        """Check msisdn, ts and the required fields; returns (objects, {field: column})."""
+        os_ = objs if len(idx) == n else [objs[i] for i in idx]
+        names = ("msisdn", "ts") + req
+        try:
+            cols_ = dict(zip(names, zip(*map(itemgetter(*names), os_))))
+        except KeyError:
+            cols_ = {}
+            for f in names:
+                vals = [o.get(f, _MISSING) for o in os_]
                 for i, v in zip(idx, vals):
                     if v is _MISSING and i not in bad:
                         bad[i] = ("missing_field", f)
-        ms = [o.get("msisdn") for o in os_]
+                cols_[f] = vals
+        ms = cols_["msisdn"]
         if not (set(map(type, ms)) <= {str} and all(map(str.isdigit, ms)) and all(map(str.isascii, ms))
                 and max(map(len, ms)) <= 18 and min(map(len, ms)) >= 3):
             for i, m in zip(idx, ms):
                 if i not in bad and not (_is_digits(m) and len(m) >= 3):
                     bad[i] = ("invalid_field", "msisdn")
-        ts = [o.get("ts") for o in os_]
-        if not set(map(type, ts)) <= _NUM:
+        ts = cols_["ts"]
+        if set(map(type, ts)) <= _NUM:
+            ta = np.array(ts, dtype=np.float64)
+            okt = (ta > 0) & (ta < 1e11)
+            if not okt.all():
+                for j in np.flatnonzero(~okt).tolist():
+                    if idx[j] not in bad:
+                        bad[idx[j]] = ("invalid_field", "ts")
+        else:
             for i, t in zip(idx, ts):
-                if i not in bad and type(t) not in _NUM:
+                if i not in bad and not (type(t) in _NUM and 0 < t < 1e11):
                     bad[i] = ("invalid_field", "ts")
         if keys is not None:
             for i, m in zip(idx, ms):
@@ -215,14 +243,15 @@ def decode(
                     ks = k.decode("utf-8", "replace") if isinstance(k, (bytes, bytearray, memoryview)) else str(k)
                     if ks != m:
                         bad[i] = ("key_mismatch", "")
-        return os_
+        return os_, cols_
 
-    def check(idx, os_, f, ok, optional=False):
-        vals = [o.get(f, _MISSING) for o in os_]
+    def check(idx, os_, f, ok, optional=False, vals=None):
+        if vals is None:
+            vals = [o.get(f, _MISSING) for o in os_]
         for i, v in zip(idx, vals):
             if i in bad:
                 continue
-            if v is _MISSING:
+            if v is _MISSING or (v is None and not optional):
                 if not optional:
                     bad[i] = ("missing_field", f)
             elif not ok(v):
@@ -242,38 +271,42 @@ def decode(
         if not idx:
             continue
         req = ("direction", "peer", "duration_s") if kind == KIND_CALL else ("direction", "peer")
-        os_ = common(idx, req)
-        dirs = [o.get("direction") for o in os_]
+        os_, C = common(idx, req)
+        dirs = C["direction"]
         if not (set(map(type, dirs)) <= {str} and set(dirs) <= {"out", "in"}):
-            check(idx, os_, "direction", lambda v: v == "out" or v == "in")
-        peers = [o.get("peer") for o in os_]
+            check(idx, os_, "direction", lambda v: v == "out" or v == "in", vals=dirs)
+        peers = C["peer"]
         if not (set(map(type, peers)) <= {str} and all(map(str.isdigit, peers)) and all(map(str.isascii, peers))
                 and max(map(len, peers)) <= 19 and min(map(len, peers)) >= 1):
-            check(idx, os_, "peer", lambda v: _is_digits(v, 19))
+            check(idx, os_, "peer", lambda v: _is_digits(v, 19), vals=peers)
         if kind == KIND_CALL:
-            durs = [o.get("duration_s") for o in os_]
+            durs = C["duration_s"]
             if not (set(map(type, durs)) <= {int} and min(durs) >= 0 and max(durs) <= 86400):
-                check(idx, os_, "duration_s", lambda v: type(v) is int and 0 <= v <= 86400)
+                check(idx, os_, "duration_s", lambda v: type(v) is int and 0 <= v <= 86400, vals=durs)
             imeis = [o.get("imei") for o in os_]
-            if not set(map(type, imeis)) <= {type(None)}:
-                check(idx, os_, "imei", lambda v: v is None or (_is_digits(v, 16) and len(v) >= 14), optional=True)
+            ti = set(map(type, imeis))
+            if ti <= {str}:
+                if not (all(map(str.isdigit, imeis)) and all(map(str.isascii, imeis))
+                        and max(map(len, imeis)) <= 16 and min(map(len, imeis)) >= 14):
+                    check(idx, os_, "imei", lambda v: _is_digits(v, 16) and len(v) >= 14, optional=True, vals=imeis)
+            elif not ti <= {type(None)}:
+                check(idx, os_, "imei", lambda v: v is None or (_is_digits(v, 16) and len(v) >= 14), optional=True, vals=imeis)
         else:
             durs = None
             imeis = None
         pops = [o.get("peer_operator") for o in os_]
         if not set(map(type, pops)) <= {type(None), str}:
-            check(idx, os_, "peer_operator", lambda v: v is None or type(v) is str, optional=True)
-        finite_ts(idx, os_)
+            check(idx, os_, "peer_operator", lambda v: v is None or type(v) is str, optional=True, vals=pops)
         good = [j for j, i in enumerate(idx) if i not in bad] if bad else range(len(idx))
         if len(good) == len(idx):
-            gi, gm, gp, gd, gpo = idx, [o["msisdn"] for o in os_], peers, dirs, pops
-            gts = [o["ts"] for o in os_]
+            gi, gm, gp, gd, gpo = idx, list(C["msisdn"]), peers, dirs, pops
+            gts = C["ts"]
             gdur = durs
             gim = imeis
         else:
             gi = [idx[j] for j in good]
-            gm = [os_[j]["msisdn"] for j in good]
-            gts = [os_[j]["ts"] for j in good]
+            gm = [C["msisdn"][j] for j in good]
+            gts = [C["ts"][j] for j in good]
             gp = [peers[j] for j in good]
             gd = [dirs[j] for j in good]
             gpo = [pops[j] for j in good]
@@ -283,31 +316,39 @@ def decode(
         if m == 0:
             continue
         out = np.array([d == "out" for d in gd], dtype=bool)
-        peer_u = np.array([int(p) for p in gp], dtype=np.uint64)
-        if set(map(type, gpo)) <= {type(None)}:
-            cache = ctx.op_cache
-            comp = [cache.get(p) for p in gp]
-            if None in comp:
-                comp = [_peer_is_comp(ctx, p, None) if c is None else c for p, c in zip(gp, comp)]
-        else:
-            comp = [_peer_is_comp(ctx, p, po) for p, po in zip(gp, gpo)]
+        peer_u = np.array(list(map(int, gp)), dtype=np.uint64)
+        plen = np.fromiter(map(len, gp), np.int64, m)
+        comp = ctx.comp_of(peer_u, plen)
+        if not set(map(type, gpo)) <= {type(None)}:
+            for j, po in enumerate(gpo):
+                if po is not None:
+                    comp[j] = po != config.own_operator and po != "unknown"
         if kind == KIND_CALL:
-            hot = np.array([p in hot_set for p in gp], dtype=bool) & out
+            hot = np.zeros(m, dtype=bool)
+            short = np.flatnonzero((plen <= hot_maxlen) & out)
+            for j in short.tolist():
+                hot[j] = gp[j] in hot_set
             dur = np.array(gdur, dtype=np.int64)
-            im = np.array([int(x) if x else 0 for x in gim], dtype=np.uint64) if not set(map(type, gim)) <= {type(None)} else np.zeros(m, np.uint64)
+            tg = set(map(type, gim))
+            if tg <= {type(None)}:
+                im = np.zeros(m, np.uint64)
+            elif tg <= {str}:
+                im = np.array(list(map(int, gim)), dtype=np.uint64)
+            else:
+                im = np.array([int(x) if x else 0 for x in gim], dtype=np.uint64)
         else:
             hot = np.zeros(m, bool)
             dur = np.zeros(m, np.int64)
             im = np.zeros(m, np.uint64)
         parts.append(dict(i=np.array(gi, dtype=np.int64), kind=np.full(m, kind, np.int8), m=list(gm),
-                          ts=np.array(gts, dtype=np.float64), out=out, peer=peer_u, comp=np.array(comp, dtype=bool),
+                          ts=np.array(gts, dtype=np.float64), out=out, peer=peer_u, comp=comp,
                           hot=hot, dur=dur, imei=im, cents=np.zeros(m, np.int64), plan=np.zeros(m, np.int8),
                           act=np.full(m, -1, np.int64), arpu=np.full(m, -1, np.int64), kg=np.full(m, -1, np.int8)))
 
     # -------- recharges
     idx = groups["recharge"]
     if idx:
-        os_ = common(idx, ("amount",))
+        os_, _ = common(idx, ("amount",))
         check(idx, os_, "amount", lambda v: type(v) in _NUM and math.isfinite(v) and 0 < v < 1e9)
         finite_ts(idx, os_)
         for j, i in enumerate(idx):
@@ -330,7 +371,7 @@ def decode(
     # -------- profiles
     idx = groups["profile"]
     if idx:
-        os_ = common(idx, ("plan",))
+        os_, _ = common(idx, ("plan",))
         check(idx, os_, "plan", lambda v: v in PLAN_CODES if type(v) is str else False)
 
         def ok_date(v):
