@@ -1086,12 +1086,18 @@ async def produce_to_kafka(events: Iterable, settings=None, rate: float = 0.0, p
 
 # ----------------------------------------------------------------------------- CLI
 
+def _tee(records: Iterable[tuple[str, bytes, bytes]], f) -> Iterator[tuple[str, bytes, bytes]]:
+    for rec in records:
+        f.write(rec[2] + b"\n")
+        yield rec
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subscribers", type=int, default=10_000, help="population size (default 10000)")
     p.add_argument("--days", type=int, default=90, help="simulated days (default 90)")
     p.add_argument("--seed", type=int, default=1, help="random seed (deterministic output)")
     p.add_argument("--start", default=DEFAULT_START, help=f"day 0 as a local (UTC+8) date, default {DEFAULT_START}")
-    p.add_argument("--out", help="write events as NDJSON to this file ('-' = stdout)")
+    p.add_argument("--out", help="write events as NDJSON to this file ('-' = stdout); with --kafka, a copy of what was sent")
     p.add_argument("--truth", help="write the ground-truth CSV to this file")
     p.add_argument("--kafka", action="store_true", help="produce to the Kafka input topics (KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--rate", type=float, default=0.0, help="events per second with --kafka (0 = as fast as possible)")
@@ -1113,7 +1119,16 @@ def run(args: argparse.Namespace) -> int:
     if args.kafka:
         from .settings import Settings
 
-        n = asyncio.run(produce_to_kafka(events, Settings.from_env(), rate=args.rate, progress=True))
+        settings = Settings.from_env()
+        tee = None
+        if args.out:  # also keep a copy of exactly what was sent
+            tee = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
+            events = _tee(events, tee)
+        try:
+            n = asyncio.run(produce_to_kafka(events, settings, rate=args.rate, progress=True))
+        finally:
+            if tee is not None and tee is not sys.stdout.buffer:
+                tee.close()
     elif args.out:
         from .progress import Progress
 

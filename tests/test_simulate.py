@@ -424,3 +424,38 @@ def test_produce_to_kafka_lands_on_the_right_topics(kafka_bootstrap, unique):
         assert await simulate.produce_to_kafka(iter(recs), settings, progress=False, stop_event=stop) == 0
 
     asyncio.run(go())
+
+
+def test_cli_kafka_mode_with_a_copy(kafka_bootstrap, unique, tmp_path, monkeypatch):
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.cli import main
+
+    # Settings.from_env() rejects unknown CHURNWATCH_* names; the test-port variable is one of them
+    monkeypatch.delenv("CHURNWATCH_TEST_KAFKA_PORT", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("CHURNWATCH_PARTITIONS", "2")
+    for kind in ("CALLS", "SMS", "RECHARGES", "PROFILES", "ALARMS", "DEADLETTER"):
+        monkeypatch.setenv(f"CHURNWATCH_TOPIC_{kind}", f"cli-{kind.lower()}-{unique}")
+    copy = tmp_path / "sent.ndjson"
+    assert main(["simulate", "--kafka", "--subscribers", "20", "--days", "3", "--seed", "9", "--out", str(copy), "--truth", str(tmp_path / "t.csv")]) == 0
+    sent = copy.read_bytes().splitlines()
+    assert len(sent) > 20
+
+    async def count():
+        c = AIOKafkaConsumer(f"cli-calls-{unique}", f"cli-sms-{unique}", f"cli-recharges-{unique}", f"cli-profiles-{unique}",
+                             bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=f"g-cli-{unique}")
+        await c.start()
+        n = 0
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while n < len(sent) and loop.time() < deadline:
+                for msgs in (await c.getmany(timeout_ms=1000)).values():
+                    n += len(msgs)
+            assert len(c.partitions_for_topic(f"cli-sms-{unique}")) == 2
+        finally:
+            await c.stop()
+        return n
+
+    assert asyncio.run(count()) == len(sent)
