@@ -112,8 +112,6 @@ class ChurnService:
             partitions=s.partitions,
             key_type=bytes,
             value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
             on_recover=self._on_recover,
             help="per-subscriber engine state (2-byte partition + engine snapshot)",
         )
@@ -231,8 +229,10 @@ class ChurnService:
             return [], None
         self._last_swept_day = day
         t0 = time.perf_counter()
-        alarms = eng.sweep(eng.day_start(day))
-        rows = eng.last_changed
+        alarms = eng.sweep(eng.config.day_start_s(day))
+        rows = getattr(eng, "last_evaluated", None)
+        if rows is None:
+            rows = np.empty(0, dtype=np.int64)
         dt = time.perf_counter() - t0
         self.metrics.sweep_seconds.observe(dt)
         self.metrics.sweeps.inc()
@@ -287,8 +287,8 @@ class ChurnService:
             delta = value - before.get(name, 0)
             if not delta:
                 continue
-            if name.startswith("applied."):
-                m.events.labels(type=name.split(".", 1)[1]).inc(delta)
+            if name.startswith("applied_"):
+                m.events.labels(type=name[len("applied_"):]).inc(delta)
             elif name == "skipped":
                 m.replayed.inc(delta)
         for r in rejects:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["register_views"]
 
+# aiohttp wants the charset apart from the content type
+_METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
 _MSISDN = re.compile(r"^[0-9]{5,20}$")
 
 
@@ -27,7 +29,7 @@ def register_views(service: "ChurnService") -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(service.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+            return self.bytes(service.metrics.exposition(), content_type=_METRICS_CONTENT_TYPE)
 
     @app.page("/subscribers/{msisdn}")
     class SubscriberView(View):

@@ -77,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
     from .service import build_service
 
     service = build_service(settings)
-    worker = faust.Worker(service.app, loglevel=settings.log_level.upper(), web_port=settings.web_port, web_host=settings.web_host, web_bind=settings.web_host)
+    worker = faust.Worker(service.app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
     return 0

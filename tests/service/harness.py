@@ -113,6 +113,18 @@ def produce(settings: Settings, records) -> int:
     return asyncio.run(produce_to_kafka(records, settings, rate=0, progress=False))
 
 
+def produce_live(settings: Settings, records, chunks: int = 8, workers: list | None = None) -> int:
+    """Produce in ``chunks`` slices, waiting for the workers to catch up after each one, as a live
+    feed would arrive (rather than months of backlog at once, where Kafka hands out one topic's
+    backlog far ahead of another's)."""
+    n = 0
+    step = max(1, -(-len(records) // chunks))
+    for i in range(0, len(records), step):
+        n += produce(settings, records[i : i + step])
+        wait_caught_up(settings, timeout_s=180, workers=workers)
+    return n
+
+
 async def _committed_and_end(settings: Settings) -> tuple[dict, dict]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -151,20 +163,23 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[W
 
 
 async def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> list:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     out = []
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        from aiokafka import TopicPartition
-
-        tps = [TopicPartition(topic, p) for p in parts]
-        end = await consumer.end_offsets(tps) if tps else {}
+        parts = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(topic, p) for p in (parts.partitions_for_topic(topic) or set())]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all((await consumer.position(tp)) >= off for tp, off in end.items()):
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps)):
                 break
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():

@@ -18,7 +18,7 @@ from stream.engine import Engine, EngineConfig
 from stream.settings import Settings
 from stream.simulate import generate
 
-from .harness import WorkerProc, produce, read_alarms, read_table, read_topic, scenario_env, wait_caught_up
+from .harness import WorkerProc, produce_live, read_alarms, read_table, read_topic, scenario_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -63,8 +63,7 @@ def scenario(kafka_bootstrap, tmp_path_factory):
     worker = WorkerProc(env, "w1", tmp).start()
     try:
         t0 = time.monotonic()
-        produce(settings, records[: len(records) // 2] + bad + records[len(records) // 2 :])
-        wait_caught_up(settings, timeout_s=300, workers=[worker])
+        produce_live(settings, records[: len(records) // 2] + bad + records[len(records) // 2 :], workers=[worker])
         elapsed = time.monotonic() - t0
         yield {"settings": settings, "worker": worker, "records": records, "truth": truth, "elapsed": elapsed}
     finally:
