@@ -50,7 +50,9 @@ Archetypes and default mix (``DEFAULT_MIX``; counts are exact after rounding):
   handset to a close contact who is also ours (that contact's calls then carry the old IMEI);
   0.5% share one handset with another of our numbers from the start (a person with two of our
   SIMs: the IMEI-with-two-own-numbers pattern exists in the baseline, it is not churn); 0.5% dial
-  a rival care line once (calling for a relative).
+  a rival care line once (calling for a relative). Loyal customers' (and migrants') usage also
+  drifts slowly: a factor exp(slope * day) with slope ~ N(0, 0.002) per day (about +-18% over
+  90 days at one sd), so a mild decline alone is not churn.
 - **switcher 6%**: over 3-6 weeks before the churn day: a ramp start, then a second SIM (a new
   cu/ct "shadow" number) appears; the shadow calls/texts the subscriber's close contacts (our
   contacts get "in" events with ``peer`` = the shadow) and the contacts' calls migrate to the
@@ -156,6 +158,7 @@ DUAL_OWN_SIM_SHARE = 0.005
 LOYAL_RIVAL_HOTLINE_SHARE = 0.005
 SWITCHER_HOTLINE_SHARE = 0.90
 SWITCHER_DUAL_SIM_HANDSET_SHARE = 0.40
+LOYAL_TREND_SD_PER_DAY = 0.002  # slow usage drift of non-churners: exp(slope * day), slope ~ N(0, sd)
 
 # event kinds in the columnar day buffers (same codes as stream.contract KIND_*)
 _CALL, _SMS, _RECHARGE, _PROFILE = 0, 1, 2, 3
@@ -475,6 +478,10 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         notes[r].append(f"handdown_from={numbers[donor]}@{hd}")
 
     loyal_idx = np.flatnonzero(arche == A["loyal"])
+    # everyone's usage drifts a little over the period (loyal and migrants: the non-churners)
+    steady = np.flatnonzero((arche == A["loyal"]) | (arche == A["seasonal_migrant"]))
+    slope = rng.normal(0.0, LOYAL_TREND_SD_PER_DAY, steady.size)
+    act[steady] *= np.exp(np.outer(slope, dd)).astype(np.float32)
     lv = rng.random(loyal_idx.size)
     for i in loyal_idx[lv < HOLIDAY_SHARE].tolist():
         L = int(rng.integers(5, 10))
@@ -526,7 +533,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         a[dd >= C] = 0.0
         act[i] = a
         status[i, C:] = 2
-        boost[i] = np.where((dd >= S) & (dd < C), 0.8 * (0.3 + s), 0.0)
+        boost[i] = np.where((dd >= S) & (dd < C), 0.6 * (1.0 - 0.7 * s), 0.0)  # asking around, then on-net via the new SIM
         if rival_peers[i, 0] < 0:
             rival_peers[i] = new_external(3)
         churn_day[i] = C
