@@ -96,13 +96,20 @@ def bench_sweep(quick: bool) -> float:
     batch = 50_000
     old = set(range(0, n, 100))
     t = time.perf_counter()
-    for day in (0, 8):
-        subs = [s for s in range(n) if (s in old) == (day == 0)]
+    def mk(day, subs, base):
+        return [(f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * 86400 + 3600 + (base + j) // 1000},'
+                 f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}').encode()
+                for j, s in enumerate(subs)]
+
+    for day in range(9):
+        if day == 0:
+            subs = sorted(old)
+        elif day == 8:
+            subs = [s for s in range(n) if s not in old]
+        else:
+            subs = [n + day]  # a subscriber of the day moves the watermark on (a day at most per step)
         for i in range(0, len(subs), batch):
-            raws = [(f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * 86400 + 3600 + (i + j) // 1000},'
-                     f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}').encode()
-                    for j, s in enumerate(subs[i:i + batch])]
-            b, _ = eng.decode(raws)
+            b, _ = eng.decode(mk(day, subs[i:i + batch], i))
             eng.apply(b)
     print(f"sweep setup: {len(eng):,} subscribers in {time.perf_counter() - t:.1f} s")
     times = []

@@ -18,7 +18,8 @@ deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level
 drop_min_baseline_active_days  10         baseline needs >= 10 active (non-holiday) days ...
 drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer = silence case)
 erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
-                                          (weighted by contact days) is not contacted recently
+                                          (weighted by contact days) is not contacted recently, for
+                                          subscribers still active (>= drop_min_recent_active_days)
 circle_min_days                2          a peer is in the baseline circle with >= 2 contact days
 circle_min_members             3          erosion / competitor share need >= 3 baseline members
 competitor_rise_threshold      0.25       competitor_contacts trips at a share rise >= 0.25

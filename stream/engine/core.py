@@ -119,6 +119,36 @@ def window_mask(last: np.ndarray, a: int | np.ndarray, b: int | np.ndarray) -> n
     return np.where((hi < 0) | (lo > 63) | (hi < lo) | (last == NODAY), np.uint64(0), m).astype(np.uint64)
 
 
+def _accept_watermark(ts: np.ndarray, live: np.ndarray, wm0: float, F: float) -> np.ndarray:
+    """Events accepted by the sequential rule "reject ts > watermark + F, the watermark being the max
+    ts accepted so far (wm0 before the batch)". Grows a set of certainly-accepted events to its fixed
+    point (each round: events within F of the running max of the accepted ones so far); falls back to
+    a plain loop in adversarial cases."""
+    if not math.isfinite(wm0):
+        # no watermark yet: the first live event sets it
+        first = np.flatnonzero(live)
+        if not len(first):
+            return live.copy()
+        wm0 = float(ts[first[0]])
+    acc = live & (ts <= wm0 + F)
+    for _ in range(6):
+        run = np.maximum.accumulate(np.where(acc, ts, -math.inf))
+        prev = np.maximum(np.r_[wm0, run[:-1]], wm0)
+        nxt = acc | (live & (ts <= prev + F))
+        if (nxt == acc).all():
+            return acc
+        acc = nxt
+    out = np.zeros(len(ts), dtype=bool)
+    wm = wm0
+    for i in np.flatnonzero(live).tolist():
+        t = float(ts[i])
+        if t <= wm + F:
+            out[i] = True
+            if t > wm:
+                wm = t
+    return out
+
+
 def mix_np(peer: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         return peer.astype(np.uint64) * _GOLD
@@ -259,15 +289,11 @@ class Engine:
         F = cfg.max_future_s
         wm0 = -math.inf if self._wm is None else self._wm
         fut = ~skipped & (ts > self.clock() + F)
-        cand = ~skipped & ~fut
-        while True:
-            run = np.maximum.accumulate(np.where(cand, ts, -math.inf))
-            prev_wm = np.maximum(np.r_[wm0, run[:-1]], wm0)
-            f2 = cand & np.isfinite(prev_wm) & (ts > prev_wm + F)
-            if not f2.any():
-                break
-            cand &= ~f2
-            fut |= f2
+        live = ~skipped & ~fut
+        cand = _accept_watermark(ts, live, wm0, F)
+        fut |= live & ~cand
+        run = np.maximum.accumulate(np.where(cand, ts, -math.inf))
+        prev_wm = np.maximum(np.r_[wm0, run[:-1]], wm0)
         has_prev = np.isfinite(prev_wm)
         prev_day = np.where(has_prev, np.floor((np.where(has_prev, prev_wm, 0) + cfg.utc_offset_s) / 86400.0), 0).astype(np.int64)
         late = cand & has_prev & (day < prev_day - self.R + 1)
@@ -666,7 +692,8 @@ class Engine:
         nmem = mem.sum(1)
         wsum = np.where(mem, bd, 0).sum(1)
         ero = np.where(mem & (rd == 0), bd, 0).sum(1)
-        ero_elig = nmem >= cfg.circle_min_members
+        # erosion is about an active subscriber dropping peers; a silent one is the silence signal's case
+        ero_elig = (nmem >= cfg.circle_min_members) & (recent_active_all >= cfg.drop_min_recent_active_days)
         f["erosion"] = np.where(ero_elig, ero / np.maximum(wsum, 1), 0.0)
         f["erosion_elig"] = ero_elig
         rsum = rd.sum(1)

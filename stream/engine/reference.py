@@ -364,7 +364,7 @@ class ReferenceEngine:
                 rnew += rd
             if bd + rd >= cfg.circle_min_days:
                 size += 1
-        ero_elig = mem_n >= cfg.circle_min_members
+        ero_elig = mem_n >= cfg.circle_min_members and recent_active >= cfg.drop_min_recent_active_days
         f["erosion"] = ero / max(wsum, 1) if ero_elig else 0.0
         f["erosion_elig"] = ero_elig
         rshare = rcomp / max(rsum, 1) if rsum > 0 else 0.0
