@@ -41,7 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _say(msg: str) -> None:
-    print(f"[demo] {msg}", flush=True)
+    try:
+        print(f"[demo] {msg}", flush=True)
+    except OSError:  # stdout gone (e.g. a pipe closed by Ctrl-C): keep shutting down cleanly
+        pass
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
@@ -74,7 +77,10 @@ async def _tail_alarms(settings, stop: asyncio.Event, web: str) -> None:
                     shown += 1
                     day = time.strftime("%Y-%m-%d", time.gmtime(a["event_time"] + 8 * 3600))
                     sigs = ",".join(s["name"] for s in a["signals"])
-                    print(f"  ALARM {day} {mask_msisdn(a['msisdn']):>15} {a['phase']:<9} tier={a['value_tier']:<4} score={a['score']:.2f} reason={a['reason']:<17} {sigs}", flush=True)
+                    try:
+                        print(f"  ALARM {day} {mask_msisdn(a['msisdn']):>15} {a['phase']:<9} tier={a['value_tier']:<4} score={a['score']:.2f} reason={a['reason']:<17} {sigs}", flush=True)
+                    except OSError:
+                        stop.set()
                     if shown == 1:
                         _say(f"ask about that subscriber: curl {web}/subscribers/{a['msisdn']}")
     finally:

@@ -153,6 +153,9 @@ class ChurnService:
     # ---------------------------------------------------------------- agent
     async def _agent(self, stream) -> None:
         s = self.settings
+        # Faust's producer buffer warns and throttles past 100 queued messages; one batch queues a
+        # changelog message per changed subscriber, so size it to a batch.
+        self.app.producer.buffer.max_messages = max(1000, 2 * s.batch_size)
         async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
             try:
                 await self.process(events)
