@@ -1,0 +1,166 @@
+"""apply: event-time buckets, late/future rejects, idempotent replays, snapshots, fixed-size state."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from stream.engine import Engine, EngineConfig, ReferenceEngine
+
+from .gen import DAY, T0, call, profile, recharge, sms
+from .helpers import CLOCK, ENGINES, quiet_config
+
+M = "8613800001234"
+P = "8613900000001"
+
+
+def feed(eng, events, **kw):
+    b, rej = eng.decode([orjson.dumps(e) for e in events], **kw)
+    touched = eng.apply(b)
+    return touched, rej
+
+
+@pytest.fixture(params=ENGINES, ids=lambda c: c.__name__)
+def eng(request):
+    return request.param(quiet_config(), clock=lambda: CLOCK)
+
+
+def test_each_event_goes_into_the_bucket_of_its_own_day(eng):
+    D0 = eng.day_of(T0)
+    # arrival order: day 2, then a CDR of day 0 arriving late, then day 1
+    feed(eng, [call(M, T0 + 2 * DAY, P, dur=100), call(M, T0 + 10, P, dur=40, out=False), sms(M, T0 + DAY + 5, P)])
+    ring = eng.state_of(M)["ring"]
+    assert sorted(ring) == [D0, D0 + 1, D0 + 2]
+    # (calls_out, calls_in, sec_out, sec_in, sms_out, sms_in, ...)
+    assert ring[D0][:6] == (0, 1, 0, 40, 0, 0)
+    assert ring[D0 + 1][:6] == (0, 0, 0, 0, 1, 0)
+    assert ring[D0 + 2][:6] == (1, 0, 100, 0, 0, 0)
+    assert eng.watermark_s == T0 + 2 * DAY
+
+
+@pytest.mark.parametrize(
+    "offset_days, reason",
+    [
+        (-36, "late"),  # older than the 36-day ring behind the watermark: rejected
+        (-35, None),  # the oldest day still in the ring
+        (0.5, None),  # within max_future_s (1 day) of the watermark
+        (1.5, "future"),  # implausibly far ahead of the watermark
+    ],
+)
+def test_late_and_future_against_the_watermark(eng, offset_days, reason):
+    feed(eng, [call(M, T0 + 40 * DAY, P)])
+    touched, _ = feed(eng, [call(M, T0 + 40 * DAY + offset_days * DAY, P), call(M, T0 + 40 * DAY + 60, P)])
+    got = [(r.index, r.reason) for r in eng.last_rejects]
+    assert got == ([] if reason is None else [(0, reason)])
+    assert len(touched) == 1  # the valid event of the batch is applied anyway
+    if reason:
+        assert eng.counters["rejected_" + reason] == 1
+
+
+def test_future_against_the_clock():
+    eng = Engine(quiet_config(), clock=lambda: T0)
+    feed(eng, [call(M, T0 + 2 * DAY, P), call(M, T0 + 100, P)])
+    assert [(r.index, r.reason) for r in eng.last_rejects] == [(0, "future")]
+    assert eng.watermark_s == T0 + 100
+
+
+def test_future_events_do_not_move_the_watermark(eng):
+    feed(eng, [call(M, T0, P)])
+    # a far-future event first; the following ones are judged against the unchanged watermark
+    feed(eng, [call(M, T0 + 30 * DAY, P), call(M, T0 + 0.9 * DAY, P), call(M, T0 + 1.8 * DAY, P), call(M, T0 + 3 * DAY, P)])
+    assert [r.reason for r in eng.last_rejects] == ["future", "future"]
+    assert [r.index for r in eng.last_rejects] == [0, 3]
+    assert eng.watermark_s == T0 + 1.8 * DAY
+
+
+def test_replayed_offsets_are_skipped(eng):
+    events = [call(M, T0 + i, P) for i in range(5)]
+    feed(eng, events, src=np.zeros(5, int), offsets=np.arange(100, 105))
+    before = eng.state_of(M)
+    # a crash replays offsets 102..106: only 105 and 106 are new
+    more = events[2:] + [call(M, T0 + 50, P), call(M, T0 + 60, P)]
+    feed(eng, more, src=np.zeros(5, int), offsets=np.arange(102, 107))
+    assert eng.last_skipped == 3
+    assert eng.state_of(M)["ring"][eng.day_of(T0)][0] == before["ring"][eng.day_of(T0)][0] + 2
+    # offsets are per source: offset 100 on the sms topic is new
+    feed(eng, [sms(M, T0 + 70, P)], src=np.array([1]), offsets=np.array([100]))
+    assert eng.last_skipped == 0
+    assert eng.state_of(M)["hwm"] == [106, 100, -1, -1]
+    assert eng.counters["skipped"] == 3
+
+
+def test_counters_are_cumulative(eng):
+    feed(eng, [call(M, T0, P), sms(M, T0 + 1, P), recharge(M, T0 + 2), profile(M, T0 + 3)])
+    b, rej = eng.decode([b"nope", orjson.dumps(call(M, T0 + 4, P))])
+    eng.apply(b)
+    assert eng.counters["applied_call"] == 2 and eng.counters["applied_sms"] == 1
+    assert eng.counters["applied_recharge"] == 1 and eng.counters["applied_profile"] == 1
+    assert eng.counters["rejected_invalid_json"] == 1
+
+
+def test_ring_reuses_slots_of_old_days(eng):
+    feed(eng, [call(M, T0, P)])
+    for d in range(1, 40):
+        feed(eng, [call(M, T0 + d * DAY, P)])
+    ring = eng.state_of(M)["ring"]
+    assert len(ring) == eng.config.ring_days
+    assert min(ring) == eng.day_of(T0) + 39 - eng.config.ring_days + 1
+
+
+def test_profile_latest_by_event_time_wins(eng):
+    feed(eng, [profile(M, T0 + 100, plan="prepaid", arpu=10), profile(M, T0 + 50, plan="postpaid", arpu=99)])
+    assert eng.state_of(M)["profile"][:3] == (1, -1, 1000)
+
+
+def test_snapshot_round_trip_and_restore_elsewhere():
+    eng = Engine(quiet_config(), clock=lambda: CLOCK)
+    evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", imei="356000000000001", dur=10 + k) for d in range(20) for k in range(4)]
+    evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
+    feed(eng, evs)
+    snap = eng.snapshot(M)
+    assert snap[0] == 1  # version byte
+    assert len(snap) <= 2048 + 2
+    other = Engine(quiet_config(), clock=lambda: CLOCK)
+    other.restore(M, snap)
+    assert other.snapshot(M) == snap
+    assert other.state_of(M) == eng.state_of(M)
+    assert M in other and len(other) == 1 and other.row_of(M) is not None
+    assert other.msisdns([other.row_of(M)]) == [M]
+    # overwrite and forget
+    other.restore(M, snap)
+    assert len(other) == 1
+    other.forget([M, "unknown"])
+    assert M not in other and other.snapshot(M) is None and other.view(M) is None
+    with pytest.raises(ValueError):
+        other.restore(M, b"\x09" + snap[1:])
+
+
+def test_reference_snapshot_round_trip():
+    eng = ReferenceEngine(quiet_config(), clock=lambda: CLOCK)
+    feed(eng, [call(M, T0 + k, P, imei="356000000000001") for k in range(3)])
+    snap = eng.snapshot(M)
+    other = ReferenceEngine(quiet_config(), clock=lambda: CLOCK)
+    other.restore(M, snap)
+    assert other.state_of(M) == eng.state_of(M) and other.snapshot(M) == snap
+
+
+def test_state_is_fixed_size():
+    eng = Engine(EngineConfig(), clock=lambda: CLOCK)
+    assert eng.state_bytes_per_subscriber <= 2048
+    feed(eng, [call(M, T0, P)])
+    n0 = len(eng.snapshot(M))
+    feed(eng, [call(M, T0 + k, f"8613{k:09d}") for k in range(2000)])  # many distinct peers
+    assert len(eng.snapshot(M)) == n0
+    assert len(eng.state_of(M)["circle"]) <= 16
+
+
+def test_view_is_json_ready(eng):
+    feed(eng, [call(M, T0 + d * DAY, P) for d in range(20)])
+    v = eng.view(M)
+    orjson.dumps(v)
+    assert v["phase"] == "healthy" and v["value_tier"] in ("high", "mid", "low")
+    assert {s["name"] for s in v["signals"]} == {"traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion",
+                                                 "competitor_contacts", "recharge_lapse", "silence"}
+    if isinstance(eng, Engine):
+        assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
