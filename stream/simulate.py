@@ -449,7 +449,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     specials: dict[int, list[tuple]] = {}
     dd = np.arange(days)
 
-    baseline = min(BASELINE_DAYS, max(days // 3, 1))
+    baseline = min(BASELINE_DAYS, max(days // 2 - 7, 1))  # 35 for periods of 84 days and more
     churn_lo = min(max(days // 2, baseline + 14), max(days - 2, 0))
     churn_hi = max(days - 2, churn_lo)
 
@@ -485,7 +485,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     lv = rng.random(loyal_idx.size)
     for i in loyal_idx[lv < HOLIDAY_SHARE].tolist():
         L = int(rng.integers(5, 10))
-        h = int(rng.integers(5, days - L - 1)) if days > L + 6 else 0
+        h = int(rng.integers(5, days - L - 6)) if days > L + 12 else 0  # back for at least 6 days
         act[i, h:h + L] *= 0.05
         notes[i].append(f"holiday={h}-{min(h + L, days) - 1}")
     for i in loyal_idx[(lv >= HOLIDAY_SHARE) & (lv < HOLIDAY_SHARE + HANDSET_SHARE)].tolist():

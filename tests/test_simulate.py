@@ -73,6 +73,19 @@ def _own_events(events):
     return per
 
 
+def test_ninety_days_have_a_35_day_baseline():
+    _, truth = generate(400, 90, 1)
+    churn = [r["churn_day"] for r in truth if r["churn_day"] != ""]
+    assert min(churn) >= 49 and max(churn) <= 88  # second half, and precursors start on day 35 at the earliest
+    for r in truth:
+        notes = _notes(r)
+        for k in ("ramp_start", "decay_from"):
+            if k in notes:
+                assert int(notes[k]) >= 35
+        if "quiet" in notes:
+            assert int(notes["quiet"].split("-")[0]) >= 35
+
+
 def test_churners_are_silent_from_their_churn_day(sim):
     _, events, _, truth = sim
     per = _own_events(events)
