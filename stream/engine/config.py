@@ -9,8 +9,9 @@ timezone                       Asia/      day buckets are calendar days in this 
                                Shanghai   is fixed at config time (taken on 2025-01-01); zones with
                                           DST get their winter offset (documented limitation).
 ring_days                      36         daily buckets kept (>= 35: 28 baseline + 7 recent + today)
-max_future_s                   86400      reject ts > clock()+this, or > watermark+this (a day:
-                                          a sparse stream may have gaps of hours)
+max_future_s                   172800     reject ts > clock()+this, or > watermark+this (2 days:
+                                          a sparse stream may have quiet gaps; a gap longer than
+                                          this in a whole partition stalls it, so keep it generous)
 recent_days                    7          recent window: the 7 complete days before "today"
 baseline_days                  28         baseline window: the 28 days before the recent window
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
@@ -87,7 +88,7 @@ DEFAULT_HOLIDAYS: tuple[tuple[str, str], ...] = (
 class EngineConfig:
     timezone: str = "Asia/Shanghai"
     ring_days: int = 36
-    max_future_s: float = 86400.0
+    max_future_s: float = 172800.0
     prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PREFIXES))
     country_code: str = COUNTRY_CODE
     competitor_hotlines: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPETITOR_HOTLINES))

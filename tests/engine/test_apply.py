@@ -44,8 +44,8 @@ def test_each_event_goes_into_the_bucket_of_its_own_day(eng):
     [
         (-36, "late"),  # older than the 36-day ring behind the watermark: rejected
         (-35, None),  # the oldest day still in the ring
-        (0.5, None),  # within max_future_s (1 day) of the watermark
-        (1.5, "future"),  # implausibly far ahead of the watermark
+        (1.5, None),  # within max_future_s (2 days) of the watermark
+        (2.5, "future"),  # implausibly far ahead of the watermark
     ],
 )
 def test_late_and_future_against_the_watermark(eng, offset_days, reason):
@@ -60,7 +60,7 @@ def test_late_and_future_against_the_watermark(eng, offset_days, reason):
 
 def test_future_against_the_clock():
     eng = Engine(quiet_config(), clock=lambda: T0)
-    feed(eng, [call(M, T0 + 2 * DAY, P), call(M, T0 + 100, P)])
+    feed(eng, [call(M, T0 + 3 * DAY, P), call(M, T0 + 100, P)])
     assert [(r.index, r.reason) for r in eng.last_rejects] == [(0, "future")]
     assert eng.watermark_s == T0 + 100
 
@@ -68,10 +68,10 @@ def test_future_against_the_clock():
 def test_future_events_do_not_move_the_watermark(eng):
     feed(eng, [call(M, T0, P)])
     # a far-future event first; the following ones are judged against the unchanged watermark
-    feed(eng, [call(M, T0 + 30 * DAY, P), call(M, T0 + 0.9 * DAY, P), call(M, T0 + 1.8 * DAY, P), call(M, T0 + 3 * DAY, P)])
+    feed(eng, [call(M, T0 + 30 * DAY, P), call(M, T0 + 1.9 * DAY, P), call(M, T0 + 3.8 * DAY, P), call(M, T0 + 6 * DAY, P)])
     assert [r.reason for r in eng.last_rejects] == ["future", "future"]
     assert [r.index for r in eng.last_rejects] == [0, 3]
-    assert eng.watermark_s == T0 + 1.8 * DAY
+    assert eng.watermark_s == T0 + 3.8 * DAY
 
 
 def test_replayed_offsets_are_skipped(eng):
