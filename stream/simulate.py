@@ -70,8 +70,9 @@ Archetypes and default mix (``DEFAULT_MIX``; counts are exact after rounding):
 - **seasonal_migrant 4%**: quiet for 3-5 weeks (~4% of usual traffic, away cell, recharges
   paused) somewhere after the baseline, then back to normal. Not churners.
 - **drifter 3%**: usage decays slowly (30-60 days) to nothing; churn day where it hits ~0.
-- **prepaid_lapser 4%** (all prepaid): recharges stop; usage normal while the balance lasts,
-  then declines to nothing over 10-20 days; churn day (suspension) at the end.
+- **prepaid_lapser 4%** (all prepaid): recharges stop (``last_recharge``); usage stays normal
+  for one usual interval while the balance lasts, then declines to nothing over 10-20 days (the
+  missed recharge falls after the baseline); churn day (suspension) at the end.
 
 Churn days (and the migrants' quiet windows) fall in the second half of the period, and no
 precursor starts before day 35 (``BASELINE_DAYS``, shortened for short test periods), so the
@@ -586,7 +587,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     lapser_C = {}
     for i in lap_idx.tolist():
         C = churn_at()
-        G = int(rng.integers(10, 21))  # decline (balance running out -> suspension)
+        G = max(1, min(int(rng.integers(10, 21)), C - baseline))  # decline (balance running out -> suspension)
         E = C - G  # expected next recharge never happens; balance runs dry from about here
         R = E - int(interval[i])  # the last recharge is about one interval before E
         recharge_until[i] = R
@@ -607,15 +608,25 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         want = float(arpu[i]) * I / 30.0
         amount = int(amt_choices[np.argmin(np.abs(amt_choices - want))])
         ch = int(rng.integers(0, len(_CHANNELS)))
-        d = int(rng.integers(0, I))
-        while d < days:
+        if arche[i] == A["prepaid_lapser"]:
+            # the schedule runs backwards from the last recharge, so that it really is the last one
+            sched = [int(recharge_until[i])]
+            while sched[-1] - I - 1 >= 0:
+                sched.append(sched[-1] - I - int(rng.integers(-1, 3)))
+            sched = [d for d in reversed(sched) if 0 <= d < days]
+        else:
+            sched = []
+            d = int(rng.integers(0, I))
+            while d < days:
+                sched.append(d)
+                d += I + int(rng.integers(-1, 3))
+        for d in sched:
             ok = d <= recharge_until[i] and act[i, d] > 0 and not recharge_pause[i, d]
             if arche[i] == A["drifter"]:
                 ok = ok and rng.random() < max(float(act[i, d]), 0.0) ** 0.5
             if ok:
                 recharges.setdefault(d, []).append((i, amount, ch))
                 last_recharge[i] = d
-            d += I + int(rng.integers(-1, 3))
         notes[i].append(f"recharge_every={I}")
         if arche[i] == A["prepaid_lapser"]:
             notes[i].append(f"last_recharge={last_recharge[i]}")

@@ -84,6 +84,8 @@ def test_ninety_days_have_a_35_day_baseline():
                 assert int(notes[k]) >= 35
         if "quiet" in notes:
             assert int(notes["quiet"].split("-")[0]) >= 35
+        if r["archetype"] == "prepaid_lapser":  # the missed recharge falls after the baseline
+            assert int(notes["last_recharge"]) + int(notes["recharge_every"]) >= 35 - 1
 
 
 def test_churners_are_silent_from_their_churn_day(sim):
