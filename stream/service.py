@@ -14,7 +14,7 @@ a batch replayed after SIGKILL is skipped event by event. The order of writes fo
     1. engine state updated in memory (decode → apply → evaluate / sweep)
     2. state of every changed subscriber written to the table: local store + changelog message
     3. alarms and dead letters sent
-    4. producer flushed, and every changelog/alarm/dead-letter send awaited until acknowledged
+    4. every changelog/alarm/dead-letter send awaited until the broker acknowledged it (acks=all)
     5. only then does the loop body return, so ``take_events`` acks the batch; Faust commits
        those offsets later (after flushing the producer once more, see
        ``faust.transport.consumer.Consumer._commit_offsets``)
@@ -209,13 +209,17 @@ class ChurnService:
             changed.append(swept_rows)
             alarms.extend(sweep_alarms)
 
-        futures = self._write_state(np.unique(np.concatenate(changed)) if len(changed) > 1 else touched)
-        futures += [await self._send_alarm(a) for a in alarms]
-        futures += [await self._send_deadletter(msgs[r.index], r) for r in rejects]
-        await self.app.producer.flush()
-        if futures:
-            await asyncio.gather(*futures)
-
+        sends = await self._write_state(np.unique(np.concatenate(changed)) if len(changed) > 1 else touched)
+        n_changelog = len(sends)
+        for a in alarms:
+            sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
+        for r in rejects:
+            sends.append(await self._send_deadletter(msgs[r.index], r))
+        if sends:
+            # Wait until the broker acknowledged every changelog, alarm and dead-letter message
+            # (acks=all); only then may take_events ack this batch's offsets.
+            results = await asyncio.gather(*sends)
+            self._persisted(results[:n_changelog])
         self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
 
     def _maybe_sweep(self) -> tuple[list[dict], np.ndarray | None]:
@@ -242,12 +246,14 @@ class ChurnService:
         logger.info("event-time sweep at day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
         return alarms, rows
 
-    def _write_state(self, rows: np.ndarray) -> list:
-        """Write the state of ``rows`` to the table: local store + changelog, in their partitions."""
+    async def _write_state(self, rows: np.ndarray) -> list:
+        """Write the state of ``rows`` to the table's local store and send it to the changelog,
+        each in its subscriber's partition. Returns the changelog send futures."""
         eng = self.engine
-        table = self.table
-        store = table.data
+        store = self.table.data
         topic = self.settings.topic_calls
+        changelog = self._changelog_topic
+        send = self.app.producer.send
         futs = []
         ctxs: dict[int, _PartitionContext] = {}
         for msisdn in eng.msisdns(rows):
@@ -262,11 +268,27 @@ class ChurnService:
             ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
             with _in_partition(ctx):
                 store[key] = value
-            futs.append(table.send_changelog(p, key, value))
+            futs.append(await send(changelog, key, value, p, None, None))
         return futs
 
-    async def _send_alarm(self, alarm: dict):
-        return await self.alarm_topic.send(key=alarm["msisdn"].encode(), value=orjson.dumps(alarm))
+    @property
+    def _changelog_topic(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
+    def _persisted(self, results) -> None:
+        """Record the changelog offsets now durable, as Faust's own table writes do, so that a
+        restart recovers only the changelog written after them into the local RocksDB."""
+        newest: dict = {}
+        for md in results:
+            tp = TP(md.topic, md.partition)
+            if md.offset > newest.get(tp, -1):
+                newest[tp] = md.offset
+        for tp, offset in newest.items():
+            self.table.data.set_persisted_offset(tp, offset)
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
+        """Hand one message to the producer; returns a future resolved on the broker's ack."""
+        return await self.app.producer.send(topic, key, value, partition, None, None)
 
     async def _send_deadletter(self, msg, reject) -> Any:
         record = {
@@ -281,7 +303,7 @@ class ChurnService:
             "schema_version": SCHEMA_VERSION,
         }
         logger.debug("dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail)
-        return await self.deadletter_topic.send(key=msg.key, value=orjson.dumps(record))
+        return await self._send(self.settings.topic_deadletter, msg.key, orjson.dumps(record))
 
     def _observe(self, n: int, before: dict, rejects, alarms, msgs, seconds: float) -> None:
         m = self.metrics

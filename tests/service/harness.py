@@ -154,7 +154,12 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[W
         for w in workers or []:
             if w.proc is not None and w.proc.poll() is not None:
                 raise AssertionError(f"worker died {w.proc.returncode}:\n{w.log()[-4000:]}")
-        committed, end = asyncio.run(_committed_and_end(settings))
+        try:
+            committed, end = asyncio.run(_committed_and_end(settings))
+        except Exception as exc:  # noqa: BLE001 - e.g. the group coordinator is still being elected
+            behind = {"error": repr(exc)}
+            time.sleep(0.5)
+            continue
         behind = {tp: (committed.get(tp, -1), e) for tp, e in end.items() if e > 0 and committed.get(tp, -1) < e}
         if not behind:
             return
