@@ -1041,6 +1041,22 @@ async def ensure_topics(settings, topics: Iterable[str]) -> list[str]:
             await admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=rf) for t in missing])
         except TopicAlreadyExistsError:
             pass
+        # wait (briefly) until every new partition has a leader, so the first sends are not refused
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                desc = await admin.describe_topics(missing)
+                ready = all(
+                    t.get("error_code", 0) == 0 and len(t.get("partitions", [])) == settings.partitions
+                    and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+                    for t in desc
+                )
+            except Exception:  # metadata not there yet
+                ready = False
+            if ready:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the broker applies the new metadata a moment after the controller
         return missing
     finally:
         await admin.close()
