@@ -97,6 +97,21 @@ _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive"
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 
 
+DAY_FIELDS = ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in", "comp_n", "hot_n", "rch_n", "rch_c", "bits")
+
+
+def day_dict(date: str, v: dict) -> dict:
+    """One day of the ring as the web view shows it."""
+    return {
+        "date": date,
+        "calls_out": v["calls_out"], "calls_in": v["calls_in"],
+        "minutes_out": round(v["sec_out"] / 60, 1), "minutes_in": round(v["sec_in"] / 60, 1),
+        "sms_out": v["sms_out"], "sms_in": v["sms_in"],
+        "contacts": int(v["bits"]).bit_count(), "competitor_contacts": v["comp_n"],
+        "competitor_hotline": v["hot_n"], "recharges": v["rch_n"], "recharge_amount": v["rch_c"] / 100,
+    }
+
+
 def _popcount(a: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a).astype(np.int64)
 
@@ -170,6 +185,7 @@ class Engine:
         self._imei_index: dict[int, dict[int, int]] = {}
         self._wm: float | None = None
         self._seq = 0
+        self._extra: set[int] = set()
         self.last_rejects: list[Reject] = []
         self.last_skipped = 0
         self.counters: dict[str, int] = {}
@@ -342,7 +358,10 @@ class Engine:
         kind = b.kind
         for kname, kc in (("call", KIND_CALL), ("sms", KIND_SMS), ("recharge", KIND_RECHARGE), ("profile", KIND_PROFILE)):
             self._count("applied_" + kname, int((kind == kc).sum()))
+        self._extra: set[int] = set()
         self._apply_accepted(b, rows)
+        if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
+            return np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
         return np.unique(rows)
 
     def _apply_accepted(self, b: Batch, rows: np.ndarray) -> None:
@@ -630,6 +649,7 @@ class Engine:
                     a["dual_day"][x] = d
                 a["dual_n"][x] = max(int(a["dual_n"][x]), nn)
                 a["dirty"][x] = 1
+                self._extra.add(x)
 
     # ------------------------------------------------------------------ features
     def _features(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
@@ -918,16 +938,11 @@ class Engine:
         for d in range(D - 13, D + 1):
             s = d % self.R
             if int(a["stamp"][r, s]) != d:
-                continue
-            days.append({
-                "date": cfg.date_of_day(d),
-                "calls_out": int(a["calls_out"][r, s]), "calls_in": int(a["calls_in"][r, s]),
-                "minutes_out": round(int(a["sec_out"][r, s]) / 60, 1), "minutes_in": round(int(a["sec_in"][r, s]) / 60, 1),
-                "sms_out": int(a["sms_out"][r, s]), "sms_in": int(a["sms_in"][r, s]),
-                "contacts": int(_popcount(a["bits"][r, s:s + 1])[0]), "competitor_contacts": int(a["comp_n"][r, s]),
-                "competitor_hotline": int(a["hot_n"][r, s]), "recharges": int(a["rch_n"][r, s]),
-                "recharge_amount": int(a["rch_c"][r, s]) / 100,
-            })
+                vals = dict.fromkeys(DAY_FIELDS, 0)
+            else:
+                vals = {nm: int(a[nm][r, s]) for nm in DAY_FIELDS if nm != "bits"}
+                vals["bits"] = int(a["bits"][r, s])
+            days.append(day_dict(cfg.date_of_day(d), vals))
         return {
             "msisdn": msisdn,
             "phase": PHASE_NAMES[int(a["phase"][r])],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -89,6 +89,9 @@ class Batch:
 
 
 _MISSING = object()
+_CALL_FIELDS = ("type", "msisdn", "ts", "direction", "peer", "duration_s")
+_GET_IMEI = methodcaller("get", "imei")
+_GET_POP = methodcaller("get", "peer_operator")
 _NUM = {int, float}
 
 
@@ -181,8 +184,20 @@ def decode(
     objs = _parse(raws, rejects)
     bad: dict[int, tuple[str, str]] = {}
     groups: dict[str, list[int]] = {"call": [], "sms": [], "recharge": [], "profile": []}
-    types = [o.get("type", _MISSING) if type(o) is dict else _MISSING for o in objs]
-    if set(map(type, types)) <= {str} and set(types) <= {"call"}:
+    pre: dict | None = None  # columns already extracted by the all-calls fast path
+    if set(map(type, objs)) == {dict}:
+        try:
+            cols0 = list(zip(*map(itemgetter(*_CALL_FIELDS), objs)))
+        except KeyError:
+            cols0 = None
+        if cols0 is not None and set(map(type, cols0[0])) == {str} and set(cols0[0]) == {"call"}:
+            pre = dict(zip(_CALL_FIELDS, cols0))
+        types = cols0[0] if pre is not None else [o.get("type", _MISSING) for o in objs]
+    else:
+        types = [o.get("type", _MISSING) if type(o) is dict else _MISSING for o in objs]
+    if pre is not None:
+        groups["call"] = list(range(n))
+    elif set(map(type, types)) <= {str} and set(types) <= {"call"}:
         groups["call"] = list(range(n))
     else:
         for i, t in enumerate(types):
@@ -209,7 +224,10 @@ def decode(
         os_ = objs if len(idx) == n else [objs[i] for i in idx]
         names = ("msisdn", "ts") + req
         try:
-            cols_ = dict(zip(names, zip(*map(itemgetter(*names), os_))))
+            if pre is not None and len(idx) == n:
+                cols_ = {f: pre[f] for f in names}
+            else:
+                cols_ = dict(zip(names, zip(*map(itemgetter(*names), os_))))
         except KeyError:
             cols_ = {}
             for f in names:
@@ -283,7 +301,7 @@ def decode(
             durs = C["duration_s"]
             if not (set(map(type, durs)) <= {int} and min(durs) >= 0 and max(durs) <= 86400):
                 check(idx, os_, "duration_s", lambda v: type(v) is int and 0 <= v <= 86400, vals=durs)
-            imeis = [o.get("imei") for o in os_]
+            imeis = list(map(_GET_IMEI, os_))
             ti = set(map(type, imeis))
             if ti <= {str}:
                 if not (all(map(str.isdigit, imeis)) and all(map(str.isascii, imeis))
@@ -294,7 +312,7 @@ def decode(
         else:
             durs = None
             imeis = None
-        pops = [o.get("peer_operator") for o in os_]
+        pops = list(map(_GET_POP, os_))
         if not set(map(type, pops)) <= {type(None), str}:
             check(idx, os_, "peer_operator", lambda v: v is None or type(v) is str, optional=True, vals=pops)
         good = [j for j, i in enumerate(idx) if i not in bad] if bad else range(len(idx))
@@ -315,7 +333,7 @@ def decode(
         m = len(gi)
         if m == 0:
             continue
-        out = np.array([d == "out" for d in gd], dtype=bool)
+        out = np.fromiter(map("out".__eq__, gd), dtype=bool, count=m)
         peer_u = np.array(list(map(int, gp)), dtype=np.uint64)
         plen = np.fromiter(map(len, gp), np.int64, m)
         comp = ctx.comp_of(peer_u, plen)

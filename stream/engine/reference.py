@@ -72,6 +72,7 @@ class ReferenceEngine:
         self._index: dict[int, dict[str, int]] = {}  # imei -> {msisdn: day}
         self._wm: float | None = None
         self._seq = 0
+        self._extra: set[int] = set()
         self.last_rejects: list[Reject] = []
         self.last_skipped = 0
         self.counters: dict[str, int] = {}
@@ -159,6 +160,7 @@ class ReferenceEngine:
             kind = int(batch.kind[i])
             self._count("applied_" + names[kind])
             touched.add(sub.row)
+            self._extra = touched
             self._apply_one(sub, batch, i, kind, ts, d)
         # subscribers that exist after the batch keep the offsets of their rejected events too
         for (m, s), off in pending.items():
@@ -284,6 +286,7 @@ class ReferenceEngine:
                 s = self._subs[x]
                 s.dual_day = max(s.dual_day, d)
                 s.dual_n = max(s.dual_n, nn)
+                self._extra.add(s.row)
 
     # ---------------------------------------------------------------- signals
     def _silent(self, sub: _Sub, D: int) -> int:
@@ -529,9 +532,16 @@ class ReferenceEngine:
         D = self.day_of(self._wm) if self._wm is not None else 0
         f = self._features(sub, D)
         dec = self._decide(sub, f, D)
+        from .core import DAY_FIELDS, day_dict
+
+        days = []
+        for d in range(D - 13, D + 1):
+            c = sub.ring.get(d, [0] * len(RING))
+            days.append(day_dict(self.config.date_of_day(d), dict(zip(DAY_FIELDS, c))))
         return {"msisdn": msisdn, "phase": PHASE_NAMES[sub.phase], "episode": sub.episode,
                 "score": round(float(dec["score"]), 4), "signals": self._signals(f, dec, False),
-                "value_tier": TIERS[dec["tier"]], "reason_guess": REASONS[dec["reason"]]}
+                "value_tier": TIERS[dec["tier"]], "reason_guess": REASONS[dec["reason"]],
+                "as_of_day": self.config.date_of_day(D), "days": days}
 
     def state_of(self, msisdn: str) -> dict | None:
         s = self._subs.get(msisdn)

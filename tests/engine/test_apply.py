@@ -162,5 +162,4 @@ def test_view_is_json_ready(eng):
     assert v["phase"] == "healthy" and v["value_tier"] in ("high", "mid", "low")
     assert {s["name"] for s in v["signals"]} == {"traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion",
                                                  "competitor_contacts", "recharge_lapse", "silence"}
-    if isinstance(eng, Engine):
-        assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
+    assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
