@@ -7,11 +7,12 @@ precision/recall per phase.
 
 Definitions (all per subscriber):
 
-- **hit**: an alarm record of phase ``warning`` or ``alarm`` (the "any" columns) — or of phase
-  ``alarm`` only (the "alarm" columns) — with ``event_time`` before the churn time (``churn_ts``)
-  and after the subscriber's last ``recovered`` record before the churn (an episode that was
-  closed as a false alarm does not count as an early warning). **lead** = (churn_ts - event_time
-  of the first hit) in days; recall@7d / @14d = share of the archetype with lead >= 7 / 14 days.
+- **hit** (issue text): an alarm record of phase ``warning`` or ``alarm`` (the "any" columns) —
+  or of phase ``alarm`` only (the "alarm" columns) — with ``event_time`` before the churn time
+  (``churn_ts``). **lead** = (churn_ts - event_time of the first hit) in days; recall@7d / @14d =
+  share of the archetype with lead >= 7 / 14 days. A stricter view is reported beside it
+  (``recall_open_episode_7d``, the "ep@7d" column): only records after the subscriber's last
+  ``recovered`` record before the churn count, i.e. the warning was still standing at churn.
 - **ever in a phase** (loyal, seasonal migrants): share with at least one record of that phase
   at any time; ``flagged`` = a warning or alarm record. The "ever warned" target uses
   ``flagged`` (an alarm is a warning that went further).
@@ -88,10 +89,13 @@ def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
-def _first_hit(recs: list[dict], churn_ts: float, phases: tuple[str, ...]) -> float | None:
-    """event_time of the first hit in the episode open at churn_ts (records sorted by time)."""
+def _first_hit(recs: list[dict], churn_ts: float, phases: tuple[str, ...], open_episode: bool = False) -> float | None:
+    """event_time of the first record of ``phases`` before churn_ts; with ``open_episode``, only
+    records after the last ``recovered`` record before churn_ts count."""
     before = [r for r in recs if r["event_time"] < churn_ts]
-    last_rec = max((r["event_time"] for r in before if r["phase"] == "recovered"), default=-math.inf)
+    last_rec = -math.inf
+    if open_episode:
+        last_rec = max((r["event_time"] for r in before if r["phase"] == "recovered"), default=-math.inf)
     hits = [r["event_time"] for r in before if r["phase"] in phases and r["event_time"] > last_rec]
     return min(hits) if hits else None
 
@@ -124,12 +128,15 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         m["competitor_switch_share"] = _share(
             sum(any(x.get("reason") == "competitor_switch" for x in by_sub.get(r["msisdn"], ())) for r in rows), n)
         if arch in CHURNERS:
-            la, lal = [], []
+            la, lal, lep = [], [], []
             for r in rows:
                 recs = by_sub.get(r["msisdn"], [])
                 t = _first_hit(recs, r["churn_ts"], ("warning", "alarm"))
                 if t is not None:
                     la.append((r["churn_ts"] - t) / DAY_S)
+                t = _first_hit(recs, r["churn_ts"], ("warning", "alarm"), open_episode=True)
+                if t is not None:
+                    lep.append((r["churn_ts"] - t) / DAY_S)
                 t = _first_hit(recs, r["churn_ts"], ("alarm",))
                 if t is not None:
                     lal.append((r["churn_ts"] - t) / DAY_S)
@@ -141,13 +148,17 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
             m["recall_any_before_churn"] = _share(len(la), n)
             m["median_lead_any_days"] = _median(la)
             m["median_lead_alarm_days"] = _median(lal)
+            m["recall_open_episode_7d"] = _share(sum(x >= 7 for x in lep), n)
+            m["median_lead_open_episode_days"] = _median(lep)
             m["_leads_alarm"] = lal
+            m["_leads_episode"] = lep
         per_arch[arch] = m
 
     early_rows = [r for r in truth if r["archetype"] in EARLY_CHURNERS]
     ne = len(early_rows)
     early_leads = [x for a in EARLY_CHURNERS for x in leads_any.get(a, [])]
     early_leads_alarm = [x for a in EARLY_CHURNERS for x in per_arch[a].get("_leads_alarm", [])]
+    early_leads_ep = [x for a in EARLY_CHURNERS for x in per_arch[a].get("_leads_episode", [])]
     early = {
         "n": ne,
         "recall_any_7d": _share(sum(x >= 7 for x in early_leads), ne),
@@ -156,6 +167,8 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         "recall_alarm_14d": _share(sum(x >= 14 for x in early_leads_alarm), ne),
         "median_lead_any_days": _median(early_leads),
         "median_lead_alarm_days": _median(early_leads_alarm),
+        "recall_open_episode_7d": _share(sum(x >= 7 for x in early_leads_ep), ne),
+        "median_lead_open_episode_days": _median(early_leads_ep),
     }
 
     # precision by phase
@@ -180,7 +193,7 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
             continue
         stop = float(r["churn_ts"])
         recs = by_sub.get(r["msisdn"], [])
-        open_ep = _first_hit(recs, stop, ("warning", "alarm")) is not None
+        open_ep = _first_hit(recs, stop, ("warning", "alarm"), open_episode=True) is not None
         after = [x["event_time"] for x in recs if x["event_time"] >= stop and x["phase"] in ("warning", "alarm", "churned")]
         delay = 0.0 if open_ep else ((min(after) - stop) / DAY_S if after else None)
         if delay is None:
@@ -210,6 +223,7 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
 
     for m in per_arch.values():
         m.pop("_leads_alarm", None)
+        m.pop("_leads_episode", None)
     metrics = {
         "n_subscribers": len(truth),
         "n_alarm_records": n_records,
@@ -259,16 +273,17 @@ def format_table(m: dict) -> str:
     out.append(f"subscribers {m['n_subscribers']}, alarm records {m['n_alarm_records']}, alarmed subscribers "
                f"{m['n_alarmed_subscribers']} (not in truth: {m['unknown_msisdns']})")
     out.append("")
-    out.append(f"{'archetype':<18}{'n':>6}  {'any@7d':>6} {'any@14d':>7} {'alm@7d':>6} {'alm@14d':>7} {'lead_any':>8} {'lead_alm':>8}  "
+    out.append(f"{'archetype':<18}{'n':>6}  {'any@7d':>6} {'any@14d':>7} {'alm@7d':>6} {'alm@14d':>7} {'ep@7d':>6} {'lead_any':>8} {'lead_alm':>8}  "
                f"{'warned':>6} {'alarm':>6} {'churnd':>6} {'compsw':>6}")
     for a, x in m["archetypes"].items():
         out.append(f"{a:<18}{x['n']:>6}  {_pct(x.get('recall_any_7d'))} {_pct(x.get('recall_any_14d')):>7} {_pct(x.get('recall_alarm_7d'))} "
-                   f"{_pct(x.get('recall_alarm_14d')):>7} {_num(x.get('median_lead_any_days')):>8} {_num(x.get('median_lead_alarm_days')):>8}  "
+                   f"{_pct(x.get('recall_alarm_14d')):>7} {_pct(x.get('recall_open_episode_7d'))} {_num(x.get('median_lead_any_days')):>8} {_num(x.get('median_lead_alarm_days')):>8}  "
                    f"{_pct(x['ever_flagged'])} {_pct(x['ever_alarm'])} {_pct(x['ever_churned'])} {_pct(x['competitor_switch_share'])}")
     e = m["early_churners"]
     out.append(f"{'sw+drift+lapse':<18}{e['n']:>6}  {_pct(e['recall_any_7d'])} {_pct(e['recall_any_14d']):>7} {_pct(e['recall_alarm_7d'])} "
-               f"{_pct(e['recall_alarm_14d']):>7} {_num(e['median_lead_any_days']):>8} {_num(e['median_lead_alarm_days']):>8}")
-    out.append("  (any = warning or alarm record before churn; lead = median days; warned = ever warning/alarm)")
+               f"{_pct(e['recall_alarm_14d']):>7} {_pct(e['recall_open_episode_7d'])} {_num(e['median_lead_any_days']):>8} {_num(e['median_lead_alarm_days']):>8}")
+    out.append("  (any = warning or alarm record before churn; ep = the same, not recovered since; lead = median days;")
+    out.append("   warned = ever warning or alarm; churnd = ever churned; compsw = any record with reason competitor_switch)")
     out.append("")
     out.append("precision by phase: " + ", ".join(
         f"{p} {_pct(v['precision']).strip()} ({v['true_churners']}/{v['n_flagged']})" for p, v in m["precision"].items()))

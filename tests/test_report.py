@@ -88,11 +88,13 @@ def _parsed(r):
 def test_recall_and_lead_per_archetype(metrics):
     sw = metrics["archetypes"]["switcher"]
     assert sw["n"] == 4
-    assert sw["recall_any_7d"] == 2 / 4  # leads 20 and 8 (episode after the recovery); 5 is too late
-    assert sw["recall_any_14d"] == 1 / 4
+    assert sw["recall_any_7d"] == 2 / 4  # leads 20 and 30 (a warning before a recovery counts); 5 is too late
+    assert sw["recall_any_14d"] == 2 / 4
     assert sw["recall_alarm_7d"] == 1 / 4  # alarm leads 10 and 2
     assert sw["recall_alarm_14d"] == 0
-    assert sw["median_lead_any_days"] == 8
+    assert sw["median_lead_any_days"] == 20
+    assert sw["recall_open_episode_7d"] == 2 / 4  # 20, and 8 for the warning after the recovery
+    assert sw["median_lead_open_episode_days"] == 8
     assert sw["median_lead_alarm_days"] == 6
     assert sw["recall_any_before_churn"] == 3 / 4  # the churned-only one is no hit
     dr = metrics["archetypes"]["drifter"]
@@ -102,9 +104,11 @@ def test_recall_and_lead_per_archetype(metrics):
     early = metrics["early_churners"]
     assert early["n"] == 7
     assert early["recall_any_7d"] == 4 / 7
-    assert early["recall_any_14d"] == 3 / 7
+    assert early["recall_any_14d"] == 4 / 7
     assert early["recall_alarm_7d"] == 2 / 7
-    assert metrics["lead_days_any"]["switcher"] == [5, 8, 20]
+    assert early["recall_open_episode_7d"] == 4 / 7
+    assert early["median_lead_any_days"] == 20
+    assert metrics["lead_days_any"]["switcher"] == [5, 20, 30]
 
 
 def test_false_alarm_rates_on_loyal_and_migrants(metrics):
