@@ -18,6 +18,7 @@ import statistics
 import time
 
 import numpy as np
+import orjson
 
 from stream.engine import Engine, EngineConfig
 
@@ -80,6 +81,14 @@ def bench_stream(quick: bool, profile: bool, batch_size: int) -> float:
         assert eng.counters["applied_call"] - applied0 == n_events, "not every event was applied"
         rates.append(n_events / dt)
         print(f"round {r}: {n_events:,} events in {dt:.3f} s = {n_events / dt:,.0f} events/s ({alarms} alarms)")
+    # baseline: orjson.loads of the same batches alone (the floor any decode pays)
+    base = []
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(0, n_events, batch_size):
+            orjson.loads(b"[" + b",".join(evs[i:i + batch_size]) + b"]")
+        base.append(n_events / (time.perf_counter() - t0))
+    print(f"baseline orjson.loads only: median {statistics.median(base):,.0f} events/s")
     med = statistics.median(rates)
     print(f"decode+apply+evaluate: median {med:,.0f} events/s over {rounds} rounds "
           f"({n_subs:,} subscribers, {EVENT_BYTES}-byte call events, batch {batch_size}, target 1,000,000)")

@@ -187,7 +187,7 @@ def decode(
     pre: dict | None = None  # columns already extracted by the all-calls fast path
     if set(map(type, objs)) == {dict}:
         try:
-            cols0 = list(zip(*map(itemgetter(*_CALL_FIELDS), objs)))
+            cols0 = [list(map(itemgetter(f), objs)) for f in _CALL_FIELDS]
         except KeyError:
             cols0 = None
         if cols0 is not None and set(map(type, cols0[0])) == {str} and set(cols0[0]) == {"call"}:
@@ -227,7 +227,7 @@ def decode(
             if pre is not None and len(idx) == n:
                 cols_ = {f: pre[f] for f in names}
             else:
-                cols_ = dict(zip(names, zip(*map(itemgetter(*names), os_))))
+                cols_ = {f: list(map(itemgetter(f), os_)) for f in names}
         except KeyError:
             cols_ = {}
             for f in names:
