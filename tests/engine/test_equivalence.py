@@ -132,6 +132,26 @@ def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, data):
 
 
 @SETTINGS
+@given(raws=events(), batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
+       ops=st.lists(st.tuples(st.sampled_from(["forget", "restore", "none"]), st.sampled_from(SUBS)), min_size=1, max_size=8))
+def test_forget_and_restore_mid_stream(raws, batch_sizes, ops):
+    """Dropping a subscriber (lost partition) or restoring one from its own snapshot (changelog
+    recovery) keeps both engines in step, the IMEI index included."""
+
+    def extra(E, R, k):
+        op, m = ops[k % len(ops)]
+        if op == "forget":
+            E.forget([m])
+            R.forget([m])
+        elif op == "restore" and m in E:
+            E.restore(m, E.snapshot(m))
+            R.restore(m, R.snapshot(m))
+        assert (m in E) == (m in R) and len(E) == len(R)
+
+    compare(raws, batch_sizes, quiet_config(), extra=extra)
+
+
+@SETTINGS
 @given(seed=st.integers(0, 10**6), batch=st.integers(5, 60), cut=st.integers(1, 10))
 def test_snapshot_restore_mid_stream(seed, batch, cut):
     """A subscriber restored from a snapshot in a fresh engine continues exactly like the original."""
