@@ -238,9 +238,9 @@ def decode(
                 cols_[f] = vals
         ms = cols_["msisdn"]
         if not (set(map(type, ms)) <= {str} and all(map(str.isdigit, ms)) and all(map(str.isascii, ms))
-                and max(map(len, ms)) <= 18 and min(map(len, ms)) >= 3):
+                and max(map(len, ms)) <= 20 and min(map(len, ms)) >= 5):
             for i, m in zip(idx, ms):
-                if i not in bad and not (_is_digits(m) and len(m) >= 3):
+                if i not in bad and not (_is_digits(m, 20) and len(m) >= 5):
                     bad[i] = ("invalid_field", "msisdn")
         ts = cols_["ts"]
         if set(map(type, ts)) <= _NUM:

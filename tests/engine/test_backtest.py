@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import jsonschema
 import orjson
 
 from stream.cli import main
@@ -24,8 +28,11 @@ def test_backtest_command(tmp_path, capsys):
     assert "events:" in text and "alarms:" in text and "rejected" in text
     alarms = [orjson.loads(x) for x in out.read_bytes().splitlines()]
     assert alarms, "a 50-day random stream with shared handsets produces alarms"
+    schema = json.loads((Path(__file__).parents[2] / "schemas" / "alarm.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
     for a in alarms:
         assert set(ALARM_FIELDS) <= set(a)
+        validator.validate(a)
     # deterministic: a second run gives the same bytes; the reference engine agrees
     out2 = tmp_path / "alarms2.ndjson"
     assert main(["backtest", "--events", str(ev), "--alarms-out", str(out2), "--batch-size", "200", "--quiet"]) == 0

@@ -45,6 +45,7 @@ def with_(**kw):
         (with_(ts=...), "missing_field", "ts"),
         (with_(msisdn="86138abc"), "invalid_field", "msisdn"),
         (with_(msisdn=8613800001234), "invalid_field", "msisdn"),  # digits as a string
+        (with_(msisdn="1234"), "invalid_field", "msisdn"),  # 5..20 digits (alarm contract)
         (with_(direction="sideways"), "invalid_field", "direction"),
         (with_(peer="+8613900000001"), "invalid_field", "peer"),
         (with_(duration_s=-1), "invalid_field", "duration_s"),
