@@ -8,6 +8,7 @@ names the failing events. Rejects never stop the batch.
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 from operator import itemgetter, methodcaller
@@ -166,7 +167,22 @@ def _parse(raws: Sequence[bytes], rejects: list) -> list:
     return objs
 
 
-def decode(
+def decode(raws: Sequence[bytes], keys: Sequence[bytes | None] | None = None, src: np.ndarray | None = None,
+           offsets: np.ndarray | None = None, *, config: EngineConfig, seq_start: int = 0) -> tuple[Batch, list[Reject]]:
+    """Decode and validate. ``offsets`` default to ``seq_start + index`` (a running sequence).
+
+    The cyclic GC is paused meanwhile: parsing creates one dict per event (no cycles), and gen-0
+    collections triggered by them would cost 20-30% of the decode time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode(raws, keys, src, offsets, config=config, seq_start=seq_start)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _decode(
     raws: Sequence[bytes],
     keys: Sequence[bytes | None] | None = None,
     src: np.ndarray | None = None,
