@@ -1,14 +1,19 @@
 """The Faust app for ``faust -A stream.app worker`` (settings from the environment).
 
 ``churnwatch worker`` builds the same service through :func:`stream.service.build_service`
-after checking the settings and the broker first.
+after checking the settings and the broker first. Importing this module creates the service's
+topics if they are missing (and checks the inputs are co-partitioned), as the worker does.
 """
 
 from __future__ import annotations
 
 from .service import build_service
+from .settings import Settings
+from .topics import ensure_topics
 
 __all__ = ["app", "service"]
 
-service = build_service()
+_settings = Settings.from_env()
+ensure_topics(_settings)
+service = build_service(_settings)
 app = service.app
