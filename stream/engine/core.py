@@ -280,12 +280,13 @@ class Engine:
         hwm0[known] = a["hwm"][rows[known], src[known]]
         skipped = off <= hwm0
         # within the batch: an offset at or below an earlier offset of the same (subscriber, source)
-        if n > 1:
-            if known.all():
-                gid = rows
-            else:
+        if n > 1 and not (off[1:] > off[:-1]).all():  # (strictly increasing offsets: no duplicates)
+            gid = rows
+            if not known.all():
+                gid = rows.copy()
                 tmp: dict[str, int] = {}
-                gid = np.array([r if r >= 0 else self._cap + tmp.setdefault(m, len(tmp)) for r, m in zip(rows.tolist(), batch.msisdn)], dtype=np.int64)
+                for i in np.flatnonzero(~known).tolist():
+                    gid[i] = self._cap + tmp.setdefault(batch.msisdn[i], len(tmp))
             key = gid * NSRC + src
             order = np.argsort(key, kind="stable")
             ks = key[order]
