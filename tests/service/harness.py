@@ -56,7 +56,8 @@ def free_port() -> int:
 class WorkerProc:
     """``churnwatch worker`` in a child process, with its own web port and log file."""
 
-    def __init__(self, env: dict[str, str], name: str, tmp: Path) -> None:
+    def __init__(self, env: dict[str, str], name: str, tmp: Path, cmd: list[str] | None = None) -> None:
+        self.cmd = cmd or [sys.executable, "-m", "stream.cli", "worker"]
         self.port = free_port()
         self.env = {**env, "CHURNWATCH_WEB_PORT": str(self.port), "CHURNWATCH_DATA_DIR": str(tmp / f"data-{name}")}
         self.log_path = tmp / f"{name}.log"
@@ -68,7 +69,7 @@ class WorkerProc:
 
     def start(self, timeout_s: float = 90.0) -> "WorkerProc":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -43,7 +43,12 @@ def _assert_exact(settings: Settings, records) -> None:
     for msisdn, value in table.items():
         got.restore(msisdn, value[2:])
     bad = [m for m in table if got.state_of(m)["ring"] != want.state_of(m)["ring"] or got.state_of(m)["rch"] != want.state_of(m)["rch"]]
-    assert not bad, f"{len(bad)} subscribers differ, e.g. {bad[:3]}"
+    detail = []
+    for m in bad[:3]:
+        g, w = got.state_of(m), want.state_of(m)
+        days = sorted(d for d in set(g["ring"]) | set(w["ring"]) if g["ring"].get(d) != w["ring"].get(d))
+        detail.append((m[-4:], [(d, g["ring"].get(d), w["ring"].get(d)) for d in days[:3]], g["rch"], w["rch"]))
+    assert not bad, f"{len(bad)} subscribers differ, e.g. {detail}"
 
 
 def _metric(worker: WorkerProc, name: str) -> float:
