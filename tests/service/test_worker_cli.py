@@ -52,7 +52,7 @@ def test_faust_cli_runs_the_same_service(kafka_bootstrap, tmp_path):
     try:
         w.start()
         status, body = w.get("/metrics")
-        assert status == 200 and b"# TYPE churnwatch_events counter" in body
+        assert status == 200 and b"# TYPE churnwatch_events_total counter" in body
     finally:
         w.stop()
     # it created the co-partitioned input topics and the state table's changelog
