@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -53,12 +54,18 @@ def test_faust_cli_runs_the_same_service(kafka_bootstrap, tmp_path):
         w.start()
         status, body = w.get("/metrics")
         assert status == 200 and b"# TYPE churnwatch_events_total counter" in body
+        # it created the co-partitioned input topics and the state table's changelog
+        settings = Settings.from_env(env)
+        want = [*settings.input_topics, f"{settings.app_id}-subscriber-state-changelog"]
+        deadline = time.monotonic() + 60
+        while True:
+            counts = asyncio.run(_partition_counts(kafka_bootstrap, want))
+            if len(counts) == len(want) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert counts == {t: 3 for t in want}, counts
     finally:
         w.stop()
-    # it created the co-partitioned input topics and the state table's changelog
-    settings = Settings.from_env(env)
-    counts = asyncio.run(_partition_counts(kafka_bootstrap, [*settings.input_topics, f"{settings.app_id}-subscriber-state-changelog"]))
-    assert counts == {t: 3 for t in counts} and len(counts) == 5, counts
 
 
 async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
