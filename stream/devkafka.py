@@ -200,7 +200,7 @@ class LocalKafka:
                     "transaction.state.log.min.isr=1",
                     "transaction.state.log.num.partitions=4",
                     "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=true",
+                    "auto.create.topics.enable=false",  # like production clusters: topics are created on purpose, never by a stray metadata request
                     "delete.topic.enable=true",
                     "log.retention.hours=168",
                     "log.segment.bytes=268435456",

@@ -85,6 +85,12 @@ BOOT_APP = textwrap.dedent(
 async def test_faust_app_boots_and_creates_topics(kafka_bootstrap, unique, tmp_path):
     app_id, src, out = f"boot-{unique}", f"boot.src.{unique}", f"boot.out.{unique}"
     (tmp_path / "bootapp.py").write_text(BOOT_APP)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:  # the output topic is ours to create (the broker does not auto-create topics)
+        await admin.create_topics([NewTopic(out, num_partitions=4, replication_factor=1)])
+    finally:
+        await admin.close()
     env = {**os.environ, "APP_ID": app_id, "BOOTSTRAP": kafka_bootstrap, "SRC": src, "OUT": out, "PYTHONPATH": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "bootapp", "worker", "-l", "warn", "--without-web"],
