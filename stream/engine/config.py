@@ -16,6 +16,9 @@ recent_days                    7          recent window: the 7 complete days bef
 baseline_days                  28         baseline window: the 28 days before the recent window
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
 deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level
+drop_confirm_threshold         0.25       ... and a drop needs the week before the recent one to be
+                                          down >= 0.25 already (vs the 21 days before it): one
+                                          quiet week, e.g. a holiday, is not a drop (0 disables)
 drop_min_baseline_active_days  10         baseline needs >= 10 active (non-holiday) days ...
 drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer = silence case)
 erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
@@ -23,10 +26,21 @@ erosion_threshold              0.6        contact_erosion trips when >= 60% of t
                                           subscribers still active (>= drop_min_recent_active_days)
 circle_min_days                2          a peer is in the baseline circle with >= 2 contact days
 circle_min_members             3          erosion / competitor share need >= 3 baseline members
-competitor_rise_threshold      0.25       competitor_contacts trips at a share rise >= 0.25
+competitor_rise_threshold      0.3        competitor_contacts trips at a rise >= 0.3 of the competitor
+                                          share of the circle (weighted by contact days) ...
+competitor_min_weight          10         ... with >= 10 contact days in each window. Alone it is
+                                          below a warning: the contacts of a switcher see the
+                                          switcher's new rival number too
 hotline_days                   7          competitor_hotline: dials within the last 7 days (incl.
 hotline_min_calls              1          today), >= 1 dial trips (alarm-level)
-dual_sim_days                  30         dual_sim evidence counts for 30 days (alarm-level)
+dual_sim_days                  30         dual_sim evidence counts for 30 days. Evidence: a number
+                                          switches to a handset (IMEI) seen with another of our
+                                          numbers within the window: evidence for the number(s) that
+                                          used it before (their handset was handed down or now
+                                          carries another SIM); two numbers sharing a handset from
+                                          their first IMEI on are not evidence
+dual_sim_alarm_level           false      true: a dual SIM alone is alarm-level (else a warning,
+                                          an alarm with any other signal)
 recharge_lapse_factor          1.5        recharge_lapse: overdue >= 1.5x the usual interval ...
 recharge_min_overdue_days      3          ... and >= 3 days since the last recharge
 recharge_min_count             3          usual interval needs >= 3 recharges
@@ -38,16 +52,16 @@ cooldown_days                  7          no repeat record of the same or a lowe
                                           days of the last one
 recover_min_active_days        3          recovery needs >= 3 active recent days
 w_drop, w_erosion              0.6, 0.5   score contribution = weight * value
-w_hotline, w_dual_sim          0.7, 0.6   score contribution when tripped
-w_competitor_contacts          0.4
-w_recharge_lapse               0.25
+w_hotline, w_dual_sim          0.7, 0.5   score contribution when tripped
+w_competitor_contacts          0.25
+w_recharge_lapse               0.35       (alone a warning: a prepaid subscriber overdue)
 w_silence                      0.4        at the threshold, rising by +0.5 up to churned_silence_days
 tier_high_arpu / tier_mid_arpu 150 / 60   value tier by monthly ARPU (currency units)
 influence_high / influence_mid 8 / 5      contact-circle size that lifts the tier
 loyal_tenure_days              730        tenure that lifts a low tier to mid
 seasonal_new_share             0.5        no competitor evidence and >= 50% of recent contact weight
                                           on new peers: reason "seasonal", capped at warning
-holidays                       see below  ISO date ranges: a recent window touching them is
+holidays                       ()         ISO date ranges (e.g. CN_HOLIDAYS): a recent window touching them is
                                           "in season" (reason seasonal, phase capped at warning
                                           unless competitor evidence); holiday days are left out
                                           of traffic_drop and silence.
@@ -65,16 +79,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stream.operators import COUNTRY_CODE, DEFAULT_COMPETITOR_HOTLINES, DEFAULT_OWN_HOTLINES, DEFAULT_PREFIXES
 
-__all__ = ["EngineConfig", "ConfigError", "DEFAULT_HOLIDAYS"]
+__all__ = ["EngineConfig", "ConfigError", "CN_HOLIDAYS"]
 
 
 class ConfigError(ValueError):
     """A bad engine configuration (unknown key, bad value); the message names the key."""
 
 
-# Spring Festival (migrant workers travel home ~2 weeks before and come back ~3 weeks after)
-# and the National Day golden week.
-DEFAULT_HOLIDAYS: tuple[tuple[str, str], ...] = (
+# An example calendar to configure (not the default): Spring Festival (migrant workers travel home
+# ~2 weeks before and come back ~3 weeks after) and the National Day golden week.
+CN_HOLIDAYS: tuple[tuple[str, str], ...] = (
     ("2025-01-14", "2025-02-25"),
     ("2025-10-01", "2025-10-08"),
     ("2026-02-03", "2026-03-15"),
@@ -98,12 +112,14 @@ class EngineConfig:
     baseline_days: int = 28
     drop_threshold: float = 0.5
     deep_drop_threshold: float = 0.8
+    drop_confirm_threshold: float = 0.25
     drop_min_baseline_active_days: int = 10
     drop_min_recent_active_days: int = 3
     erosion_threshold: float = 0.6
     circle_min_days: int = 2
     circle_min_members: int = 3
-    competitor_rise_threshold: float = 0.25
+    competitor_rise_threshold: float = 0.3
+    competitor_min_weight: int = 10
     hotline_days: int = 7
     hotline_min_calls: int = 1
     dual_sim_days: int = 30
@@ -120,9 +136,10 @@ class EngineConfig:
     w_drop: float = 0.6
     w_erosion: float = 0.5
     w_hotline: float = 0.7
-    w_dual_sim: float = 0.6
-    w_competitor_contacts: float = 0.4
-    w_recharge_lapse: float = 0.25
+    w_dual_sim: float = 0.5
+    w_competitor_contacts: float = 0.25
+    dual_sim_alarm_level: bool = False
+    w_recharge_lapse: float = 0.35
     w_silence: float = 0.4
     tier_high_arpu: float = 150.0
     tier_mid_arpu: float = 60.0
@@ -130,7 +147,7 @@ class EngineConfig:
     influence_mid: int = 5
     loyal_tenure_days: int = 730
     seasonal_new_share: float = 0.5
-    holidays: tuple[tuple[str, str], ...] = DEFAULT_HOLIDAYS
+    holidays: tuple[tuple[str, str], ...] = ()
 
     # ---------------------------------------------------------------- validation
     def __post_init__(self) -> None:
@@ -141,6 +158,8 @@ class EngineConfig:
             v = getattr(self, f.name)
             if f.type in ("int",) and (type(v) is not int):
                 raise bad(f.name, f"must be an integer, got {v!r}")
+            if f.type in ("bool",) and (type(v) is not bool):
+                raise bad(f.name, f"must be true or false, got {v!r}")
             if f.type in ("float",):
                 if type(v) is bool or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise bad(f.name, f"must be a finite number, got {v!r}")
@@ -167,12 +186,14 @@ class EngineConfig:
             v = getattr(self, k)
             if not 0.0 < v <= 1.0:
                 raise bad(k, f"must be in (0, 1], got {v}")
+        if not 0.0 <= self.drop_confirm_threshold <= 1.0:
+            raise bad("drop_confirm_threshold", f"must be in [0, 1], got {self.drop_confirm_threshold}")
         if self.deep_drop_threshold < self.drop_threshold:
             raise bad("deep_drop_threshold", "must be >= drop_threshold")
         if self.alarm_score < self.warn_score:
             raise bad("alarm_score", "must be >= warn_score")
         for k in ("drop_min_baseline_active_days", "drop_min_recent_active_days", "circle_min_days",
-                  "circle_min_members", "hotline_min_calls", "dual_sim_days", "recharge_min_count",
+                  "circle_min_members", "competitor_min_weight", "hotline_min_calls", "dual_sim_days", "recharge_min_count",
                   "silence_days", "silence_min_active_days", "churned_silence_days", "recover_min_active_days",
                   "influence_high", "influence_mid"):
             if getattr(self, k) < 1:

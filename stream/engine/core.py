@@ -606,6 +606,8 @@ class Engine:
         hs = [int(x) for x in a["imei_h"][row]]
         ds = [int(x) for x in a["imei_d"][row]]
         changed = False
+        # a switch: a handset new to this number, which used another one before
+        switched = h not in hs and any(x != 0 for x in hs)
         if h in hs:
             j = hs.index(h)
             if d > ds[j]:
@@ -643,9 +645,10 @@ class Engine:
                 return
         lo = d - self.config.dual_sim_days + 1
         others = [x for x in ent if x != row and ent[x] >= lo]
-        if others:
-            nn = min(len(others), 255)
-            for x in others + [row]:
+        if others and switched:
+            # the handset now carries another of our numbers: evidence for those who used it before
+            nn = 1
+            for x in others:
                 if d > a["dual_day"][x]:
                     a["dual_day"][x] = d
                 a["dual_n"][x] = max(int(a["dual_n"][x]), nn)
@@ -696,6 +699,22 @@ class Engine:
         elig = (bA >= cfg.drop_min_baseline_active_days) & (rA >= cfg.drop_min_recent_active_days) & (nrd >= 3) & (cnt > 0)
         f["drop"] = np.where(elig, tot / np.maximum(cnt, 1), 0.0)
         f["drop_elig"] = elig
+        # confirmation: the week before the recent one against the 21 days before it
+        B2, P = slice(0, nb - nr), slice(nb - nr, nb)
+        nb2d = int((~hol[B2]).sum())
+        npd = int((~hol[P]).sum())
+        tot2 = np.zeros(len(rows))
+        cnt2 = np.zeros(len(rows), dtype=np.int64)
+        for arr, mn in ((secs, 600), (calls, 10), (sms, 10), (contacts, 10)):
+            sb = np.where(use, arr, 0)[:, B2].sum(1)
+            sp = np.where(use, arr, 0)[:, P].sum(1)
+            inc = sb >= mn
+            rb = sb / max(nb2d, 1)
+            rp = sp / max(npd, 1)
+            drop = np.where(inc, np.clip(1.0 - rp / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
+            tot2 = tot2 + drop
+            cnt2 = cnt2 + inc
+        f["drop_prior"] = np.where(cnt2 > 0, tot2 / np.maximum(cnt2, 1), 0.0)
         # hotline: dials in the last hotline_days days, today included
         hd = np.arange(D - cfg.hotline_days + 1, D + 1, dtype=np.int64)
         hv = a["stamp"][rows][:, hd % R] == hd[None, :]
@@ -721,7 +740,7 @@ class Engine:
         bsum = bd.sum(1)
         rshare = np.where(rsum > 0, np.where(comp, rd, 0).sum(1) / np.maximum(rsum, 1), 0.0)
         bshare = np.where(bsum > 0, np.where(comp, bd, 0).sum(1) / np.maximum(bsum, 1), 0.0)
-        comp_elig = ero_elig & (rsum >= 3)
+        comp_elig = ero_elig & (rsum >= cfg.competitor_min_weight) & (bsum >= cfg.competitor_min_weight)
         f["comp_rise"] = np.where(comp_elig, rshare - bshare, 0.0)
         f["comp_share"] = rshare
         f["new_share"] = np.where(rsum > 0, np.where(bd == 0, rd, 0).sum(1) / np.maximum(rsum, 1), 0.0)
@@ -766,7 +785,7 @@ class Engine:
         """Signals -> tripped flags, contributions, score, raw phase, reason code, tier code."""
         cfg = self.config
         a = self._a
-        t_drop = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold)
+        t_drop = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold)
         t_hot = f["hotline"] >= cfg.hotline_min_calls
         t_dual = f["dual"] >= 1
         t_ero = f["erosion_elig"] & (f["erosion"] >= cfg.erosion_threshold)
@@ -789,7 +808,7 @@ class Engine:
             keep = keep * (1.0 - c)
         score = 1.0 - keep
         compet = t_hot | t_dual | t_comp
-        alarm_level = t_hot | t_dual | (t_drop & (f["drop"] >= cfg.deep_drop_threshold))
+        alarm_level = t_hot | (t_dual & cfg.dual_sim_alarm_level) | (t_drop & (f["drop"] >= cfg.deep_drop_threshold))
         raw = np.where(score >= cfg.warn_score, 1, 0)
         raw = np.where((score >= cfg.alarm_score) | alarm_level, 2, raw)
         raw = np.where(t_sil & (f["silence"] >= cfg.churned_silence_days), 3, raw)

@@ -249,6 +249,7 @@ class ReferenceEngine:
     def _imei(self, sub: _Sub, h: int, d: int) -> None:
         slots = sub.imeis
         hit = [s for s in slots if s[0] == h]
+        switched = not hit and len(slots) > 0  # a handset new to this number, which used another before
         if hit:
             if d <= hit[0][1]:
                 return
@@ -280,9 +281,9 @@ class ReferenceEngine:
                 return
         lo = d - self.config.dual_sim_days + 1
         others = [x for x in ent if x != m and ent[x] >= lo]
-        if others:
-            nn = min(len(others), 255)
-            for x in others + [m]:
+        if others and switched:
+            nn = 1
+            for x in others:
                 s = self._subs[x]
                 s.dual_day = max(s.dual_day, d)
                 s.dual_n = max(s.dual_n, nn)
@@ -346,6 +347,19 @@ class ReferenceEngine:
         elig = bA >= cfg.drop_min_baseline_active_days and rA >= cfg.drop_min_recent_active_days and nrd >= 3 and cnt > 0
         f["drop"] = tot / max(cnt, 1) if elig else 0.0
         f["drop_elig"] = elig
+        old_b, prior = base[: nb - nr], base[nb - nr:]
+        nb2d = sum(1 for d in old_b if d not in hol)
+        npd = sum(1 for d in prior if d not in hol)
+        tot2, cnt2 = 0.0, 0
+        for j, mn in enumerate((600, 10, 10, 10)):
+            sb = sum(mt[d][0][j] for d in old_b if d not in hol)
+            sp = sum(mt[d][0][j] for d in prior if d not in hol)
+            if sb >= mn:
+                rb = sb / max(nb2d, 1)
+                rp = sp / max(npd, 1)
+                tot2 = tot2 + min(max(1.0 - rp / rb, 0.0), 1.0)
+                cnt2 += 1
+        f["drop_prior"] = tot2 / max(cnt2, 1) if cnt2 > 0 else 0.0
         f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days + 1, D + 1))
         # contact circle
         mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
@@ -372,7 +386,8 @@ class ReferenceEngine:
         f["erosion_elig"] = ero_elig
         rshare = rcomp / max(rsum, 1) if rsum > 0 else 0.0
         bshare = bcomp / max(bsum, 1) if bsum > 0 else 0.0
-        f["comp_rise"] = rshare - bshare if (ero_elig and rsum >= 3) else 0.0
+        mw = cfg.competitor_min_weight
+        f["comp_rise"] = rshare - bshare if (ero_elig and rsum >= mw and bsum >= mw) else 0.0
         f["new_share"] = rnew / max(rsum, 1) if rsum > 0 else 0.0
         f["circle_size"] = size
         f["silence"] = self._silent(sub, D)
@@ -385,7 +400,7 @@ class ReferenceEngine:
 
     def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
         cfg = self.config
-        t_drop = f["drop_elig"] and f["drop"] >= cfg.drop_threshold
+        t_drop = f["drop_elig"] and f["drop"] >= cfg.drop_threshold and f["drop_prior"] >= cfg.drop_confirm_threshold
         t_hot = f["hotline"] >= cfg.hotline_min_calls
         t_dual = f["dual"] >= 1
         t_ero = f["erosion_elig"] and f["erosion"] >= cfg.erosion_threshold
@@ -408,7 +423,7 @@ class ReferenceEngine:
             keep = keep * (1.0 - c)
         score = 1.0 - keep
         compet = t_hot or t_dual or t_comp
-        alarm_level = t_hot or t_dual or (t_drop and f["drop"] >= cfg.deep_drop_threshold)
+        alarm_level = t_hot or (t_dual and cfg.dual_sim_alarm_level) or (t_drop and f["drop"] >= cfg.deep_drop_threshold)
         raw = 1 if score >= cfg.warn_score else 0
         if score >= cfg.alarm_score or alarm_level:
             raw = 2
