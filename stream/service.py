@@ -194,22 +194,20 @@ class ChurnService:
         batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
         touched = eng.apply(batch)
         rejects = list(rejects) + list(eng.last_rejects)
-        alarms = eng.evaluate(touched)
-        changed = [touched]
         # remember each touched subscriber's partition (sweep-time writes need it)
-        msisdns = eng.msisdns(touched)
         part_of = self.partition_of
         key_part = {m.key: m.partition for m in msgs}
-        for msisdn in msisdns:
+        for msisdn in eng.msisdns(touched):
             p = key_part.get(msisdn.encode())
             if p is not None:
                 part_of[msisdn] = p
-        sweep_alarms, swept_rows = self._maybe_sweep()
-        if swept_rows is not None:
-            changed.append(swept_rows)
-            alarms.extend(sweep_alarms)
+        # the same order as the backtest: sweeps for the days the watermark rolled over, then
+        # the evaluation of the subscribers this batch touched
+        alarms, swept = self._maybe_sweep()
+        alarms.extend(eng.evaluate(touched))
+        changed = np.unique(np.concatenate([touched, swept])) if len(swept) else touched
 
-        sends = await self._write_state(np.unique(np.concatenate(changed)) if len(changed) > 1 else touched)
+        sends = await self._write_state(changed)
         n_changelog = len(sends)
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
@@ -222,29 +220,33 @@ class ChurnService:
             self._persisted(results[:n_changelog])
         self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
 
-    def _maybe_sweep(self) -> tuple[list[dict], np.ndarray | None]:
-        """Sweep all subscribers when the event-time watermark rolls over to a new day."""
+    def _maybe_sweep(self) -> tuple[list[dict], np.ndarray]:
+        """When the event-time watermark rolls over to a new day, sweep all subscribers at the start
+        of each day it passed (at most 60, as the backtest does). Returns (alarms, evaluated rows)."""
         eng = self.engine
         wm = eng.watermark_s
-        if not wm:
-            return [], None
+        none = np.empty(0, dtype=np.int64)
+        if wm is None:
+            return [], none
         day = eng.day_of(wm)
-        if self._last_swept_day is None:
-            self._last_swept_day = day
-            return [], None
-        if day <= self._last_swept_day:
-            return [], None
+        last = self._last_swept_day
+        if last is None or day <= last:
+            self._last_swept_day = day if last is None else last
+            return [], none
         self._last_swept_day = day
         t0 = time.perf_counter()
-        alarms = eng.sweep(eng.config.day_start_s(day))
-        rows = getattr(eng, "last_evaluated", None)
-        if rows is None:
-            rows = np.empty(0, dtype=np.int64)
+        alarms: list[dict] = []
+        rows = []
+        for d in range(max(last + 1, day - 60), day + 1):
+            alarms.extend(eng.sweep(eng.config.day_start_s(d)))
+            evaluated = getattr(eng, "last_evaluated", None)
+            if evaluated is not None:
+                rows.append(np.asarray(evaluated, dtype=np.int64))
         dt = time.perf_counter() - t0
         self.metrics.sweep_seconds.observe(dt)
         self.metrics.sweeps.inc()
-        logger.info("event-time sweep at day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
-        return alarms, rows
+        logger.info("event-time sweep to day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
+        return alarms, (np.unique(np.concatenate(rows)) if rows else none)
 
     async def _write_state(self, rows: np.ndarray) -> list:
         """Write the state of ``rows`` to the table's local store and send it to the changelog,

@@ -167,3 +167,29 @@ def test_subscriber_query(scenario):
 def test_logs_mask_msisdns(scenario):
     log = scenario["worker"].log()
     assert not any(t["msisdn"] in log for t in scenario["truth"])
+
+
+def test_service_alarms_match_the_backtest(scenario, tmp_path):
+    """Both run the same engine: on the same input, the service raises the same alarms as
+    ``churnwatch backtest`` (compared as subscriber, phase and event-time day; the backtest's
+    end-of-file sweep has no counterpart in a service that never sees an end, so alarms from the
+    last simulated day are left out)."""
+    from stream.backtest import backtest
+    from stream.engine import EngineConfig
+
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(b"\n".join(v for _, _, v in scenario["records"]) + b"\n")
+    out = tmp_path / "alarms.ndjson"
+    backtest(str(events), str(out))
+    cfg = EngineConfig()
+    offline = [orjson.loads(line) for line in out.read_bytes().splitlines() if line.strip()]
+    online = read_alarms(scenario["settings"])
+    last_day = max(cfg.day_of(a["event_time"]) for a in offline + online)
+
+    def key(a):
+        return (a["msisdn"], a["phase"], cfg.day_of(a["event_time"]))
+
+    want = {key(a) for a in offline if cfg.day_of(a["event_time"]) < last_day}
+    got = {key(a) for a in online if cfg.day_of(a["event_time"]) < last_day}
+    missing, extra = sorted(want - got), sorted(got - want)
+    assert not missing and not extra, f"{len(want)} offline vs {len(got)} online; missing {missing[:5]} extra {extra[:5]}"
