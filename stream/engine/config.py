@@ -15,7 +15,8 @@ max_future_s                   172800     reject ts > clock()+this, or > waterma
 recent_days                    7          recent window: the 7 complete days before "today"
 baseline_days                  28         baseline window: the 28 days before the recent window
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
-deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level
+deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level when the week before was
+                                          already down by drop_threshold (a sustained fall)
 drop_confirm_threshold         0.25       ... and a drop needs the week before the recent one to be
                                           down >= 0.25 already (vs the 21 days before it): one
                                           quiet week, e.g. a holiday, is not a drop (0 disables)

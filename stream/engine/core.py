@@ -808,7 +808,9 @@ class Engine:
             keep = keep * (1.0 - c)
         score = 1.0 - keep
         compet = t_hot | t_dual | t_comp
-        alarm_level = t_hot | (t_dual & cfg.dual_sim_alarm_level) | (t_drop & (f["drop"] >= cfg.deep_drop_threshold))
+        # a deep drop is alarm-level when the week before was already down by drop_threshold
+        deep = t_drop & (f["drop"] >= cfg.deep_drop_threshold) & (f["drop_prior"] >= cfg.drop_threshold)
+        alarm_level = t_hot | (t_dual & cfg.dual_sim_alarm_level) | deep
         raw = np.where(score >= cfg.warn_score, 1, 0)
         raw = np.where((score >= cfg.alarm_score) | alarm_level, 2, raw)
         raw = np.where(t_sil & (f["silence"] >= cfg.churned_silence_days), 3, raw)
