@@ -52,7 +52,8 @@ warn_score / alarm_score       0.35/0.65  score thresholds for warning / alarm
 cooldown_days                  7          no repeat record of the same or a lower phase within 7
                                           days of the last one
 recover_min_active_days        3          recovery needs >= 3 active recent days
-w_drop, w_erosion              0.6, 0.5   score contribution = weight * value
+w_drop, w_erosion              0.6, 0.5   score contribution = weight * value; drop and erosion
+                                          both describe fading use and count once (the larger)
 w_hotline, w_dual_sim          0.7, 0.5   score contribution when tripped
 w_competitor_contacts          0.25
 w_recharge_lapse               0.35       (alone a warning: a prepaid subscriber overdue)
@@ -62,8 +63,8 @@ influence_high / influence_mid 8 / 5      contact-circle size that lifts the tie
 loyal_tenure_days              730        tenure that lifts a low tier to mid
 seasonal_new_share             0.5        no competitor evidence and >= 50% of recent contact weight
                                           on new peers: reason "seasonal", capped at warning
-holidays                       ()         ISO date ranges (e.g. CN_HOLIDAYS): a recent window touching them is
-                                          "in season" (reason seasonal, phase capped at warning
+holidays                       ()         ISO date ranges (e.g. CN_HOLIDAYS): a recent window
+                                          touching them is "in season" (reason seasonal, phase capped at warning
                                           unless competitor evidence); holiday days are left out
                                           of traffic_drop and silence.
 =============================  =========  ==========================================================

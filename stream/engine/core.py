@@ -795,10 +795,10 @@ class Engine:
         span = cfg.churned_silence_days - cfg.silence_days
         c_sil = cfg.w_silence + 0.5 * np.minimum(1.0, (f["silence"] - cfg.silence_days) / span)
         contribs = (
-            np.where(t_drop, cfg.w_drop * f["drop"], 0.0),
+            # traffic_drop and contact_erosion both describe fading use: one term, the larger
+            np.maximum(np.where(t_drop, cfg.w_drop * f["drop"], 0.0), np.where(t_ero, cfg.w_erosion * f["erosion"], 0.0)),
             np.where(t_hot, cfg.w_hotline, 0.0),
             np.where(t_dual, cfg.w_dual_sim, 0.0),
-            np.where(t_ero, cfg.w_erosion * f["erosion"], 0.0),
             np.where(t_comp, cfg.w_competitor_contacts, 0.0),
             np.where(t_lapse, cfg.w_recharge_lapse, 0.0),
             np.where(t_sil, np.minimum(c_sil, 1.0), 0.0),

@@ -410,10 +410,9 @@ class ReferenceEngine:
         span = cfg.churned_silence_days - cfg.silence_days
         c_sil = cfg.w_silence + 0.5 * min(1.0, (f["silence"] - cfg.silence_days) / span)
         contribs = (
-            cfg.w_drop * f["drop"] if t_drop else 0.0,
+            max(cfg.w_drop * f["drop"] if t_drop else 0.0, cfg.w_erosion * f["erosion"] if t_ero else 0.0),
             cfg.w_hotline if t_hot else 0.0,
             cfg.w_dual_sim if t_dual else 0.0,
-            cfg.w_erosion * f["erosion"] if t_ero else 0.0,
             cfg.w_competitor_contacts if t_comp else 0.0,
             cfg.w_recharge_lapse if t_lapse else 0.0,
             min(c_sil, 1.0) if t_sil else 0.0,
