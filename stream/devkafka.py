@@ -40,6 +40,7 @@ __all__ = [
     "ensure_jars",
     "wait_for_broker",
     "broker_answers",
+    "probe_brokers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,10 +94,10 @@ def ensure_jars(cache_dir: Path = CACHE_DIR) -> Path:
     return libs
 
 
-async def _metadata(bootstrap: str, timeout_s: float) -> int:
+async def _metadata(client_kwargs: dict, timeout_s: float) -> int:
     from aiokafka import AIOKafkaClient  # local import: the module must load without aiokafka for `fetch`
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    client = AIOKafkaClient(**client_kwargs, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         md = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
@@ -105,17 +106,23 @@ async def _metadata(bootstrap: str, timeout_s: float) -> int:
         await client.close()
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the broker answers a metadata request with at least one live broker."""
+def probe_brokers(client_kwargs: dict, timeout_s: float = 3.0) -> int:
+    """Live brokers in the cluster's answer to a metadata request; raises if none answers."""
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # "connect call failed" while it boots is expected
+    quiet.setLevel(logging.CRITICAL)  # "connect call failed" while a broker boots is expected
     try:
-        return asyncio.run(_metadata(bootstrap, timeout_s)) > 0
-    except Exception:  # noqa: BLE001 - any failure means "not answering"
-        return False
+        return asyncio.run(_metadata(client_kwargs, timeout_s))
     finally:
         quiet.setLevel(level)
+
+
+def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when the broker answers a metadata request with at least one live broker."""
+    try:
+        return probe_brokers({"bootstrap_servers": bootstrap}, timeout_s) > 0
+    except Exception:  # noqa: BLE001 - any failure means "not answering"
+        return False
 
 
 def wait_for_broker(bootstrap: str, timeout_s: float = 90.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:

@@ -38,14 +38,14 @@ import struct
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import faust
 import numpy as np
 import orjson
 from faust.types import TP
 
-from .contract import SCHEMA_VERSION, mask_msisdn
+from .contract import SCHEMA_VERSION
 from .engine import Engine, EngineConfig
 from .metrics import Metrics
 from .settings import Settings

@@ -8,7 +8,6 @@ to scale out: Kafka's consumer group shares the partitions among them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -24,29 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker-timeout", type=float, default=15.0, help="seconds to wait for the broker at start-up")
 
 
-async def _probe(settings: Settings, timeout_s: float) -> int:
-    from aiokafka import AIOKafkaClient
-
-    client = AIOKafkaClient(**settings.kafka_client_kwargs(), request_timeout_ms=int(timeout_s * 1000))
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout_s)
-        md = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
-        return len(md.brokers())
-    finally:
-        await client.close()
-
-
 def check_broker(settings: Settings, timeout_s: float = 15.0) -> None:
     """Raise SettingsError unless the broker answers a metadata request within ``timeout_s``."""
-    quiet = logging.getLogger("aiokafka")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    from .devkafka import probe_brokers
+
     try:
-        n = asyncio.run(_probe(settings, timeout_s))
+        n = probe_brokers(settings.kafka_client_kwargs(), timeout_s)
     except Exception as exc:  # noqa: BLE001
         raise SettingsError(f"Kafka broker {settings.bootstrap_servers} is unreachable: {type(exc).__name__}: {exc}") from None
-    finally:
-        quiet.setLevel(level)
     if n < 1:
         raise SettingsError(f"Kafka broker {settings.bootstrap_servers} answered with no live brokers")
 

@@ -45,6 +45,18 @@ def scenario_env(bootstrap: str, unique: str, tmp: Path, partitions: int = 4, **
     return env
 
 
+def replay_in_process(records, batch_size: int = 5000):
+    """What the service must end with: every valid event of ``records`` applied exactly once."""
+    from stream.engine import Engine, EngineConfig
+
+    engine = Engine(EngineConfig())
+    values = [v for _, _, v in records]
+    for i in range(0, len(values), batch_size):
+        batch, _ = engine.decode(values[i : i + batch_size])
+        engine.apply(batch)
+    return engine
+
+
 def free_port() -> int:
     import socket
 

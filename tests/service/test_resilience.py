@@ -14,7 +14,7 @@ from stream.engine import Engine, EngineConfig
 from stream.settings import Settings
 from stream.simulate import generate
 
-from .harness import WorkerProc, produce, produce_live, read_alarms, read_table, scenario_env, wait_caught_up
+from .harness import WorkerProc, produce, produce_live, read_alarms, read_table, replay_in_process, scenario_env, wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -24,20 +24,11 @@ def _records(n: int, days: int, seed: int):
     return list(events), truth
 
 
-def _expected(records) -> Engine:
-    engine = Engine(EngineConfig())
-    values = [v for _, _, v in records]
-    for i in range(0, len(values), 4000):
-        batch, _ = engine.decode(values[i : i + 4000])
-        engine.apply(batch)
-    return engine
-
-
 def _assert_exact(settings: Settings, records) -> None:
     """The durable state (changelog) holds every valid event exactly once: the day buckets and
     recharge history equal an in-process run over the same events."""
     table = read_table(settings)
-    want = _expected(records)
+    want = replay_in_process(records, batch_size=4000)
     assert len(table) == len(want), (len(table), len(want))
     got = Engine(EngineConfig())
     for msisdn, value in table.items():

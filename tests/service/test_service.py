@@ -18,7 +18,7 @@ from stream.engine import Engine, EngineConfig
 from stream.settings import Settings
 from stream.simulate import generate
 
-from .harness import WorkerProc, produce_live, read_alarms, read_table, read_topic, scenario_env
+from .harness import WorkerProc, produce_live, read_alarms, read_table, read_topic, replay_in_process, scenario_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -38,16 +38,6 @@ BAD = [
 def population():
     events, truth = generate(N_SUBS, DAYS, SEED, fmt="records", malformed_rate=0.0)
     return list(events), truth
-
-
-def replay_in_process(records) -> Engine:
-    """What the service must end with: every valid event applied exactly once."""
-    engine = Engine(EngineConfig())
-    values = [v for _, _, v in records]
-    for i in range(0, len(values), 5000):
-        batch, _ = engine.decode(values[i : i + 5000])
-        engine.apply(batch)
-    return engine
 
 
 @pytest.fixture(scope="module")
