@@ -5,7 +5,7 @@ batches, sweeping at each event-time day rollover and once more at the end of th
 alarms as NDJSON in the contract. Lines that are not valid events are counted and skipped.
 
 Event time drives everything, including the engine's clock: while a batch is applied the clock reads
-the batch's latest plausible ts (so only the watermark bound, ``ts > watermark + max_future_s``, rejects
+the batch's latest plausible ts (so the clock bound ``ts > clock + max_future_s`` and the watermark bound ``ts > watermark + max_watermark_jump_s`` reject
 future events), and ``emitted_at`` is the watermark. A backtest of a historical or synthetic file is
 therefore deterministic and never depends on the wall clock.
 """

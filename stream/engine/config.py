@@ -9,9 +9,11 @@ timezone                       Asia/      day buckets are calendar days in this 
                                Shanghai   is fixed at config time (taken on 2025-01-01); zones with
                                           DST get their winter offset (documented limitation).
 ring_days                      36         daily buckets kept (>= 35: 28 baseline + 7 recent + today)
-max_future_s                   172800     reject ts > clock()+this, or > watermark+this (2 days:
-                                          a sparse stream may have quiet gaps; a gap longer than
-                                          this in a whole partition stalls it, so keep it generous)
+max_future_s                   172800     reject ts > clock()+this (2 days)
+max_watermark_jump_s           2592000    also reject ts > watermark+this (30 days): a corrupt
+                                          far-future event must not move event time; generous, so
+                                          that a feed outage, or one input topic read days ahead of
+                                          another while catching up, never rejects valid events
 recent_days                    7          recent window: the 7 complete days before "today"
 baseline_days                  28         baseline window: the 28 days before the recent window
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
@@ -105,6 +107,7 @@ class EngineConfig:
     timezone: str = "Asia/Shanghai"
     ring_days: int = 36
     max_future_s: float = 172800.0
+    max_watermark_jump_s: float = 2592000.0
     prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PREFIXES))
     country_code: str = COUNTRY_CODE
     competitor_hotlines: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPETITOR_HOTLINES))
@@ -182,6 +185,8 @@ class EngineConfig:
             raise bad("hotline_days", f"must be in 1..ring_days, got {self.hotline_days}")
         if self.max_future_s < 0:
             raise bad("max_future_s", "must be >= 0")
+        if self.max_watermark_jump_s < self.max_future_s:
+            raise bad("max_watermark_jump_s", "must be >= max_future_s")
         for k in ("drop_threshold", "deep_drop_threshold", "erosion_threshold", "competitor_rise_threshold",
                   "warn_score", "alarm_score", "seasonal_new_share", "w_drop", "w_erosion", "w_hotline",
                   "w_dual_sim", "w_competitor_contacts", "w_recharge_lapse", "w_silence"):

@@ -188,6 +188,7 @@ class Engine:
         self._extra: set[int] = set()
         self.last_rejects: list[Reject] = []
         self.last_skipped = 0
+        self.last_evaluated = np.zeros(0, dtype=np.int64)
         self.counters: dict[str, int] = {}
         self._hol = np.array(sorted(self.config.holiday_days), dtype=np.int64)
         self._grow(1024)
@@ -307,7 +308,7 @@ class Engine:
         wm0 = -math.inf if self._wm is None else self._wm
         fut = ~skipped & (ts > self.clock() + F)
         live = ~skipped & ~fut
-        cand = _accept_watermark(ts, live, wm0, F)
+        cand = _accept_watermark(ts, live, wm0, cfg.max_watermark_jump_s)
         fut |= live & ~cand
         run = np.maximum.accumulate(np.where(cand, ts, -math.inf))
         prev_wm = np.maximum(np.r_[wm0, run[:-1]], wm0)
@@ -835,6 +836,8 @@ class Engine:
     def _evaluate_rows(self, rows: np.ndarray, D: int, now_s: float) -> list[dict]:
         cfg = self.config
         a = self._a
+        # the rows whose lifecycle state this call may change: the service persists them
+        self.last_evaluated = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return []
         f = self._features(rows, D)
@@ -915,6 +918,7 @@ class Engine:
 
     def evaluate(self, touched: np.ndarray) -> list[dict]:
         """Signals, score and lifecycle for ``touched`` rows at event time = the watermark."""
+        self.last_evaluated = np.zeros(0, dtype=np.int64)
         if self._wm is None or len(touched) == 0:
             return []
         D = self.day_of(self._wm)
@@ -929,6 +933,7 @@ class Engine:
         """Evaluate ALL subscribers at event time ``now_s``: the absence signals (silence, recharge
         lapse) for everyone in one pass, then a full evaluation of those tripping one of them and of
         everyone not healthy (escalation to churned, recovery)."""
+        self.last_evaluated = np.zeros(0, dtype=np.int64)
         n = self._n
         if n == 0:
             return []

@@ -75,6 +75,7 @@ class ReferenceEngine:
         self._extra: set[int] = set()
         self.last_rejects: list[Reject] = []
         self.last_skipped = 0
+        self.last_evaluated = np.zeros(0, dtype=np.int64)
         self.counters: dict[str, int] = {}
 
     # ---------------------------------------------------------------- basics
@@ -146,7 +147,7 @@ class ReferenceEngine:
                 pending[(m, src)] = off
             ts = float(batch.ts[i])
             d = int(batch.day[i])
-            if ts > limit or (self._wm is not None and ts > self._wm + F):
+            if ts > limit or (self._wm is not None and ts > self._wm + cfg.max_watermark_jump_s):
                 self.last_rejects.append(Reject(int(batch.idx[i]), "future", f"ts={batch.ts[i]}"))
                 continue
             if self._wm is not None and d < cfg.day_of(self._wm) - self.R + 1:
@@ -508,6 +509,8 @@ class ReferenceEngine:
         }
 
     def _run(self, subs: Iterable[_Sub], D: int, now_s: float) -> list[dict]:
+        subs = list(subs)
+        self.last_evaluated = np.array(sorted(sub.row for sub in subs), dtype=np.int64)
         out: list[dict] = []
         self._emitted_at = None
         for sub in subs:
@@ -520,6 +523,7 @@ class ReferenceEngine:
         return out
 
     def evaluate(self, touched) -> list[dict]:
+        self.last_evaluated = np.zeros(0, dtype=np.int64)
         if self._wm is None or len(touched) == 0:
             return []
         D = self.day_of(self._wm)

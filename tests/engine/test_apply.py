@@ -13,6 +13,7 @@ from .helpers import CLOCK, ENGINES, quiet_config
 
 M = "8613800001234"
 P = "8613900000001"
+M2 = "8613800005678"
 
 
 def feed(eng, events, **kw):
@@ -44,8 +45,9 @@ def test_each_event_goes_into_the_bucket_of_its_own_day(eng):
     [
         (-36, "late"),  # older than the 36-day ring behind the watermark: rejected
         (-35, None),  # the oldest day still in the ring
-        (1.5, None),  # within max_future_s (2 days) of the watermark
-        (2.5, "future"),  # implausibly far ahead of the watermark
+        (2.5, None),  # days ahead of the watermark is no reason to reject (a feed may catch up after an outage)
+        (29.5, None),  # within max_watermark_jump_s (30 days)
+        (30.5, "future"),  # implausibly far ahead of the watermark
     ],
 )
 def test_late_and_future_against_the_watermark(eng, offset_days, reason):
@@ -68,10 +70,10 @@ def test_future_against_the_clock():
 def test_future_events_do_not_move_the_watermark(eng):
     feed(eng, [call(M, T0, P)])
     # a far-future event first; the following ones are judged against the unchanged watermark
-    feed(eng, [call(M, T0 + 30 * DAY, P), call(M, T0 + 1.9 * DAY, P), call(M, T0 + 3.8 * DAY, P), call(M, T0 + 6 * DAY, P)])
+    feed(eng, [call(M, T0 + 90 * DAY, P), call(M, T0 + 29 * DAY, P), call(M, T0 + 58 * DAY, P), call(M, T0 + 90 * DAY, P)])
     assert [r.reason for r in eng.last_rejects] == ["future", "future"]
     assert [r.index for r in eng.last_rejects] == [0, 3]
-    assert eng.watermark_s == T0 + 3.8 * DAY
+    assert eng.watermark_s == T0 + 58 * DAY
 
 
 def test_replayed_offsets_are_skipped(eng):
@@ -163,3 +165,12 @@ def test_view_is_json_ready(eng):
     assert {s["name"] for s in v["signals"]} == {"traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion",
                                                  "competitor_contacts", "recharge_lapse", "silence"}
     assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
+
+
+def test_last_evaluated_names_the_rows_a_sweep_may_change(eng):
+    # the service persists exactly these rows after a sweep, so it must be every row evaluated
+    feed(eng, [call(M, T0, P), call(M2, T0, P)])
+    eng.sweep(T0 + 40 * DAY)  # both silent for weeks: both evaluated
+    assert sorted(eng.msisdns(eng.last_evaluated)) == sorted([M, M2])
+    eng.evaluate(np.zeros(0, dtype=np.int64))
+    assert len(eng.last_evaluated) == 0  # reset by every call, never stale

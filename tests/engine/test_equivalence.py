@@ -118,7 +118,7 @@ def events(draw):
 @given(raws=events(), batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
        max_future_h=st.sampled_from([6, 48, 2000]), replay=st.booleans(), data=st.data())
 def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, data):
-    cfg = quiet_config(max_future_s=max_future_h * 3600.0)
+    cfg = quiet_config(max_future_s=max_future_h * 3600.0, max_watermark_jump_s=max_future_h * 3600.0)
     n = len(raws)
     src = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int64)
     off = np.arange(n, dtype=np.int64) * 2
