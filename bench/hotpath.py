@@ -1,0 +1,278 @@
+"""In-process benchmarks: the hot path (decode + apply + evaluate), the sweep, state and memory.
+
+``python -m bench.hotpath sweep --subs N`` runs one sweep measurement in this process and prints
+JSON (``bench.run`` starts it in a fresh subprocess per size, so resident memory is per size).
+
+Hot path (issue 6 item 1), for ``n_subs`` subscribers:
+
+* warm-up: ``max(n_subs, ...)`` events that visit every subscriber once (so all have state), then
+  ``gc.collect(); gc.freeze()`` as a long-running worker would after start-up;
+* rounds: fresh deterministic events (calls/SMS/recharges, see ``bench.events``) of the same day,
+  in batches; the median of the rounds is reported, both per wall second and per CPU second of
+  this process ("per core": the machine is shared, CPU time is what the process itself used);
+* correctness inside the timed region: no decode/apply rejects, and the engine's applied
+  counters grow by exactly the number of events;
+* side by side, in the same run, on the same payloads: orjson alone (the ceiling: the engine's
+  own one-``loads``-per-batch trick, and one ``loads`` per message for reference) and the
+  plain-Python ``ReferenceEngine`` (warmed the same way, on the first events of each round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import time
+
+import orjson
+
+from stream.engine import Engine, EngineConfig, ReferenceEngine
+
+from .events import T0, make_events
+
+__all__ = ["bench_hotpath", "bench_sweep", "rss_bytes", "peak_rss_bytes"]
+
+DAY = 86400
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _applied(eng) -> int:
+    return sum(v for k, v in eng.counters.items() if k.startswith("applied_"))
+
+
+def _run_batches(eng, evs: list[bytes], batch_size: int) -> int:
+    """decode + apply + evaluate over ``evs``; raises on any reject (checked inside the timed region)."""
+    alarms = 0
+    for i in range(0, len(evs), batch_size):
+        b, rej = eng.decode(evs[i:i + batch_size])
+        touched = eng.apply(b)
+        alarms += len(eng.evaluate(touched))
+        if rej or eng.last_rejects:
+            raise AssertionError(f"unexpected rejects: {list(rej)[:3]} {list(eng.last_rejects)[:3]}")
+    return alarms
+
+
+def _timed(fn):
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    w1, c1 = time.perf_counter(), time.process_time()
+    return out, w1 - w0, c1 - c0
+
+
+def _profile_summary(prof: cProfile.Profile, limit: int = 18) -> dict:
+    st = pstats.Stats(prof)
+    total = max(st.total_tt, 1e-9)
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
+        rows.append({"function": f"{os.path.relpath(file) if file.startswith('/') else file}:{line}({func})",
+                     "self_s": tt, "cum_s": ct, "calls": nc})
+    by_self = sorted(rows, key=lambda r: -r["self_s"])[:limit]
+    by_cum = sorted(rows, key=lambda r: -r["cum_s"])[:limit]
+    for r in by_self + by_cum:
+        r["self_pct"] = round(100 * r["self_s"] / total, 1)
+        r["cum_pct"] = round(100 * r["cum_s"] / total, 1)
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(limit)
+    return {"total_s": total, "by_self": by_self, "by_cum": by_cum, "text": s.getvalue()}
+
+
+def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_000, ref_events: int = 50_000,
+                  profile: bool = True, reference: bool = True, log=print) -> dict:
+    cfg = EngineConfig()
+    clock = lambda: 4e9  # noqa: E731 - events are in 2025: never "future"
+    warm_n = max(n_subs, min(2 * n_subs, 400_000))
+    warm = make_events(n_subs, warm_n, seed=1, t_start=T0, span_s=0.4 * DAY, cover_first=True)
+    eng = Engine(cfg, clock=clock)
+    t = time.perf_counter()
+    _run_batches(eng, warm, batch_size)
+    log(f"  warm-up: {len(eng):,} subscribers, {warm_n:,} events in {time.perf_counter() - t:.1f} s")
+    assert len(eng) == n_subs, (len(eng), n_subs)
+    gc.collect()
+    gc.freeze()
+    payloads = [make_events(n_subs, n_events, seed=100 + r, t_start=T0 + (0.4 + 0.5 * r / max(1, rounds)) * DAY,
+                            span_s=0.5 * DAY / max(1, rounds)) for r in range(rounds + 1)]
+    nbytes = sum(map(len, payloads[0])) / n_events
+    wall, cpu = [], []
+    for r in range(rounds):
+        evs = payloads[r]
+        a0 = _applied(eng)
+        alarms, dw, dc = _timed(lambda: _run_batches(eng, evs, batch_size))
+        got = _applied(eng) - a0
+        assert got == n_events, f"applied {got} of {n_events}"
+        wall.append(n_events / dw)
+        cpu.append(n_events / dc if dc > 0 else float("nan"))
+        log(f"  round {r}: {n_events / dw:,.0f} ev/s wall, {n_events / max(dc, 1e-9):,.0f} ev/s cpu ({alarms} alarms)")
+    prof = None
+    if profile:  # one extra round under cProfile, outside the timed rounds
+        prof = cProfile.Profile()
+        prof.enable()
+        _run_batches(eng, payloads[rounds], batch_size)
+        prof.disable()
+
+    # the ceiling: orjson alone on the same payloads
+    def joined(evs):
+        loads = orjson.loads
+        for i in range(0, len(evs), batch_size):
+            loads(b"[" + b",".join(evs[i:i + batch_size]) + b"]")
+
+    def per_message(evs):
+        loads = orjson.loads
+        for x in evs:
+            loads(x)
+
+    ceil_w, ceil_c, per_w, per_c = [], [], [], []
+    for r in range(rounds):
+        _, dw, dc = _timed(lambda: joined(payloads[r]))
+        ceil_w.append(n_events / dw)
+        ceil_c.append(n_events / max(dc, 1e-9))
+        _, dw, dc = _timed(lambda: per_message(payloads[r]))
+        per_w.append(n_events / dw)
+        per_c.append(n_events / max(dc, 1e-9))
+
+    res = {
+        "subscribers": n_subs,
+        "events_per_round": n_events,
+        "rounds": rounds,
+        "batch_size": batch_size,
+        "mean_event_bytes": round(nbytes, 1),
+        "engine_events_per_s_wall": statistics.median(wall),
+        "engine_events_per_s_cpu": statistics.median(cpu),
+        "engine_rounds_wall": wall,
+        "ceiling_orjson_batch_events_per_s_wall": statistics.median(ceil_w),
+        "ceiling_orjson_batch_events_per_s_cpu": statistics.median(ceil_c),
+        "orjson_per_message_events_per_s_cpu": statistics.median(per_c),
+        # the ceiling: the faster of orjson's two ways over the same payloads
+        "ceiling_events_per_s_cpu": max(statistics.median(ceil_c), statistics.median(per_c)),
+        "state_bytes_per_subscriber": eng.state_bytes_per_subscriber,
+        "rss_bytes": rss_bytes(),
+    }
+    res["ratio_to_ceiling"] = res["engine_events_per_s_cpu"] / res["ceiling_events_per_s_cpu"]
+    del eng
+    gc.unfreeze()
+    gc.collect()
+
+    if reference:
+        ref = ReferenceEngine(cfg, clock=clock)
+        ref_warm = warm if n_subs <= 200_000 else None
+        if ref_warm is not None:
+            t = time.perf_counter()
+            _run_batches(ref, ref_warm, batch_size)
+            log(f"  reference warm-up: {len(ref):,} subscribers in {time.perf_counter() - t:.1f} s")
+        rw, rc = [], []
+        m = min(ref_events, n_events)
+        for r in range(min(rounds, 3)):
+            evs = payloads[r][:m]
+            a0 = _applied(ref)
+            _, dw, dc = _timed(lambda: _run_batches(ref, evs, batch_size))
+            assert _applied(ref) - a0 == m
+            rw.append(m / dw)
+            rc.append(m / max(dc, 1e-9))
+        res["reference_events_per_s_wall"] = statistics.median(rw)
+        res["reference_events_per_s_cpu"] = statistics.median(rc)
+        res["reference_events_per_round"] = m
+        res["reference_warmed"] = ref_warm is not None
+        res["ratio_to_reference"] = res["engine_events_per_s_cpu"] / res["reference_events_per_s_cpu"]
+        del ref
+        gc.collect()
+    if prof is not None:
+        res["profile"] = _profile_summary(prof)
+    return res
+
+
+def _populate_for_sweep(eng: Engine, n: int, batch: int = 50_000) -> None:
+    """As bench/bench_engine.py's sweep set-up: one call per subscriber on day 8, 1% of them only a
+    week earlier (day 0: silent by the sweep), and one subscriber per day in between to move the
+    watermark on."""
+    def mk(day, subs, base):
+        return [(f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * DAY + 3600 + (base + j) // 1000},'
+                 f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}').encode()
+                for j, s in enumerate(subs)]
+
+    for day in range(9):
+        if day == 0:
+            subs = range(0, n, 100)
+        elif day == 8:
+            subs = [s for s in range(n) if s % 100]
+        else:
+            subs = [n + day]
+        subs = list(subs)
+        for i in range(0, len(subs), batch):
+            b, _ = eng.decode(mk(day, subs[i:i + batch], i))
+            eng.apply(b)
+
+
+def bench_sweep(n: int, rounds: int = 3) -> dict:
+    rss0 = rss_bytes()
+    eng = Engine(EngineConfig(), clock=lambda: 4e9)
+    t = time.perf_counter()
+    _populate_for_sweep(eng, n)
+    setup = time.perf_counter() - t
+    gc.collect()
+    gc.freeze()
+    rss1 = rss_bytes()
+    now = eng.config.day_start_s(eng.day_of(eng.watermark_s) + 1)
+    times = []
+    alarms = []
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        alarms = eng.sweep(now + r)
+        times.append(time.perf_counter() - t0)
+    silent = len(range(0, n, 100))
+    return {
+        "subscribers": len(eng),
+        "setup_s": setup,
+        "sweep_s_median": statistics.median(times),
+        "sweep_s_rounds": times,
+        "sweep_s_per_million": statistics.median(times) / (len(eng) / 1e6),
+        "alarms_first_sweep_expected_silent": silent,
+        "alarms_last_round": len(alarms),
+        "rss_bytes_before": rss0,
+        "rss_bytes_after": rss1,
+        "rss_bytes_per_subscriber": (rss1 - rss0) / max(1, len(eng)),
+        "state_bytes_per_subscriber": eng.state_bytes_per_subscriber,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.hotpath")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sweep")
+    s.add_argument("--subs", type=int, required=True)
+    s.add_argument("--rounds", type=int, default=3)
+    h = sub.add_parser("hotpath")
+    h.add_argument("--subs", type=int, default=100_000)
+    h.add_argument("--events", type=int, default=200_000)
+    h.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+    if args.cmd == "sweep":
+        print(json.dumps(bench_sweep(args.subs, args.rounds)))
+    else:
+        res = bench_hotpath(args.subs, args.events, args.rounds, log=lambda m: print(m, file=sys.stderr))
+        res.pop("profile", None)
+        print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

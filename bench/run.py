@@ -1,0 +1,489 @@
+"""``python -m bench.run [--quick]``: every churnwatch benchmark, one command (``make bench``).
+
+Writes ``bench/results/<mode>.json`` (and a timestamped copy) and, in full mode, regenerates the
+results section of ``bench/README.md`` (between the ``results:begin``/``results:end`` markers).
+``--quick`` (``make bench-quick``, CI's smoke test) runs every benchmark on tiny inputs in well
+under 90 s: it checks that they run, not how fast. See ``bench/README.md`` for the method.
+
+Benchmark-only extras (not dependencies of the service): ``quixstreams`` (a peer) and ``py-spy``
+(the worker profile) are installed into the running interpreter's environment when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "MODES"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "bench" / "README.md"
+EXTRAS = {"quixstreams": "quixstreams>=3.10,<4", "py-spy": "py-spy>=0.3"}
+
+# sizes per mode
+MODES = {
+    "quick": dict(
+        hot=[dict(subs=20_000, events=20_000, rounds=2, ref_events=5_000)],
+        sweep=[100_000],
+        e2e=dict(subs=5_000, events=20_000, cap_s=6.0, parallel=True, profile_s=0),
+        latency=dict(hist_subs=1_000, duration_s=3.0, rate=None),
+        catchup=dict(subs=10_000, events=12_000, profile_s=0),
+        port=19894,
+    ),
+    "full": dict(
+        hot=[dict(subs=100_000, events=500_000, rounds=5, ref_events=50_000),
+             dict(subs=1_000_000, events=1_000_000, rounds=3, ref_events=50_000)],
+        sweep=[1_000_000, 2_000_000, 4_000_000, 10_000_000],
+        e2e=dict(subs=100_000, events=300_000, cap_s=60.0, parallel=False, profile_s=20),
+        latency=dict(hist_subs=20_000, duration_s=30.0, rate=None),
+        catchup=dict(subs=1_000_000, events=1_200_000, profile_s=20),
+        port=19893,
+    ),
+}
+
+TARGETS = {
+    "hot_events_per_s": 1_000_000,
+    "hot_ratio_to_ceiling": 0.5,
+    "hot_ratio_to_reference": 20.0,
+    "sweep_s_per_million": 0.1,
+    "state_bytes_per_subscriber": 2048,
+    "e2e_events_per_s": 100_000,
+    "e2e_ratio_to_bare": 0.5,
+    "e2e_ratio_to_faust": 10.0,
+    "e2e_ratio_to_quix": 1.0,
+    "latency_p99_s": 1.0,
+}
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def ensure_extras() -> dict:
+    """Install the benchmark-only extras into this interpreter's environment when missing."""
+    missing = []
+    try:
+        import quixstreams  # noqa: F401
+    except ImportError:
+        missing.append(EXTRAS["quixstreams"])
+    pyspy = Path(sys.executable).parent / "py-spy"
+    if not pyspy.exists() and shutil.which("py-spy") is None:
+        missing.append(EXTRAS["py-spy"])
+    if missing:
+        log(f"installing benchmark-only extras: {' '.join(missing)}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+    out = {}
+    try:
+        from importlib.metadata import version
+
+        for name in ("quixstreams", "faust-streaming", "aiokafka", "orjson", "numpy", "py-spy", "confluent-kafka", "rocksdict"):
+            try:
+                out[name] = version(name)
+            except Exception:  # noqa: BLE001
+                out[name] = None
+    except ImportError:
+        pass
+    return out
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": cpu, "logical_cpus": os.cpu_count(), "mem_bytes": mem, "os": platform.platform(),
+        "python": platform.python_version(), "kafka": "3.9.1 (local KRaft, stream.devkafka)" if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        "loadavg_at_start": os.getloadavg(), "git_commit": commit,
+    }
+
+
+def mem_available() -> int:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# ----------------------------------------------------------------------------- sections
+def run_hotpath(cfg: dict) -> list[dict]:
+    from .hotpath import bench_hotpath
+
+    out = []
+    for h in cfg["hot"]:
+        log(f"[1] hot path: {h['subs']:,} subscribers, {h['events']:,} events x {h['rounds']} rounds")
+        r = bench_hotpath(h["subs"], h["events"], h["rounds"], ref_events=h["ref_events"], log=log)
+        log(f"    engine {r['engine_events_per_s_cpu']:,.0f} ev/s per core | orjson ceiling {r['ceiling_events_per_s_cpu']:,.0f} "
+            f"({r['ratio_to_ceiling']:.2f}x) | reference {r.get('reference_events_per_s_cpu', 0):,.0f} ({r.get('ratio_to_reference', 0):.1f}x)")
+        out.append(r)
+    # one reference for every size: where the reference was not warmed (1M), use the warmed one
+    warmed = [r for r in out if r.get("reference_warmed")]
+    for r in out:
+        if not r.get("reference_warmed") and warmed:
+            r["reference_events_per_s_cpu_unwarmed"] = r.get("reference_events_per_s_cpu")
+            r["reference_events_per_s_cpu"] = warmed[0]["reference_events_per_s_cpu"]
+            r["ratio_to_reference"] = r["engine_events_per_s_cpu"] / r["reference_events_per_s_cpu"]
+            r["reference_note"] = f"reference measured at {warmed[0]['subscribers']:,} warmed subscribers"
+    return out
+
+
+def run_sweep(cfg: dict) -> dict:
+    """One fresh subprocess per size (resident memory per size); sizes that would not fit in the
+    memory available now are not run but extrapolated linearly from the largest measured size."""
+    measured = []
+    skipped = []
+    for n in cfg["sweep"]:
+        need = n * 3300 + 500 * 2**20  # ~3.2 KB/subscriber resident (state + index + cache) + interpreter
+        avail = mem_available()
+        if need > 0.6 * avail:
+            skipped.append({"subscribers": n, "needed_bytes": need, "available_bytes": avail})
+            log(f"[2] sweep {n:,}: skipped (needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available on a shared machine)")
+            continue
+        log(f"[2] sweep over {n:,} subscribers")
+        p = subprocess.run([sys.executable, "-m", "bench.hotpath", "sweep", "--subs", str(n)], cwd=ROOT, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"sweep {n} failed: {p.stderr[-3000:]}")
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        log(f"    {r['sweep_s_median'] * 1000:.1f} ms ({r['sweep_s_per_million']:.3f} s per million), "
+            f"RSS {r['rss_bytes_after'] / 2**20:,.0f} MiB ({r['rss_bytes_per_subscriber']:,.0f} B/subscriber), set-up {r['setup_s']:.1f} s")
+        measured.append(r)
+    out = {"measured": measured, "skipped": skipped}
+    if measured:
+        big = measured[-1]
+        per = big["sweep_s_median"] / big["subscribers"]
+        for s in skipped:
+            s["sweep_s_extrapolated"] = per * s["subscribers"]
+            s["rss_bytes_extrapolated"] = big["rss_bytes_per_subscriber"] * s["subscribers"]
+            s["extrapolated_from"] = big["subscribers"]
+    return out
+
+
+def run_e2e(cfg: dict, work: Path) -> dict:
+    from .e2e import Broker, catchup, latency, throughput
+
+    out: dict = {}
+    e, lat, cu = cfg["e2e"], cfg["latency"], cfg["catchup"]
+    t = time.perf_counter()
+    with Broker(cfg["port"]) as broker:
+        log(f"[3] local broker at {broker.bootstrap} ({'external' if broker.external else 'started'} in {time.perf_counter() - t:.1f} s)")
+
+        async def all_e2e():
+            out["throughput"] = await throughput(broker.bootstrap, e["subs"], e["events"], e["cap_s"], work, ["faust", "quix"],
+                                                 profile_s=e["profile_s"], parallel=e["parallel"], log=log)
+            rate = lat["rate"] or max(100.0, 0.5 * out["throughput"]["churnwatch"]["events_per_s"])
+            log(f"[4] latency at {rate:,.0f} ev/s (half the measured maximum)")
+            out["latency"] = await latency(broker.bootstrap, rate, lat["duration_s"], lat["hist_subs"], work, log=log)
+            L = out["latency"]
+            if L.get("p99_s") is not None:
+                log(f"    p50 {L['p50_s']:.3f} s, p99 {L['p99_s']:.3f} s over {L['alarms_seen']} alarms ({L['dials']} dials)")
+            log(f"[5] catch-up: {cu['events']:,} events of a {cu['subs']:,}-subscriber day")
+            out["catchup"] = await catchup(broker.bootstrap, cu["subs"], cu["events"], work, profile_s=cu["profile_s"], log=log)
+
+        asyncio.run(all_e2e())
+    return out
+
+
+# ----------------------------------------------------------------------------- targets
+def evaluate_targets(res: dict) -> list[dict]:
+    rows = []
+
+    def add(name, value, goal, higher_is_better=True, unit="", note=""):
+        if value is None:
+            rows.append({"target": name, "value": None, "goal": goal, "met": None, "note": note or "not measured"})
+            return
+        met = value >= goal if higher_is_better else value <= goal
+        by = value / goal if higher_is_better else goal / value if value else None
+        rows.append({"target": name, "value": value, "goal": goal, "met": met, "unit": unit,
+                     "fraction_of_goal": by, "note": note})
+
+    for h in res.get("hotpath", []):
+        n = f"{h['subscribers'] // 1000}k" if h["subscribers"] < 1_000_000 else f"{h['subscribers'] // 1_000_000}M"
+        add(f"hot path events/s per core ({n})", h["engine_events_per_s_cpu"], TARGETS["hot_events_per_s"], unit="ev/s")
+        add(f"hot path / orjson ceiling ({n})", h["ratio_to_ceiling"], TARGETS["hot_ratio_to_ceiling"], unit="x")
+        add(f"hot path / reference ({n})", h.get("ratio_to_reference"), TARGETS["hot_ratio_to_reference"], unit="x",
+            note=h.get("reference_note", ""))
+    sw = res.get("sweep", {})
+    for m in sw.get("measured", []):
+        add(f"sweep s per million ({m['subscribers'] / 1e6:g}M)", m["sweep_s_per_million"], TARGETS["sweep_s_per_million"], False, "s")
+    for s in sw.get("skipped", []):
+        if s.get("sweep_s_extrapolated") is not None:
+            add(f"sweep s per million ({s['subscribers'] / 1e6:g}M, extrapolated)", s["sweep_s_extrapolated"] / (s["subscribers"] / 1e6),
+                TARGETS["sweep_s_per_million"], False, "s", note=f"linear from {s['extrapolated_from']:,}")
+    if res.get("hotpath"):
+        add("state bytes per subscriber", res["hotpath"][0]["state_bytes_per_subscriber"], TARGETS["state_bytes_per_subscriber"], False, "B")
+    tp = res.get("e2e", {}).get("throughput")
+    if tp:
+        add("end to end events/s (1 worker, 12 partitions)", tp["churnwatch"]["events_per_s"], TARGETS["e2e_events_per_s"], unit="ev/s")
+        r = tp.get("ratios", {})
+        add("end to end / bare consumer", r.get("vs_bare"), TARGETS["e2e_ratio_to_bare"], unit="x")
+        add("end to end / idiomatic Faust", r.get("vs_faust"), TARGETS["e2e_ratio_to_faust"], unit="x")
+        add("end to end / Quix Streams", r.get("vs_quix"), TARGETS["e2e_ratio_to_quix"], unit="x", note="target: ahead (> 1x)")
+    lat = res.get("e2e", {}).get("latency")
+    if lat:
+        add("latency p99 at half the max rate", lat.get("p99_s"), TARGETS["latency_p99_s"], False, "s")
+    return rows
+
+
+# ----------------------------------------------------------------------------- output
+def fmt_n(x, unit="") -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float) and abs(x) < 100:
+        s = f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
+    else:
+        s = f"{x:,.0f}"
+    return s + (f" {unit}" if unit and unit != "x" else ("x" if unit == "x" else ""))
+
+
+def render_markdown(res: dict) -> str:
+    m = res["machine"]
+    L = []
+    L.append(f"Generated by `python -m bench.run{' --quick' if res['mode'] == 'quick' else ''}` on **{res['date_utc']}** "
+             f"({res['duration_s'] / 60:.1f} min), commit `{m['git_commit']}`.")
+    L.append("")
+    L.append(f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs **shared with other work** (load average "
+             f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])} at start), {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
+             f"{m['os']}, Python {m['python']}, Kafka {m['kafka']} on the same machine. "
+             f"Versions: " + ", ".join(f"{k} {v}" for k, v in res.get("versions", {}).items() if v) + ".")
+    L.append("")
+    L.append("### Targets")
+    L.append("")
+    L.append("| target | measured | goal | met | of goal |")
+    L.append("|---|---:|---:|:-:|---:|")
+    for t in res["targets"]:
+        met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        frac = "–" if t.get("fraction_of_goal") is None else f"{t['fraction_of_goal']:.2f}"
+        op = "≥" if t["target"].find("s per million") < 0 and "bytes" not in t["target"] and "latency" not in t["target"] else "≤"
+        L.append(f"| {t['target']} | {fmt_n(t['value'], t.get('unit', ''))} | {op} {fmt_n(t['goal'], t.get('unit', ''))} | {met} | {frac}"
+                 + (f" ({t['note']})" if t.get("note") else "") + " |")
+    L.append("")
+    if res.get("hotpath"):
+        L.append("### 1. Hot path, in process (decode + apply + evaluate, one core)")
+        L.append("")
+        L.append("| subscribers | events/round × rounds | engine ev/s per core (wall) | orjson ceiling ev/s | engine / ceiling | orjson one `loads` per message | reference ev/s | engine / reference |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for h in res["hotpath"]:
+            L.append(f"| {h['subscribers']:,} | {h['events_per_round']:,} × {h['rounds']} | {h['engine_events_per_s_cpu']:,.0f} ({h['engine_events_per_s_wall']:,.0f}) | "
+                     f"{h['ceiling_events_per_s_cpu']:,.0f} | {h['ratio_to_ceiling']:.2f}x | {h['orjson_per_message_events_per_s_cpu']:,.0f} | "
+                     f"{h.get('reference_events_per_s_cpu', 0):,.0f}{' *' if h.get('reference_note') else ''} | {h.get('ratio_to_reference', 0):.1f}x |")
+        L.append("")
+        L.append(f"Events: {res['hotpath'][0]['mean_event_bytes']:.0f} bytes on average (66% calls, 31% SMS, 3% recharges), batches of "
+                 f"{res['hotpath'][0]['batch_size']:,}. The ceiling is the faster of orjson's two ways over the same payloads "
+                 f"(one `loads` of the joined batch, as the engine does, or one per message). "
+                 + ("* " + next(h["reference_note"] for h in res["hotpath"] if h.get("reference_note")) + " (warming the plain-Python engine with 1M subscribers costs minutes)." if any(h.get("reference_note") for h in res["hotpath"]) else ""))
+        L.append("")
+    sw = res.get("sweep")
+    if sw:
+        L.append("### 2. Sweep and memory")
+        L.append("")
+        L.append("| subscribers | sweep (median of 3) | s per million | resident memory (engine process) | resident bytes per subscriber |")
+        L.append("|---:|---:|---:|---:|---:|")
+        for s in sw["measured"]:
+            L.append(f"| {s['subscribers']:,} | {s['sweep_s_median'] * 1000:.0f} ms | {s['sweep_s_per_million']:.3f} | {s['rss_bytes_after'] / 2**20:,.0f} MiB | {s['rss_bytes_per_subscriber']:,.0f} |")
+        for s in sw["skipped"]:
+            if s.get("sweep_s_extrapolated") is not None:
+                L.append(f"| {s['subscribers']:,} (extrapolated) | ~{s['sweep_s_extrapolated'] * 1000:.0f} ms | {s['sweep_s_extrapolated'] / (s['subscribers'] / 1e6):.3f} | ~{s['rss_bytes_extrapolated'] / 2**30:.1f} GiB | – |")
+        L.append("")
+        if sw["skipped"]:
+            L.append("Not run, extrapolated linearly from the largest measured size: "
+                     + "; ".join(f"{s['subscribers']:,} subscribers would need ~{s['needed_bytes'] / 2**30:.0f} GiB with "
+                                 f"{s['available_bytes'] / 2**30:.0f} GiB available on this shared machine" for s in sw["skipped"]) + ".")
+            L.append("")
+        if res.get("hotpath"):
+            L.append(f"State: **{res['hotpath'][0]['state_bytes_per_subscriber']:,} bytes per subscriber** (`Engine.state_bytes_per_subscriber`).")
+        cu = res.get("e2e", {}).get("catchup", {})
+        if cu.get("rss_at_all_subs"):
+            L.append(f"Worker (`churnwatch worker`, Faust + RocksDB) holding {int(cu.get('subscribers_metric') or 0):,} subscribers: "
+                     f"**{cu['rss_at_all_subs'] / 2**20:,.0f} MiB resident** (peak {cu.get('peak_rss_bytes', 0) / 2**20:,.0f} MiB by the end of the catch-up run).")
+        L.append("")
+    e2e = res.get("e2e", {})
+    tp = e2e.get("throughput")
+    if tp:
+        L.append(f"### 3. End to end, local broker, {tp['partitions']} partitions, one process each")
+        L.append("")
+        L.append(f"Same pre-produced input for all: {tp['events']:,} events of {tp['subscribers']:,} subscribers "
+                 f"({tp['mean_event_bytes']:.0f} bytes; produced at {tp['produce']['events_per_s']:,.0f} ev/s before any consumer starts). "
+                 f"Sustained = committed events between 5% of the input and the end (or the {tp['cap_s']:.0f} s cap for slow peers) / time.")
+        L.append("")
+        L.append("| consumer | sustained ev/s | ev per CPU-second | CPU (cores) | events measured | start-up to first commit | done | churnwatch / this |")
+        L.append("|---|---:|---:|---:|---:|---:|:-:|---:|")
+        names = {"churnwatch": "churnwatch worker (batches → numpy engine → RocksDB table + changelog)",
+                 "bare": "ceiling: bare aiokafka consumer (reads, does nothing)",
+                 "faust": "idiomatic Faust: tumbling-window table, one event at a time",
+                 "quix": "Quix Streams: 1-day tumbling window Count/Sum"}
+        for k in ("churnwatch", "bare", "faust", "quix"):
+            r = tp.get(k)
+            if not r:
+                continue
+            ratio = "–" if k == "churnwatch" else (f"{tp['ratios'].get('vs_' + k):.2f}x" if tp["ratios"].get("vs_" + k) else "–")
+            L.append(f"| {names[k]} | {r['events_per_s']:,.0f} | {fmt_n(r.get('events_per_cpu_s'))} | {fmt_n(r.get('cpu_share_of_a_core'))} | "
+                     f"{r['window_events']:,} | {fmt_n(r.get('first_commit_s'))} s | {'yes' if r['done'] else 'capped'}"
+                     + (f" (error)" if r.get("error") else "") + f" | {ratio} |")
+        L.append("")
+        cw = tp["churnwatch"]
+        mt = cw.get("metrics", {})
+        if mt.get("batches"):
+            L.append(f"Worker correctness: committed == end offsets on every partition: {cw['done']}; `churnwatch_events_total` = "
+                     f"{int(mt.get('events_total') or 0):,} of {tp['events']:,}; dead letters {int(mt.get('deadletters_total') or 0)}. "
+                     f"{int(mt['batches']):,} batches of {mt.get('mean_batch_events', 0):,.0f} events on average, "
+                     f"{mt.get('mean_batch_seconds', 0) * 1000:,.0f} ms each inside `ChurnService.process` "
+                     f"({mt.get('batch_seconds_sum', 0):,.1f} s of the {cw['window_s']:,.1f} s window+start).")
+            L.append("")
+    lat = e2e.get("latency")
+    if lat:
+        L.append("### 4. Latency (produce → alarm on the alarm topic)")
+        L.append("")
+        if lat.get("p99_s") is not None:
+            L.append(f"At {lat['achieved_rate']:,.0f} ev/s (target {lat['target_rate']:,.0f}: half the measured maximum) for {lat['duration_s']:.0f} s, "
+                     f"1% of the events competitor-hotline dials by {lat['history_subscribers']:,} subscribers with history: "
+                     f"**p50 {lat['p50_s']:.3f} s, p99 {lat['p99_s']:.3f} s** (max {lat['max_s']:.3f} s) over {lat['alarms_seen']} of {lat['dials']} alarms; "
+                     f"worker side (alarm `emitted_at` − send time): p50 {fmt_n(lat.get('worker_emit_p50_s'))} s, p99 {fmt_n(lat.get('worker_emit_p99_s'))} s.")
+        else:
+            L.append(f"Not measured: {lat.get('error') or 'no alarms seen'}")
+        L.append("")
+    cu = e2e.get("catchup")
+    if cu:
+        L.append("### 5. Catch-up (replay of one simulated day, 1 worker)")
+        L.append("")
+        frac = cu.get("fraction_of_day", 0)
+        L.append(f"Replayed {cu['events']:,} events = {frac * 100:.1f}% of a {cu['day_events']:,}-event day "
+                 f"({cu['day_events'] // 20:,} subscribers × 20 events) in **{cu['measured_minutes']:.2f} min** "
+                 f"(sustained {cu['events_per_s']:,.0f} ev/s; first pass creating every subscriber {fmt_n(cu.get('cold_events_per_s'))} ev/s, "
+                 f"then {fmt_n(cu.get('warm_events_per_s'))} ev/s). "
+                 f"**The whole day would take ~{fmt_n(cu.get('day_minutes_extrapolated'))} min — extrapolated** from the measured rate"
+                 f"{' after every subscriber had state' if cu.get('warm_events_per_s') else ''}, not measured. Correct (committed == end, every event applied): {cu.get('correct')}.")
+        L.append("")
+    return "\n".join(L)
+
+
+def render_profiles(res: dict) -> str:
+    L = []
+    hp = res.get("hotpath") or []
+    for h in hp[:1]:
+        p = h.get("profile")
+        if not p:
+            continue
+        L.append(f"Hot path, cProfile of one extra round ({h['subscribers']:,} subscribers), top functions by own time "
+                 f"(total {p['total_s']:.2f} s):")
+        L.append("")
+        L.append("| function | own time | cumulative |")
+        L.append("|---|---:|---:|")
+        for r in p["by_self"][:14]:
+            L.append(f"| `{r['function']}` | {r['self_pct']}% | {r['cum_pct']}% |")
+        L.append("")
+    tp = res.get("e2e", {}).get("throughput", {}).get("churnwatch", {})
+    for label, prof in (("throughput run", tp.get("profile")), ("catch-up run (1M subscribers)", res.get("e2e", {}).get("catchup", {}).get("profile"))):
+        if not prof or not prof.get("samples"):
+            continue
+        L.append(f"Worker, py-spy ({label}, {prof['samples']} samples over all threads), inclusive share of samples:")
+        L.append("")
+        L.append("| function | inclusive | | function (own time) | self |")
+        L.append("|---|---:|---|---|---:|")
+        inc = prof.get("by_inclusive", [])[:16]
+        slf = prof.get("by_self", [])[:16]
+        for i in range(max(len(inc), len(slf))):
+            a = inc[i] if i < len(inc) else {"function": "", "pct": ""}
+            b = slf[i] if i < len(slf) else {"function": "", "pct": ""}
+            L.append(f"| `{a['function']}` | {a['pct']}% | | `{b['function']}` | {b['pct']}% |")
+        L.append("")
+    return "\n".join(L)
+
+
+def update_readme(res: dict) -> None:
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    body = render_markdown(res) + "\n\n#### Profiles\n\n" + render_profiles(res)
+    text = README.read_text() if README.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    pre, rest = text.split(begin, 1)
+    _, post = rest.split(end, 1)
+    README.write_text(pre + begin + "\n" + body + "\n" + end + post)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny inputs, < 90 s: checks that every benchmark runs (CI smoke test)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="directory for the results JSON (default bench/results)")
+    p.add_argument("--only", choices=["hotpath", "sweep", "e2e"], action="append", help="run only these sections")
+    p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
+                   help="regenerate bench/README.md's results section (default: in full mode with every section)")
+    args = p.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    cfg = MODES[mode]
+    sections = args.only or ["hotpath", "sweep", "e2e"]
+    t0 = time.perf_counter()
+    started = dt.datetime.now(dt.timezone.utc)
+    versions = ensure_extras() if "e2e" in sections else {}
+    res: dict = {"mode": mode, "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "versions": versions,
+                 "sections": sections, "targets_goal": TARGETS}
+    work = ROOT / "var" / f"bench-{mode}-{started.strftime('%Y%m%dT%H%M%S')}"
+    work.mkdir(parents=True, exist_ok=True)
+    ok = True
+    try:
+        if "hotpath" in sections:
+            res["hotpath"] = run_hotpath(cfg)
+        if "sweep" in sections:
+            res["sweep"] = run_sweep(cfg)
+        if "e2e" in sections:
+            res["e2e"] = run_e2e(cfg, work)
+            tp = res["e2e"]["throughput"]
+            errors = {k: tp[k]["error"] for k in ("churnwatch", "bare", "faust", "quix") if tp.get(k, {}).get("error")}
+            if errors or not tp["churnwatch"].get("correct") or not res["e2e"]["catchup"].get("correct") \
+                    or not res["e2e"]["latency"].get("alarms_seen"):
+                ok = False
+                res["errors"] = errors or {"churnwatch": "incorrect run (see results)"}
+                log(f"!! errors: {json.dumps(res['errors'])[:2000]}")
+    finally:
+        res["duration_s"] = time.perf_counter() - t0
+        res["targets"] = evaluate_targets(res)
+        res["ok"] = ok
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"{mode}.json"
+        data = json.dumps(res, indent=1, default=str)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(data)
+        tmp.replace(path)
+        if mode == "full":
+            (args.out / f"{mode}-{started.strftime('%Y%m%dT%H%M%SZ')}.json").write_text(data)
+        log(f"results: {path} ({res['duration_s']:.0f} s)")
+        write_readme = args.readme if args.readme is not None else (mode == "full" and not args.only)
+        if write_readme:
+            update_readme(res)
+            log(f"README: {README}")
+        shutil.rmtree(work, ignore_errors=True) if ok and mode == "quick" else None
+    for t in res["targets"]:
+        if t["met"] is not None:
+            log(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt_n(t['value'], t.get('unit', ''))} (goal {fmt_n(t['goal'], t.get('unit', ''))})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

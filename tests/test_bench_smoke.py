@@ -1,0 +1,43 @@
+"""Smoke test of the benchmarks: ``python -m bench.run --quick`` runs every benchmark on tiny
+inputs against the test broker and writes its results JSON. It checks that they run, never how
+fast (no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+
+def test_quick_bench_runs_and_writes_results(kafka_bootstrap, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap  # reuse the test broker: the bench starts none
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path), "--no-readme"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    res = json.loads((tmp_path / "quick.json").read_text())
+    assert res["mode"] == "quick" and res["ok"] is True
+    assert {"machine", "date_utc", "hotpath", "sweep", "e2e", "targets"} <= res.keys()
+    hot = res["hotpath"][0]
+    assert {"engine_events_per_s_cpu", "ceiling_events_per_s_cpu", "reference_events_per_s_cpu",
+            "ratio_to_ceiling", "ratio_to_reference", "state_bytes_per_subscriber"} <= hot.keys()
+    assert res["sweep"]["measured"] and "sweep_s_per_million" in res["sweep"]["measured"][0]
+    e2e = res["e2e"]
+    assert {"throughput", "latency", "catchup"} <= e2e.keys()
+    tp = e2e["throughput"]
+    for name in ("churnwatch", "bare", "faust", "quix"):
+        assert tp[name]["error"] is None, tp[name]["error"]
+        assert tp[name]["events_per_s"] > 0
+    assert tp["churnwatch"]["correct"] is True
+    assert {"vs_bare", "vs_faust", "vs_quix"} <= tp["ratios"].keys()
+    assert e2e["latency"]["alarms_seen"] > 0 and e2e["latency"]["p99_s"] is not None
+    assert e2e["catchup"]["correct"] is True
+    assert {t["target"] for t in res["targets"]}
