@@ -246,6 +246,11 @@ class Engine:
     def watermark_s(self) -> float | None:
         return self._wm
 
+    def advance_watermark(self, ts: float) -> None:
+        """Move event time forward to ``ts`` (never back): a restarted service restores the
+        watermark it had persisted, so that evaluation never runs at an earlier time than before."""
+        self._wm = float(ts) if self._wm is None else max(self._wm, float(ts))
+
     def day_of(self, ts: float) -> int:
         return self.config.day_of(ts)
 
@@ -916,18 +921,21 @@ class Engine:
             "episode": ep,
         }
 
-    def evaluate(self, touched: np.ndarray) -> list[dict]:
-        """Signals, score and lifecycle for ``touched`` rows at event time = the watermark."""
+    def evaluate(self, touched: np.ndarray, now_s: float | None = None) -> list[dict]:
+        """Signals, score and lifecycle for ``touched`` rows at event time ``now_s`` (default: the
+        watermark). A caller reading several inputs passes the time up to which all of them are
+        complete, so that a topic read ahead of another does not look like a traffic drop."""
         self.last_evaluated = np.zeros(0, dtype=np.int64)
         if self._wm is None or len(touched) == 0:
             return []
-        D = self.day_of(self._wm)
+        now = self._wm if now_s is None else min(float(now_s), self._wm)
+        D = self.day_of(now)
         rows = np.asarray(touched, dtype=np.int64)
         a = self._a
         # rows whose inputs did not change since their last evaluation on the same day would decide
         # the same again (the lifecycle step is idempotent): skip them.
         rows = rows[(a["dirty"][rows] == 1) | (a["eval_day"][rows] != D)]
-        return self._evaluate_rows(rows, D, self._wm)
+        return self._evaluate_rows(rows, D, now)
 
     def sweep(self, now_s: float) -> list[dict]:
         """Evaluate ALL subscribers at event time ``now_s``: the absence signals (silence, recharge

@@ -100,6 +100,9 @@ class ReferenceEngine:
     def watermark_s(self):
         return self._wm
 
+    def advance_watermark(self, ts: float) -> None:
+        self._wm = float(ts) if self._wm is None else max(self._wm, float(ts))
+
     def day_of(self, ts: float) -> int:
         return self.config.day_of(ts)
 
@@ -522,12 +525,13 @@ class ReferenceEngine:
         out.sort(key=lambda x: x["msisdn"])
         return out
 
-    def evaluate(self, touched) -> list[dict]:
+    def evaluate(self, touched, now_s: float | None = None) -> list[dict]:
         self.last_evaluated = np.zeros(0, dtype=np.int64)
         if self._wm is None or len(touched) == 0:
             return []
-        D = self.day_of(self._wm)
-        return self._run([self._by_row[int(r)] for r in touched], D, self._wm)
+        now = self._wm if now_s is None else min(float(now_s), self._wm)
+        D = self.day_of(now)
+        return self._run([self._by_row[int(r)] for r in touched], D, now)
 
     def sweep(self, now_s: float) -> list[dict]:
         cfg = self.config

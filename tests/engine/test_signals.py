@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import random
 
+import orjson
+
 import pytest
 
 from stream.contract import ALARM_FIELDS, ALARM_PHASES, REASONS, SIGNALS, TIERS
 from stream.engine import Engine, ReferenceEngine
 
 from .gen import CU, DAY, OWN, T0, call, daily_life, num, profile, recharge
-from .helpers import CLOCK, drive, phases, quiet_config, signal_names, sweep_days
+from .helpers import CLOCK, ENGINES, drive, phases, quiet_config, signal_names, sweep_days
 
 A = num(OWN, 1)
 B = num(OWN, 2)
@@ -296,3 +298,26 @@ def test_one_quiet_week_is_not_a_drop():
     _, eng = run(ev2)
     sig = {s["name"]: s for s in eng.view(A)["signals"]}["traffic_drop"]
     assert sig["value"] >= 0.5 and not sig["tripped"]
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+def test_evaluate_at_an_earlier_complete_time(cls):
+    # the service evaluates at the time up to which every input topic is complete; a hotline
+    # dial after that time is applied but judged only once evaluation time reaches it
+    eng = cls(quiet_config(), clock=lambda: CLOCK)
+    drive(eng, life(A, 0, 30, C1))
+    b, _ = eng.decode([orjson.dumps(call(A, T0 + 30 * DAY + 3600, "10010", dur=200))])
+    touched = eng.apply(b)
+    assert eng.evaluate(touched, now_s=T0 + 29 * DAY) == []  # the dial's day is not reached yet
+    alarms = eng.evaluate(touched)  # at the watermark: the dial counts
+    assert phases(alarms) == ["alarm"] and alarms[0]["event_time"] == T0 + 30 * DAY + 3600
+    # a later time than the watermark is capped at the watermark
+    assert eng.evaluate(touched, now_s=T0 + 99 * DAY) == []  # same day, nothing new: no repeat
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+def test_advance_watermark_never_goes_back(cls):
+    eng = cls(quiet_config(), clock=lambda: CLOCK)
+    eng.advance_watermark(T0 + 5 * DAY)
+    eng.advance_watermark(T0)
+    assert eng.watermark_s == T0 + 5 * DAY
