@@ -186,6 +186,8 @@ async def end_offsets(bootstrap: str, names: list[str], partitions: int = PARTIT
 class Consumer:
     """A consumer under test: a child process with a log file."""
 
+    live: set = set()  # started and not yet stopped (``stop_all`` on the way out)
+
     def __init__(self, name: str, argv: list[str], env: dict[str, str], group: str, log_dir: Path, web_port: int | None = None) -> None:
         self.name = name
         self.argv = argv
@@ -202,6 +204,7 @@ class Consumer:
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        Consumer.live.add(self)
         return self
 
     @property
@@ -260,7 +263,13 @@ class Consumer:
         except OSError:
             return ""
 
+    @classmethod
+    def stop_all(cls) -> None:
+        for c in list(cls.live):
+            c.stop(timeout_s=10.0)
+
     def stop(self, timeout_s: float = 30.0) -> None:
+        Consumer.live.discard(self)
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)

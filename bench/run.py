@@ -187,7 +187,7 @@ def run_sweep(cfg: dict) -> dict:
 
 
 def run_e2e(cfg: dict, work: Path) -> dict:
-    from .e2e import Broker, catchup, latency, throughput
+    from .e2e import Broker, Consumer, catchup, latency, throughput
 
     out: dict = {}
     e, lat, cu = cfg["e2e"], cfg["latency"], cfg["catchup"]
@@ -207,7 +207,10 @@ def run_e2e(cfg: dict, work: Path) -> dict:
             log(f"[5] catch-up: {cu['events']:,} events of a {cu['subs']:,}-subscriber day")
             out["catchup"] = await catchup(broker.bootstrap, cu["subs"], cu["events"], work, profile_s=cu["profile_s"], log=log)
 
-        asyncio.run(all_e2e())
+        try:
+            asyncio.run(all_e2e())
+        finally:
+            Consumer.stop_all()  # never leave a worker or peer behind (they run in their own sessions)
     return out
 
 
@@ -217,12 +220,19 @@ def evaluate_targets(res: dict) -> list[dict]:
 
     def add(name, value, goal, higher_is_better=True, unit="", note=""):
         if value is None:
-            rows.append({"target": name, "value": None, "goal": goal, "met": None, "note": note or "not measured"})
+            rows.append({"target": name, "value": None, "goal": goal, "met": None, "note": note or "not measured",
+                         "higher_is_better": higher_is_better})
             return
         met = value >= goal if higher_is_better else value <= goal
-        by = value / goal if higher_is_better else goal / value if value else None
-        rows.append({"target": name, "value": value, "goal": goal, "met": met, "unit": unit,
-                     "fraction_of_goal": by, "note": note})
+        # how far from the goal, as a factor >= 1: "short by", "over by", or the margin when met
+        factor = (goal / value if value else float("inf")) if higher_is_better else (value / goal)
+        if met:
+            factor = 1 / factor if factor else float("inf")
+        gap = (f"met, {factor:.2f}x margin" if met else
+               (f"missed: {factor:.1f}x short ({value / goal * 100:.0f}% of the goal)" if higher_is_better
+                else f"missed: {factor:.1f}x over"))
+        rows.append({"target": name, "value": value, "goal": goal, "met": met, "unit": unit, "gap": gap,
+                     "gap_factor": factor, "higher_is_better": higher_is_better, "note": note})
 
     for h in res.get("hotpath", []):
         n = f"{h['subscribers'] // 1000}k" if h["subscribers"] < 1_000_000 else f"{h['subscribers'] // 1_000_000}M"
@@ -232,7 +242,7 @@ def evaluate_targets(res: dict) -> list[dict]:
             note=h.get("reference_note", ""))
     sw = res.get("sweep", {})
     for m in sw.get("measured", []):
-        add(f"sweep s per million ({m['subscribers'] / 1e6:g}M)", m["sweep_s_per_million"], TARGETS["sweep_s_per_million"], False, "s")
+        add(f"sweep s per million ({round(m['subscribers'] / 1e6, 1):g}M)", m["sweep_s_per_million"], TARGETS["sweep_s_per_million"], False, "s")
     for s in sw.get("skipped", []):
         if s.get("sweep_s_extrapolated") is not None:
             add(f"sweep s per million ({s['subscribers'] / 1e6:g}M, extrapolated)", s["sweep_s_extrapolated"] / (s["subscribers"] / 1e6),
@@ -276,13 +286,12 @@ def render_markdown(res: dict) -> str:
     L.append("")
     L.append("### Targets")
     L.append("")
-    L.append("| target | measured | goal | met | of goal |")
-    L.append("|---|---:|---:|:-:|---:|")
+    L.append("| target | measured | goal | met | by how much |")
+    L.append("|---|---:|---:|:-:|---|")
     for t in res["targets"]:
         met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        frac = "–" if t.get("fraction_of_goal") is None else f"{t['fraction_of_goal']:.2f}"
-        op = "≥" if t["target"].find("s per million") < 0 and "bytes" not in t["target"] and "latency" not in t["target"] else "≤"
-        L.append(f"| {t['target']} | {fmt_n(t['value'], t.get('unit', ''))} | {op} {fmt_n(t['goal'], t.get('unit', ''))} | {met} | {frac}"
+        op = "≥" if t.get("higher_is_better", True) else "≤"
+        L.append(f"| {t['target']} | {fmt_n(t['value'], t.get('unit', ''))} | {op} {fmt_n(t['goal'], t.get('unit', ''))} | {met} | {t.get('gap', '–')}"
                  + (f" ({t['note']})" if t.get("note") else "") + " |")
     L.append("")
     if res.get("hotpath"):
