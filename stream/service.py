@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 TABLE_NAME = "subscriber-state"
 _PART = struct.Struct(">H")  # table values: 2-byte partition + engine snapshot
+_WM = struct.Struct(">d")
+WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
 
 
 class _PartitionContext:
@@ -100,7 +102,9 @@ class ChurnService:
         self.partition_of: dict[str, int] = {}
         self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
         self._last_swept_day: int | None = None
-        self._highwater_seen: dict[TP, int] = {}
+        self._tp_watermark: dict[TP, float] = {}  # newest event time applied per input partition
+        self._tp_next: dict[TP, int] = {}  # next offset to read per input partition
+        self._eval_time: float | None = None  # event time of evaluations and sweeps, never decreasing
         self.app = self._make_app()
         s = settings
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -194,6 +198,10 @@ class ChurnService:
         batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
         touched = eng.apply(batch)
         rejects = list(rejects) + list(eng.last_rejects)
+        complete_s = self._complete_time(msgs, batch)
+        if complete_s is not None:  # event time only moves forward, also across restarts
+            self._eval_time = complete_s if self._eval_time is None else max(self._eval_time, complete_s)
+        complete_s = self._eval_time
         # remember each touched subscriber's partition (sweep-time writes need it)
         part_of = self.partition_of
         key_part = {m.key: m.partition for m in msgs}
@@ -203,11 +211,11 @@ class ChurnService:
                 part_of[msisdn] = p
         # the same order as the backtest: sweeps for the days the watermark rolled over, then
         # the evaluation of the subscribers this batch touched
-        alarms, swept = self._maybe_sweep()
-        alarms.extend(eng.evaluate(touched))
+        alarms, swept = self._maybe_sweep(complete_s)
+        alarms.extend(eng.evaluate(touched, now_s=complete_s))
         changed = np.unique(np.concatenate([touched, swept])) if len(swept) else touched
 
-        sends = await self._write_state(changed)
+        sends = await self._write_state(changed, {m.partition for m in msgs})
         n_changelog = len(sends)
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
@@ -220,11 +228,38 @@ class ChurnService:
             self._persisted(results[:n_changelog])
         self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
 
-    def _maybe_sweep(self) -> tuple[list[dict], np.ndarray]:
-        """When the event-time watermark rolls over to a new day, sweep all subscribers at the start
-        of each day it passed (at most 60, as the backtest does). Returns (alarms, evaluated rows)."""
+    def _complete_time(self, msgs, batch) -> float | None:
+        """The event time up to which every input partition of this worker is complete: the
+        slowest partition that still has a backlog sets it; caught-up partitions do not hold it
+        back. Kafka hands out one topic's backlog ahead of another's (calls days ahead of SMS
+        while catching up); judging subscribers at the newest event time would read the missing
+        SMS as a traffic drop. Evaluation and sweeps run at this time instead."""
+        wm = self._tp_watermark
+        nxt = self._tp_next
+        tps = [TP(m.topic, m.partition) for m in msgs]
+        for tp, m in zip(tps, msgs):
+            nxt[tp] = m.offset + 1
+        if len(batch):
+            for i, ts in zip(batch.idx.tolist(), batch.ts.tolist()):
+                if ts > wm.get(tps[i], float("-inf")):
+                    wm[tps[i]] = ts
+        consumer = self.app.consumer
+        lagging = []
+        for tp, n in nxt.items():
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not fetched yet
+                hw = None
+            if hw is not None and hw > n and tp in wm:
+                lagging.append(wm[tp])
+        return min(lagging) if lagging else self.engine.watermark_s
+
+    def _maybe_sweep(self, complete_s: float | None) -> tuple[list[dict], np.ndarray]:
+        """When event time (complete across the inputs) rolls over to a new day, sweep all
+        subscribers at the start of each day it passed (at most 60, as the backtest does).
+        Returns (alarms, evaluated rows)."""
         eng = self.engine
-        wm = eng.watermark_s
+        wm = complete_s
         none = np.empty(0, dtype=np.int64)
         if wm is None:
             return [], none
@@ -248,9 +283,11 @@ class ChurnService:
         logger.info("event-time sweep to day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
         return alarms, (np.unique(np.concatenate(rows)) if rows else none)
 
-    async def _write_state(self, rows: np.ndarray) -> list:
+    async def _write_state(self, rows: np.ndarray, partitions: set[int]) -> list:
         """Write the state of ``rows`` to the table's local store and send it to the changelog,
-        each in its subscriber's partition. Returns the changelog send futures."""
+        each in its subscriber's partition, and the worker's watermark to each of ``partitions``
+        (so a restarted or new owner never evaluates at an earlier time). Returns the changelog
+        send futures."""
         eng = self.engine
         store = self.table.data
         topic = self.settings.topic_calls
@@ -271,6 +308,14 @@ class ChurnService:
             with _in_partition(ctx):
                 store[key] = value
             futs.append(await send(changelog, key, value, p, None, None))
+        wm = self._eval_time
+        if wm is not None:
+            for p in partitions:
+                value = _PART.pack(p) + _WM.pack(wm)
+                ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
+                with _in_partition(ctx):
+                    store[WATERMARK_KEY] = value
+                futs.append(await send(changelog, WATERMARK_KEY, value, p, None, None))
         return futs
 
     @property
@@ -357,19 +402,30 @@ class ChurnService:
         engine = Engine(self.engine_config, clock=self.clock)
         part_of: dict[str, int] = {}
         n = 0
+        watermark = None
         for key, value in self.table.data.items():
             if value is None or len(value) < _PART.size:
                 continue
             (p,) = _PART.unpack_from(value)
             if p not in actives:
                 continue
+            if key == WATERMARK_KEY:
+                (wm,) = _WM.unpack_from(value, _PART.size)
+                watermark = wm if watermark is None else max(watermark, wm)
+                continue
             msisdn = key.decode()
             engine.restore(msisdn, value[_PART.size:])
             part_of[msisdn] = p
             n += 1
+        if watermark is not None:
+            engine.advance_watermark(watermark)
+        self._eval_time = watermark
         self.engine = engine
         self.partition_of = part_of
-        self._last_swept_day = None
+        # redo the last day's sweep (idempotent): a crash may have cut it short
+        self._last_swept_day = None if watermark is None else engine.day_of(watermark) - 1
+        self._tp_watermark.clear()
+        self._tp_next.clear()
         self.metrics.restored.inc(n)
         self.metrics.subscribers.set(len(engine))
         logger.info("recovered %d subscribers for partitions %s in %.2fs", n, sorted(actives), time.perf_counter() - t0)

@@ -218,10 +218,11 @@ def read_alarms(settings: Settings) -> list[dict]:
 
 def read_table(settings: Settings) -> dict[str, bytes]:
     """Last value per key of the state table's changelog: the durable per-subscriber state."""
-    from stream.service import TABLE_NAME
+    from stream.service import TABLE_NAME, WATERMARK_KEY
 
     topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
     last: dict[str, bytes] = {}
     for m in read_topic(settings.bootstrap_servers, topic):
-        last[m.key.decode()] = m.value
+        if m.key != WATERMARK_KEY:
+            last[m.key.decode()] = m.value
     return last
