@@ -504,7 +504,7 @@ def _tag() -> str:
 
 
 async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, work: Path, peers: list[str],
-                     profile_s: int = 0, parallel: bool = False, log=print) -> dict:
+                     profile_s: int = 0, parallel: bool = False, variants: list[dict] | None = None, log=print) -> dict:
     """Item 3: the same pre-produced input for the churnwatch worker, the bare consumer and the peers."""
     topics = TopicSet(_tag())
     await create_topics(bootstrap, topics.inputs + [topics.alarms, topics.deadletter])
@@ -565,10 +565,28 @@ async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, w
             f"({r['window_s']:.1f} s; {_f(r.get('events_per_cpu_s'))} per CPU s), done={r['done']}"
             + (f" ERROR {r['error'][:300]}" if r["error"] else ""))
 
+    async def run_variant(extra: dict):
+        """The worker with other settings (e.g. a larger batch), its own group, same input."""
+        tag = "-".join(f"{k.removeprefix('CHURNWATCH_').lower()}{v}" for k, v in extra.items())
+        c = churnwatch_consumer(bootstrap, topics, f"bench-cw-{tag}-{topics.tag}", work / f"cw-{tag}-{topics.tag}", work / "logs",
+                                _suffix=tag, **extra)
+        try:
+            r = await run_consumer(c, bootstrap, end, cap_s=max(cap_s, 1800))
+            r["metrics"] = worker_metrics(c)
+        finally:
+            c.stop()
+        r["settings"] = extra
+        r["correct"] = bool(r["done"] and r["metrics"].get("events_total") == n_events)
+        out.setdefault("churnwatch_variants", []).append(r)
+        log(f"  churnwatch worker {extra}: {r['events_per_s']:,.0f} ev/s sustained ({_f(r.get('events_per_cpu_s'))} per CPU s), "
+            f"correct={r['correct']}")
+
     if parallel:
         await asyncio.gather(run_cw(), *(run_peer(k) for k in ["bare"] + peers))
     else:
         await run_cw()
+        for extra in variants or []:
+            await run_variant(extra)
         for kind in ["bare"] + peers:
             await run_peer(kind)
     base = out["churnwatch"]["events_per_s"]

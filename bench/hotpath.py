@@ -200,6 +200,58 @@ def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_
     return res
 
 
+def bench_service_path(n_subs: int, n_events: int, batch_size: int = 2000, log=print) -> dict:
+    """The in-process share of the worker's per-batch work, stage by stage, at the service's batch
+    size: engine (decode + apply + evaluate), one ``Engine.snapshot`` per touched subscriber, and
+    one RocksDB put (rocksdict, as Faust's store) of each snapshot. Kafka I/O and Faust's per-event
+    machinery are not in it: the end-to-end profile shows those."""
+    import shutil
+    import tempfile
+
+    from rocksdict import Rdict
+
+    eng = Engine(EngineConfig(), clock=lambda: 4e9)
+    warm = make_events(n_subs, n_subs, seed=1, t_start=T0, span_s=0.4 * DAY, cover_first=True)
+    _run_batches(eng, warm, 10_000)
+    del warm
+    evs = make_events(n_subs, n_events, seed=300, t_start=T0 + 0.45 * DAY, span_s=0.1 * DAY)
+    tmp = tempfile.mkdtemp(prefix="bench-rocks-")
+    db = Rdict(tmp)
+    t_eng = t_snap = t_put = 0.0
+    writes = 0
+    nbytes = 0
+    try:
+        for i in range(0, n_events, batch_size):
+            c0 = time.process_time()
+            b, rej = eng.decode(evs[i:i + batch_size])
+            touched = eng.apply(b)
+            eng.evaluate(touched)
+            c1 = time.process_time()
+            ms = eng.msisdns(touched)
+            snaps = [eng.snapshot(m) for m in ms]
+            c2 = time.process_time()
+            for m, v in zip(ms, snaps):
+                db[m.encode()] = v
+            c3 = time.process_time()
+            t_eng += c1 - c0
+            t_snap += c2 - c1
+            t_put += c3 - c2
+            writes += len(ms)
+            nbytes += sum(map(len, snaps))
+    finally:
+        db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    us = lambda t: 1e6 * t / n_events  # noqa: E731
+    res = {"subscribers": n_subs, "events": n_events, "batch_size": batch_size,
+           "state_writes_per_event": writes / n_events, "snapshot_bytes": nbytes / max(1, writes),
+           "engine_us_per_event": us(t_eng), "snapshot_us_per_event": us(t_snap), "rocksdb_put_us_per_event": us(t_put),
+           "in_process_events_per_s": n_events / (t_eng + t_snap + t_put)}
+    log(f"  service path in process (batch {batch_size:,}): engine {res['engine_us_per_event']:.1f} us/event, snapshot "
+        f"{res['snapshot_us_per_event']:.1f}, RocksDB put {res['rocksdb_put_us_per_event']:.1f} "
+        f"({res['state_writes_per_event']:.2f} state writes of {res['snapshot_bytes']:,.0f} B per event) -> {res['in_process_events_per_s']:,.0f} ev/s")
+    return res
+
+
 def _populate_for_sweep(eng: Engine, n: int, batch: int = 50_000) -> None:
     """As bench/bench_engine.py's sweep set-up: one call per subscriber on day 8, 1% of them only a
     week earlier (day 0: silent by the sweep), and one subscriber per day in between to move the

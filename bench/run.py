@@ -35,6 +35,7 @@ MODES = {
     "quick": dict(
         hot=[dict(subs=20_000, events=20_000, rounds=2, ref_events=5_000)],
         sweep=[100_000],
+        service=dict(subs=20_000, events=20_000),
         e2e=dict(subs=5_000, events=20_000, cap_s=6.0, parallel=True, profile_s=0),
         latency=dict(hist_subs=1_000, duration_s=3.0, rate=None),
         catchup=dict(subs=10_000, events=12_000, profile_s=0),
@@ -44,7 +45,9 @@ MODES = {
         hot=[dict(subs=100_000, events=500_000, rounds=5, ref_events=50_000),
              dict(subs=1_000_000, events=1_000_000, rounds=3, ref_events=50_000)],
         sweep=[1_000_000, 2_000_000, 4_000_000, 10_000_000],
-        e2e=dict(subs=100_000, events=300_000, cap_s=60.0, parallel=False, profile_s=20),
+        service=dict(subs=100_000, events=200_000),
+        e2e=dict(subs=100_000, events=300_000, cap_s=60.0, parallel=False, profile_s=20,
+                 variants=[{"CHURNWATCH_BATCH_SIZE": "10000"}]),
         latency=dict(hist_subs=20_000, duration_s=30.0, rate=None),
         catchup=dict(subs=1_000_000, events=1_200_000, profile_s=20),
         port=19893,
@@ -197,7 +200,7 @@ def run_e2e(cfg: dict, work: Path) -> dict:
 
         async def all_e2e():
             out["throughput"] = await throughput(broker.bootstrap, e["subs"], e["events"], e["cap_s"], work, ["faust", "quix"],
-                                                 profile_s=e["profile_s"], parallel=e["parallel"], log=log)
+                                                 profile_s=e["profile_s"], parallel=e["parallel"], variants=e.get("variants"), log=log)
             rate = lat["rate"] or max(100.0, 0.5 * out["throughput"]["churnwatch"]["events_per_s"])
             log(f"[4] latency at {rate:,.0f} ev/s (half the measured maximum)")
             out["latency"] = await latency(broker.bootstrap, rate, lat["duration_s"], lat["hist_subs"], work, log=log)
@@ -356,6 +359,10 @@ def render_markdown(res: dict) -> str:
             L.append(f"| {names[k]} | {r['events_per_s']:,.0f} | {fmt_n(r.get('events_per_cpu_s'))} | {fmt_n(r.get('cpu_share_of_a_core'))} | "
                      f"{r['window_events']:,} | {fmt_n(r.get('first_commit_s'))} s | {'yes' if r['done'] else 'capped'}"
                      + (f" (error)" if r.get("error") else "") + f" | {ratio} |")
+        for v in tp.get("churnwatch_variants", []):
+            L.append(f"| churnwatch worker with {', '.join(f'`{k}={x}`' for k, x in v['settings'].items())} (not a target row) | "
+                     f"{v['events_per_s']:,.0f} | {fmt_n(v.get('events_per_cpu_s'))} | {fmt_n(v.get('cpu_share_of_a_core'))} | "
+                     f"{v['window_events']:,} | {fmt_n(v.get('first_commit_s'))} s | {'yes' if v['done'] else 'capped'} | – |")
         L.append("")
         cw = tp["churnwatch"]
         mt = cw.get("metrics", {})
@@ -366,6 +373,17 @@ def render_markdown(res: dict) -> str:
                      f"{mt.get('mean_batch_seconds', 0) * 1000:,.0f} ms each inside `ChurnService.process` "
                      f"({mt.get('batch_seconds_sum', 0):,.1f} s of the {cw['window_s']:,.1f} s window+start).")
             L.append("")
+    sp = res.get("service_path")
+    if sp:
+        L.append("What the worker does per event in process, without Kafka or Faust (`bench_service_path`: engine, then one "
+                 "`Engine.snapshot` and one RocksDB put per touched subscriber, as `ChurnService._write_state` does), CPU µs per event:")
+        L.append("")
+        L.append("| batch | engine (decode+apply+evaluate) | snapshot | RocksDB put | state writes per event | bytes per write | in-process ceiling ev/s |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|")
+        for b, r in sp.items():
+            L.append(f"| {int(b):,} | {r['engine_us_per_event']:.1f} | {r['snapshot_us_per_event']:.1f} | {r['rocksdb_put_us_per_event']:.1f} | "
+                     f"{r['state_writes_per_event']:.2f} | {r['snapshot_bytes']:,.0f} | {r['in_process_events_per_s']:,.0f} |")
+        L.append("")
     lat = e2e.get("latency")
     if lat:
         L.append("### 4. Latency (produce → alarm on the alarm topic)")
@@ -459,6 +477,11 @@ def main(argv=None) -> int:
     try:
         if "hotpath" in sections:
             res["hotpath"] = run_hotpath(cfg)
+            from .hotpath import bench_service_path
+
+            log("[1b] the worker's in-process share per batch, stage by stage")
+            res["service_path"] = {str(b): bench_service_path(cfg["service"]["subs"], cfg["service"]["events"], batch_size=b, log=log)
+                                   for b in (2000, 10_000)}
         if "sweep" in sections:
             res["sweep"] = run_sweep(cfg)
         if "e2e" in sections:
