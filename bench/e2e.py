@@ -557,7 +557,8 @@ async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, w
     async def run_peer(kind):
         c = peer_consumer(kind, bootstrap, topics, f"bench-{kind}-{topics.tag}", work / f"{kind}-{topics.tag}", work / "logs")
         try:
-            r = await run_consumer(c, bootstrap, end, cap_s=cap_s if kind != "bare" else max(cap_s, 300))
+            r = await run_consumer(c, bootstrap, end, cap_s=cap_s if kind != "bare" else max(cap_s, 300),
+                                   poll_s=0.1 if kind == "bare" else 0.25)
         finally:
             c.stop()
         out[kind] = r
@@ -728,13 +729,17 @@ async def catchup(bootstrap: str, n_subs: int, n_events: int, work: Path, profil
     spy = {"proc": None, "out": work / f"pyspy-catchup-{topics.tag}.txt"}
 
     async def progress(c, t_s, n):
-        if marks["rss_at_all_subs"] is None and n >= min(n_subs, total):
-            marks["rss_at_all_subs"] = c.rss()[0]
-            marks["t_all_subs"] = t_s
-            marks["n_all_subs"] = n
-            marks["subscribers_metric"] = worker_metrics(c).get("subscribers")
-            if profile_s and spy["proc"] is None:
-                spy["proc"] = pyspy_start(c.pid, spy["out"], profile_s)
+        # once about every subscriber's first event is committed, ask the worker how many it holds;
+        # the moment it holds all of them: its resident memory, and the start of the warm phase
+        if marks["rss_at_all_subs"] is None and n >= 0.9 * min(n_subs, total):
+            subs = worker_metrics(c).get("subscribers") or 0
+            if subs >= min(n_subs, total) or n >= total:
+                marks["rss_at_all_subs"] = c.rss()[0]
+                marks["t_all_subs"] = t_s
+                marks["n_all_subs"] = n
+                marks["subscribers_metric"] = subs
+                if profile_s and spy["proc"] is None:
+                    spy["proc"] = pyspy_start(c.pid, spy["out"], profile_s)
 
     try:
         res = await run_consumer(cw, bootstrap, end, cap_s=3600, on_progress=progress)
