@@ -427,10 +427,40 @@ def pyspy_start(pid: int, out: Path, duration_s: int, rate: int = 50) -> subproc
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Where the worker's time goes: each sample goes to the first category whose marker appears in
+# its stack (markers are matched against "function (file)" frames).
+CATEGORIES = [
+    ("state: Engine.snapshot per touched subscriber", ("Engine.snapshot",)),
+    ("state: RocksDB write via Faust's store", ("SerializedStore.__setitem__", "Store._set")),
+    ("sends: producer.send per changelog/alarm message", ("Producer.send", "AIOKafkaProducer.send")),
+    ("engine: decode", ("Engine.decode",)),
+    ("engine: apply", ("Engine.apply",)),
+    ("engine: evaluate / sweep", ("Engine.evaluate", "Engine.sweep")),
+    ("service: rest of ChurnService.process (bookkeeping, metrics, awaiting acks)", ("ChurnService.process",)),
+    ("Kafka producer I/O (aiokafka sender, batching, CRC)", ("Sender.", "_sender_routine", "MessageAccumulator", "BatchBuilder", "aiokafka/producer/")),
+    ("Faust + aiokafka consumer: per-event pipeline (fetch, Event objects, stream, acks)",
+     ("Consumer._drain_messages", "Fetcher.", "Conductor", "on_message", "Stream.", "take_events", "aiokafka/consumer/", "faust/transport/consumer",
+      "App.create_event", "faust/serializers", "TopicBuffer", "FlowControlQueue", "Service.wait_first", "mode/utils")),
+    ("offset commits", ("commit",)),
+    ("waiting for I/O (select)", ("EpollSelector.select",)),
+    ("asyncio scheduling (a future and callbacks per message)", ("Handle._run", "BaseEventLoop._run_once", "asyncio/tasks.py", "asyncio/locks.py", "asyncio/queues.py")),
+    ("event loop / other", ("",)),
+]
+
+
+def categorize(stack: list[str]) -> str:
+    for name, markers in CATEGORIES:
+        for m in markers:
+            if any(m in f for f in stack):
+                return name
+    return "event loop / other"
+
+
 def summarize_collapsed(path: Path, limit: int = 15) -> dict:
     """Self and inclusive shares by function from py-spy's collapsed stacks (``--format raw``)."""
     self_c: collections.Counter = collections.Counter()
     incl: collections.Counter = collections.Counter()
+    cats: collections.Counter = collections.Counter()
     total = 0
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -444,6 +474,7 @@ def summarize_collapsed(path: Path, limit: int = 15) -> dict:
         frames = [_short(f) for f in stack.split(";")]
         total += n
         self_c[frames[-1]] += n
+        cats[categorize(frames)] += n
         for f in set(frames):
             incl[f] += n
     if not total:
@@ -451,6 +482,7 @@ def summarize_collapsed(path: Path, limit: int = 15) -> dict:
     pct = lambda c: round(100.0 * c / total, 1)  # noqa: E731
     return {
         "samples": total,
+        "breakdown": [{"category": c, "pct": pct(cats.get(c, 0))} for c, _ in CATEGORIES if cats.get(c)],
         "by_self": [{"function": f, "pct": pct(c)} for f, c in self_c.most_common(limit)],
         "by_inclusive": [{"function": f, "pct": pct(c)} for f, c in incl.most_common(limit * 3)
                          if not f.startswith(("<module>", "run (", "_run_once", "run_forever", "run_until_complete", "execute_from", "main (", "start ("))][:limit * 2],

@@ -430,7 +430,15 @@ def render_profiles(res: dict) -> str:
     for label, prof in (("throughput run", tp.get("profile")), ("catch-up run (1M subscribers)", res.get("e2e", {}).get("catchup", {}).get("profile"))):
         if not prof or not prof.get("samples"):
             continue
-        L.append(f"Worker, py-spy ({label}, {prof['samples']} samples over all threads), inclusive share of samples:")
+        L.append(f"Worker, py-spy ({label}, {prof['samples']} samples over all threads). Where the time goes "
+                 f"(each sample counted once, in the first matching category, `bench.e2e.CATEGORIES`):")
+        L.append("")
+        L.append("| category | share of samples |")
+        L.append("|---|---:|")
+        for b in prof.get("breakdown", []):
+            L.append(f"| {b['category']} | {b['pct']}% |")
+        L.append("")
+        L.append("Top functions, inclusive and own time:")
         L.append("")
         L.append("| function | inclusive | | function (own time) | self |")
         L.append("|---|---:|---|---|---:|")
