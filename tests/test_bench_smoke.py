@@ -33,11 +33,12 @@ def test_quick_bench_runs_and_writes_results(kafka_bootstrap, tmp_path):
     e2e = res["e2e"]
     assert {"throughput", "latency", "catchup"} <= e2e.keys()
     tp = e2e["throughput"]
-    for name in ("churnwatch", "bare", "faust", "quix"):
+    names = ("churnwatch", "bare", "faust") + (() if e2e.get("quix_skipped") else ("quix",))  # quix: only if installable
+    for name in names:
         assert tp[name]["error"] is None, tp[name]["error"]
         assert tp[name]["events_per_s"] > 0
     assert tp["churnwatch"]["correct"] is True
-    assert {"vs_bare", "vs_faust", "vs_quix"} <= tp["ratios"].keys()
+    assert {"vs_" + n for n in names if n != "churnwatch"} <= tp["ratios"].keys()
     assert e2e["latency"]["alarms_seen"] > 0 and e2e["latency"]["p99_s"] is not None
     assert e2e["catchup"]["correct"] is True
     assert {t["target"] for t in res["targets"]}
