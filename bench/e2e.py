@@ -448,6 +448,10 @@ CATEGORIES = [
 ]
 
 
+_GENERIC_FRAMES = ("<module>", "run_forever", "run_until_complete", "_run_once", "execute_from_commandline", "_run_code",
+                   "_run_module_as_main", "Handle._run", "Thread._bootstrap", "main (", "run (")
+
+
 def categorize(stack: list[str]) -> str:
     for name, markers in CATEGORIES:
         for m in markers:
@@ -484,8 +488,8 @@ def summarize_collapsed(path: Path, limit: int = 15) -> dict:
         "samples": total,
         "breakdown": [{"category": c, "pct": pct(cats.get(c, 0))} for c, _ in CATEGORIES if cats.get(c)],
         "by_self": [{"function": f, "pct": pct(c)} for f, c in self_c.most_common(limit)],
-        "by_inclusive": [{"function": f, "pct": pct(c)} for f, c in incl.most_common(limit * 3)
-                         if not f.startswith(("<module>", "run (", "_run_once", "run_forever", "run_until_complete", "execute_from", "main (", "start ("))][:limit * 2],
+        "by_inclusive": [{"function": f, "pct": pct(c)} for f, c in incl.most_common(limit * 4)
+                         if not any(x in f for x in _GENERIC_FRAMES)][:limit * 2],
     }
 
 
