@@ -296,7 +296,8 @@ def render_markdown(res: dict) -> str:
              f"({res['duration_s'] / 60:.1f} min), commit `{m['git_commit']}`.")
     L.append("")
     L.append(f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs **shared with other work** (load average "
-             f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])} at start), {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
+             f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])} at start, "
+             f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_end') or ())} at the end), {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
              f"{m['os']}, Python {m['python']}, Kafka {m['kafka']} on the same machine. "
              f"Versions: " + ", ".join(f"{k} {v}" for k, v in res.get("versions", {}).items() if v) + ".")
     L.append("")
@@ -516,6 +517,7 @@ def main(argv=None) -> int:
                 log(f"!! errors: {json.dumps(res['errors'])[:2000]}")
     finally:
         res["duration_s"] = time.perf_counter() - t0
+        res["machine"]["loadavg_at_end"] = os.getloadavg()
         res["targets"] = evaluate_targets(res)
         res["ok"] = ok
         args.out.mkdir(parents=True, exist_ok=True)
