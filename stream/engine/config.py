@@ -117,7 +117,9 @@ class EngineConfig:
     baseline_days: int = 28
     drop_threshold: float = 0.5
     deep_drop_threshold: float = 0.8
-    drop_confirm_threshold: float = 0.25
+    drop_confirm_threshold: float = 0.35
+    trend_threshold: float = 0.5
+    trend_week_threshold: float = 0.35
     drop_min_baseline_active_days: int = 10
     drop_min_recent_active_days: int = 3
     erosion_threshold: float = 0.6
@@ -128,9 +130,9 @@ class EngineConfig:
     hotline_days: int = 7
     hotline_min_calls: int = 1
     dual_sim_days: int = 30
-    recharge_lapse_factor: float = 1.5
-    recharge_min_overdue_days: float = 3.0
-    recharge_min_count: int = 3
+    recharge_lapse_factor: float = 1.25
+    recharge_min_overdue_days: float = 2.5
+    recharge_min_count: int = 2
     silence_days: int = 7
     silence_min_active_days: int = 10
     churned_silence_days: int = 21
@@ -138,6 +140,7 @@ class EngineConfig:
     alarm_score: float = 0.65
     cooldown_days: int = 7
     recover_min_active_days: int = 3
+    recover_clear_days: int = 7
     w_drop: float = 0.6
     w_erosion: float = 0.5
     w_hotline: float = 0.7
@@ -187,21 +190,22 @@ class EngineConfig:
             raise bad("max_future_s", "must be >= 0")
         if self.max_watermark_jump_s < self.max_future_s:
             raise bad("max_watermark_jump_s", "must be >= max_future_s")
-        for k in ("drop_threshold", "deep_drop_threshold", "erosion_threshold", "competitor_rise_threshold",
+        for k in ("drop_threshold", "deep_drop_threshold", "trend_threshold", "erosion_threshold", "competitor_rise_threshold",
                   "warn_score", "alarm_score", "seasonal_new_share", "w_drop", "w_erosion", "w_hotline",
                   "w_dual_sim", "w_competitor_contacts", "w_recharge_lapse", "w_silence"):
             v = getattr(self, k)
             if not 0.0 < v <= 1.0:
                 raise bad(k, f"must be in (0, 1], got {v}")
-        if not 0.0 <= self.drop_confirm_threshold <= 1.0:
-            raise bad("drop_confirm_threshold", f"must be in [0, 1], got {self.drop_confirm_threshold}")
+        for k in ("drop_confirm_threshold", "trend_week_threshold"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
         if self.deep_drop_threshold < self.drop_threshold:
             raise bad("deep_drop_threshold", "must be >= drop_threshold")
         if self.alarm_score < self.warn_score:
             raise bad("alarm_score", "must be >= warn_score")
         for k in ("drop_min_baseline_active_days", "drop_min_recent_active_days", "circle_min_days",
                   "circle_min_members", "competitor_min_weight", "hotline_min_calls", "dual_sim_days", "recharge_min_count",
-                  "silence_days", "silence_min_active_days", "churned_silence_days", "recover_min_active_days",
+                  "silence_days", "silence_min_active_days", "churned_silence_days", "recover_min_active_days", "recover_clear_days",
                   "influence_high", "influence_mid"):
             if getattr(self, k) < 1:
                 raise bad(k, f"must be >= 1, got {getattr(self, k)}")

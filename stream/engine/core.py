@@ -44,7 +44,7 @@ NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
 PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: clear_day (recovery hysteresis)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
@@ -91,6 +91,7 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("last_emit_day", (), "i4", NODAY),
     ("last_emit_sev", (), "i1", 0),
     ("emitted", (), "u1", 0),
+    ("clear_day", (), "i4", NODAY),
 )
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
@@ -705,22 +706,31 @@ class Engine:
         elig = (bA >= cfg.drop_min_baseline_active_days) & (rA >= cfg.drop_min_recent_active_days) & (nrd >= 3) & (cnt > 0)
         f["drop"] = np.where(elig, tot / np.maximum(cnt, 1), 0.0)
         f["drop_elig"] = elig
-        # confirmation: the week before the recent one against the 21 days before it
-        B2, P = slice(0, nb - nr), slice(nb - nr, nb)
+        # confirmation: the week before the recent one against the 21 days before it ("older");
+        # trend: the last two weeks (and the recent week alone) against the same older days, so
+        # that a slow decay is not hidden by a baseline that is already decaying
+        B2, P, PW = slice(0, nb - nr), slice(nb - nr, nb), slice(nb - nr, nb + nr)
         nb2d = int((~hol[B2]).sum())
-        npd = int((~hol[P]).sum())
-        tot2 = np.zeros(len(rows))
-        cnt2 = np.zeros(len(rows), dtype=np.int64)
-        for arr, mn in ((secs, 600), (calls, 10), (sms, 10), (contacts, 10)):
-            sb = np.where(use, arr, 0)[:, B2].sum(1)
-            sp = np.where(use, arr, 0)[:, P].sum(1)
-            inc = sb >= mn
-            rb = sb / max(nb2d, 1)
-            rp = sp / max(npd, 1)
-            drop = np.where(inc, np.clip(1.0 - rp / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
-            tot2 = tot2 + drop
-            cnt2 = cnt2 + inc
-        f["drop_prior"] = np.where(cnt2 > 0, tot2 / np.maximum(cnt2, 1), 0.0)
+        metrics = ((secs, 600), (calls, 10), (sms, 10), (contacts, 10))
+
+        def rel_drop(sl: slice) -> np.ndarray:
+            nd = int((~hol[sl]).sum())
+            tot2 = np.zeros(len(rows))
+            cnt2 = np.zeros(len(rows), dtype=np.int64)
+            for arr, mn in metrics:
+                sb = np.where(use, arr, 0)[:, B2].sum(1)
+                sp = np.where(use, arr, 0)[:, sl].sum(1)
+                inc = sb >= mn
+                rb = sb / max(nb2d, 1)
+                rp = sp / max(nd, 1)
+                drop = np.where(inc, np.clip(1.0 - rp / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
+                tot2 = tot2 + drop
+                cnt2 = cnt2 + inc
+            return np.where(cnt2 > 0, tot2 / np.maximum(cnt2, 1), 0.0)
+
+        f["drop_prior"] = rel_drop(P)
+        f["trend"] = np.where(elig, rel_drop(PW), 0.0)
+        f["trend_recent"] = np.where(elig, rel_drop(W), 0.0)
         # hotline: dials in the last hotline_days days, today included
         hd = np.arange(D - cfg.hotline_days + 1, D + 1, dtype=np.int64)
         hv = a["stamp"][rows][:, hd % R] == hd[None, :]
@@ -784,14 +794,20 @@ class Engine:
         since = cfg.day_start_s(D) - np.where(ok, last, 0.0)
         ok &= interval > 0
         ratio = np.where(ok, since / np.where(ok, interval, 1.0), 0.0)
-        trip = ok & (ratio >= cfg.recharge_lapse_factor) & (since >= cfg.recharge_min_overdue_days * 86400.0)
+        trip = ok & (ratio >= cfg.recharge_lapse_factor) & (since - interval >= cfg.recharge_min_overdue_days * 86400.0)
         return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": interval}
 
     def _decide_arrays(self, rows: np.ndarray, f: dict, D: int) -> dict[str, np.ndarray]:
         """Signals -> tripped flags, contributions, score, raw phase, reason code, tier code."""
         cfg = self.config
         a = self._a
-        t_drop = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold)
+        t_drop7 = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold)
+        # a slow decay: the last two weeks down by trend_threshold vs the 21 days before, each week
+        # down by trend_week_threshold (a short holiday fills one week, not both)
+        t_trend = (f["drop_elig"] & (f["trend"] >= cfg.trend_threshold) & (f["drop_prior"] >= cfg.trend_week_threshold)
+                   & (f["trend_recent"] >= cfg.trend_week_threshold))
+        t_drop = t_drop7 | t_trend
+        drop_v = np.where(t_trend, np.maximum(f["drop"], f["trend"]), f["drop"])
         t_hot = f["hotline"] >= cfg.hotline_min_calls
         t_dual = f["dual"] >= 1
         t_ero = f["erosion_elig"] & (f["erosion"] >= cfg.erosion_threshold)
@@ -802,7 +818,7 @@ class Engine:
         c_sil = cfg.w_silence + 0.5 * np.minimum(1.0, (f["silence"] - cfg.silence_days) / span)
         contribs = (
             # traffic_drop and contact_erosion both describe fading use: one term, the larger
-            np.maximum(np.where(t_drop, cfg.w_drop * f["drop"], 0.0), np.where(t_ero, cfg.w_erosion * f["erosion"], 0.0)),
+            np.maximum(np.where(t_drop, cfg.w_drop * drop_v, 0.0), np.where(t_ero, cfg.w_erosion * f["erosion"], 0.0)),
             np.where(t_hot, cfg.w_hotline, 0.0),
             np.where(t_dual, cfg.w_dual_sim, 0.0),
             np.where(t_comp, cfg.w_competitor_contacts, 0.0),
@@ -815,7 +831,7 @@ class Engine:
         score = 1.0 - keep
         compet = t_hot | t_dual | t_comp
         # a deep drop is alarm-level when the week before was already down by drop_threshold
-        deep = t_drop & (f["drop"] >= cfg.deep_drop_threshold) & (f["drop_prior"] >= cfg.drop_threshold)
+        deep = t_drop7 & (f["drop"] >= cfg.deep_drop_threshold) & (f["drop_prior"] >= cfg.drop_threshold)
         alarm_level = t_hot | (t_dual & cfg.dual_sim_alarm_level) | deep
         raw = np.where(score >= cfg.warn_score, 1, 0)
         raw = np.where((score >= cfg.alarm_score) | alarm_level, 2, raw)
@@ -835,7 +851,7 @@ class Engine:
         mid = (arpu >= round(cfg.tier_mid_arpu * 100)) | (cs >= cfg.influence_mid) | loyal
         tier = np.where(high, 0, np.where(mid, 1, 2))
         trips = (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)
-        return {"score": score, "raw": raw, "reason": reason, "tier": tier, "trips": trips}
+        return {"score": score, "raw": raw, "reason": reason, "tier": tier, "trips": trips, "drop_v": drop_v}
 
     # ------------------------------------------------------------------ lifecycle
     def _evaluate_rows(self, rows: np.ndarray, D: int, now_s: float) -> list[dict]:
@@ -854,7 +870,14 @@ class Engine:
         esc = raw > cur
         cool = (led != NODAY) & (D - led < cfg.cooldown_days) & (raw <= les)
         emit_esc = esc & ~cool
-        rec = (raw == 0) & (cur > 0) & (f["recent_active"] >= cfg.recover_min_active_days)
+        # hysteresis: recovery needs the signals clear on recover_clear_days consecutive days
+        # (a subscriber not healthy is evaluated by every daily sweep), so one good day or week
+        # inside a falling trend does not end the episode
+        clear = (raw == 0) & (cur > 0)
+        cd = a["clear_day"][rows].astype(np.int64)
+        cd = np.where(clear, np.where(cd == NODAY, D, cd), NODAY)
+        rec = clear & (D - cd + 1 >= cfg.recover_clear_days) & (f["recent_active"] >= cfg.recover_min_active_days)
+        a["clear_day"][rows] = np.where(rec, NODAY, cd)
         emit_rec = rec & (a["emitted"][rows] == 1)
         a["dirty"][rows] = 0
         a["eval_day"][rows] = D
@@ -884,7 +907,7 @@ class Engine:
     def _signal_list(self, i: int, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
         cfg = self.config
         vals = (
-            (float(f["drop"][i]), cfg.drop_threshold),
+            (float(dec["drop_v"][i]), cfg.drop_threshold),
             (int(f["hotline"][i]), cfg.hotline_min_calls),
             (int(f["dual"][i]), 1),
             (float(f["erosion"][i]), cfg.erosion_threshold),
@@ -1016,7 +1039,8 @@ class Engine:
             "rch": (int(a["rch_count"][r]), float(a["rch_first"][r]), float(a["rch_last"][r]), int(a["rch_sum"][r])),
             "profile": (int(a["plan"][r]), int(a["activated"][r]), int(a["arpu_c"][r]), int(a["key_group"][r]), float(a["profile_ts"][r])),
             "dual": (int(a["dual_day"][r]), int(a["dual_n"][r])),
-            "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r])),
+            "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r]),
+                     int(a["clear_day"][r])),
         }
 
     def snapshot(self, msisdn: str) -> bytes | None:

@@ -41,7 +41,7 @@ def _pop(x: int) -> int:
 class _Sub:
     __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
                  "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
-                 "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted")
+                 "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day")
 
     def __init__(self, msisdn: str, row: int) -> None:
         self.msisdn = msisdn
@@ -59,6 +59,7 @@ class _Sub:
         self.plan, self.activated, self.arpu_c, self.key_group, self.profile_ts = 0, -1, -1, -1, -math.inf
         self.dual_day, self.dual_n = NODAY, 0
         self.phase, self.episode, self.last_emit_day, self.last_emit_sev, self.emitted = 0, 0, NODAY, 0, 0
+        self.clear_day = NODAY  # first day of the current run of clear evaluations (recovery hysteresis)
 
 
 class ReferenceEngine:
@@ -312,7 +313,7 @@ class ReferenceEngine:
         if not interval > 0:
             return 0.0, False, interval
         ratio = since / interval
-        trip = ratio >= cfg.recharge_lapse_factor and since >= cfg.recharge_min_overdue_days * 86400.0
+        trip = ratio >= cfg.recharge_lapse_factor and since - interval >= cfg.recharge_min_overdue_days * 86400.0
         return ratio, trip, interval
 
     def _features(self, sub: _Sub, D: int) -> dict:
@@ -353,17 +354,23 @@ class ReferenceEngine:
         f["drop_elig"] = elig
         old_b, prior = base[: nb - nr], base[nb - nr:]
         nb2d = sum(1 for d in old_b if d not in hol)
-        npd = sum(1 for d in prior if d not in hol)
-        tot2, cnt2 = 0.0, 0
-        for j, mn in enumerate((600, 10, 10, 10)):
-            sb = sum(mt[d][0][j] for d in old_b if d not in hol)
-            sp = sum(mt[d][0][j] for d in prior if d not in hol)
-            if sb >= mn:
-                rb = sb / max(nb2d, 1)
-                rp = sp / max(npd, 1)
-                tot2 = tot2 + min(max(1.0 - rp / rb, 0.0), 1.0)
-                cnt2 += 1
-        f["drop_prior"] = tot2 / max(cnt2, 1) if cnt2 > 0 else 0.0
+
+        def rel_drop(span):
+            npd = sum(1 for d in span if d not in hol)
+            tot2, cnt2 = 0.0, 0
+            for j, mn in enumerate((600, 10, 10, 10)):
+                sb = sum(mt[d][0][j] for d in old_b if d not in hol)
+                sp = sum(mt[d][0][j] for d in span if d not in hol)
+                if sb >= mn:
+                    rb = sb / max(nb2d, 1)
+                    rp = sp / max(npd, 1)
+                    tot2 = tot2 + min(max(1.0 - rp / rb, 0.0), 1.0)
+                    cnt2 += 1
+            return tot2 / max(cnt2, 1) if cnt2 > 0 else 0.0
+
+        f["drop_prior"] = rel_drop(prior)
+        f["trend"] = rel_drop(prior + rec) if elig else 0.0
+        f["trend_recent"] = rel_drop(rec) if elig else 0.0
         f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days + 1, D + 1))
         # contact circle
         mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
@@ -404,7 +411,11 @@ class ReferenceEngine:
 
     def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
         cfg = self.config
-        t_drop = f["drop_elig"] and f["drop"] >= cfg.drop_threshold and f["drop_prior"] >= cfg.drop_confirm_threshold
+        t_drop7 = f["drop_elig"] and f["drop"] >= cfg.drop_threshold and f["drop_prior"] >= cfg.drop_confirm_threshold
+        t_trend = (f["drop_elig"] and f["trend"] >= cfg.trend_threshold and f["drop_prior"] >= cfg.trend_week_threshold
+                   and f["trend_recent"] >= cfg.trend_week_threshold)
+        t_drop = t_drop7 or t_trend
+        drop_v = max(f["drop"], f["trend"]) if t_trend else f["drop"]
         t_hot = f["hotline"] >= cfg.hotline_min_calls
         t_dual = f["dual"] >= 1
         t_ero = f["erosion_elig"] and f["erosion"] >= cfg.erosion_threshold
@@ -414,7 +425,7 @@ class ReferenceEngine:
         span = cfg.churned_silence_days - cfg.silence_days
         c_sil = cfg.w_silence + 0.5 * min(1.0, (f["silence"] - cfg.silence_days) / span)
         contribs = (
-            max(cfg.w_drop * f["drop"] if t_drop else 0.0, cfg.w_erosion * f["erosion"] if t_ero else 0.0),
+            max(cfg.w_drop * drop_v if t_drop else 0.0, cfg.w_erosion * f["erosion"] if t_ero else 0.0),
             cfg.w_hotline if t_hot else 0.0,
             cfg.w_dual_sim if t_dual else 0.0,
             cfg.w_competitor_contacts if t_comp else 0.0,
@@ -426,7 +437,7 @@ class ReferenceEngine:
             keep = keep * (1.0 - c)
         score = 1.0 - keep
         compet = t_hot or t_dual or t_comp
-        deep = t_drop and f["drop"] >= cfg.deep_drop_threshold and f["drop_prior"] >= cfg.drop_threshold
+        deep = t_drop7 and f["drop"] >= cfg.deep_drop_threshold and f["drop_prior"] >= cfg.drop_threshold
         alarm_level = t_hot or (t_dual and cfg.dual_sim_alarm_level) or deep
         raw = 1 if score >= cfg.warn_score else 0
         if score >= cfg.alarm_score or alarm_level:
@@ -459,12 +470,12 @@ class ReferenceEngine:
             tier = 1
         else:
             tier = 2
-        return {"score": score, "raw": raw, "reason": reason, "tier": tier,
+        return {"score": score, "raw": raw, "reason": reason, "tier": tier, "drop_v": drop_v,
                 "trips": (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)}
 
     def _signals(self, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
         cfg = self.config
-        vals = ((float(f["drop"]), cfg.drop_threshold), (int(f["hotline"]), cfg.hotline_min_calls), (int(f["dual"]), 1),
+        vals = ((float(dec["drop_v"]), cfg.drop_threshold), (int(f["hotline"]), cfg.hotline_min_calls), (int(f["dual"]), 1),
                 (float(f["erosion"]), cfg.erosion_threshold), (float(f["comp_rise"]), cfg.competitor_rise_threshold),
                 (float(f["lapse"]), cfg.recharge_lapse_factor), (int(f["silence"]), cfg.silence_days))
         out = []
@@ -485,15 +496,22 @@ class ReferenceEngine:
         if raw > cur:
             cool = sub.last_emit_day != NODAY and D - sub.last_emit_day < cfg.cooldown_days and raw <= sub.last_emit_sev
             sub.phase = raw
+            sub.clear_day = NODAY
             if not cool:
                 out.append(self._record(sub, PHASE_NAMES[raw], f, dec, D, now_s, cur))
                 sub.last_emit_day, sub.last_emit_sev, sub.emitted = D, raw, 1
-        elif raw == 0 and cur > 0 and f["recent_active"] >= cfg.recover_min_active_days:
-            if sub.emitted:
-                out.append(self._record(sub, "recovered", f, dec, D, now_s, cur))
-            sub.phase = 0
-            sub.episode += 1
-            sub.emitted = 0
+        elif raw == 0 and cur > 0:
+            if sub.clear_day == NODAY:
+                sub.clear_day = D
+            if D - sub.clear_day + 1 >= cfg.recover_clear_days and f["recent_active"] >= cfg.recover_min_active_days:
+                if sub.emitted:
+                    out.append(self._record(sub, "recovered", f, dec, D, now_s, cur))
+                sub.phase = 0
+                sub.episode += 1
+                sub.emitted = 0
+                sub.clear_day = NODAY
+        else:
+            sub.clear_day = NODAY
 
     def _record(self, sub: _Sub, phase: str, f, dec, D, now_s, prev) -> dict:
         return {
@@ -579,7 +597,7 @@ class ReferenceEngine:
             "rch": (s.rch_count, float(s.rch_first), float(s.rch_last), s.rch_sum),
             "profile": (s.plan, s.activated, s.arpu_c, s.key_group, float(s.profile_ts)),
             "dual": (s.dual_day, s.dual_n),
-            "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted),
+            "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:

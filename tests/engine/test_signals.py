@@ -61,7 +61,8 @@ def test_normal_subscriber_is_quiet():
 
 
 def test_traffic_drop_warns():
-    ev = life(A, 0, 35, C1) + life(A, 35, 11, C1, per_day=2)
+    # the week before the recent one must be down by drop_confirm_threshold (0.35) too: 4 of its days
+    ev = life(A, 0, 35, C1) + life(A, 35, 13, C1, per_day=2)
     alarms, eng = run(ev)
     assert phases(alarms) == ["warning"]
     a = alarms[0]
@@ -227,7 +228,7 @@ def test_recovery_and_cooldown():
     assert phases(alarms) == ["alarm", "recovered"]
     ids = {a["alarm_id"] for a in alarms}
     assert len(ids) == 2
-    alarms, _ = run(ev, quiet_config(cooldown_days=7))
+    alarms, _ = run(ev, quiet_config(cooldown_days=7, recover_clear_days=1))
     assert phases(alarms) == ["alarm", "recovered", "alarm", "recovered"]
     assert alarms[0]["alarm_id"] != alarms[2]["alarm_id"]  # a new episode, a new id
 
@@ -321,3 +322,97 @@ def test_advance_watermark_never_goes_back(cls):
     eng.advance_watermark(T0 + 5 * DAY)
     eng.advance_watermark(T0)
     assert eng.watermark_s == T0 + 5 * DAY
+
+
+# ---------------------------------------------------------------- recovery hysteresis (issue 5)
+
+
+def _dials(*days):
+    return [call(A, T0 + d * DAY + 9 * 3600, "10010") for d in days]
+
+
+def test_recovery_waits_for_clear_days():
+    # alarm on day 30; the dial leaves the 7-day window on day 37: clear from day 37 on
+    ev = life(A, 0, 60, C1) + _dials(30)
+    for n, day in ((1, 37), (7, 43), (10, 46)):
+        alarms, _ = run(ev, quiet_config(recover_clear_days=n))
+        assert phases(alarms) == ["alarm", "recovered"]
+        assert quiet_config().day_of(alarms[1]["event_time"]) == D0 + day, n
+
+
+def test_one_clear_day_inside_an_episode_does_not_recover():
+    # dials on days 30 and 38: day 37 alone is clear. Without hysteresis the episode flip-flops
+    # (alarm, recovered, alarm, recovered); with it, it is one episode
+    ev = life(A, 0, 60, C1) + _dials(30, 38)
+    alarms, _ = run(ev, quiet_config(recover_clear_days=1))
+    assert phases(alarms) == ["alarm", "recovered", "alarm", "recovered"]
+    alarms, eng = run(ev, quiet_config(recover_clear_days=7))
+    assert phases(alarms) == ["alarm", "recovered"]
+    assert quiet_config().day_of(alarms[1]["event_time"]) == D0 + 45 + 6
+    assert {a["episode"] for a in alarms} == {0}
+
+
+def test_hysteresis_state_survives_snapshot():
+    ev = life(A, 0, 40, C1) + _dials(30)
+    for cls in (Engine, ReferenceEngine):
+        eng = cls(quiet_config(), clock=lambda: CLOCK)
+        drive(eng, ev)  # clear since day 37, not recovered yet (day 39)
+        assert eng.view(A)["phase"] == "alarm"
+        st = eng.state_of(A)["life"]
+        assert st[-1] == D0 + 37
+        eng2 = cls(quiet_config(), clock=lambda: CLOCK)
+        eng2.restore(A, eng.snapshot(A))
+        assert eng2.state_of(A) == eng.state_of(A)
+
+
+# ---------------------------------------------------------------- slow decay: the two-week trend
+
+
+C16 = [num(OWN, 400 + i) for i in range(16)]
+
+
+def first_warning_day(alarms):
+    return quiet_config().day_of(alarms[0]["event_time"]) - D0 if alarms else None
+
+
+def test_trend_catches_a_two_week_fall_the_weekly_drop_misses():
+    # 21 days at 16 contacts a day, then two weeks at 6: each week is down ~0.61 against the 21 days
+    # before (trend, score 0.6 * 0.61 >= warn_score), but the last week against the 28 days before it
+    # (which include the first low week) only ~0.55: score 0.6 * 0.55 < warn_score
+    ev = life(A, 0, 21, C16, per_day=16) + life(A, 21, 15, C16, per_day=6, seed=2)
+    with_trend, eng = run(ev)
+    without, _ = run(ev, quiet_config(trend_threshold=1.0, trend_week_threshold=1.0))
+    assert without == []
+    assert phases(with_trend) == ["warning"] and first_warning_day(with_trend) == 35
+    sig = with_trend[0]["signals"]
+    assert [s["name"] for s in sig] == ["traffic_drop"] and 0.6 <= sig[0]["value"] < 0.65
+    assert with_trend[0]["reason"] == "low_usage"
+
+
+def test_trend_ignores_a_one_week_holiday():
+    # a week at ~1/6 of the usual traffic, then back: each week of the trend must be down
+    ev = life(A, 0, 35, C1) + life(A, 35, 7, C1, per_day=1) + life(A, 42, 14, C1, seed=3)
+    alarms, _ = run(ev)
+    assert alarms == []
+
+
+# ---------------------------------------------------------------- recharge lapse vs own interval
+
+
+def _prepaid(days, horizon):
+    return [profile(A, T0, plan="prepaid", arpu=30)] + [recharge(A, T0 + d * DAY + 100, 50) for d in days] + \
+        life(A, 0, horizon, C1) + life(B, 0, horizon, C2, seed=2)
+
+
+def lapse_day(alarms):
+    mine = [a for a in alarms if a["msisdn"] == A and "recharge_lapse" in signal_names(a)]
+    return quiet_config().day_of(mine[0]["event_time"]) - D0 if mine else None
+
+
+def test_recharge_lapse_is_relative_to_own_interval():
+    # weekly: overdue from 7 + max(2.5, 0.25 * 7) days = day 28 + 9.5 -> the sweep of day 38
+    assert lapse_day(run(_prepaid((0, 7, 14, 21, 28), 50))[0]) == 38
+    # monthly, two recharges are enough: 30 + max(2.5, 7.5) days after day 30 -> day 68
+    assert lapse_day(run(_prepaid((0, 30), 75))[0]) == 68
+    # a recharge two days late is not a lapse
+    assert lapse_day(run(_prepaid((0, 7, 14, 21, 30, 37, 44), 50))[0]) is None
