@@ -47,6 +47,7 @@ from faust.types import TP
 
 from .contract import SCHEMA_VERSION
 from .engine import Engine, EngineConfig
+from .engine.snapshots import snapshot_many
 from .metrics import Metrics
 from .settings import Settings
 
@@ -295,14 +296,13 @@ class ChurnService:
         send = self.app.producer.send
         futs = []
         ctxs: dict[int, _PartitionContext] = {}
-        for msisdn in eng.msisdns(rows):
-            p = self.partition_of.get(msisdn)
-            if p is None:  # never seen in a batch of ours: nothing to persist
-                continue
-            snap = eng.snapshot(msisdn)
-            if snap is None:
-                continue
-            key = msisdn.encode()
+        msisdns = eng.msisdns(rows)
+        parts = [self.partition_of.get(m) for m in msisdns]
+        keep = [i for i, p in enumerate(parts) if p is not None]  # never seen in a batch of ours: nothing to persist
+        snaps = snapshot_many(eng, np.asarray(rows, dtype=np.int64)[keep]) if keep else []
+        for i, snap in zip(keep, snaps):
+            p = parts[i]
+            key = msisdns[i].encode()
             value = _PART.pack(p) + snap
             ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
             with _in_partition(ctx):
