@@ -33,8 +33,9 @@ Semantics worth knowing:
   changed because another number used their handset (their state changed: write them back too).
 * Lifecycle: healthy -> warning -> alarm -> churned only upwards; one record when a phase is entered
   (unless the same or a higher phase was emitted within ``cooldown_days``); ``recovered`` when the
-  signals clear and the subscriber is active again (>= 3 active recent days), which starts a new
-  episode. ``alarm_id = contract.alarm_id(msisdn, phase, evaluation day, episode)``.
+  signals have stayed clear for ``recover_clear_days`` (7) consecutive days and the subscriber is
+  active again (>= 3 active recent days), which starts a new episode (snapshot version 2 keeps the
+  first clear day). ``alarm_id = contract.alarm_id(msisdn, phase, evaluation day, episode)``.
 * The IMEI index (handset -> up to 4 numbers) lives in the engine instance: in the service a worker
   sees only the numbers of its own partitions until a later issue routes by handset.
 """

@@ -19,9 +19,17 @@ baseline_days                  28         baseline window: the 28 days before th
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
 deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level when the week before was
                                           already down by drop_threshold (a sustained fall)
-drop_confirm_threshold         0.25       ... and a drop needs the week before the recent one to be
-                                          down >= 0.25 already (vs the 21 days before it): one
-                                          quiet week, e.g. a holiday, is not a drop (0 disables)
+drop_confirm_threshold         0.35       ... and a drop needs the week before the recent one to be
+                                          down >= 0.35 already (vs the 21 days before it): one
+                                          quiet week, e.g. a holiday, is not a drop (0 disables;
+                                          0.35 > 2/7: a 9-day holiday is not confirmed either)
+trend_threshold                0.5        traffic_drop also trips on a two-week trend: the last 14
+                                          days down >= 0.5 vs the 21 days before them ...
+trend_week_threshold           0.35       ... with each of the two weeks down >= 0.35 (slow decays
+                                          whose 28-day baseline is already decaying; issue 5)
+drop_tail_days                 3          both forms of traffic_drop need the last 3 days ...
+drop_tail_threshold            0.6        ... down >= 0.6 vs the same 21 days: a churner is lowest at
+                                          the end, a subscriber back from a holiday is not (0 = off)
 drop_min_baseline_active_days  10         baseline needs >= 10 active (non-holiday) days ...
 drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer = silence case)
 erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
@@ -44,17 +52,25 @@ dual_sim_days                  30         dual_sim evidence counts for 30 days. 
                                           their first IMEI on are not evidence
 dual_sim_alarm_level           false      true: a dual SIM alone is alarm-level (else a warning,
                                           an alarm with any other signal)
-recharge_lapse_factor          1.5        recharge_lapse: overdue >= 1.5x the usual interval ...
-recharge_min_overdue_days      3          ... and >= 3 days since the last recharge
-recharge_min_count             3          usual interval needs >= 3 recharges
+recharge_lapse_factor          1.15       recharge_lapse: no recharge for >= 1.15x the usual
+                                          interval (the subscriber's own mean gap) ...
+recharge_min_overdue_days      2.5        ... and >= 2.5 days beyond it (recharges run up to ~2
+                                          days late; 1.15x covers the estimate's noise on long
+                                          intervals)
+recharge_min_count             2          usual interval needs >= 2 recharges (one gap: a monthly
+                                          recharger shows only 2-3 in the ring's lifetime)
 silence_days                   7          silence trips after 7 silent non-holiday days
 silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
 churned_silence_days           21         silence >= 21 days: phase churned
 warn_score / alarm_score       0.35/0.65  score thresholds for warning / alarm
 cooldown_days                  7          no repeat record of the same or a lower phase within 7
                                           days of the last one
-recover_min_active_days        3          recovery needs >= 3 active recent days
-w_drop, w_erosion              0.6, 0.5   score contribution = weight * value; drop and erosion
+recover_min_active_days        3          recovery needs >= 3 active recent days ...
+recover_clear_days             7          ... and the signals clear on 7 consecutive days (daily
+                                          sweeps evaluate every subscriber not healthy): one good
+                                          day inside a falling trend does not end the episode
+w_drop, w_erosion              0.7, 0.5   score contribution = weight * value (a drop of 0.5 alone
+                                          is a warning); drop and erosion
                                           both describe fading use and count once (the larger)
 w_hotline, w_dual_sim          0.7, 0.5   score contribution when tripped
 w_competitor_contacts          0.25
@@ -120,6 +136,8 @@ class EngineConfig:
     drop_confirm_threshold: float = 0.35
     trend_threshold: float = 0.5
     trend_week_threshold: float = 0.35
+    drop_tail_days: int = 3
+    drop_tail_threshold: float = 0.6
     drop_min_baseline_active_days: int = 10
     drop_min_recent_active_days: int = 3
     erosion_threshold: float = 0.6
@@ -130,7 +148,7 @@ class EngineConfig:
     hotline_days: int = 7
     hotline_min_calls: int = 1
     dual_sim_days: int = 30
-    recharge_lapse_factor: float = 1.25
+    recharge_lapse_factor: float = 1.15
     recharge_min_overdue_days: float = 2.5
     recharge_min_count: int = 2
     silence_days: int = 7
@@ -141,7 +159,7 @@ class EngineConfig:
     cooldown_days: int = 7
     recover_min_active_days: int = 3
     recover_clear_days: int = 7
-    w_drop: float = 0.6
+    w_drop: float = 0.7
     w_erosion: float = 0.5
     w_hotline: float = 0.7
     w_dual_sim: float = 0.5
@@ -196,7 +214,9 @@ class EngineConfig:
             v = getattr(self, k)
             if not 0.0 < v <= 1.0:
                 raise bad(k, f"must be in (0, 1], got {v}")
-        for k in ("drop_confirm_threshold", "trend_week_threshold"):
+        if not 1 <= self.drop_tail_days <= self.recent_days:
+            raise bad("drop_tail_days", f"must be in 1..recent_days, got {self.drop_tail_days}")
+        for k in ("drop_confirm_threshold", "trend_week_threshold", "drop_tail_threshold"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
         if self.deep_drop_threshold < self.drop_threshold:

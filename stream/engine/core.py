@@ -731,6 +731,9 @@ class Engine:
         f["drop_prior"] = rel_drop(P)
         f["trend"] = np.where(elig, rel_drop(PW), 0.0)
         f["trend_recent"] = np.where(elig, rel_drop(W), 0.0)
+        # the last drop_tail_days days: a churner's traffic is lowest at the end of the window, a
+        # subscriber back from a holiday is not down there any more
+        f["drop_tail"] = np.where(elig, rel_drop(slice(nb + nr - cfg.drop_tail_days, nb + nr)), 0.0)
         # hotline: dials in the last hotline_days days, today included
         hd = np.arange(D - cfg.hotline_days + 1, D + 1, dtype=np.int64)
         hv = a["stamp"][rows][:, hd % R] == hd[None, :]
@@ -801,11 +804,12 @@ class Engine:
         """Signals -> tripped flags, contributions, score, raw phase, reason code, tier code."""
         cfg = self.config
         a = self._a
-        t_drop7 = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold)
+        tail = f["drop_tail"] >= cfg.drop_tail_threshold
+        t_drop7 = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold) & tail
         # a slow decay: the last two weeks down by trend_threshold vs the 21 days before, each week
         # down by trend_week_threshold (a short holiday fills one week, not both)
         t_trend = (f["drop_elig"] & (f["trend"] >= cfg.trend_threshold) & (f["drop_prior"] >= cfg.trend_week_threshold)
-                   & (f["trend_recent"] >= cfg.trend_week_threshold))
+                   & (f["trend_recent"] >= cfg.trend_week_threshold) & tail)
         t_drop = t_drop7 | t_trend
         drop_v = np.where(t_trend, np.maximum(f["drop"], f["trend"]), f["drop"])
         t_hot = f["hotline"] >= cfg.hotline_min_calls

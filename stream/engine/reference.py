@@ -371,6 +371,7 @@ class ReferenceEngine:
         f["drop_prior"] = rel_drop(prior)
         f["trend"] = rel_drop(prior + rec) if elig else 0.0
         f["trend_recent"] = rel_drop(rec) if elig else 0.0
+        f["drop_tail"] = rel_drop(rec[nr - cfg.drop_tail_days:]) if elig else 0.0
         f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days + 1, D + 1))
         # contact circle
         mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
@@ -411,9 +412,10 @@ class ReferenceEngine:
 
     def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
         cfg = self.config
-        t_drop7 = f["drop_elig"] and f["drop"] >= cfg.drop_threshold and f["drop_prior"] >= cfg.drop_confirm_threshold
+        tail = f["drop_tail"] >= cfg.drop_tail_threshold
+        t_drop7 = f["drop_elig"] and f["drop"] >= cfg.drop_threshold and f["drop_prior"] >= cfg.drop_confirm_threshold and tail
         t_trend = (f["drop_elig"] and f["trend"] >= cfg.trend_threshold and f["drop_prior"] >= cfg.trend_week_threshold
-                   and f["trend_recent"] >= cfg.trend_week_threshold)
+                   and f["trend_recent"] >= cfg.trend_week_threshold and tail)
         t_drop = t_drop7 or t_trend
         drop_v = max(f["drop"], f["trend"]) if t_trend else f["drop"]
         t_hot = f["hotline"] >= cfg.hotline_min_calls

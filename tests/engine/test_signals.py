@@ -377,16 +377,26 @@ def first_warning_day(alarms):
 
 def test_trend_catches_a_two_week_fall_the_weekly_drop_misses():
     # 21 days at 16 contacts a day, then two weeks at 6: each week is down ~0.61 against the 21 days
-    # before (trend, score 0.6 * 0.61 >= warn_score), but the last week against the 28 days before it
-    # (which include the first low week) only ~0.55: score 0.6 * 0.55 < warn_score
+    # before (trend), but the last week against the 28 days before it (which include the first low
+    # week) only ~0.55, under a drop_threshold of 0.6
     ev = life(A, 0, 21, C16, per_day=16) + life(A, 21, 15, C16, per_day=6, seed=2)
-    with_trend, eng = run(ev)
-    without, _ = run(ev, quiet_config(trend_threshold=1.0, trend_week_threshold=1.0))
+    with_trend, eng = run(ev, quiet_config(drop_threshold=0.6))
+    without, _ = run(ev, quiet_config(drop_threshold=0.6, trend_threshold=1.0, trend_week_threshold=1.0))
     assert without == []
     assert phases(with_trend) == ["warning"] and first_warning_day(with_trend) == 35
     sig = with_trend[0]["signals"]
     assert [s["name"] for s in sig] == ["traffic_drop"] and 0.6 <= sig[0]["value"] < 0.65
     assert with_trend[0]["reason"] == "low_usage"
+
+
+def test_drop_needs_the_last_days_down():
+    # nine quiet days (a holiday) ending two days before the evaluation: both weeks are down, but the
+    # last three days are back to normal -> no drop; with the tail check off, a warning
+    ev = life(A, 0, 35, C1) + life(A, 35, 9, C1, per_day=1, seed=2) + life(A, 44, 12, C1, seed=3)
+    alarms, _ = run(ev)
+    assert alarms == []
+    alarms, _ = run(ev, quiet_config(drop_tail_threshold=0.0))
+    assert phases(alarms) and signal_names(alarms[0]) == ["traffic_drop"]
 
 
 def test_trend_ignores_a_one_week_holiday():
@@ -410,9 +420,9 @@ def lapse_day(alarms):
 
 
 def test_recharge_lapse_is_relative_to_own_interval():
-    # weekly: overdue from 7 + max(2.5, 0.25 * 7) days = day 28 + 9.5 -> the sweep of day 38
+    # weekly: overdue from 7 + max(2.5, 0.15 * 7) days = day 28 + 9.5 -> the sweep of day 38
     assert lapse_day(run(_prepaid((0, 7, 14, 21, 28), 50))[0]) == 38
-    # monthly, two recharges are enough: 30 + max(2.5, 7.5) days after day 30 -> day 68
-    assert lapse_day(run(_prepaid((0, 30), 75))[0]) == 68
+    # monthly, two recharges are enough: 30 + max(2.5, 0.15 * 30) days after day 30 -> day 65
+    assert lapse_day(run(_prepaid((0, 30), 75))[0]) == 65
     # a recharge two days late is not a lapse
     assert lapse_day(run(_prepaid((0, 7, 14, 21, 30, 37, 44), 50))[0]) is None
