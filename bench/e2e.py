@@ -430,9 +430,10 @@ def pyspy_start(pid: int, out: Path, duration_s: int, rate: int = 50) -> subproc
 # Where the worker's time goes: each sample goes to the first category whose marker appears in
 # its stack (markers are matched against "function (file)" frames).
 CATEGORIES = [
-    ("state: Engine.snapshot per touched subscriber", ("Engine.snapshot",)),
+    ("state: snapshots of touched subscribers", ("Engine.snapshot", "snapshot_many")),
     ("state: RocksDB write via Faust's store", ("SerializedStore.__setitem__", "Store._set")),
-    ("sends: producer.send per changelog/alarm message", ("Producer.send", "AIOKafkaProducer.send")),
+    ("sends: changelog/alarm messages handed to the producer", ("Producer.send", "AIOKafkaProducer.send", "_send_batches", "send_batch",
+                                                               "create_batch", "BatchBuilder.append")),
     ("engine: decode", ("Engine.decode",)),
     ("engine: apply", ("Engine.apply",)),
     ("engine: evaluate / sweep", ("Engine.evaluate", "Engine.sweep")),
