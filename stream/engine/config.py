@@ -19,6 +19,8 @@ baseline_days                  28         baseline window: the 28 days before th
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
 deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level when the week before was
                                           already down by drop_threshold (a sustained fall)
+deep_trend_threshold           0.75       ... and the last two weeks down >= 0.75 (the trend below):
+                                          a collapse, not a noisy subscriber's holiday week
 drop_confirm_threshold         0.35       ... and a drop needs the week before the recent one to be
                                           down >= 0.35 already (vs the 21 days before it): one
                                           quiet week, e.g. a holiday, is not a drop (0 disables;
@@ -69,8 +71,9 @@ recover_min_active_days        3          recovery needs >= 3 active recent days
 recover_clear_days             7          ... and the signals clear on 7 consecutive days (daily
                                           sweeps evaluate every subscriber not healthy): one good
                                           day inside a falling trend does not end the episode
-w_drop, w_erosion              0.7, 0.5   score contribution = weight * value (a drop of 0.5 alone
-                                          is a warning); drop and erosion
+w_drop, w_erosion              0.64, 0.5  score contribution = weight * value (a drop >= 0.55 alone
+                                          is a warning, never an alarm: 0.64 < alarm_score; only a
+                                          sustained deep drop is); drop and erosion
                                           both describe fading use and count once (the larger)
 w_hotline, w_dual_sim          0.7, 0.5   score contribution when tripped
 w_competitor_contacts          0.25
@@ -133,6 +136,7 @@ class EngineConfig:
     baseline_days: int = 28
     drop_threshold: float = 0.5
     deep_drop_threshold: float = 0.8
+    deep_trend_threshold: float = 0.75
     drop_confirm_threshold: float = 0.35
     trend_threshold: float = 0.5
     trend_week_threshold: float = 0.35
@@ -159,7 +163,7 @@ class EngineConfig:
     cooldown_days: int = 7
     recover_min_active_days: int = 3
     recover_clear_days: int = 7
-    w_drop: float = 0.7
+    w_drop: float = 0.64
     w_erosion: float = 0.5
     w_hotline: float = 0.7
     w_dual_sim: float = 0.5
@@ -216,7 +220,7 @@ class EngineConfig:
                 raise bad(k, f"must be in (0, 1], got {v}")
         if not 1 <= self.drop_tail_days <= self.recent_days:
             raise bad("drop_tail_days", f"must be in 1..recent_days, got {self.drop_tail_days}")
-        for k in ("drop_confirm_threshold", "trend_week_threshold", "drop_tail_threshold"):
+        for k in ("drop_confirm_threshold", "trend_week_threshold", "drop_tail_threshold", "deep_trend_threshold"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
         if self.deep_drop_threshold < self.drop_threshold:

@@ -835,7 +835,8 @@ class Engine:
         score = 1.0 - keep
         compet = t_hot | t_dual | t_comp
         # a deep drop is alarm-level when the week before was already down by drop_threshold
-        deep = t_drop7 & (f["drop"] >= cfg.deep_drop_threshold) & (f["drop_prior"] >= cfg.drop_threshold)
+        deep = (t_drop7 & (f["drop"] >= cfg.deep_drop_threshold) & (f["drop_prior"] >= cfg.drop_threshold)
+                & (f["trend"] >= cfg.deep_trend_threshold))
         alarm_level = t_hot | (t_dual & cfg.dual_sim_alarm_level) | deep
         raw = np.where(score >= cfg.warn_score, 1, 0)
         raw = np.where((score >= cfg.alarm_score) | alarm_level, 2, raw)

@@ -439,7 +439,8 @@ class ReferenceEngine:
             keep = keep * (1.0 - c)
         score = 1.0 - keep
         compet = t_hot or t_dual or t_comp
-        deep = t_drop7 and f["drop"] >= cfg.deep_drop_threshold and f["drop_prior"] >= cfg.drop_threshold
+        deep = (t_drop7 and f["drop"] >= cfg.deep_drop_threshold and f["drop_prior"] >= cfg.drop_threshold
+                and f["trend"] >= cfg.deep_trend_threshold)
         alarm_level = t_hot or (t_dual and cfg.dual_sim_alarm_level) or deep
         raw = 1 if score >= cfg.warn_score else 0
         if score >= cfg.alarm_score or alarm_level:

@@ -72,12 +72,28 @@ def test_traffic_drop_warns():
 
 
 def test_deep_drop_is_alarm_level():
-    ev = life(A, 0, 35, C1) + life(A, 35, 12, C1, per_day=1, skip_days=set(range(36, 47, 2)))
-    ev += life(B, 0, 47, C2, seed=2)  # others keep the watermark moving
+    ev = life(A, 0, 35, C1) + life(A, 35, 16, C1, per_day=1, skip_days=set(range(36, 51, 2)))
+    ev += life(B, 0, 51, C2, seed=2)  # others keep the watermark moving
     alarms, _ = run(ev)
     assert phases(alarms, A)[-1] == "alarm"  # (possibly through a warning as the drop deepens)
     a = [x for x in alarms if x["phase"] == "alarm"][0]
     assert "traffic_drop" in signal_names(a) and a["signals"][0]["value"] >= 0.8
+
+
+def test_deep_drop_needs_a_two_week_collapse():
+    # on day 46 the recent week is down ~0.89 and the week before ~0.52, but the last two weeks
+    # together only ~0.71 (< deep_trend_threshold 0.75): a warning, not yet an alarm. With the
+    # trend check off, the alarm comes on day 46; with it, once both weeks have collapsed
+    def day(x):
+        return quiet_config().day_of(x["event_time"]) - D0
+
+    ev = life(A, 0, 35, C1) + life(A, 35, 16, C1, per_day=1, skip_days=set(range(36, 51, 2)))
+    ev += life(B, 0, 51, C2, seed=2)
+    off, _ = run(ev, quiet_config(deep_trend_threshold=0.0))
+    on, _ = run(ev)
+    alarm_off = [day(x) for x in off if x["msisdn"] == A and x["phase"] == "alarm"]
+    alarm_on = [day(x) for x in on if x["msisdn"] == A and x["phase"] == "alarm"]
+    assert alarm_off == [46] and len(alarm_on) == 1 and alarm_on[0] > 46
 
 
 def test_too_little_baseline_is_left_out():
