@@ -93,6 +93,8 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("emitted", (), "u1", 0),
     ("clear_day", (), "i4", NODAY),
 )
+_V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
+assert tuple(f[0] for f in FIELDS[-len(_V2_FIELDS):]) == _V2_FIELDS
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
@@ -1061,11 +1063,13 @@ class Engine:
         if len(data) < 2:
             raise ValueError("snapshot too short")
         ver, ring = struct.unpack_from("<BB", data, 0)
-        if ver != SNAPSHOT_VERSION:
+        if ver not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if ring != self.R:
             raise ValueError(f"snapshot ring_days {ring} != configured {self.R}")
-        expected = 2 + self.state_bytes_per_subscriber
+        # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
+        fields = FIELDS if ver == SNAPSHOT_VERSION else FIELDS[: -len(_V2_FIELDS)]
+        expected = 2 + sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields)
         if len(data) != expected:
             raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")
         r = self._row.get(msisdn)
@@ -1074,7 +1078,9 @@ class Engine:
         else:
             self._unindex(r)
         pos = 2
-        for name, tail, dt, _ in FIELDS:
+        for name, tail, dt, init in FIELDS[len(fields):]:
+            self._a[name][r] = init
+        for name, tail, dt, _ in fields:
             shp = self._shape(tail)
             cnt = int(np.prod(shp, dtype=np.int64))
             nb = cnt * np.dtype(dt).itemsize

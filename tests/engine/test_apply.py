@@ -175,3 +175,23 @@ def test_last_evaluated_names_the_rows_a_sweep_may_change(eng):
     assert sorted(eng.msisdns(eng.last_evaluated)) == sorted([M, M2])
     eng.evaluate(np.zeros(0, dtype=np.int64))
     assert len(eng.last_evaluated) == 0  # reset by every call, never stale
+
+
+def test_version_1_snapshot_restores_with_initial_hysteresis_state():
+    """A snapshot written before recovery hysteresis (version 1: no clear_day at the end) still
+    restores, so a service upgraded over an existing changelog keeps its state."""
+    from stream.engine.core import NODAY
+
+    eng = Engine(quiet_config(), clock=lambda: CLOCK)
+    evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
+    feed(eng, evs)
+    snap = eng.snapshot(M)
+    v1 = bytes([1]) + snap[1:-4]  # the version-1 layout: the same fields without clear_day (i4)
+    other = Engine(quiet_config(), clock=lambda: CLOCK)
+    other.restore(M, v1)
+    assert other.state_of(M) == eng.state_of(M)
+    assert other.state_of(M)["life"][-1] == NODAY
+    with pytest.raises(ValueError):
+        other.restore(M, bytes([1]) + snap[1:])  # a version-1 header on a version-2 body
+    with pytest.raises(ValueError):
+        other.restore(M, bytes([3]) + snap[1:])
