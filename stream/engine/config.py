@@ -21,13 +21,13 @@ deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level when the 
                                           already down by drop_threshold (a sustained fall)
 deep_trend_threshold           0.75       ... and the last two weeks down >= 0.75 (the trend below):
                                           a collapse, not a noisy subscriber's holiday week
-drop_confirm_threshold         0.35       ... and a drop needs the week before the recent one to be
-                                          down >= 0.35 already (vs the 21 days before it): one
+drop_confirm_threshold         0.3        ... and a drop needs the week before the recent one to be
+                                          down >= 0.3 already (vs the 21 days before it): one
                                           quiet week, e.g. a holiday, is not a drop (0 disables;
-                                          0.35 > 2/7: a 9-day holiday is not confirmed either)
+                                          0.3 > 2/7: two holiday days in it do not confirm)
 trend_threshold                0.5        traffic_drop also trips on a two-week trend: the last 14
                                           days down >= 0.5 vs the 21 days before them ...
-trend_week_threshold           0.35       ... with each of the two weeks down >= 0.35 (slow decays
+trend_week_threshold           0.3        ... with each of the two weeks down >= 0.3 (slow decays
                                           whose 28-day baseline is already decaying; issue 5)
 drop_tail_days                 3          both forms of traffic_drop need the last 3 days ...
 drop_tail_threshold            0.6        ... down >= 0.6 vs the same 21 days: a churner is lowest at
@@ -137,9 +137,9 @@ class EngineConfig:
     drop_threshold: float = 0.5
     deep_drop_threshold: float = 0.8
     deep_trend_threshold: float = 0.75
-    drop_confirm_threshold: float = 0.35
+    drop_confirm_threshold: float = 0.3
     trend_threshold: float = 0.5
-    trend_week_threshold: float = 0.35
+    trend_week_threshold: float = 0.3
     drop_tail_days: int = 3
     drop_tail_threshold: float = 0.6
     drop_min_baseline_active_days: int = 10

@@ -61,7 +61,7 @@ def test_normal_subscriber_is_quiet():
 
 
 def test_traffic_drop_warns():
-    # the week before the recent one must be down by drop_confirm_threshold (0.35) too: 4 of its days
+    # the week before the recent one must be down by drop_confirm_threshold (0.3) too
     ev = life(A, 0, 35, C1) + life(A, 35, 13, C1, per_day=2)
     alarms, eng = run(ev)
     assert phases(alarms) == ["warning"]
