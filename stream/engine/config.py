@@ -60,7 +60,8 @@ recharge_min_overdue_days      2.5        ... and >= 2.5 days beyond it (recharg
                                           days late; 1.15x covers the estimate's noise on long
                                           intervals)
 recharge_min_count             2          usual interval needs >= 2 recharges (one gap: a monthly
-                                          recharger shows only 2-3 in the ring's lifetime)
+                                          recharger shows only 2-3 in the ring's lifetime); with a
+                                          single gap both tolerances above are doubled (1.3x, 5 d)
 silence_days                   7          silence trips after 7 silent non-holiday days
 silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
 churned_silence_days           21         silence >= 21 days: phase churned

@@ -799,7 +799,11 @@ class Engine:
         since = cfg.day_start_s(D) - np.where(ok, last, 0.0)
         ok &= interval > 0
         ratio = np.where(ok, since / np.where(ok, interval, 1.0), 0.0)
-        trip = ok & (ratio >= cfg.recharge_lapse_factor) & (since - interval >= cfg.recharge_min_overdue_days * 86400.0)
+        # one gap (two recharges) is a rough estimate of the interval: twice the tolerance
+        one = n == 2
+        fac = np.where(one, 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), cfg.recharge_lapse_factor)
+        over = np.where(one, 2.0 * cfg.recharge_min_overdue_days, cfg.recharge_min_overdue_days) * 86400.0
+        trip = ok & (ratio >= fac) & (since - interval >= over)
         return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": interval}
 
     def _decide_arrays(self, rows: np.ndarray, f: dict, D: int) -> dict[str, np.ndarray]:

@@ -313,7 +313,11 @@ class ReferenceEngine:
         if not interval > 0:
             return 0.0, False, interval
         ratio = since / interval
-        trip = ratio >= cfg.recharge_lapse_factor and since - interval >= cfg.recharge_min_overdue_days * 86400.0
+        if n == 2:  # one gap is a rough estimate of the interval: twice the tolerance
+            fac, over = 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), 2.0 * cfg.recharge_min_overdue_days
+        else:
+            fac, over = cfg.recharge_lapse_factor, cfg.recharge_min_overdue_days
+        trip = ratio >= fac and since - interval >= over * 86400.0
         return ratio, trip, interval
 
     def _features(self, sub: _Sub, D: int) -> dict:

@@ -438,7 +438,14 @@ def lapse_day(alarms):
 def test_recharge_lapse_is_relative_to_own_interval():
     # weekly: overdue from 7 + max(2.5, 0.15 * 7) days = day 28 + 9.5 -> the sweep of day 38
     assert lapse_day(run(_prepaid((0, 7, 14, 21, 28), 50))[0]) == 38
-    # monthly, two recharges are enough: 30 + max(2.5, 0.15 * 30) days after day 30 -> day 65
-    assert lapse_day(run(_prepaid((0, 30), 75))[0]) == 65
+    # monthly, two recharges are enough, with twice the tolerance for a single gap:
+    # 30 + 2 * max(2.5, 0.15 * 30) = 39 days after the recharge on day 30 (+100 s) -> day 70
+    assert lapse_day(run(_prepaid((0, 30), 75))[0]) == 70
     # a recharge two days late is not a lapse
     assert lapse_day(run(_prepaid((0, 7, 14, 21, 30, 37, 44), 50))[0]) is None
+
+
+def test_recharge_lapse_single_gap_has_twice_the_tolerance():
+    # three recharges every 30 days: overdue 34.5 days after the last (day 60 + 100 s) -> day 95;
+    # with only two, one gap is a rough estimate: 39 days -> day 70 (see above)
+    assert lapse_day(run(_prepaid((0, 30, 60), 100))[0]) == 95
