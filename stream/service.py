@@ -400,17 +400,27 @@ class ChurnService:
         if wm:
             m.watermark.set(wm)
             m.event_time_lag.set(max(0.0, self.clock() - wm))
-        last: dict[TP, int] = {}
-        for msg in msgs:
-            last[TP(msg.topic, msg.partition)] = msg.offset
+
+    def refresh_consumer_lag(self) -> None:
+        """Set the consumer-lag gauge, at scrape time, for the input partitions this worker owns
+        now: high watermark minus the next offset to read. Partitions it no longer owns vanish."""
+        gauge = self.metrics.consumer_lag
+        gauge.clear()
         consumer = self.app.consumer
-        for tp, off in last.items():
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet
+            return
+        for tp in assigned:
+            n = self._tp_next.get(tp)
+            if n is None or tp.topic not in self._src_index:
+                continue
             try:
                 hw = consumer.highwater(tp)
             except Exception:  # noqa: BLE001 - lag is best effort
                 continue
             if hw is not None:
-                m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - off - 1))
+                gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - n))
 
     # ------------------------------------------------------------- recovery
     def active_partitions(self) -> set[int]:

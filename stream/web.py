@@ -29,6 +29,7 @@ def register_views(service: "ChurnService") -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
+            service.refresh_consumer_lag()
             return self.bytes(service.metrics.exposition(), content_type=_METRICS_CONTENT_TYPE)
 
     @app.page("/subscribers/{msisdn}")

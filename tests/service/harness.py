@@ -126,7 +126,7 @@ def produce(settings: Settings, records) -> int:
     return asyncio.run(produce_to_kafka(records, settings, rate=0, progress=False))
 
 
-def produce_live(settings: Settings, records, chunks: int = 8, workers: list | None = None) -> int:
+def produce_live(settings: Settings, records, chunks: int = 8, workers: list | None = None, trust_worker_lag: bool = False) -> int:
     """Produce in ``chunks`` slices, waiting for the workers to catch up after each one, as a live
     feed would arrive (rather than months of backlog at once, where Kafka hands out one topic's
     backlog far ahead of another's)."""
@@ -134,7 +134,7 @@ def produce_live(settings: Settings, records, chunks: int = 8, workers: list | N
     step = max(1, -(-len(records) // chunks))
     for i in range(0, len(records), step):
         n += produce(settings, records[i : i + step])
-        wait_caught_up(settings, timeout_s=180, workers=workers)
+        wait_caught_up(settings, timeout_s=180, workers=workers, trust_worker_lag=trust_worker_lag)
     return n
 
 
@@ -182,8 +182,8 @@ def _processed_to_end(workers) -> set[tuple[str, int]]:
 def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[WorkerProc] | None = None,
                    trust_worker_lag: bool = False) -> None:
     """Wait until every input partition is consumed to its end: the group's committed offset
-    reached it, or (``trust_worker_lag``, for one worker after all input was produced) the worker
-    reports it read to the end. faust-streaming can leave a partition's commits stuck after a
+    reached it, or (``trust_worker_lag``) a worker that owns it reports it read to the end (the
+    lag gauge is computed at scrape time for the partitions the worker owns). faust-streaming can leave a partition's commits stuck after a
     restart (its open issue #596: a gap in acked offsets after recovery); the state is still
     exact, the replay after the next restart is only longer."""
     deadline = time.monotonic() + timeout_s
