@@ -39,6 +39,7 @@ class Metrics:
         self.sweep_seconds = Histogram(f"{p}_sweep_seconds", "Seconds per event-time sweep over all subscribers", buckets=_SECONDS_BUCKETS, registry=r)
         self.sweeps = Counter(f"{p}_sweeps", "Event-time sweeps run", registry=r)
         self.consumer_lag = Gauge(f"{p}_consumer_lag", "Messages behind the high watermark, by input topic and partition", ["topic", "partition"], registry=r)
+        self.consumer_position = Gauge(f"{p}_consumer_position", "Next input offset to process (everything before it is durable), by input topic and partition", ["topic", "partition"], registry=r)
         self.restored = Counter(f"{p}_restored_subscribers", "Subscriber states loaded from the changelog-backed table after a rebalance", registry=r)
 
     def observe_alarms(self, alarms) -> None:

@@ -108,7 +108,8 @@ class ChurnService:
         self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
         self._last_swept_day: int | None = None
         self._tp_watermark: dict[TP, float] = {}  # newest event time applied per input partition
-        self._tp_next: dict[TP, int] = {}  # next offset to read per input partition
+        self._tp_next: dict[TP, int] = {}  # next offset to read per input partition (batches made durable)
+        self._pending_next: dict[TP, int] = {}
         self._eval_time: float | None = None  # event time of evaluations and sweeps, never decreasing
         self.app = self._make_app()
         s = settings
@@ -151,8 +152,8 @@ class ChurnService:
             canonical_url=s.web_url or f"http://{s.web_host}:{s.web_port}",
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
-            broker_commit_every=10_000,
-            broker_commit_interval=1.0,
+            broker_commit_every=s.commit_every,
+            broker_commit_interval=s.commit_interval_s,
             producer_max_batch_size=512 * 1024,  # changelog batches of a few hundred states
             table_standby_replicas=0,
             stream_wait_empty=False,
@@ -232,6 +233,7 @@ class ChurnService:
             # (acks=all); only then may take_events ack this batch's offsets.
             results = await asyncio.gather(*sends)
             self._persisted(results[:n_changelog])
+        self._tp_next.update(self._pending_next)
         self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
 
     def _complete_time(self, msgs, batch) -> float | None:
@@ -241,10 +243,13 @@ class ChurnService:
         while catching up); judging subscribers at the newest event time would read the missing
         SMS as a traffic drop. Evaluation and sweeps run at this time instead."""
         wm = self._tp_watermark
-        nxt = self._tp_next
+        # the positions after this batch; published to ``_tp_next`` (the lag gauge) only once the
+        # batch is durable, so lag 0 never shows while its state writes are still in flight
+        nxt = dict(self._tp_next)
         tps = [TP(m.topic, m.partition) for m in msgs]
         for tp, m in zip(tps, msgs):
             nxt[tp] = m.offset + 1
+        self._pending_next = nxt
         if len(batch):
             for i, ts in zip(batch.idx.tolist(), batch.ts.tolist()):
                 if ts > wm.get(tps[i], float("-inf")):
@@ -406,6 +411,8 @@ class ChurnService:
         now: high watermark minus the next offset to read. Partitions it no longer owns vanish."""
         gauge = self.metrics.consumer_lag
         gauge.clear()
+        position = self.metrics.consumer_position
+        position.clear()
         consumer = self.app.consumer
         try:
             assigned = consumer.assignment()
@@ -415,6 +422,7 @@ class ChurnService:
             n = self._tp_next.get(tp)
             if n is None or tp.topic not in self._src_index:
                 continue
+            position.labels(topic=tp.topic, partition=str(tp.partition)).set(n)
             try:
                 hw = consumer.highwater(tp)
             except Exception:  # noqa: BLE001 - lag is best effort

@@ -23,6 +23,8 @@
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
 | CHURNWATCH_BATCH_SIZE | 2000 | max events per `stream.take` batch |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
+| CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between offset commits (a crash replays at most this much; replays are skipped per subscriber) |
+| CHURNWATCH_COMMIT_EVERY | 10000 | also commit after this many processed messages |
 | CHURNWATCH_LOG_LEVEL | info | worker log level |
 
 Any other ``CHURNWATCH_*`` variable is a misconfiguration and fails start-up.
@@ -74,6 +76,8 @@ class Settings:
     config_path: str | None = None
     batch_size: int = 2000
     batch_timeout_s: float = 0.5
+    commit_interval_s: float = 1.0
+    commit_every: int = 10_000
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -102,6 +106,10 @@ class Settings:
             raise SettingsError("CHURNWATCH_BATCH_SIZE must be >= 1")
         if not 0 < self.batch_timeout_s <= 60:
             raise SettingsError("CHURNWATCH_BATCH_TIMEOUT_S must be in (0, 60]")
+        if not 0 < self.commit_interval_s <= 3600:
+            raise SettingsError("CHURNWATCH_COMMIT_INTERVAL_S must be in (0, 3600]")
+        if self.commit_every < 1:
+            raise SettingsError("CHURNWATCH_COMMIT_EVERY must be >= 1")
         if self.config_path is not None and not Path(self.config_path).is_file():
             raise SettingsError(f"CHURNWATCH_CONFIG={self.config_path!r}: no such file")
         names = [self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles, self.topic_alarms, self.topic_deadletter]
@@ -174,6 +182,8 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_CONFIG": "config_path",
     "CHURNWATCH_BATCH_SIZE": "batch_size",
     "CHURNWATCH_BATCH_TIMEOUT_S": "batch_timeout_s",
+    "CHURNWATCH_COMMIT_INTERVAL_S": "commit_interval_s",
+    "CHURNWATCH_COMMIT_EVERY": "commit_every",
     "CHURNWATCH_LOG_LEVEL": "log_level",
 }
 

@@ -32,12 +32,22 @@ def test_env_values_are_typed():
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required"),
         ({"CHURNWATCH_CONFIG": "/nonexistent/thresholds.toml"}, "no such file"),
         ({"CHURNWATCH_TOPIC_ALARMS": "cdr.calls"}, "topic names must be distinct"),
+        ({"CHURNWATCH_COMMIT_INTERVAL_S": "0"}, "CHURNWATCH_COMMIT_INTERVAL_S must be in (0, 3600]"),
+        ({"CHURNWATCH_COMMIT_EVERY": "0"}, "CHURNWATCH_COMMIT_EVERY must be >= 1"),
     ],
 )
 def test_misconfiguration_fails_with_a_clear_message(env, needle):
     with pytest.raises(SettingsError) as exc:
         Settings.from_env(env)
     assert needle in str(exc.value)
+
+
+def test_commit_cadence_reaches_the_faust_app():
+    from stream.service import ChurnService
+
+    s = Settings.from_env({"CHURNWATCH_COMMIT_INTERVAL_S": "2.5", "CHURNWATCH_COMMIT_EVERY": "777", "CHURNWATCH_STORE": "memory://"})
+    conf = ChurnService(s).app.conf
+    assert (conf.broker_commit_interval, conf.broker_commit_every) == (2.5, 777)
 
 
 def test_every_env_var_maps_to_a_field():

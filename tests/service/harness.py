@@ -159,8 +159,9 @@ async def _committed_and_end(settings: Settings) -> tuple[dict, dict]:
     return got, {(tp.topic, tp.partition): off for tp, off in end.items()}
 
 
-def _processed_to_end(workers) -> set[tuple[str, int]]:
-    """Input partitions that some worker reports as read to the end (consumer_lag == 0)."""
+def _processed_to_end(workers, end: dict) -> set[tuple[str, int]]:
+    """Input partitions that some worker owns and reports processed (durably) up to the broker's
+    end offset (``churnwatch_consumer_position`` >= end)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     done: set[tuple[str, int]] = set()
@@ -172,18 +173,20 @@ def _processed_to_end(workers) -> set[tuple[str, int]]:
         if status != 200:
             continue
         for fam in text_string_to_metric_families(body.decode()):
-            if fam.name == "churnwatch_consumer_lag":
+            if fam.name == "churnwatch_consumer_position":
                 for smp in fam.samples:
-                    if smp.value == 0:
-                        done.add((smp.labels["topic"], int(smp.labels["partition"])))
+                    tp = (smp.labels["topic"], int(smp.labels["partition"]))
+                    if tp in end and smp.value >= end[tp]:
+                        done.add(tp)
     return done
 
 
 def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[WorkerProc] | None = None,
                    trust_worker_lag: bool = False) -> None:
     """Wait until every input partition is consumed to its end: the group's committed offset
-    reached it, or (``trust_worker_lag``) a worker that owns it reports it read to the end (the
-    lag gauge is computed at scrape time for the partitions the worker owns). faust-streaming can leave a partition's commits stuck after a
+    reached it, or (``trust_worker_lag``) a worker that owns it reports its durable position at the
+    broker's end offset (``churnwatch_consumer_position``, computed at scrape time for the
+    partitions the worker owns, set only after a batch's state writes were acknowledged). faust-streaming can leave a partition's commits stuck after a
     restart (its open issue #596: a gap in acked offsets after recovery); the state is still
     exact, the replay after the next restart is only longer."""
     deadline = time.monotonic() + timeout_s
@@ -200,7 +203,7 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[W
             continue
         behind = {tp: (committed.get(tp, -1), e) for tp, e in end.items() if e > 0 and committed.get(tp, -1) < e}
         if behind and trust_worker_lag:
-            read = _processed_to_end(workers)
+            read = _processed_to_end(workers, end)
             behind = {tp: v for tp, v in behind.items() if tp not in read}
         if not behind:
             return
