@@ -52,6 +52,25 @@ dual_sim_days                  30         dual_sim evidence counts for 30 days. 
                                           used it before (their handset was handed down or now
                                           carries another SIM); two numbers sharing a handset from
                                           their first IMEI on are not evidence
+shadow_enabled                 true       the second-SIM join (stream/engine/shadow.py): dual_sim also
+                                          trips on a new competitor number X that reaches S's
+                                          weighted circle while S's traffic to it falls
+shadow_min_jaccard             0.2        MinHash Jaccard of X's contacts vs S's circle before X
+shadow_min_containment         0.3        ... >= 30% of X's contacts inside S's circle (a friend's
+                                          number reaching shared friends also reaches others) ...
+shadow_min_overlap             3          ... >= 3 strong circle members reached by X ...
+shadow_min_weight_share        0.7        ... carrying >= 70% of the circle's contact-day weight
+shadow_min_decline             0.3        S's contact days with those members since X appeared are
+                                          down >= 30% vs the 28 days before X (measured over >= 3
+                                          days); a shared friend of a family member is not
+shadow_warmup_days             28         X must first appear >= 28 days after S was first seen (a
+                                          number seen since the data began is not new) ...
+shadow_new_days                56         ... and within the last 56 days
+shadow_publish_drop            0.15       S publishes its circle's LSH bands when its traffic or
+                                          circle is down >= 0.15 (drop or erosion) ...
+shadow_refresh_days            7          ... again after 7 days, or when the circle changed
+shadow_expire_days             35         X sketches and band entries unseen for 35 days expire
+shadow_band_capacity           8          entries kept per side under one band key
 dual_sim_alarm_level           false      true: a dual SIM alone is alarm-level (else a warning,
                                           an alarm with any other signal)
 recharge_lapse_factor          1.15       recharge_lapse: no recharge for >= 1.15x the usual
@@ -170,6 +189,18 @@ class EngineConfig:
     w_dual_sim: float = 0.5
     w_competitor_contacts: float = 0.25
     dual_sim_alarm_level: bool = False
+    shadow_enabled: bool = True
+    shadow_min_jaccard: float = 0.2
+    shadow_min_containment: float = 0.3
+    shadow_min_overlap: int = 3
+    shadow_min_weight_share: float = 0.7
+    shadow_min_decline: float = 0.3
+    shadow_warmup_days: int = 28
+    shadow_new_days: int = 56
+    shadow_publish_drop: float = 0.15
+    shadow_refresh_days: int = 7
+    shadow_expire_days: int = 35
+    shadow_band_capacity: int = 8
     w_recharge_lapse: float = 0.35
     w_silence: float = 0.4
     tier_high_arpu: float = 150.0
@@ -224,6 +255,9 @@ class EngineConfig:
         for k in ("drop_confirm_threshold", "trend_week_threshold", "drop_tail_threshold", "deep_trend_threshold"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
+        for k in ("shadow_min_jaccard", "shadow_min_containment", "shadow_min_weight_share", "shadow_min_decline", "shadow_publish_drop"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
         if self.deep_drop_threshold < self.drop_threshold:
             raise bad("deep_drop_threshold", "must be >= drop_threshold")
         if self.alarm_score < self.warn_score:
@@ -231,7 +265,8 @@ class EngineConfig:
         for k in ("drop_min_baseline_active_days", "drop_min_recent_active_days", "circle_min_days",
                   "circle_min_members", "competitor_min_weight", "hotline_min_calls", "dual_sim_days", "recharge_min_count",
                   "silence_days", "silence_min_active_days", "churned_silence_days", "recover_min_active_days", "recover_clear_days",
-                  "influence_high", "influence_mid"):
+                  "influence_high", "influence_mid", "shadow_min_overlap", "shadow_warmup_days", "shadow_new_days",
+                  "shadow_refresh_days", "shadow_expire_days", "shadow_band_capacity"):
             if getattr(self, k) < 1:
                 raise bad(k, f"must be >= 1, got {getattr(self, k)}")
         if self.cooldown_days < 0 or self.loyal_tenure_days < 0:

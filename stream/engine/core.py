@@ -33,6 +33,7 @@ from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SC
 
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
+from . import shadow as _sh
 
 __all__ = ["Engine", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
@@ -44,7 +45,7 @@ NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
 PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
-SNAPSHOT_VERSION = 2  # 2: clear_day (recovery hysteresis)
+SNAPSHOT_VERSION = 3  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
@@ -92,12 +93,37 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("last_emit_sev", (), "i1", 0),
     ("emitted", (), "u1", 0),
     ("clear_day", (), "i4", NODAY),
+    ("sh_peer", (), "u8", 0),  # the shadow competitor number (national), 0 = none
+    ("sh_first", (), "i4", NODAY),  # the day it was first seen
+    ("sh_day", (), "i4", NODAY),  # the day of the latest confirming evidence
+    ("sh_mask", (), "u2", 0),  # circle buckets (members) it reaches
+    ("sh_j", (), "u2", 0),  # its Jaccard estimate, in thousandths
+    ("sh_pub", (), "i4", NODAY),  # the day this subscriber last published its circle's bands
+    ("sh_hash", (), "u8", 0),  # the strong circle published then (xor of member hashes)
 )
 _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
-assert tuple(f[0] for f in FIELDS[-len(_V2_FIELDS):]) == _V2_FIELDS
+_V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
+assert tuple(f[0] for f in FIELDS[-len(_V2_FIELDS) - len(_V3_FIELDS):]) == _V2_FIELDS + _V3_FIELDS
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
+_NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+
+
+def shadow_contacts(batch: Batch, ok: np.ndarray, country_code: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The second-SIM join's stage-1 input from a decoded batch: (competitor number, our subscriber,
+    day) for every valid call or SMS with a competitor peer (hotlines excluded), national numbers.
+    Replays are included on purpose: the sketches take minima, so a resend is harmless, and a crash
+    between the state write and this send must not lose the contact."""
+    sel = ok & ((batch.kind == KIND_CALL) | (batch.kind == KIND_SMS)) & batch.comp & ~batch.hotline & (batch.peer != 0)
+    if not sel.any():
+        return _NO_CONTACTS
+    pos = np.flatnonzero(sel)
+    ms = batch.msisdn
+    member = np.array([int(ms[i]) if ms[i].isdigit() and len(ms[i]) <= 19 else 0 for i in pos.tolist()], dtype=np.uint64)
+    keep = member != 0
+    x = _sh.national(batch.peer[pos][keep], country_code)
+    return x, _sh.national(member[keep], country_code), batch.day[pos][keep].astype(np.int64)
 
 
 DAY_FIELDS = ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in", "comp_n", "hot_n", "rch_n", "rch_c", "bits")
@@ -192,6 +218,11 @@ class Engine:
         self.last_rejects: list[Reject] = []
         self.last_skipped = 0
         self.last_evaluated = np.zeros(0, dtype=np.int64)
+        # the second-SIM join's inputs, decided here and shipped by the caller (stream/engine/shadow.py):
+        # contacts with competitor numbers of the last applied batch, and circle publications
+        self.last_contacts = _NO_CONTACTS
+        self.shadow_publications: list[dict] = []
+        self._shadow_log: list | None = None  # (tests/tuning) every candidate's measures
         self.counters: dict[str, int] = {}
         self._hol = np.array(sorted(self.config.holiday_days), dtype=np.int64)
         self._grow(1024)
@@ -277,6 +308,7 @@ class Engine:
         n = len(batch)
         self.last_rejects = []
         self.last_skipped = 0
+        self.last_contacts = _NO_CONTACTS
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         get = self._row.get
@@ -324,6 +356,8 @@ class Engine:
         prev_day = np.where(has_prev, np.floor((np.where(has_prev, prev_wm, 0) + cfg.utc_offset_s) / 86400.0), 0).astype(np.int64)
         late = cand & has_prev & (day < prev_day - self.R + 1)
         acc = cand & ~late
+        if cfg.shadow_enabled:
+            self.last_contacts = shadow_contacts(batch, ~fut & ~late, cfg.country_code)
         # --- rows for new subscribers with an accepted event (first appearance order)
         new = acc & (rows < 0)
         if new.any():
@@ -776,9 +810,132 @@ class Engine:
         # dual SIM
         dd = a["dual_day"][rows].astype(np.int64)
         f["dual"] = np.where((dd != NODAY) & (dd >= D - cfg.dual_sim_days + 1), a["dual_n"][rows].astype(np.int64), 0)
+        f.update(self._shadow_features(rows, D))
         # season: a holiday within the recent window or the week before
         f["in_season"] = np.full(len(rows), bool(np.isin(np.arange(D - 2 * nr, D + 1), self._hol).any()))
         return f
+
+    def _shadow_features(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
+        """The second SIM: confirmed shadow evidence within ``dual_sim_days``, and the timing: the
+        subscriber's contact days with the members the shadow reaches, over the days since it
+        appeared (the last 2 * recent_days at most, >= 3 days), down >= shadow_min_decline against
+        the baseline_days before it appeared (>= 7 days)."""
+        cfg = self.config
+        a = self._a
+        n = len(rows)
+        sp = a["sh_peer"][rows]
+        if not cfg.shadow_enabled:
+            z = np.zeros(n)
+            return {"shadow": np.zeros(n, dtype=bool), "shadow_j": z, "shadow_decline": z, "shadow_peer": sp}
+        sd = a["sh_day"][rows].astype(np.int64)
+        sf = a["sh_first"][rows].astype(np.int64)
+        valid = (sp != 0) & (sd != NODAY) & (sd >= D - cfg.dual_sim_days + 1)
+        sel = ((a["sh_mask"][rows].astype(np.int64)[:, None] >> np.arange(K)[None, :]) & 1) == 1
+        fd = a["first_day"][rows].astype(np.int64)
+        lo_b = np.maximum(sf - cfg.baseline_days, fd)
+        hi_b = sf - 1
+        lo_r = np.maximum(sf, D - 2 * cfg.recent_days)
+        hi_r = np.full(n, D - 1, dtype=np.int64)
+        Lb = hi_b - lo_b + 1
+        Lr = hi_r - lo_r + 1
+        cm = a["c_mask"][rows]
+        cl = a["c_last"][rows].astype(np.int64)
+        bc = np.where(sel, _popcount(cm & window_mask(cl, lo_b[:, None], hi_b[:, None])), 0).sum(1)
+        rc = np.where(sel, _popcount(cm & window_mask(cl, lo_r[:, None], hi_r[:, None])), 0).sum(1)
+        ok = valid & (Lr >= 3) & (Lb >= 7) & (bc > 0)
+        rate_b = bc / np.maximum(Lb, 1)
+        rate_r = rc / np.maximum(Lr, 1)
+        decline = np.where(ok, np.clip(1.0 - rate_r / np.where(ok, rate_b, 1.0), 0.0, 1.0), 0.0)
+        return {"shadow": ok & (decline >= cfg.shadow_min_decline), "shadow_j": a["sh_j"][rows] / 1000.0,
+                "shadow_decline": decline, "shadow_peer": sp}
+
+    def _shadow_publish(self, rows: np.ndarray, f: dict, D: int) -> None:
+        """Subscribers whose traffic or circle is down >= shadow_publish_drop publish their strong
+        circle's LSH band keys (once a day at most; again after shadow_refresh_days or when the
+        circle changed), so that a shadow number reaching that circle meets them in the bands."""
+        cfg = self.config
+        a = self._a
+        nb, nr = cfg.baseline_days, cfg.recent_days
+        pub = a["sh_pub"][rows].astype(np.int64)
+        want = (np.maximum(f["drop"], f["erosion"]) >= cfg.shadow_publish_drop) & (pub < D)
+        if not want.any():
+            return
+        rr = rows[want]
+        p = pub[want]
+        cm = a["c_mask"][rr]
+        cl = a["c_last"][rr].astype(np.int64)
+        occ = a["c_cnt"][rr] > 0
+        bd = np.where(occ, _popcount(cm & window_mask(cl, D - nb - nr, D - nr - 1)), 0)
+        peers = a["c_peer"][rr]
+        strong = occ & (a["c_comp"][rr] == 0) & (bd >= cfg.circle_min_days) & (peers != 0)
+        nat = _sh.national(peers.reshape(-1), cfg.country_code).reshape(peers.shape)
+        h = np.bitwise_xor.reduce(np.where(strong, _sh._mix(nat), np.uint64(0)), axis=1)
+        due = (strong.sum(1) >= cfg.circle_min_members) & ((D - p >= cfg.shadow_refresh_days) | (h != a["sh_hash"][rr]))
+        for i in np.flatnonzero(due).tolist():
+            sig = _sh.member_hashes(nat[i][strong[i]]).min(axis=0)
+            self.shadow_publications.append({"s": self._msisdn[int(rr[i])], "bands": _sh.band_keys(sig), "day": int(D)})
+        d = rr[due]
+        a["sh_pub"][d] = D
+        a["sh_hash"][d] = h[due]
+
+    def take_shadow_publications(self) -> list[dict]:
+        """The circle publications decided since the last call (the caller routes them to the bands)."""
+        out, self.shadow_publications = self.shadow_publications, []
+        return out
+
+    def apply_shadow(self, evidence: Iterable[dict]) -> np.ndarray:
+        """Stage 3 of the second-SIM join: candidate pairs ``{"s", "x", "sig", "first", "last",
+        "day"}`` from the bands, confirmed against S's own state. X must be new (first seen >=
+        shadow_warmup_days after S, within shadow_new_days of the evidence) and reach S's weighted
+        circle as it was before X appeared: >= shadow_min_overlap strong members, carrying >=
+        shadow_min_weight_share of its contact-day weight, MinHash Jaccard >= shadow_min_jaccard.
+        The best confirmed X is kept (the same X refreshes its day). Returns the changed rows."""
+        cfg = self.config
+        a = self._a
+        nb = cfg.baseline_days
+        changed: list[int] = []
+        for ev in evidence:
+            r = self._row.get(str(ev["s"]))
+            if r is None:
+                continue
+            x, first, D = int(ev["x"]), int(ev["first"]), int(ev["day"])
+            if first < int(a["first_day"][r]) + cfg.shadow_warmup_days or first < D - cfg.shadow_new_days:
+                continue
+            occ = a["c_cnt"][r] > 0
+            w = np.where(occ, _popcount(a["c_mask"][r] & window_mask(a["c_last"][r].astype(np.int64), first - nb, first - 1)), 0)
+            strong = occ & (a["c_comp"][r] == 0) & (w >= cfg.circle_min_days) & (a["c_peer"][r] != 0)
+            idx = np.flatnonzero(strong)
+            if len(idx) < cfg.shadow_min_overlap:
+                continue
+            H = _sh.member_hashes(_sh.national(a["c_peer"][r][idx], cfg.country_code))
+            sig = np.asarray(ev["sig"], dtype=np.uint32)
+            hit = H == sig[None, :]
+            me = _sh.member_hashes(_sh.national(np.array([int(self._msisdn[r])], dtype=np.uint64), cfg.country_code))[0]
+            if x == int(_sh.national(np.array([int(self._msisdn[r])], dtype=np.uint64), cfg.country_code)[0]) or (me == sig).any():
+                continue  # S's own number (ported out), or a number that talks to S: not S's second SIM
+            matched = hit.any(axis=1)
+            J = _sh.jaccard(H.min(axis=0), sig)
+            contain = float(hit.any(axis=0).mean())  # share of X's contacts inside S's circle
+            ws = w[idx]
+            share = float(ws[matched].sum()) / float(ws.sum())
+            if self._shadow_log is not None:
+                self._shadow_log.append((str(ev["s"]), x, J, contain, share, int(matched.sum()), D))
+            if (J < cfg.shadow_min_jaccard or contain < cfg.shadow_min_containment or int(matched.sum()) < cfg.shadow_min_overlap
+                    or share < cfg.shadow_min_weight_share):
+                continue
+            jm = int(round(J * 1000))
+            cur, cur_day = int(a["sh_peer"][r]), int(a["sh_day"][r])
+            live = cur != 0 and cur_day >= D - cfg.dual_sim_days + 1
+            if not (cur == x or not live or jm > int(a["sh_j"][r])):
+                continue
+            mask = sum(1 << int(b) for b in idx[matched].tolist())
+            new = (x, first, max(D, cur_day) if cur == x else D, mask, jm)
+            old = (cur, int(a["sh_first"][r]), cur_day, int(a["sh_mask"][r]), int(a["sh_j"][r]))
+            if new != old:
+                a["sh_peer"][r], a["sh_first"][r], a["sh_day"][r], a["sh_mask"][r], a["sh_j"][r] = new
+                a["dirty"][r] = 1
+                changed.append(r)
+        return np.unique(np.array(changed, dtype=np.int64))
 
     def _silent_days(self, la: np.ndarray, D: int) -> np.ndarray:
         s = np.maximum(D - 1 - la, 0)
@@ -819,7 +976,7 @@ class Engine:
         t_drop = t_drop7 | t_trend
         drop_v = np.where(t_trend, np.maximum(f["drop"], f["trend"]), f["drop"])
         t_hot = f["hotline"] >= cfg.hotline_min_calls
-        t_dual = f["dual"] >= 1
+        t_dual = (f["dual"] >= 1) | f["shadow"]
         t_ero = f["erosion_elig"] & (f["erosion"] >= cfg.erosion_threshold)
         t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
         t_lapse = f["lapse_trip"]
@@ -873,6 +1030,8 @@ class Engine:
         if len(rows) == 0:
             return []
         f = self._features(rows, D)
+        if cfg.shadow_enabled:
+            self._shadow_publish(rows, f, D)
         dec = self._decide_arrays(rows, f, D)
         raw = dec["raw"]
         cur = a["phase"][rows].astype(np.int64)
@@ -920,7 +1079,7 @@ class Engine:
         vals = (
             (float(dec["drop_v"][i]), cfg.drop_threshold),
             (int(f["hotline"][i]), cfg.hotline_min_calls),
-            (int(f["dual"][i]), 1),
+            (int(f["dual"][i]) + int(f["shadow"][i]), 1),
             (float(f["erosion"][i]), cfg.erosion_threshold),
             (float(f["comp_rise"][i]), cfg.competitor_rise_threshold),
             (float(f["lapse"][i]), cfg.recharge_lapse_factor),
@@ -932,6 +1091,8 @@ class Engine:
             if only_tripped and not tripped:
                 continue
             s = {"name": name, "value": round(v, 4) if isinstance(v, float) else v, "threshold": thr}
+            if name == "dual_sim" and f["shadow"][i]:
+                s["detail"] = _sh.shadow_detail(int(f["shadow_peer"][i]), float(f["shadow_j"][i]))
             if not only_tripped:
                 s["tripped"] = tripped
             out.append(s)
@@ -1052,6 +1213,7 @@ class Engine:
             "dual": (int(a["dual_day"][r]), int(a["dual_n"][r])),
             "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r]),
                      int(a["clear_day"][r])),
+            "shadow": tuple(int(a[k][r]) for k in _V3_FIELDS),
         }
 
     def snapshot(self, msisdn: str) -> bytes | None:
@@ -1067,12 +1229,12 @@ class Engine:
         if len(data) < 2:
             raise ValueError("snapshot too short")
         ver, ring = struct.unpack_from("<BB", data, 0)
-        if ver not in (1, SNAPSHOT_VERSION):
+        if ver not in (1, 2, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if ring != self.R:
             raise ValueError(f"snapshot ring_days {ring} != configured {self.R}")
         # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
-        fields = FIELDS if ver == SNAPSHOT_VERSION else FIELDS[: -len(_V2_FIELDS)]
+        fields = {1: FIELDS[: -len(_V2_FIELDS) - len(_V3_FIELDS)], 2: FIELDS[: -len(_V3_FIELDS)]}.get(ver, FIELDS)
         expected = 2 + sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields)
         if len(data) != expected:
             raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")

@@ -16,6 +16,7 @@ from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SC
 
 from .config import EngineConfig
 from .decode import Batch, Reject, decode, mix64
+from . import shadow as _sh
 
 __all__ = ["ReferenceEngine"]
 
@@ -41,7 +42,8 @@ def _pop(x: int) -> int:
 class _Sub:
     __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
                  "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
-                 "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day")
+                 "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day",
+                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")
 
     def __init__(self, msisdn: str, row: int) -> None:
         self.msisdn = msisdn
@@ -60,6 +62,22 @@ class _Sub:
         self.dual_day, self.dual_n = NODAY, 0
         self.phase, self.episode, self.last_emit_day, self.last_emit_sev, self.emitted = 0, 0, NODAY, 0, 0
         self.clear_day = NODAY  # first day of the current run of clear evaluations (recovery hysteresis)
+        # second SIM: the confirmed shadow number, its first day, evidence day, circle buckets it
+        # reaches, Jaccard (thousandths); the last band publication (day, circle hash)
+        self.sh_peer, self.sh_first, self.sh_day, self.sh_mask, self.sh_j = 0, NODAY, NODAY, 0, 0
+        self.sh_pub, self.sh_hash = NODAY, 0
+
+
+def _national(v: int, cc: str) -> int:
+    p = 10**_sh.NATIONAL_DIGITS
+    return v % p if v // p == int(cc) else v
+
+
+def _days_in(mask: int, last: int, lo: int, hi: int) -> int:
+    """Contact days of a circle entry (bit j = day last - j) within days [lo, hi]."""
+    if last == NODAY or hi < lo:
+        return 0
+    return sum(1 for d in range(max(lo, last - 63), min(hi, last) + 1) if mask >> (last - d) & 1)
 
 
 class ReferenceEngine:
@@ -73,6 +91,8 @@ class ReferenceEngine:
         self._index: dict[int, dict[str, int]] = {}  # imei -> {msisdn: day}
         self._wm: float | None = None
         self._seq = 0
+        self.last_contacts = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+        self.shadow_publications: list[dict] = []
         self._extra: set[int] = set()
         self.last_rejects: list[Reject] = []
         self.last_skipped = 0
@@ -132,6 +152,7 @@ class ReferenceEngine:
         F = cfg.max_future_s
         self.last_rejects = []
         self.last_skipped = 0
+        contacts: list[tuple[int, int, int]] = []
         limit = self.clock() + F if len(batch) else 0.0
         pending: dict[tuple[str, int], int] = {}
         touched: set[int] = set()
@@ -142,8 +163,15 @@ class ReferenceEngine:
             off = int(batch.off[i])
             sub = self._subs.get(m)
             hwm = sub.hwm[src] if sub is not None else pending.get((m, src), -1)
+            kind = int(batch.kind[i])
+            contact = None
+            if (cfg.shadow_enabled and kind in (KIND_CALL, KIND_SMS) and batch.comp[i] and not batch.hotline[i]
+                    and int(batch.peer[i]) != 0 and m.isdigit() and len(m) <= 19):
+                contact = (_national(int(batch.peer[i]), cfg.country_code), _national(int(m), cfg.country_code), int(batch.day[i]))
             if off <= hwm:
                 self.last_skipped += 1
+                if contact:
+                    contacts.append(contact)  # replays too: the sketches take minima
                 continue
             if sub is not None:
                 sub.hwm[src] = off
@@ -157,6 +185,8 @@ class ReferenceEngine:
             if self._wm is not None and d < cfg.day_of(self._wm) - self.R + 1:
                 self.last_rejects.append(Reject(int(batch.idx[i]), "late", f"ts={batch.ts[i]}"))
                 continue
+            if contact:
+                contacts.append(contact)
             self._wm = ts if self._wm is None else max(self._wm, ts)
             if sub is None:
                 sub = self._new_sub(m)
@@ -177,6 +207,8 @@ class ReferenceEngine:
         self._count("rejected_future", nf)
         self._count("rejected_late", len(self.last_rejects) - nf)
         self.last_rejects.sort(key=lambda r: r.index)
+        self.last_contacts = (np.array([c[0] for c in contacts], dtype=np.uint64), np.array([c[1] for c in contacts], dtype=np.uint64),
+                              np.array([c[2] for c in contacts], dtype=np.int64))
         return np.array(sorted(touched), dtype=np.int64)
 
     def _apply_one(self, sub: _Sub, b: Batch, i: int, kind: int, ts: float, d: int) -> None:
@@ -411,8 +443,98 @@ class ReferenceEngine:
         f["recent_active"] = recent_active
         f["lapse"], f["lapse_trip"], _ = self._lapse(sub, D)
         f["dual"] = sub.dual_n if (sub.dual_day != NODAY and sub.dual_day >= D - cfg.dual_sim_days + 1) else 0
+        f.update(self._shadow_features(sub, D))
         f["in_season"] = any(d in hol for d in range(D - 2 * nr, D + 1))
         return f
+
+    def _shadow_features(self, sub: _Sub, D: int) -> dict:
+        cfg = self.config
+        out = {"shadow": False, "shadow_j": sub.sh_j / 1000.0, "shadow_decline": 0.0, "shadow_peer": sub.sh_peer}
+        if not cfg.shadow_enabled or sub.sh_peer == 0 or sub.sh_day == NODAY or sub.sh_day < D - cfg.dual_sim_days + 1:
+            return out
+        lo_b, hi_b = max(sub.sh_first - cfg.baseline_days, sub.first_day), sub.sh_first - 1
+        lo_r, hi_r = max(sub.sh_first, D - 2 * cfg.recent_days), D - 1
+        bc = rc = 0
+        for b, e in sub.circle.items():
+            if sub.sh_mask >> b & 1:
+                bc += _days_in(e[1], e[2], lo_b, hi_b)
+                rc += _days_in(e[1], e[2], lo_r, hi_r)
+        Lb, Lr = hi_b - lo_b + 1, hi_r - lo_r + 1
+        if Lr < 3 or Lb < 7 or bc == 0:
+            return out
+        decline = min(max(1.0 - (rc / Lr) / (bc / Lb), 0.0), 1.0)
+        out["shadow_decline"] = decline
+        out["shadow"] = decline >= cfg.shadow_min_decline
+        return out
+
+    def _strong(self, sub: _Sub, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """(bucket, national peer, contact days in [lo, hi]) of the circle's strong own-network members."""
+        cfg = self.config
+        out = []
+        for b in sorted(sub.circle):
+            peer, mask, last, _, cnt, comp = sub.circle[b]
+            w = _days_in(mask, last, lo, hi)
+            if cnt > 0 and not comp and peer != 0 and w >= cfg.circle_min_days:
+                out.append((b, _national(peer, cfg.country_code), w))
+        return out
+
+    def _publish(self, sub: _Sub, f: dict, D: int) -> None:
+        cfg = self.config
+        nb, nr = cfg.baseline_days, cfg.recent_days
+        if max(f["drop"], f["erosion"]) < cfg.shadow_publish_drop or sub.sh_pub >= D:
+            return
+        strong = self._strong(sub, D - nb - nr, D - nr - 1)
+        h = 0
+        for _, p, _ in strong:
+            h ^= int(_sh._mix(np.array([p], dtype=np.uint64))[0])
+        if len(strong) < cfg.circle_min_members:
+            return
+        if not (D - sub.sh_pub >= cfg.shadow_refresh_days or h != sub.sh_hash):
+            return
+        sig = _sh.signature(p for _, p, _ in strong)
+        self.shadow_publications.append({"s": sub.msisdn, "bands": _sh.band_keys(sig), "day": int(D)})
+        sub.sh_pub, sub.sh_hash = D, h
+
+    def take_shadow_publications(self) -> list[dict]:
+        out, self.shadow_publications = self.shadow_publications, []
+        return out
+
+    def apply_shadow(self, evidence) -> np.ndarray:
+        cfg = self.config
+        changed = set()
+        for ev in evidence:
+            sub = self._subs.get(str(ev["s"]))
+            if sub is None:
+                continue
+            x, first, D = int(ev["x"]), int(ev["first"]), int(ev["day"])
+            if first < sub.first_day + cfg.shadow_warmup_days or first < D - cfg.shadow_new_days:
+                continue
+            strong = self._strong(sub, first - cfg.baseline_days, first - 1)
+            if len(strong) < cfg.shadow_min_overlap:
+                continue
+            sig = [int(v) for v in ev["sig"]]
+            me = _national(int(sub.msisdn), cfg.country_code)
+            if x == me or any(a == b for a, b in zip(_sh.member_hashes(np.array([me], dtype=np.uint64))[0].tolist(), sig)):
+                continue
+            hs = {p: _sh.member_hashes(np.array([p], dtype=np.uint64))[0].tolist() for _, p, _ in strong}
+            matched = [(b, w) for b, p, w in strong if any(hs[p][i] == sig[i] for i in range(_sh.M))]
+            mins = [min(hs[p][i] for _, p, _ in strong) for i in range(_sh.M)]
+            both = [i for i in range(_sh.M) if mins[i] != 0xFFFFFFFF or sig[i] != 0xFFFFFFFF]
+            J = sum(1 for i in both if mins[i] == sig[i]) / len(both) if both else 0.0
+            contain = sum(1 for i in range(_sh.M) if any(hs[p][i] == sig[i] for _, p, _ in strong)) / _sh.M
+            share = sum(w for _, w in matched) / sum(w for _, _, w in strong)
+            if (J < cfg.shadow_min_jaccard or contain < cfg.shadow_min_containment or len(matched) < cfg.shadow_min_overlap
+                    or share < cfg.shadow_min_weight_share):
+                continue
+            jm = int(round(J * 1000))
+            live = sub.sh_peer != 0 and sub.sh_day >= D - cfg.dual_sim_days + 1
+            if not (sub.sh_peer == x or not live or jm > sub.sh_j):
+                continue
+            new = (x, first, max(D, sub.sh_day) if sub.sh_peer == x else D, sum(1 << b for b, _ in matched), jm)
+            if new != (sub.sh_peer, sub.sh_first, sub.sh_day, sub.sh_mask, sub.sh_j):
+                sub.sh_peer, sub.sh_first, sub.sh_day, sub.sh_mask, sub.sh_j = new
+                changed.add(sub.row)
+        return np.array(sorted(changed), dtype=np.int64)
 
     def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
         cfg = self.config
@@ -423,7 +545,7 @@ class ReferenceEngine:
         t_drop = t_drop7 or t_trend
         drop_v = max(f["drop"], f["trend"]) if t_trend else f["drop"]
         t_hot = f["hotline"] >= cfg.hotline_min_calls
-        t_dual = f["dual"] >= 1
+        t_dual = f["dual"] >= 1 or f["shadow"]
         t_ero = f["erosion_elig"] and f["erosion"] >= cfg.erosion_threshold
         t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
         t_lapse = f["lapse_trip"]
@@ -482,7 +604,7 @@ class ReferenceEngine:
 
     def _signals(self, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
         cfg = self.config
-        vals = ((float(dec["drop_v"]), cfg.drop_threshold), (int(f["hotline"]), cfg.hotline_min_calls), (int(f["dual"]), 1),
+        vals = ((float(dec["drop_v"]), cfg.drop_threshold), (int(f["hotline"]), cfg.hotline_min_calls), (int(f["dual"]) + int(f["shadow"]), 1),
                 (float(f["erosion"]), cfg.erosion_threshold), (float(f["comp_rise"]), cfg.competitor_rise_threshold),
                 (float(f["lapse"]), cfg.recharge_lapse_factor), (int(f["silence"]), cfg.silence_days))
         out = []
@@ -490,6 +612,8 @@ class ReferenceEngine:
             if only_tripped and not t:
                 continue
             s = {"name": name, "value": round(v, 4) if isinstance(v, float) else v, "threshold": thr}
+            if name == "dual_sim" and f["shadow"]:
+                s["detail"] = _sh.shadow_detail(int(f["shadow_peer"]), float(f["shadow_j"]))
             if not only_tripped:
                 s["tripped"] = bool(t)
             out.append(s)
@@ -498,6 +622,8 @@ class ReferenceEngine:
     def _eval_sub(self, sub: _Sub, D: int, now_s: float, out: list) -> None:
         cfg = self.config
         f = self._features(sub, D)
+        if cfg.shadow_enabled:
+            self._publish(sub, f, D)
         dec = self._decide(sub, f, D)
         raw, cur = dec["raw"], sub.phase
         if raw > cur:
@@ -605,6 +731,7 @@ class ReferenceEngine:
             "profile": (s.plan, s.activated, s.arpu_c, s.key_group, float(s.profile_ts)),
             "dual": (s.dual_day, s.dual_n),
             "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
+            "shadow": (s.sh_peer, s.sh_first, s.sh_day, s.sh_mask, s.sh_j, s.sh_pub, s.sh_hash),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:

@@ -122,7 +122,7 @@ def test_snapshot_round_trip_and_restore_elsewhere():
     evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    assert snap[0] == SNAPSHOT_VERSION == 2  # version byte (2: recovery hysteresis state)
+    assert snap[0] == SNAPSHOT_VERSION == 3  # version byte (3: second-SIM shadow state)
     assert len(snap) <= 2048 + 2
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     other.restore(M, snap)
@@ -177,21 +177,26 @@ def test_last_evaluated_names_the_rows_a_sweep_may_change(eng):
     assert len(eng.last_evaluated) == 0  # reset by every call, never stale
 
 
-def test_version_1_snapshot_restores_with_initial_hysteresis_state():
-    """A snapshot written before recovery hysteresis (version 1: no clear_day at the end) still
-    restores, so a service upgraded over an existing changelog keeps its state."""
+def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
+    """Snapshots written before recovery hysteresis (version 1: no clear_day) or before the
+    second-SIM join (version 2: no sh_* fields) still restore, so a service upgraded over an
+    existing changelog keeps its state; the fields they lack start at their initial values."""
     from stream.engine.core import NODAY
 
     eng = Engine(quiet_config(), clock=lambda: CLOCK)
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    v1 = bytes([1]) + snap[1:-4]  # the version-1 layout: the same fields without clear_day (i4)
-    other = Engine(quiet_config(), clock=lambda: CLOCK)
-    other.restore(M, v1)
-    assert other.state_of(M) == eng.state_of(M)
-    assert other.state_of(M)["life"][-1] == NODAY
+    v3_tail = 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
+    v2 = bytes([2]) + snap[1:-v3_tail]
+    v1 = bytes([1]) + snap[1:-v3_tail - 4]  # ... and without clear_day (i4)
+    for old in (v1, v2):
+        other = Engine(quiet_config(), clock=lambda: CLOCK)
+        other.restore(M, old)
+        assert other.state_of(M)["ring"] == eng.state_of(M)["ring"]
+        assert other.state_of(M)["life"][-1] == NODAY
+        assert other.state_of(M)["shadow"] == (0, NODAY, NODAY, 0, 0, NODAY, 0)
+        with pytest.raises(ValueError):
+            other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
-        other.restore(M, bytes([1]) + snap[1:])  # a version-1 header on a version-2 body
-    with pytest.raises(ValueError):
-        other.restore(M, bytes([3]) + snap[1:])
+        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([4]) + snap[1:])
