@@ -112,22 +112,14 @@ def shadow_detail(peer: int, j: float) -> dict:
     return {"shadow_peer": mask_msisdn(str(peer)), "jaccard": round(j, 3)}
 
 
-def _distinct(sig: np.ndarray) -> np.ndarray:
-    """Per row of an (n, M) signature array: the number of distinct non-empty values (a lower
-    bound of the set's size)."""
-    s = np.sort(sig, axis=1)
-    d = np.ones(len(s), dtype=np.int64) + (s[:, 1:] != s[:, :-1]).sum(1)
-    return np.where(s[:, 0] == EMPTY, 0, d - (s[:, -1] == EMPTY))
-
-
 # ---------------------------------------------------------------------- stage 1: per competitor number
-_PEER = struct.Struct("<iii" + "I" * M)  # first day, last day, last publish day, signature
+_PEER = struct.Struct("<iiiQB" + "I" * M)  # first day, last day, last publish day, a member, >1 member, signature
 
 
 class PeerSketches:
     """Stage 1, keyed by competitor number X: MinHash of X's contacts among our subscribers.
 
-    Columnar (one row per X) and bounded: ``M`` * 4 + 12 bytes per X, expired after
+    Columnar (one row per X) and bounded: ``M`` * 4 + 21 bytes per X, expired after
     ``shadow_expire_days`` unseen."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -141,6 +133,8 @@ class PeerSketches:
         self._last = np.zeros(0, dtype=np.int32)
         self._pub = np.zeros(0, dtype=np.int32)
         self._dirty = np.zeros(0, dtype=bool)
+        self._m0 = np.zeros(0, dtype=np.uint64)  # one member (to tell one member from several)
+        self._multi = np.zeros(0, dtype=bool)
         self._grow(1024)
 
     def _grow(self, need: int) -> None:
@@ -159,6 +153,8 @@ class PeerSketches:
         self._last = ext(self._last, NODAY)
         self._pub = ext(self._pub, NODAY)
         self._dirty = ext(self._dirty, False)
+        self._m0 = ext(self._m0, 0)
+        self._multi = ext(self._multi, False)
         self._cap = cap
 
     def __len__(self) -> int:
@@ -212,6 +208,13 @@ class PeerSketches:
         self._first[rows] = np.minimum(self._first[rows], f)
         self._last[rows] = np.maximum(self._last[rows], la)
         self._dirty[rows] |= changed
+        lo = np.full(len(ux), np.iinfo(np.uint64).max, dtype=np.uint64)
+        hi = np.zeros(len(ux), dtype=np.uint64)
+        np.minimum.at(lo, xinv, uk[:, 1])
+        np.maximum.at(hi, xinv, uk[:, 1])
+        m0 = np.where(self._m0[rows] == 0, lo, self._m0[rows])
+        self._multi[rows] |= (lo != m0) | (hi != m0)
+        self._m0[rows] = m0
         return ux[changed]
 
     def publications(self, today: int) -> list[dict]:
@@ -220,11 +223,10 @@ class PeerSketches:
         ``shadow_new_days``; an established number is never a new second SIM)."""
         n = self._n
         cfg = self.config
-        due = self._dirty[:n] & (self._pub[:n] < today) & (self._first[:n] >= today - cfg.shadow_new_days)
+        due = self._dirty[:n] & self._multi[:n] & (self._pub[:n] < today) & (self._first[:n] >= today - cfg.shadow_new_days)
         rows = np.flatnonzero(due)
         if not len(rows):
             return []
-        rows = rows[_distinct(self._sig[rows]) >= 2]
         out = []
         for r in rows.tolist():
             out.append({"x": self._ids[r], "sig": self._sig[r].tolist(), "first": int(self._first[r]),
@@ -249,7 +251,7 @@ class PeerSketches:
         gone = [self._ids[r] for r in old.tolist()]
         keep = np.setdiff1d(np.arange(n), old)
         m = len(keep)
-        for arr in (self._sig, self._first, self._last, self._pub, self._dirty):
+        for arr in (self._sig, self._first, self._last, self._pub, self._dirty, self._m0, self._multi):
             arr[:m] = arr[keep]
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._row = {x: i for i, x in enumerate(self._ids)}
@@ -261,13 +263,14 @@ class PeerSketches:
         r = self._row.get(int(x))
         if r is None:
             return None
-        return _PEER.pack(int(self._first[r]), int(self._last[r]), int(self._pub[r]), *self._sig[r].tolist())
+        return _PEER.pack(int(self._first[r]), int(self._last[r]), int(self._pub[r]), int(self._m0[r]), int(self._multi[r]),
+                          *self._sig[r].tolist())
 
     def restore(self, x: int, data: bytes) -> None:
         vals = _PEER.unpack(data)
         r = int(self._rows_for(np.array([int(x)], dtype=np.uint64))[0])
-        self._first[r], self._last[r], self._pub[r] = vals[0], vals[1], vals[2]
-        self._sig[r] = np.array(vals[3:], dtype=np.uint32)
+        self._first[r], self._last[r], self._pub[r], self._m0[r], self._multi[r] = vals[0], vals[1], vals[2], vals[3], bool(vals[4])
+        self._sig[r] = np.array(vals[5:], dtype=np.uint32)
         self._dirty[r] = False
 
 
