@@ -11,6 +11,7 @@ import hashlib
 __all__ = [
     "SCHEMA_VERSION",
     "DEFAULT_TOPICS",
+    "SHADOW_TOPIC_SUFFIXES",
     "EVENT_TYPES",
     "KIND_CALL",
     "KIND_SMS",
@@ -42,6 +43,11 @@ DEFAULT_TOPICS = {
     "alarms": "churn.alarms",
     "deadletter": "churn.deadletter",
 }
+# The second-SIM join's internal routing topics (stream/shadow_service.py) are named after the app
+# id, like Faust's changelogs: ``<app id>.shadow.contacts`` (keyed by competitor number),
+# ``<app id>.shadow.bands`` (keyed by LSH band), ``<app id>.shadow.evidence`` (keyed by subscriber,
+# co-partitioned with the inputs).
+SHADOW_TOPIC_SUFFIXES = {"contacts": ".shadow.contacts", "bands": ".shadow.bands", "evidence": ".shadow.evidence"}
 
 # Input event kinds: the JSON "type" field, and the small integer code used in columnar batches.
 EVENT_TYPES = ("call", "sms", "recharge", "profile")

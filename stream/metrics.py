@@ -40,6 +40,11 @@ class Metrics:
         self.sweeps = Counter(f"{p}_sweeps", "Event-time sweeps run", registry=r)
         self.consumer_lag = Gauge(f"{p}_consumer_lag", "Messages behind the high watermark, by input topic and partition", ["topic", "partition"], registry=r)
         self.consumer_position = Gauge(f"{p}_consumer_position", "Next input offset to process (everything before it is durable), by input topic and partition", ["topic", "partition"], registry=r)
+        self.shadow_messages = Counter(f"{p}_shadow_messages", "Second-SIM join messages sent, by stage (contacts, bands, evidence)", ["stage"], registry=r)
+        self.shadow_confirmed = Counter(f"{p}_shadow_confirmed", "Second-SIM candidates confirmed against a subscriber's circle", registry=r)
+        self.shadow_numbers = Gauge(f"{p}_shadow_numbers", "Competitor numbers sketched by this worker (stage 1)", registry=r)
+        self.shadow_band_keys = Gauge(f"{p}_shadow_band_keys", "LSH band keys held by this worker (stage 2)", registry=r)
+        self.shadow_bad = Counter(f"{p}_shadow_bad_messages", "Unreadable second-SIM join messages skipped, by topic", ["topic"], registry=r)
         self.restored = Counter(f"{p}_restored_subscribers", "Subscriber states loaded from the changelog-backed table after a rebalance", registry=r)
 
     def observe_alarms(self, alarms) -> None:

@@ -114,7 +114,8 @@ class ChurnService:
         self.app = self._make_app()
         s = settings
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.inputs = self.app.topic(*s.input_topics, partitions=s.partitions, **raw)
+        # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)
+        self.inputs = self.app.topic(*s.input_topics, s.topic_shadow_evidence, partitions=s.partitions, **raw)
         self.alarm_topic = self.app.topic(s.topic_alarms, partitions=s.partitions, **raw)
         self.deadletter_topic = self.app.topic(s.topic_deadletter, partitions=s.partitions, **raw)
         self.table = self.app.Table(
@@ -126,6 +127,9 @@ class ChurnService:
             help="per-subscriber engine state (2-byte partition + engine snapshot)",
         )
         self.agent = self.app.agent(self.inputs, name="churn-engine")(self._agent)
+        from .shadow_service import ShadowStages
+
+        self.shadow = ShadowStages(self)
         from .web import register_views
 
         register_views(self)
@@ -173,12 +177,16 @@ class ChurnService:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug, not bad input (bad input is dead-lettered by process)
-                # take_events acks the batch when this body returns, even after an exception;
-                # exiting hard here keeps its offsets uncommitted so nothing is lost, and the
-                # per-subscriber offsets make the replay exact after the supervisor restarts us.
-                logger.critical("unexpected error processing a batch; exiting so the batch is replayed", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
+                self.fatal("churn-engine")
+
+    def fatal(self, agent: str) -> None:
+        """take_events acks the batch when the loop body returns, even after an exception; exiting
+        hard here keeps its offsets uncommitted so nothing is lost, and the per-subscriber offsets
+        (idempotent stages in the second-SIM join) make the replay exact after the supervisor
+        restarts us."""
+        logger.critical("unexpected error processing a batch in %s; exiting so the batch is replayed", agent, exc_info=True)
+        logging.shutdown()
+        os._exit(70)
 
     async def process(self, events: Sequence[Any]) -> None:
         """Process one batch of Faust events end to end (see the module docstring for the order)."""
@@ -189,21 +197,27 @@ class ChurnService:
         src: list[int] = []
         offsets: list[int] = []
         msgs = []
+        evidence_msgs = []
+        evidence_topic = self.settings.topic_shadow_evidence
         for ev in events:
             m = ev.message
             if TP(m.topic, m.partition) not in assigned:
                 continue  # buffered before a rebalance took the partition away: its new owner replays it
+            if m.topic == evidence_topic:
+                evidence_msgs.append(m)
+                continue
             raws.append(m.value if m.value is not None else b"")
             keys.append(m.key if m.key is not None else b"")  # no key: rejected as key_mismatch
             src.append(self._src_index[m.topic])
             offsets.append(m.offset)
             msgs.append(m)
-        if not msgs:
+        if not msgs and not evidence_msgs:
             return
         eng = self.engine
         before = dict(eng.counters)
         batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
         touched = eng.apply(batch)
+        contacts = eng.last_contacts
         rejects = list(rejects) + list(eng.last_rejects)
         complete_s = self._complete_time(msgs, batch)
         if complete_s is not None:  # event time only moves forward, also across restarts
@@ -221,9 +235,20 @@ class ChurnService:
         alarms, swept = self._maybe_sweep(complete_s)
         alarms.extend(eng.evaluate(touched, now_s=complete_s))
         changed = np.unique(np.concatenate([touched, swept])) if len(swept) else touched
+        if evidence_msgs:  # second-SIM candidates for our subscribers: confirm against their state
+            confirmed = eng.apply_shadow(self._evidence(evidence_msgs))
+            if len(confirmed):
+                self.metrics.shadow_confirmed.inc(len(confirmed))
+                alarms.extend(eng.evaluate(confirmed, now_s=complete_s))
+                changed = np.unique(np.concatenate([changed, confirmed]))
 
         sends = await self._write_state(changed, {m.partition for m in msgs})
         n_changelog = len(sends)
+        # the second-SIM join's routing: contacts keyed by competitor number, circle band keys
+        from .shadow_service import band_messages, contact_messages
+
+        sends += await self.shadow.send_keyed(self.settings.topic_shadow_contacts, contact_messages(contacts), "contacts")
+        sends += await self.shadow.send_keyed(self.settings.topic_shadow_bands, band_messages([], eng.take_shadow_publications()), "bands")
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
         for r in rejects:
@@ -264,6 +289,17 @@ class ChurnService:
             if hw is not None and hw > n and tp in wm:
                 lagging.append(wm[tp])
         return min(lagging) if lagging else self.engine.watermark_s
+
+    def _evidence(self, msgs) -> list[dict]:
+        out = []
+        for m in msgs:
+            try:
+                ev = orjson.loads(m.value)
+                out.append({"s": str(ev["s"]), "x": int(ev["x"]), "sig": [int(v) for v in ev["sig"]], "first": int(ev["first"]),
+                            "last": int(ev["last"]), "day": int(ev["day"])})
+            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+                self.metrics.shadow_bad.labels(topic=m.topic).inc()
+        return out
 
     def _maybe_sweep(self, complete_s: float | None) -> tuple[list[dict], np.ndarray]:
         """When event time (complete across the inputs) rolls over to a new day, sweep all

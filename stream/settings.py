@@ -14,6 +14,9 @@
 | CHURNWATCH_TOPIC_PROFILES | subscriber.profiles | input: profile events |
 | CHURNWATCH_TOPIC_ALARMS | churn.alarms | output: alarm records |
 | CHURNWATCH_TOPIC_DEADLETTER | churn.deadletter | output: rejected input with reasons |
+| CHURNWATCH_TOPIC_SHADOW_CONTACTS | <app id>.shadow.contacts | internal: contacts with competitor numbers, keyed by the number |
+| CHURNWATCH_TOPIC_SHADOW_BANDS | <app id>.shadow.bands | internal: LSH band publications, keyed by band |
+| CHURNWATCH_TOPIC_SHADOW_EVIDENCE | <app id>.shadow.evidence | internal: second-SIM candidates, keyed by subscriber (co-partitioned with the inputs) |
 | CHURNWATCH_PARTITIONS | 12 | partitions of the (co-partitioned) input topics and the state table |
 | CHURNWATCH_STORE | rocksdb:// | Faust table store (`memory://` for tests) |
 | CHURNWATCH_DATA_DIR | var/worker | Faust data dir (RocksDB files) |
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from .contract import DEFAULT_TOPICS
+from .contract import DEFAULT_TOPICS, SHADOW_TOPIC_SUFFIXES
 
 __all__ = ["Settings", "SettingsError", "ENV_VARS"]
 
@@ -67,6 +70,9 @@ class Settings:
     topic_profiles: str = DEFAULT_TOPICS["profiles"]
     topic_alarms: str = DEFAULT_TOPICS["alarms"]
     topic_deadletter: str = DEFAULT_TOPICS["deadletter"]
+    topic_shadow_contacts: str = ""  # "" = <app id>.shadow.contacts (internal topics are per app, like changelogs)
+    topic_shadow_bands: str = ""
+    topic_shadow_evidence: str = ""
     partitions: int = 12
     store: str = "rocksdb://"
     data_dir: str = "var/worker"
@@ -81,6 +87,9 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
+        for kind, suffix in SHADOW_TOPIC_SUFFIXES.items():
+            if not getattr(self, f"topic_shadow_{kind}"):
+                object.__setattr__(self, f"topic_shadow_{kind}", self.app_id + suffix)
         if not self.bootstrap_servers.strip():
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
         for hp in self.bootstrap_servers.split(","):
@@ -112,9 +121,15 @@ class Settings:
             raise SettingsError("CHURNWATCH_COMMIT_EVERY must be >= 1")
         if self.config_path is not None and not Path(self.config_path).is_file():
             raise SettingsError(f"CHURNWATCH_CONFIG={self.config_path!r}: no such file")
-        names = [self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles, self.topic_alarms, self.topic_deadletter]
+        names = [self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles, self.topic_alarms, self.topic_deadletter,
+                 self.topic_shadow_contacts, self.topic_shadow_bands, self.topic_shadow_evidence]
         if len(set(names)) != len(names):
             raise SettingsError(f"topic names must be distinct: {names}")
+
+    @property
+    def shadow_topics(self) -> tuple[str, str, str]:
+        """The second-SIM join's internal topics: contacts, bands, evidence."""
+        return (self.topic_shadow_contacts, self.topic_shadow_bands, self.topic_shadow_evidence)
 
     @property
     def input_topics(self) -> tuple[str, str, str, str]:
@@ -173,6 +188,9 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_TOPIC_PROFILES": "topic_profiles",
     "CHURNWATCH_TOPIC_ALARMS": "topic_alarms",
     "CHURNWATCH_TOPIC_DEADLETTER": "topic_deadletter",
+    "CHURNWATCH_TOPIC_SHADOW_CONTACTS": "topic_shadow_contacts",
+    "CHURNWATCH_TOPIC_SHADOW_BANDS": "topic_shadow_bands",
+    "CHURNWATCH_TOPIC_SHADOW_EVIDENCE": "topic_shadow_evidence",
     "CHURNWATCH_PARTITIONS": "partitions",
     "CHURNWATCH_STORE": "store",
     "CHURNWATCH_DATA_DIR": "data_dir",

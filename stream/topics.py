@@ -25,7 +25,7 @@ async def ensure_topics_async(settings: Settings, replication_factor: int = 1) -
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
     try:
-        wanted = list(settings.input_topics) + [settings.topic_alarms, settings.topic_deadletter]
+        wanted = list(settings.input_topics) + [settings.topic_alarms, settings.topic_deadletter] + list(settings.shadow_topics)
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
@@ -43,7 +43,8 @@ async def ensure_topics_async(settings: Settings, replication_factor: int = 1) -
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    wrong = {t: counts.get(t) for t in settings.input_topics if counts.get(t) != settings.partitions}
+    # the evidence topic is keyed by subscriber and read with the inputs: co-partitioned too
+    wrong = {t: counts.get(t) for t in (*settings.input_topics, settings.topic_shadow_evidence) if counts.get(t) != settings.partitions}
     if wrong:
         raise SettingsError(
             f"input topics must be co-partitioned with CHURNWATCH_PARTITIONS={settings.partitions}, but have {wrong}; "

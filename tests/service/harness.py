@@ -138,7 +138,7 @@ def produce_live(settings: Settings, records, chunks: int = 8, workers: list | N
     return n
 
 
-async def _committed_and_end(settings: Settings) -> tuple[dict, dict]:
+async def _committed_and_end(settings: Settings, shadow: bool = False) -> tuple[dict, dict]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -151,7 +151,8 @@ async def _committed_and_end(settings: Settings) -> tuple[dict, dict]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.partitions)]
+        topics = list(settings.input_topics) + (list(settings.shadow_topics) if shadow else [])
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         end = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
@@ -182,13 +183,16 @@ def _processed_to_end(workers, end: dict) -> set[tuple[str, int]]:
 
 
 def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[WorkerProc] | None = None,
-                   trust_worker_lag: bool = False) -> None:
+                   trust_worker_lag: bool = False, shadow: bool = False) -> None:
     """Wait until every input partition is consumed to its end: the group's committed offset
     reached it, or (``trust_worker_lag``) a worker that owns it reports its durable position at the
     broker's end offset (``churnwatch_consumer_position``, computed at scrape time for the
     partitions the worker owns, set only after a batch's state writes were acknowledged). faust-streaming can leave a partition's commits stuck after a
     restart (its open issue #596: a gap in acked offsets after recovery); the state is still
-    exact, the replay after the next restart is only longer."""
+    exact, the replay after the next restart is only longer. With ``shadow`` the second-SIM join's
+    internal topics must be committed to their end as well (the group's offsets are read before
+    the end offsets, and a stage commits only after its sends were acknowledged, so a consistent
+    view means the join has settled)."""
     deadline = time.monotonic() + timeout_s
     behind: dict = {}
     while time.monotonic() < deadline:
@@ -196,7 +200,7 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[W
             if w.proc is not None and w.proc.poll() is not None:
                 raise AssertionError(f"worker died {w.proc.returncode}:\n{w.log()[-4000:]}")
         try:
-            committed, end = asyncio.run(_committed_and_end(settings))
+            committed, end = asyncio.run(_committed_and_end(settings, shadow))
         except Exception as exc:  # noqa: BLE001 - e.g. the group coordinator is still being elected
             behind = {"error": repr(exc)}
             time.sleep(0.5)

@@ -1,0 +1,323 @@
+"""The second-SIM join over Kafka: stages 1 and 2 of ``stream/engine/shadow.py`` as Faust agents.
+
+    churn-engine agent (keyed by subscriber S; inputs + evidence)
+        │ contacts with competitor numbers ──► churn.shadow.contacts   (key: competitor number X)
+        │ S's circle band keys ─────────────► churn.shadow.bands      (key: band hash)
+        ▼
+    shadow-peers agent: PeerSketches, table ``shadow-peers``; X's bands ──► churn.shadow.bands
+    shadow-bands agent: BandIndex, table ``shadow-bands``; candidates ──► churn.shadow.evidence (key: S)
+    churn-engine agent: Engine.apply_shadow (confirmation), then S's signals and alarms
+
+Every stage is keyed, so Kafka routes each message to the worker that owns the key's partition and
+more workers share the join like they share the subscribers. Every stage is idempotent (MinHash
+minima, first/last days, band entries keyed by id, the best evidence kept), so the at-least-once
+replay after a crash adds nothing twice; each batch's table writes and sends are acknowledged
+before its offsets may be committed, as in the main agent.
+
+Table values: 2-byte partition + payload (PeerSketches snapshot; BandIndex snapshot as JSON).
+Expired keys get a tombstone (value None) in the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.types import TP
+
+from .engine.shadow import BandIndex, PeerSketches, band_keys
+
+__all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages"]
+
+logger = logging.getLogger(__name__)
+
+_PART = struct.Struct(">H")
+PEERS_TABLE = "shadow-peers"
+BANDS_TABLE = "shadow-bands"
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client and aiokafka) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def contact_messages(contacts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[bytes, bytes]]:
+    """One message per competitor number X: key = X's digits, value = its members and days."""
+    x, member, day = contacts
+    if not len(x):
+        return []
+    order = np.argsort(x, kind="stable")
+    xs, ms, ds = x[order], member[order], day[order]
+    cut = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1], True])
+    out = []
+    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist()):
+        xv = int(xs[a])
+        out.append((str(xv).encode(), orjson.dumps({"x": xv, "m": ms[a:b].tolist(), "d": ds[a:b].tolist()})))
+    return out
+
+
+def band_messages(x_publications: list[dict], s_publications: list[dict]) -> list[tuple[bytes, bytes]]:
+    """Band-keyed messages: every X publication under each of its signature's band keys, every
+    subscriber publication under the band keys of its circle."""
+    out = []
+    for rec in x_publications:
+        value = orjson.dumps(rec)
+        for key in band_keys(np.asarray(rec["sig"], dtype=np.uint32)):
+            out.append((key.encode(), value))
+    for rec in s_publications:
+        value = orjson.dumps({"s": rec["s"], "day": rec["day"]})
+        for key in rec["bands"]:
+            out.append((key.encode(), value))
+    return out
+
+
+class ShadowStages:
+    """Stages 1 and 2 for one worker: topics, tables, agents and their recovery."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        s = service.settings
+        app = service.app
+        cfg = service.engine_config
+        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.contacts_topic = app.topic(s.topic_shadow_contacts, partitions=s.partitions, **raw)
+        self.bands_topic = app.topic(s.topic_shadow_bands, partitions=s.partitions, **raw)
+        self.peers = PeerSketches(cfg)
+        self.bands = BandIndex(cfg)
+        self._peer_part: dict[int, int] = {}
+        self._band_part: dict[str, int] = {}
+        self._peers_today: int | None = None
+        self._bands_today: int | None = None
+        self.peers_table = app.Table(PEERS_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes,
+                                     on_recover=self._recover_peers, help="second SIM, stage 1: MinHash sketch per competitor number")
+        self.bands_table = app.Table(BANDS_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes,
+                                     on_recover=self._recover_bands, help="second SIM, stage 2: LSH band entries")
+        app.agent(self.contacts_topic, name="shadow-peers")(self._peers_agent)
+        app.agent(self.bands_topic, name="shadow-bands")(self._bands_agent)
+
+    # ------------------------------------------------------------- sends
+    async def send_keyed(self, topic: str, messages: list[tuple[bytes, bytes]], stage: str) -> list:
+        """Send keyed messages in producer batches, each to its key's partition; returns futures."""
+        if not messages:
+            return []
+        n = self.service.settings.partitions
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in messages:
+            by_partition.setdefault(partition_for(key, n), []).append((key, value))
+        self.service.metrics.shadow_messages.labels(stage=stage).inc(len(messages))
+        return await self.service._send_batches(topic, by_partition)
+
+    async def _write(self, table, items: dict[bytes, tuple[int, bytes | None]]) -> list:
+        """Write ``key -> (partition, payload or None = delete)`` to the table's store and changelog."""
+        from .service import _in_partition, _PartitionContext
+
+        if not items:
+            return []
+        store = table.data
+        topic = self.service.settings.topic_calls
+        ctxs: dict[int, Any] = {}
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for key, (p, payload) in items.items():
+            ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
+            value = None if payload is None else _PART.pack(p) + payload
+            with _in_partition(ctx):
+                if value is None:
+                    try:
+                        del store[key]
+                    except KeyError:
+                        pass
+                else:
+                    store[key] = value
+            by_partition.setdefault(p, []).append((key, value))
+        return await self.service._send_batches(table.changelog_topic.get_topic_name(), by_partition)
+
+    @staticmethod
+    def _persisted(table, results) -> None:
+        newest: dict = {}
+        for md, count in results:
+            tp = TP(md.topic, md.partition)
+            last = md.offset + count - 1
+            if last > newest.get(tp, -1):
+                newest[tp] = last
+        for tp, offset in newest.items():
+            table.data.set_persisted_offset(tp, offset)
+
+    def _messages(self, events, topic: str) -> list:
+        assigned = self.service.app.consumer.assignment()
+        return [e.message for e in events if TP(e.message.topic, e.message.partition) in assigned]
+
+    def _loads(self, m) -> dict | None:
+        try:
+            rec = orjson.loads(m.value)
+            return rec if isinstance(rec, dict) else None
+        except (orjson.JSONDecodeError, TypeError):
+            return None
+
+    # ------------------------------------------------------------- stage 1
+    async def _peers_agent(self, stream) -> None:
+        s = self.service.settings
+        async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
+            try:
+                await self.process_contacts(self._messages(events, s.topic_shadow_contacts))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: exit without acking, the replay is idempotent
+                self.service.fatal("shadow-peers")
+
+    async def process_contacts(self, msgs) -> None:
+        if not msgs:
+            return
+        m_ = self.service.metrics
+        xs: list[int] = []
+        members: list[int] = []
+        days: list[int] = []
+        for m in msgs:
+            rec = self._loads(m)
+            try:
+                x, mm, dd = int(rec["x"]), [int(v) for v in rec["m"]], [int(v) for v in rec["d"]]
+                if len(mm) != len(dd) or x < 0 or min(mm, default=0) < 0:
+                    raise ValueError
+            except (TypeError, KeyError, ValueError, OverflowError):
+                m_.shadow_bad.labels(topic=m.topic).inc()
+                continue
+            self._peer_part[x] = m.partition
+            xs.extend([x] * len(mm))
+            members.extend(mm)
+            days.extend(dd)
+        if not xs:
+            return
+        self.peers.observe(np.array(xs, dtype=np.uint64), np.array(members, dtype=np.uint64), np.array(days, dtype=np.int64))
+        today = max(days)
+        items: dict[bytes, tuple[int, bytes | None]] = {}
+        if self._peers_today is None or today > self._peers_today:
+            if self._peers_today is not None:
+                for x in self.peers.expire(today):
+                    p = self._peer_part.pop(x, None)
+                    if p is not None:
+                        items[str(x).encode()] = (p, None)
+            self._peers_today = today
+        today = self._peers_today
+        pubs = self.peers.publications(today)
+        for x in set(xs) | {p["x"] for p in pubs}:
+            snap = self.peers.snapshot(x)
+            if snap is not None:
+                items[str(x).encode()] = (self._peer_part[x], snap)
+        sends = await self._write(self.peers_table, items)
+        n_changelog = len(sends)
+        sends += await self.send_keyed(self.service.settings.topic_shadow_bands, band_messages(pubs, []), "bands")
+        if sends:
+            results = await asyncio.gather(*sends)
+            self._persisted(self.peers_table, results[:n_changelog])
+        m_.shadow_numbers.set(len(self.peers))
+
+    # ------------------------------------------------------------- stage 2
+    async def _bands_agent(self, stream) -> None:
+        s = self.service.settings
+        async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
+            try:
+                await self.process_bands(self._messages(events, s.topic_shadow_bands))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.service.fatal("shadow-bands")
+
+    async def process_bands(self, msgs) -> None:
+        if not msgs:
+            return
+        m_ = self.service.metrics
+        evidence: list[dict] = []
+        touched: set[str] = set()
+        today = self._bands_today
+        for m in msgs:
+            rec = self._loads(m)
+            try:
+                key = m.key.decode("ascii")
+                day = int(rec["day"])
+                if "x" in rec:
+                    rec = {"x": int(rec["x"]), "sig": [int(v) for v in rec["sig"]], "first": int(rec["first"]),
+                           "last": int(rec["last"]), "day": day}
+                else:
+                    rec = {"s": str(rec["s"]), "day": day}
+            except (TypeError, KeyError, ValueError, AttributeError, UnicodeDecodeError):
+                m_.shadow_bad.labels(topic=m.topic).inc()
+                continue
+            self._band_part[key] = m.partition
+            evidence.extend(self.bands.add(key, rec))
+            touched.add(key)
+            today = day if today is None else max(today, day)
+        items: dict[bytes, tuple[int, bytes | None]] = {}
+        if today is not None and (self._bands_today is None or today > self._bands_today):
+            if self._bands_today is not None:
+                for key in self.bands.expire(today):
+                    touched.add(key)
+            self._bands_today = today
+        for key in touched:
+            p = self._band_part.get(key)
+            if p is None:
+                continue
+            snap = self.bands.snapshot(key)
+            items[key.encode()] = (p, None if snap is None else orjson.dumps(snap))
+            if snap is None:
+                self._band_part.pop(key, None)
+        sends = await self._write(self.bands_table, items)
+        n_changelog = len(sends)
+        msgs_out = [(ev["s"].encode(), orjson.dumps(ev)) for ev in evidence]
+        sends += await self.send_keyed(self.service.settings.topic_shadow_evidence, msgs_out, "evidence")
+        if sends:
+            results = await asyncio.gather(*sends)
+            self._persisted(self.bands_table, results[:n_changelog])
+        m_.shadow_band_keys.set(len(self.bands))
+
+    # ------------------------------------------------------------- recovery
+    def _actives(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.service.app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def _recover_peers(self) -> None:
+        t0 = time.perf_counter()
+        actives = self._actives(self.service.settings.topic_shadow_contacts)
+        peers = PeerSketches(self.service.engine_config)
+        part: dict[int, int] = {}
+        today = None
+        for key, value in self.peers_table.data.items():
+            if value is None or len(value) < _PART.size:
+                continue
+            (p,) = _PART.unpack_from(value)
+            if p not in actives:
+                continue
+            x = int(key)
+            peers.restore(x, value[_PART.size:])
+            part[x] = p
+            last = peers.get(x)["last"]
+            today = last if today is None else max(today, last)
+        self.peers, self._peer_part, self._peers_today = peers, part, today
+        self.service.metrics.shadow_numbers.set(len(peers))
+        logger.info("recovered %d competitor-number sketches for partitions %s in %.2fs", len(peers), sorted(actives), time.perf_counter() - t0)
+
+    async def _recover_bands(self) -> None:
+        t0 = time.perf_counter()
+        actives = self._actives(self.service.settings.topic_shadow_bands)
+        bands = BandIndex(self.service.engine_config)
+        part: dict[str, int] = {}
+        today = None
+        for key, value in self.bands_table.data.items():
+            if value is None or len(value) < _PART.size:
+                continue
+            (p,) = _PART.unpack_from(value)
+            if p not in actives:
+                continue
+            k = key.decode("ascii")
+            snap = orjson.loads(value[_PART.size:])
+            bands.restore(k, snap)
+            part[k] = p
+            days = list(snap["s"].values()) + [v[0] for v in snap["x"].values()]
+            if days:
+                today = max(days) if today is None else max(today, max(days))
+        self.bands, self._band_part, self._bands_today = bands, part, today
+        self.service.metrics.shadow_band_keys.set(len(bands))
+        logger.info("recovered %d band keys for partitions %s in %.2fs", len(bands), sorted(actives), time.perf_counter() - t0)
