@@ -247,8 +247,9 @@ class ChurnService:
         # the second-SIM join's routing: contacts keyed by competitor number, circle band keys
         from .shadow_service import band_messages, contact_messages
 
-        sends += await self.shadow.send_keyed(self.settings.topic_shadow_contacts, contact_messages(contacts), "contacts")
-        sends += await self.shadow.send_keyed(self.settings.topic_shadow_bands, band_messages([], eng.take_shadow_publications()), "bands")
+        P = self.settings.partitions
+        sends += await self.shadow.send_routed(self.settings.topic_shadow_contacts, contact_messages(contacts, P), "contacts")
+        sends += await self.shadow.send_routed(self.settings.topic_shadow_bands, band_messages([], eng.take_shadow_publications(), P), "bands")
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
         for r in rejects:
@@ -294,11 +295,16 @@ class ChurnService:
         out = []
         for m in msgs:
             try:
-                ev = orjson.loads(m.value)
-                out.append({"s": str(ev["s"]), "x": int(ev["x"]), "sig": [int(v) for v in ev["sig"]], "first": int(ev["first"]),
-                            "last": int(ev["last"]), "day": int(ev["day"])})
-            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+                entries = orjson.loads(m.value)["e"]
+            except (orjson.JSONDecodeError, TypeError, KeyError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()
+                continue
+            for ev in entries if isinstance(entries, list) else ():
+                try:
+                    out.append({"s": str(ev["s"]), "x": int(ev["x"]), "sig": [int(v) for v in ev["sig"]], "first": int(ev["first"]),
+                                "last": int(ev["last"]), "day": int(ev["day"])})
+                except (TypeError, KeyError, ValueError):
+                    self.metrics.shadow_bad.labels(topic=m.topic).inc()
         return out
 
     def _maybe_sweep(self, complete_s: float | None) -> tuple[list[dict], np.ndarray]:

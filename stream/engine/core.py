@@ -110,12 +110,14 @@ _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 _NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 
 
-def shadow_contacts(batch: Batch, ok: np.ndarray, country_code: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The second-SIM join's stage-1 input from a decoded batch: (competitor number, our subscriber,
-    day) for every valid call or SMS with a competitor peer (hotlines excluded), national numbers.
-    Replays are included on purpose: the sketches take minima, so a resend is harmless, and a crash
-    between the state write and this send must not lose the contact."""
-    sel = ok & ((batch.kind == KIND_CALL) | (batch.kind == KIND_SMS)) & batch.comp & ~batch.hotline & (batch.peer != 0)
+def contact_candidates(batch: Batch, ok: np.ndarray) -> np.ndarray:
+    """Events that may feed the second-SIM join: valid calls and SMS with a competitor peer, hotlines excluded."""
+    return ok & ((batch.kind == KIND_CALL) | (batch.kind == KIND_SMS)) & batch.comp & ~batch.hotline & (batch.peer != 0)
+
+
+def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The second-SIM join's stage-1 input from a decoded batch: the distinct (competitor number, our
+    subscriber, day) of the events ``sel``, national numbers."""
     if not sel.any():
         return _NO_CONTACTS
     pos = np.flatnonzero(sel)
@@ -123,7 +125,12 @@ def shadow_contacts(batch: Batch, ok: np.ndarray, country_code: str) -> tuple[np
     member = np.array([int(ms[i]) if ms[i].isdigit() and len(ms[i]) <= 19 else 0 for i in pos.tolist()], dtype=np.uint64)
     keep = member != 0
     x = _sh.national(batch.peer[pos][keep], country_code)
-    return x, _sh.national(member[keep], country_code), batch.day[pos][keep].astype(np.int64)
+    m = _sh.national(member[keep], country_code)
+    d = batch.day[pos][keep].astype(np.int64)
+    if not len(x):
+        return _NO_CONTACTS
+    u = np.unique(np.stack([x, m, d.astype(np.uint64)], axis=1), axis=0)
+    return u[:, 0].copy(), u[:, 1].copy(), u[:, 2].astype(np.int64)
 
 
 DAY_FIELDS = ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in", "comp_n", "hot_n", "rch_n", "rch_c", "bits")
@@ -357,7 +364,21 @@ class Engine:
         late = cand & has_prev & (day < prev_day - self.R + 1)
         acc = cand & ~late
         if cfg.shadow_enabled:
-            self.last_contacts = shadow_contacts(batch, ~fut & ~late, cfg.country_code)
+            # contacts the member's circle already holds for that day are known upstream (sent
+            # with the event that set the day): not sent again. Replays always are (the sketches
+            # take minima, so a resend is harmless, and a crash between the state write and the
+            # send must not lose the contact).
+            sel = contact_candidates(batch, ~fut & ~late)
+            known = np.flatnonzero(sel & ~skipped & (rows >= 0))
+            if len(known):
+                pk = batch.peer[known]
+                bk = (mix_np(pk) >> np.uint64(60)).astype(np.int64)
+                rk = rows[known]
+                bit = a["c_last"][rk, bk].astype(np.int64) - day[known]
+                inb = (bit >= 0) & (bit < 64)
+                have = (a["c_peer"][rk, bk] == pk) & inb & (((a["c_mask"][rk, bk] >> np.clip(bit, 0, 63).astype(np.uint64)) & np.uint64(1)) == 1)
+                sel[known[have]] = False
+            self.last_contacts = shadow_contacts(batch, sel, cfg.country_code)
         # --- rows for new subscribers with an accepted event (first appearance order)
         new = acc & (rows < 0)
         if new.any():

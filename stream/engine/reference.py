@@ -157,6 +157,14 @@ class ReferenceEngine:
         pending: dict[tuple[str, int], int] = {}
         touched: set[int] = set()
         names = {KIND_CALL: "call", KIND_SMS: "sms", KIND_RECHARGE: "recharge", KIND_PROFILE: "profile"}
+        pre: dict[int, bool] = {}  # event -> its member's circle held the peer on that day before the batch
+        for i in range(len(batch)):
+            sub = self._subs.get(batch.msisdn[i])
+            peer = int(batch.peer[i])
+            if sub is not None and peer:
+                e = sub.circle.get(mix64(peer) >> 60)
+                d = int(batch.day[i])
+                pre[i] = e is not None and e[0] == peer and 0 <= e[2] - d < 64 and bool(e[1] >> (e[2] - d) & 1)
         for i in range(len(batch)):
             m = batch.msisdn[i]
             src = int(batch.src[i])
@@ -168,6 +176,8 @@ class ReferenceEngine:
             if (cfg.shadow_enabled and kind in (KIND_CALL, KIND_SMS) and batch.comp[i] and not batch.hotline[i]
                     and int(batch.peer[i]) != 0 and m.isdigit() and len(m) <= 19):
                 contact = (_national(int(batch.peer[i]), cfg.country_code), _national(int(m), cfg.country_code), int(batch.day[i]))
+                if off > hwm and pre.get(i):
+                    contact = None  # the circle held it for that day before this batch: sent already
             if off <= hwm:
                 self.last_skipped += 1
                 if contact:
@@ -207,6 +217,7 @@ class ReferenceEngine:
         self._count("rejected_future", nf)
         self._count("rejected_late", len(self.last_rejects) - nf)
         self.last_rejects.sort(key=lambda r: r.index)
+        contacts = sorted(set(contacts))
         self.last_contacts = (np.array([c[0] for c in contacts], dtype=np.uint64), np.array([c[1] for c in contacts], dtype=np.uint64),
                               np.array([c[2] for c in contacts], dtype=np.int64))
         return np.array(sorted(touched), dtype=np.int64)

@@ -13,7 +13,7 @@ in process (:class:`ShadowJoin`):
    every call or SMS between one of our subscribers c and a competitor number X updates X's MinHash
    signature of {c} (``M`` = 32 minima of 32-bit hashes), its first and last day. Updates are
    minima and maxima, so replays are harmless. X not seen for ``shadow_expire_days`` expires.
-   An X reaching >= 2 of our subscribers, first seen within ``shadow_new_days``, publishes its
+   An X reaching >= 3 of our subscribers, first seen within ``shadow_new_days``, publishes its
    signature (at most once a day, when it changed) to the bands.
 2. :class:`BandIndex`, keyed by LSH band hash (topic ``churn.shadow.bands``): the signature is cut
    into ``BANDS`` bands of ``ROWS`` values; each band's hash is a key. Subscribers S publish their
@@ -113,13 +113,13 @@ def shadow_detail(peer: int, j: float) -> dict:
 
 
 # ---------------------------------------------------------------------- stage 1: per competitor number
-_PEER = struct.Struct("<iiiQB" + "I" * M)  # first day, last day, last publish day, a member, >1 member, signature
+_PEER = struct.Struct("<iiiQQB" + "I" * M)  # first/last/last publish day, two members, members seen (<= 3), signature
 
 
 class PeerSketches:
     """Stage 1, keyed by competitor number X: MinHash of X's contacts among our subscribers.
 
-    Columnar (one row per X) and bounded: ``M`` * 4 + 21 bytes per X, expired after
+    Columnar (one row per X) and bounded: ``M`` * 4 + 29 bytes per X, expired after
     ``shadow_expire_days`` unseen."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -133,8 +133,9 @@ class PeerSketches:
         self._last = np.zeros(0, dtype=np.int32)
         self._pub = np.zeros(0, dtype=np.int32)
         self._dirty = np.zeros(0, dtype=bool)
-        self._m0 = np.zeros(0, dtype=np.uint64)  # one member (to tell one member from several)
-        self._multi = np.zeros(0, dtype=bool)
+        self._m0 = np.zeros(0, dtype=np.uint64)  # two distinct members and how many were seen, capped
+        self._m1 = np.zeros(0, dtype=np.uint64)  # at 3: a number must reach >= shadow_min_overlap of
+        self._nmem = np.zeros(0, dtype=np.uint8)  # our subscribers before it publishes
         self._grow(1024)
 
     def _grow(self, need: int) -> None:
@@ -154,7 +155,8 @@ class PeerSketches:
         self._pub = ext(self._pub, NODAY)
         self._dirty = ext(self._dirty, False)
         self._m0 = ext(self._m0, 0)
-        self._multi = ext(self._multi, False)
+        self._m1 = ext(self._m1, 0)
+        self._nmem = ext(self._nmem, 0)
         self._cap = cap
 
     def __len__(self) -> int:
@@ -208,22 +210,29 @@ class PeerSketches:
         self._first[rows] = np.minimum(self._first[rows], f)
         self._last[rows] = np.maximum(self._last[rows], la)
         self._dirty[rows] |= changed
-        lo = np.full(len(ux), np.iinfo(np.uint64).max, dtype=np.uint64)
-        hi = np.zeros(len(ux), dtype=np.uint64)
-        np.minimum.at(lo, xinv, uk[:, 1])
-        np.maximum.at(hi, xinv, uk[:, 1])
-        m0 = np.where(self._m0[rows] == 0, lo, self._m0[rows])
-        self._multi[rows] |= (lo != m0) | (hi != m0)
-        self._m0[rows] = m0
+        # members seen, capped at 3 (exact: the pairs are unique, two ids remembered)
+        need = np.flatnonzero(self._nmem[rows] < 3)
+        if len(need):
+            pos = np.flatnonzero(np.isin(xinv, need))
+            for j, mem in zip(xinv[pos].tolist(), uk[pos, 1].tolist()):
+                r = rows[j]
+                k = int(self._nmem[r])
+                if k >= 3 or mem == self._m0[r] or (k >= 2 and mem == self._m1[r]):
+                    continue
+                if k == 0:
+                    self._m0[r] = mem
+                elif k == 1:
+                    self._m1[r] = mem
+                self._nmem[r] = k + 1
         return ux[changed]
 
     def publications(self, today: int) -> list[dict]:
         """X due to publish its signature to the bands: changed since its last publication, not yet
-        published ``today``, reaching >= 2 of our subscribers, and new (first seen within
+        published ``today``, reaching >= shadow_min_overlap (at most 3) of our subscribers, and new (first seen within
         ``shadow_new_days``; an established number is never a new second SIM)."""
         n = self._n
         cfg = self.config
-        due = self._dirty[:n] & self._multi[:n] & (self._pub[:n] < today) & (self._first[:n] >= today - cfg.shadow_new_days)
+        due = self._dirty[:n] & (self._nmem[:n] >= min(3, cfg.shadow_min_overlap)) & (self._pub[:n] < today) & (self._first[:n] >= today - cfg.shadow_new_days)
         rows = np.flatnonzero(due)
         if not len(rows):
             return []
@@ -251,7 +260,7 @@ class PeerSketches:
         gone = [self._ids[r] for r in old.tolist()]
         keep = np.setdiff1d(np.arange(n), old)
         m = len(keep)
-        for arr in (self._sig, self._first, self._last, self._pub, self._dirty, self._m0, self._multi):
+        for arr in (self._sig, self._first, self._last, self._pub, self._dirty, self._m0, self._m1, self._nmem):
             arr[:m] = arr[keep]
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._row = {x: i for i, x in enumerate(self._ids)}
@@ -263,14 +272,15 @@ class PeerSketches:
         r = self._row.get(int(x))
         if r is None:
             return None
-        return _PEER.pack(int(self._first[r]), int(self._last[r]), int(self._pub[r]), int(self._m0[r]), int(self._multi[r]),
-                          *self._sig[r].tolist())
+        return _PEER.pack(int(self._first[r]), int(self._last[r]), int(self._pub[r]), int(self._m0[r]), int(self._m1[r]),
+                          int(self._nmem[r]), *self._sig[r].tolist())
 
     def restore(self, x: int, data: bytes) -> None:
         vals = _PEER.unpack(data)
         r = int(self._rows_for(np.array([int(x)], dtype=np.uint64))[0])
-        self._first[r], self._last[r], self._pub[r], self._m0[r], self._multi[r] = vals[0], vals[1], vals[2], vals[3], bool(vals[4])
-        self._sig[r] = np.array(vals[5:], dtype=np.uint32)
+        self._first[r], self._last[r], self._pub[r] = vals[0], vals[1], vals[2]
+        self._m0[r], self._m1[r], self._nmem[r] = vals[3], vals[4], vals[5]
+        self._sig[r] = np.array(vals[6:], dtype=np.uint32)
         self._dirty[r] = False
 
 
@@ -360,6 +370,7 @@ class ShadowJoin:
         self.peers = PeerSketches(self.config)
         self.bands = BandIndex(self.config)
         self._today: int | None = None
+        self.x_publications = 0
 
     def step(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray], s_publications: list[dict], today: int) -> list[dict]:
         """Feed one batch's contact observations and subscriber publications; returns evidence for
@@ -372,7 +383,9 @@ class ShadowJoin:
                 self.bands.expire(today)
             self._today = today
         evidence: list[dict] = []
-        for rec in self.peers.publications(today):
+        x_pubs = self.peers.publications(today)
+        self.x_publications += len(x_pubs)
+        for rec in x_pubs:
             for key in band_keys(np.asarray(rec["sig"], dtype=np.uint32)):
                 evidence.extend(self.bands.add(key, rec))
         for rec in s_publications:

@@ -52,14 +52,26 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
     dual = next(s for s in view["signals"] if s["name"] == "dual_sim")
     assert dual["tripped"] and dual["detail"]["shadow_peer"] == peer
     assert not [a for a in alarms if a["msisdn"] in (L1, L2)]
-    # the routing: contacts keyed by the competitor number, evidence keyed by the subscriber
+    # the routing: every contact record sits in its competitor number's partition, every evidence
+    # record in its subscriber's, the same partition as the subscriber's input events
+    from stream.shadow_service import number_partitions, partition_for
+
     contacts = read_topic(settings.bootstrap_servers, settings.topic_shadow_contacts)
-    assert contacts and {m.key for m in contacts} >= {X[2:].encode()}
+    xs = []
     for m in contacts:
-        assert m.key == str(orjson.loads(m.value)["x"]).encode()
+        env = orjson.loads(m.value)
+        assert set(number_partitions(env["x"], settings.partitions).tolist()) == {m.partition}
+        xs += env["x"]
+    assert int(X[2:]) in xs
     evidence = read_topic(settings.bootstrap_servers, settings.topic_shadow_evidence)
-    assert evidence and all(m.key == orjson.loads(m.value)["s"].encode() for m in evidence)
-    assert S.encode() in {m.key for m in evidence}
+    subs = []
+    for m in evidence:
+        for ev in orjson.loads(m.value)["e"]:
+            assert partition_for(ev["s"].encode(), settings.partitions) == m.partition
+            subs.append(ev["s"])
+    assert S in subs
+    inputs = [m for m in read_topic(settings.bootstrap_servers, settings.topic_calls) if m.key == S.encode()]
+    assert {m.partition for m in inputs} == {partition_for(S.encode(), settings.partitions)}
     # the backtest's in-process join flags the same subscribers with the same shadow
     _, bt_alarms, _ = _run(Engine, quiet_config(), events)
     assert _flagged(bt_alarms) == got
