@@ -39,6 +39,7 @@ MODES = {
         e2e=dict(subs=5_000, events=20_000, cap_s=6.0, parallel=True, profile_s=0),
         latency=dict(hist_subs=1_000, duration_s=3.0, rate=None),
         catchup=dict(subs=10_000, events=12_000, profile_s=0),
+        shadow=dict(subs=400, days=40),
         port=19894,
     ),
     "full": dict(
@@ -50,6 +51,7 @@ MODES = {
                  variants=[{"CHURNWATCH_BATCH_SIZE": "10000"}]),
         latency=dict(hist_subs=20_000, duration_s=30.0, rate=None),
         catchup=dict(subs=1_000_000, events=1_200_000, profile_s=20),
+        shadow=dict(subs=5_000, days=60),
         port=19893,
     ),
 }
@@ -432,6 +434,26 @@ def render_markdown(res: dict) -> str:
                  f"**The whole day would take ~{fmt_n(cu.get('day_minutes_extrapolated'))} min — extrapolated** from the measured rate"
                  f"{' after every subscriber had state' if cu.get('warm_events_per_s') else ''}, not measured. Correct (committed == end, every event applied): {cu.get('correct')}.")
         L.append("")
+    sh = res.get("shadow")
+    if sh:
+        on, off = sh["on"], sh["off"]
+        L.append(f"### 6. Second-SIM join, added cost per event ({sh['subscribers']:,} simulated subscribers × {sh['days']} days, "
+                 f"{on['events']:,} events, in process, one core)")
+        L.append("")
+        L.append("| | CPU µs per event | events/s per core |")
+        L.append("|---|---:|---:|")
+        L.append(f"| engine, join off | {sh['base_us_per_event']:.2f} | {off['engine_events_per_s_cpu']:,} |")
+        L.append(f"| engine, join on (contacts, circle publications, confirmation) | {sh['base_us_per_event'] + sh['added_us_per_event_engine']:.2f} | {on['engine_events_per_s_cpu']:,} |")
+        L.append(f"| stages 1 + 2 (sketches, bands), run by their own agents in the service | {sh['added_us_per_event_stages']:.2f} | |")
+        L.append(f"| **added, total** | **{sh['added_us_per_event_total']:.2f}** | (on/off throughput {sh['ratio_on_to_off']:.2f}x) |")
+        L.append("")
+        L.append(f"Records per 1,000 input events: {on['contact_records_per_1k_events']} contacts, {on['band_records_per_1k_events_subscribers']} "
+                 f"subscriber band entries, {on['band_records_per_1k_events_numbers']} number band entries; the engine agent sends them as "
+                 f"{on['engine_envelopes_per_1k_events_12_partitions']} messages per 1,000 events (one envelope per partition and batch, 12 partitions). "
+                 f"{on['competitor_numbers_sketched']:,} competitor numbers sketched ({on['competitor_numbers_sketched'] / max(on['subscribers'], 1):.1f} per subscriber), "
+                 f"{on['band_keys']:,} band keys, {on['evidence_messages']:,} candidates, {on['shadows_confirmed']} shadows confirmed. "
+                 "The engine-share difference is within the machine's noise when it comes out negative.")
+        L.append("")
     return "\n".join(L)
 
 
@@ -491,13 +513,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny inputs, < 90 s: checks that every benchmark runs (CI smoke test)")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the results JSON (default bench/results)")
-    p.add_argument("--only", choices=["hotpath", "sweep", "e2e"], action="append", help="run only these sections")
+    p.add_argument("--only", choices=["hotpath", "sweep", "e2e", "shadow"], action="append", help="run only these sections")
     p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
                    help="regenerate bench/README.md's results section (default: in full mode with every section)")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     cfg = MODES[mode]
-    sections = args.only or ["hotpath", "sweep", "e2e"]
+    sections = args.only or ["hotpath", "sweep", "e2e", "shadow"]
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     versions = ensure_extras() if "e2e" in sections else {}
@@ -516,6 +538,11 @@ def main(argv=None) -> int:
                                    for b in (2000, 10_000)}
         if "sweep" in sections:
             res["sweep"] = run_sweep(cfg)
+        if "shadow" in sections:
+            from .shadow import bench_shadow
+
+            log("[6] the second-SIM join's added cost per event (in process, join off vs on)")
+            res["shadow"] = bench_shadow(cfg["shadow"]["subs"], cfg["shadow"]["days"], log=log)
         if "e2e" in sections:
             res["e2e"] = run_e2e(cfg, work)
             tp = res["e2e"]["throughput"]

@@ -25,7 +25,9 @@ def test_quick_bench_runs_and_writes_results(kafka_bootstrap, tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     res = json.loads((tmp_path / "quick.json").read_text())
     assert res["mode"] == "quick" and res["ok"] is True
-    assert {"machine", "date_utc", "hotpath", "sweep", "e2e", "targets"} <= res.keys()
+    assert {"machine", "date_utc", "hotpath", "sweep", "e2e", "shadow", "targets"} <= res.keys()
+    sh = res["shadow"]
+    assert sh["on"]["events"] == sh["off"]["events"] > 0 and "added_us_per_event_total" in sh
     hot = res["hotpath"][0]
     assert {"engine_events_per_s_cpu", "ceiling_events_per_s_cpu", "reference_events_per_s_cpu",
             "ratio_to_ceiling", "ratio_to_reference", "state_bytes_per_subscriber"} <= hot.keys()
