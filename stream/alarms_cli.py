@@ -94,7 +94,16 @@ def _fmt_score(value: Any) -> str:
 def _fmt_signals(value: Any) -> str:
     if not isinstance(value, list):
         return _MISSING
-    names = [str(s.get("name", _MISSING)) if isinstance(s, dict) else _MISSING for s in value]
+    names = []
+    for s in value:
+        if not isinstance(s, dict):
+            names.append(_MISSING)
+            continue
+        name = str(s.get("name", _MISSING))
+        detail = s.get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("shadow_peer"), str):
+            name += f"({detail['shadow_peer']})"  # the second SIM, already masked
+        names.append(name)
     return ",".join(names) if names else "-"
 
 

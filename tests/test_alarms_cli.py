@@ -59,6 +59,12 @@ def test_format_row_masks_and_shows_the_essentials():
         assert text in row
 
 
+def test_format_row_names_the_masked_second_sim():
+    sig = [{"name": "dual_sim", "value": 1, "threshold": 1, "detail": {"shadow_peer": "*******0099", "jaccard": 0.6}}]
+    row = format_row(make_alarm(1, signals=sig), tz=UTC8)
+    assert row.endswith("dual_sim(*******0099)")
+
+
 def test_format_row_tolerates_missing_and_malformed_fields():
     # a trusted topic can still carry an old or odd record: show '?' and never raise
     row = format_row({"msisdn": "8613800001234", "score": "high", "signals": "x", "event_time": True}, tz=timezone.utc)
