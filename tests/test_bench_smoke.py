@@ -44,3 +44,18 @@ def test_quick_bench_runs_and_writes_results(kafka_bootstrap, tmp_path):
     assert e2e["latency"]["alarms_seen"] > 0 and e2e["latency"]["p99_s"] is not None
     assert e2e["catchup"]["correct"] is True
     assert {t["target"] for t in res["targets"]}
+
+
+def test_shadow_quality_measure_runs(tmp_path):
+    """bench.shadow_quality (the README's "second SIM found" figures) runs on a small population
+    and accounts for every archetype; no rate is asserted."""
+    from bench.shadow_quality import measure
+    from stream.simulate import generate, write_truth
+
+    events, truth = generate(300, 40, 3, fmt="bytes")
+    (tmp_path / "sim.ndjson").write_bytes(b"".join(e + b"\n" for e in events))
+    write_truth(tmp_path / "truth.csv", truth)
+    res = measure(str(tmp_path / "sim.ndjson"), str(tmp_path / "truth.csv"), str(tmp_path / "alarms.ndjson"))
+    assert res["switchers"] == res["n"]["switcher"] > 0
+    assert 0 <= res["switchers_own_second_sim"] <= res["switchers"]
+    assert (tmp_path / "alarms.ndjson").exists()
