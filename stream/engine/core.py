@@ -624,7 +624,11 @@ class Engine:
             # competitor flag: from the last event in arrival order of the group
             lastpos = np.zeros(len(gsel), np.int64)
             np.maximum.at(lastpos, ginv, ue)
-            ccomp[t] = comp[order][lastpos]
+            newcomp = comp[order][lastpos]
+            flip = ccomp[t] != newcomp  # the flag is read for complete days too: re-evaluate
+            if flip.any():
+                self._a["dirty"][t[flip] // K] = 1
+            ccomp[t] = newcomp
         # groups with several peers: event by event
         multi = np.flatnonzero(~single)
         if len(multi):
@@ -662,6 +666,8 @@ class Engine:
         a["c_last"][row, b] = newlast
         a["c_sec"][row, b] = min(int(a["c_sec"][row, b]) + dur, 0xFFFFFFFF)
         a["c_cnt"][row, b] = min(cnt + 1, 0xFFFF)
+        if bool(a["c_comp"][row, b]) != bool(comp):
+            a["dirty"][row] = 1  # the flag is read for complete days too: re-evaluate
         a["c_comp"][row, b] = comp
 
     def _imei_one(self, row: int, h: int, d: int) -> None:
