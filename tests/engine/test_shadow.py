@@ -249,3 +249,22 @@ def test_disabled_join_sends_nothing():
     eng, alarms, evidence = _run(Engine, cfg, _operator())
     assert evidence == [] and eng.state_of(S)["shadow"][0] == 0
     assert len(eng.last_contacts[0]) == 0
+
+
+# ---------------------------------------------------------------------- the simulated operator
+def test_simulated_switchers_second_sims_are_found_and_loyal_subscribers_are_not_paired(tmp_path):
+    """The simulator gives every switcher a shadow number that takes over its traffic. The backtest
+    (the join in process) finds most of them, always with the right number, and pairs (almost) no
+    loyal subscriber, though loyal members of a switcher's community share its friends. Measured:
+    77 of 90 found, 0 loyal false pairs (seeds 11-13 at 20,000 subscribers: 61-69%, 0.04-0.11%)."""
+    from bench.shadow_quality import measure
+    from stream.simulate import generate, write_truth
+
+    events, truth = generate(1500, 80, 21, fmt="bytes")
+    (tmp_path / "sim.ndjson").write_bytes(b"".join(e + b"\n" for e in events))
+    write_truth(tmp_path / "truth.csv", truth)
+    res = measure(str(tmp_path / "sim.ndjson"), str(tmp_path / "truth.csv"), str(tmp_path / "alarms.ndjson"))
+    assert res["switchers"] >= 60
+    assert res["recall_own_second_sim"] >= 0.6, res
+    assert res["shadow_by_archetype"].get("switcher", 0) == res["switchers_own_second_sim"]  # never the wrong number
+    assert res["shadow_by_archetype"].get("loyal", 0) <= 0.003 * res["n"]["loyal"], res
