@@ -7,7 +7,8 @@
    ``/subscribers/{msisdn}`` query.
 
 Ctrl-C stops everything cleanly: the simulator, then the worker (SIGTERM), then the broker it
-started.
+started. Each demo starts fresh on the local broker (its data and the worker state are reset);
+``--keep`` brings the previous demo back up without new traffic, to inspect it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rate", type=float, default=30000.0, help="events per second into Kafka (0 = as fast as possible)")
     p.add_argument("--web-port", type=int, default=int(os.environ.get("CHURNWATCH_WEB_PORT", "6066")))
-    p.add_argument("--fresh", action="store_true", help="delete the demo's broker data and worker state first")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the previous demo's broker data and worker state and stream nothing: inspect it "
+                        "(by default each demo starts fresh, since streaming the same population again would count it twice)")
+    p.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
 
 
 def _say(msg: str) -> None:
@@ -76,7 +80,8 @@ async def _tail_alarms(settings, stop: asyncio.Event, web: str) -> None:
                     a = orjson.loads(m.value)
                     shown += 1
                     day = time.strftime("%Y-%m-%d", time.gmtime(a["event_time"] + 8 * 3600))
-                    sigs = ",".join(s["name"] for s in a["signals"])
+                    sigs = ",".join(s["name"] + (f"({s['detail']['shadow_peer']})" if "shadow_peer" in s.get("detail", {}) else "")
+                                    for s in a["signals"])
                     try:
                         print(f"  ALARM {day} {mask_msisdn(a['msisdn']):>15} {a['phase']:<9} tier={a['value_tier']:<4} score={a['score']:.2f} reason={a['reason']:<17} {sigs}", flush=True)
                     except OSError:
@@ -95,10 +100,15 @@ async def _run(args, settings, env) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    events, truth = generate(args.subscribers, args.days, args.seed, fmt="records")
-    _say(f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops")
     _say(f"metrics: {web}/metrics   subscriber query: {web}/subscribers/<msisdn>")
     tail = asyncio.create_task(_tail_alarms(settings, stop, web))
+    if getattr(args, "keep", False):
+        _say("--keep: the previous demo's state, no new traffic; Ctrl-C to stop")
+        await stop.wait()
+        await asyncio.gather(tail, return_exceptions=True)
+        return 0
+    events, truth = generate(args.subscribers, args.days, args.seed, fmt="records")
+    _say(f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops")
     produce = asyncio.create_task(produce_to_kafka(events, settings, rate=args.rate, progress=False, stop_event=stop))
     done, _ = await asyncio.wait({produce, tail}, return_when=asyncio.FIRST_COMPLETED)
     if produce in done and not stop.is_set():
@@ -118,11 +128,11 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         kafka = LocalKafka(port=DEFAULT_PORT)
-        if args.fresh:
+        if not args.keep:
             kafka.reset()
         _say("starting the local Kafka broker (first run downloads Kafka 3.9.1 from Maven Central)...")
         env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start()
-    if args.fresh:
+    if not args.keep:
         import shutil
 
         shutil.rmtree(var / "worker", ignore_errors=True)
