@@ -294,6 +294,7 @@ class BandIndex:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self._b: dict[str, dict] = {}
+        self._by_day: dict[int, set[str]] = {}  # day -> keys given an entry of that day (expiry index)
 
     def __len__(self) -> int:
         return len(self._b)
@@ -305,6 +306,7 @@ class BandIndex:
         cfg = self.config
         b = self._b.setdefault(key, {"s": {}, "x": {}})
         day = int(rec["day"])
+        self._by_day.setdefault(day, set()).add(key)
         lo = day - cfg.shadow_expire_days
         out = []
         if "x" in rec:
@@ -334,8 +336,13 @@ class BandIndex:
         removed: their snapshot is None)."""
         lo = today - self.config.shadow_expire_days
         changed = []
-        for key in list(self._b):
-            b = self._b[key]
+        keys: set[str] = set()
+        for d in [d for d in self._by_day if d < lo]:
+            keys |= self._by_day.pop(d)
+        for key in sorted(keys):
+            b = self._b.get(key)
+            if b is None:
+                continue
             s_old = [s for s, d in b["s"].items() if d < lo]
             x_old = [x for x, v in b["x"].items() if v[0] < lo]
             if not s_old and not x_old:
@@ -356,8 +363,10 @@ class BandIndex:
         return {"s": dict(b["s"]), "x": {str(x): v for x, v in b["x"].items()}}
 
     def restore(self, key: str, data: dict) -> None:
-        self._b[key] = {"s": {str(s): int(d) for s, d in data["s"].items()},
-                        "x": {int(x): [int(v[0]), int(v[1]), int(v[2]), [int(y) for y in v[3]]] for x, v in data["x"].items()}}
+        self._b[key] = b = {"s": {str(s): int(d) for s, d in data["s"].items()},
+                            "x": {int(x): [int(v[0]), int(v[1]), int(v[2]), [int(y) for y in v[3]]] for x, v in data["x"].items()}}
+        for d in list(b["s"].values()) + [v[0] for v in b["x"].values()]:
+            self._by_day.setdefault(d, set()).add(key)
 
 
 # ---------------------------------------------------------------------- the join in process
