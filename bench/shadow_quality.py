@@ -17,7 +17,7 @@ import statistics
 __all__ = ["measure"]
 
 
-def measure(events: str, truth_path: str, alarms_out: str) -> dict:
+def measure(events: str, truth_path: str, alarms_out: str, config=None) -> dict:
     from stream import backtest as bt
     from stream.engine import Engine, EngineConfig
 
@@ -34,7 +34,7 @@ def measure(events: str, truth_path: str, alarms_out: str) -> dict:
 
     Engine._shadow_features = recording
     try:
-        cfg = EngineConfig()
+        cfg = config or EngineConfig()
         summary = bt.backtest(events, alarms_out, cfg)
     finally:
         Engine._shadow_features = orig
@@ -61,8 +61,12 @@ def main(argv=None) -> int:
     p.add_argument("--events", required=True)
     p.add_argument("--truth", required=True)
     p.add_argument("--alarms-out", required=True)
+    p.add_argument("--config", help="engine thresholds (TOML); defaults when absent")
     a = p.parse_args(argv)
-    print(json.dumps(measure(a.events, a.truth, a.alarms_out)))
+    from stream.engine import EngineConfig
+
+    cfg = EngineConfig.from_toml(a.config) if a.config else None
+    print(json.dumps(measure(a.events, a.truth, a.alarms_out, cfg)))
     return 0
 
 

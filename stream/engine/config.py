@@ -60,17 +60,19 @@ shadow_min_containment         0.3        ... >= 30% of X's contacts inside S's 
                                           number reaching shared friends also reaches others) ...
 shadow_min_overlap             3          ... >= 3 strong circle members reached by X ...
 shadow_min_weight_share        0.7        ... carrying >= 70% of the circle's contact-day weight
-shadow_min_decline             0.3        S's contact days with those members since X appeared are
-                                          down >= 30% vs the 28 days before X (measured over >= 3
+shadow_min_decline             0.2        S's contact days with those members since X appeared are
+                                          down >= 20% vs the 28 days before X (measured over >= 3
                                           days); a shared friend of a family member is not
 shadow_warmup_days             28         X must first appear >= 28 days after S was first seen (a
                                           number seen since the data began is not new) ...
 shadow_new_days                56         ... and within the last 56 days
-shadow_publish_drop            0.3        S publishes its circle's LSH bands when its traffic or
-                                          circle is down >= 0.3 (drop or erosion) ...
+shadow_publish_drop            0.15       S publishes its circle's LSH bands when its traffic or
+                                          circle is down >= 0.15 (drop or erosion) ...
 shadow_refresh_days            14         ... again after 14 days, or when the circle changed
-                                          (0.15/7 found 294 of 600 switchers' shadows on seed 1,
-                                          0.3/14 292, with 40% fewer band records)
+                                          (tuning seed 1: 0.3 and decline 0.3 found 384 of 600
+                                          switchers' shadows, 201 of them >= 7 days before churn;
+                                          0.15 and decline 0.2 the same 384, 246 >= 7 days, loyal
+                                          false pairs 7 -> 9 of 8 000, band records ~2x)
 shadow_expire_days             35         X sketches and band entries unseen for 35 days expire
 shadow_band_capacity           8          entries kept per side under one band key
 dual_sim_alarm_level           false      true: a dual SIM alone is alarm-level (else a warning,
@@ -196,10 +198,10 @@ class EngineConfig:
     shadow_min_containment: float = 0.3
     shadow_min_overlap: int = 3
     shadow_min_weight_share: float = 0.7
-    shadow_min_decline: float = 0.3
+    shadow_min_decline: float = 0.2
     shadow_warmup_days: int = 28
     shadow_new_days: int = 56
-    shadow_publish_drop: float = 0.3
+    shadow_publish_drop: float = 0.15
     shadow_refresh_days: int = 14
     shadow_expire_days: int = 35
     shadow_band_capacity: int = 8
