@@ -39,18 +39,22 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
     try:
         produce_live(settings, records, chunks=6, workers=[worker])
         wait_caught_up(settings, timeout_s=120, workers=[worker], shadow=True)
-        status, body = worker.get(f"/subscribers/{S}")
-        assert status == 200
-        view = orjson.loads(body)
+        views = {}
+        for m in (S, L1, L2):
+            status, body = worker.get(f"/subscribers/{m}")
+            assert status == 200
+            views[m] = orjson.loads(body)
     finally:
         worker.stop()
+    # the join's outcome, once every stage has settled: S's second SIM is X (masked), nobody else's
+    dual = {m: next(s for s in v["signals"] if s["name"] == "dual_sim") for m, v in views.items()}
+    assert dual[S]["tripped"] and dual[S]["detail"]["shadow_peer"].endswith(X[-4:]) and X[2:] not in str(dual[S]["detail"])
+    assert not dual[L1]["tripped"] and not dual[L2]["tripped"]
     alarms = read_alarms(settings)
     got = _flagged(alarms)
-    assert set(got) == {S}, got  # S only: not the family case (L1), not the overlap without decline (L2)
-    (peer,) = got[S]
-    assert peer.endswith(X[-4:]) and X[2:] not in peer  # masked
-    dual = next(s for s in view["signals"] if s["name"] == "dual_sim")
-    assert dual["tripped"] and dual["detail"]["shadow_peer"] == peer
+    # records are sent when the phase rises, so whether one carries the detail depends on when the
+    # evidence arrived; a record never names a shadow for anyone but S
+    assert set(got) <= {S} and all(p.endswith(X[-4:]) for p in got.get(S, ()))
     assert not [a for a in alarms if a["msisdn"] in (L1, L2)]
     # the routing: every contact record sits in its competitor number's partition, every evidence
     # record in its subscriber's, the same partition as the subscriber's input events
@@ -72,6 +76,8 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
     assert S in subs
     inputs = [m for m in read_topic(settings.bootstrap_servers, settings.topic_calls) if m.key == S.encode()]
     assert {m.partition for m in inputs} == {partition_for(S.encode(), settings.partitions)}
-    # the backtest's in-process join flags the same subscribers with the same shadow
-    _, bt_alarms, _ = _run(Engine, quiet_config(), events)
-    assert _flagged(bt_alarms) == got
+    # the backtest's in-process join reaches the same outcome: the same shadow, the same Jaccard
+    eng, bt_alarms, _ = _run(Engine, quiet_config(), events)
+    bt_dual = {m: next(s for s in eng.view(m)["signals"] if s["name"] == "dual_sim") for m in (S, L1, L2)}
+    assert {m: (d["tripped"], d.get("detail")) for m, d in bt_dual.items()} == {m: (d["tripped"], d.get("detail")) for m, d in dual.items()}
+    assert set(_flagged(bt_alarms)) <= {S}
