@@ -95,6 +95,51 @@ def _in_partition(ctx: _PartitionContext):
         _current_event.reset(token)
 
 
+def put_many(table, items, topic: str) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    """Write ``(key, partition, value)`` items to ``table``'s local store, each in its own
+    partition (``value`` None deletes), and return them grouped by partition for the changelog."""
+    store = table.data
+    ctxs: dict[int, _PartitionContext] = {}
+    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    for key, p, value in items:
+        ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
+        with _in_partition(ctx):
+            if value is not None:
+                store[key] = value
+            else:
+                try:
+                    del store[key]
+                except KeyError:
+                    pass
+        by_partition.setdefault(p, []).append((key, value))
+    return by_partition
+
+
+def mark_persisted(table, results) -> None:
+    """Record the changelog offsets now durable (``results``: (metadata, count) per producer
+    batch), as Faust's own table writes do, so that a restart recovers only the changelog written
+    after them into the local RocksDB."""
+    newest: dict = {}
+    for md, count in results:
+        tp = TP(md.topic, md.partition)
+        last = md.offset + count - 1  # a batch's metadata carries its base offset
+        if last > newest.get(tp, -1):
+            newest[tp] = last
+    for tp, offset in newest.items():
+        table.data.set_persisted_offset(tp, offset)
+
+
+def owned_items(table, actives: set[int]):
+    """``(key, partition, payload)`` of the table's local entries in the partitions ``actives``
+    (values are a 2-byte partition + payload)."""
+    for key, value in table.data.items():
+        if value is None or len(value) < _PART.size:
+            continue
+        (p,) = _PART.unpack_from(value)
+        if p in actives:
+            yield key, p, value[_PART.size:]
+
+
 class ChurnService:
     """Builds the Faust app, its topics, table, agent and web views for one worker process."""
 
@@ -244,12 +289,8 @@ class ChurnService:
 
         sends = await self._write_state(changed, {m.partition for m in msgs})
         n_changelog = len(sends)
-        # the second-SIM join's routing: contacts keyed by competitor number, circle band keys
-        from .shadow_service import band_messages, contact_messages
-
-        P = self.settings.partitions
-        sends += await self.shadow.send_routed(self.settings.topic_shadow_contacts, contact_messages(contacts, P), "contacts")
-        sends += await self.shadow.send_routed(self.settings.topic_shadow_bands, band_messages([], eng.take_shadow_publications(), P), "bands")
+        # the second-SIM join's routing: contacts by competitor number, circle band keys by band
+        sends += await self.shadow.route_from_engine(contacts, eng.take_shadow_publications())
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
         for r in rejects:
@@ -258,7 +299,7 @@ class ChurnService:
             # Wait until the broker acknowledged every changelog, alarm and dead-letter message
             # (acks=all); only then may take_events ack this batch's offsets.
             results = await asyncio.gather(*sends)
-            self._persisted(results[:n_changelog])
+            mark_persisted(self.table, results[:n_changelog])
         self._tp_next.update(self._pending_next)
         self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
 
@@ -342,32 +383,15 @@ class ChurnService:
         (so a restarted or new owner never evaluates at an earlier time). Returns the changelog
         send futures."""
         eng = self.engine
-        store = self.table.data
-        topic = self.settings.topic_calls
-        changelog = self._changelog_topic
-        ctxs: dict[int, _PartitionContext] = {}
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         msisdns = eng.msisdns(rows)
         parts = [self.partition_of.get(m) for m in msisdns]
         keep = [i for i, p in enumerate(parts) if p is not None]  # never seen in a batch of ours: nothing to persist
         snaps = snapshot_many(eng, np.asarray(rows, dtype=np.int64)[keep]) if keep else []
-        for i, snap in zip(keep, snaps):
-            p = parts[i]
-            key = msisdns[i].encode()
-            value = _PART.pack(p) + snap
-            ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
-            with _in_partition(ctx):
-                store[key] = value
-            by_partition.setdefault(p, []).append((key, value))
+        items = [(msisdns[i].encode(), parts[i], _PART.pack(parts[i]) + snap) for i, snap in zip(keep, snaps)]
         wm = self._eval_time
         if wm is not None:
-            for p in partitions:
-                value = _PART.pack(p) + _WM.pack(wm)
-                ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
-                with _in_partition(ctx):
-                    store[WATERMARK_KEY] = value
-                by_partition.setdefault(p, []).append((WATERMARK_KEY, value))
-        return await self._send_batches(changelog, by_partition)
+            items += [(WATERMARK_KEY, p, _PART.pack(p) + _WM.pack(wm)) for p in partitions]
+        return await self._send_batches(self._changelog_topic, put_many(self.table, items, self.settings.topic_calls))
 
     async def _send_batches(self, topic: str, by_partition: dict[int, list[tuple[bytes, bytes]]]) -> list:
         """Send many messages to known partitions as producer batches (a few µs per message
@@ -389,18 +413,6 @@ class ChurnService:
     @property
     def _changelog_topic(self) -> str:
         return self.table.changelog_topic.get_topic_name()
-
-    def _persisted(self, results) -> None:
-        """Record the changelog offsets now durable, as Faust's own table writes do, so that a
-        restart recovers only the changelog written after them into the local RocksDB."""
-        newest: dict = {}
-        for md, count in results:
-            tp = TP(md.topic, md.partition)
-            last = md.offset + count - 1  # a batch's metadata carries its base offset
-            if last > newest.get(tp, -1):
-                newest[tp] = last
-        for tp, offset in newest.items():
-            self.table.data.set_persisted_offset(tp, offset)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
         """Hand one message to the producer; returns a future resolved on the broker's ack."""
@@ -485,18 +497,13 @@ class ChurnService:
         part_of: dict[str, int] = {}
         n = 0
         watermark = None
-        for key, value in self.table.data.items():
-            if value is None or len(value) < _PART.size:
-                continue
-            (p,) = _PART.unpack_from(value)
-            if p not in actives:
-                continue
+        for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
-                (wm,) = _WM.unpack_from(value, _PART.size)
+                (wm,) = _WM.unpack_from(payload)
                 watermark = wm if watermark is None else max(watermark, wm)
                 continue
             msisdn = key.decode()
-            engine.restore(msisdn, value[_PART.size:])
+            engine.restore(msisdn, payload)
             part_of[msisdn] = p
             n += 1
         if watermark is not None:

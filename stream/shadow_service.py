@@ -28,7 +28,6 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Any
 
 import numpy as np
 import orjson
@@ -36,6 +35,7 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from .engine.shadow import BandIndex, PeerSketches, _mix, band_keys
+from .service import mark_persisted, owned_items, put_many
 
 __all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages", "evidence_messages"]
 
@@ -134,42 +134,22 @@ class ShadowStages:
         self.service.metrics.shadow_messages.labels(stage=stage).inc(len(envelopes))
         return await self.service._send_batches(topic, by_partition)
 
+    async def route_from_engine(self, contacts, s_publications: list[dict]) -> list:
+        """The engine agent's part of the join: its batch's contacts to stage 1, its subscribers'
+        circle publications to stage 2. Returns the send futures."""
+        s = self.service.settings
+        return (await self.send_routed(s.topic_shadow_contacts, contact_messages(contacts, s.partitions), "contacts")
+                + await self.send_routed(s.topic_shadow_bands, band_messages([], s_publications, s.partitions), "bands"))
+
     async def _write(self, table, items: dict[bytes, tuple[int, bytes | None]]) -> list:
         """Write ``key -> (partition, payload or None = delete)`` to the table's store and changelog."""
-        from .service import _in_partition, _PartitionContext
-
         if not items:
             return []
-        store = table.data
-        topic = self.service.settings.topic_calls
-        ctxs: dict[int, Any] = {}
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
-        for key, (p, payload) in items.items():
-            ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
-            value = None if payload is None else _PART.pack(p) + payload
-            with _in_partition(ctx):
-                if value is None:
-                    try:
-                        del store[key]
-                    except KeyError:
-                        pass
-                else:
-                    store[key] = value
-            by_partition.setdefault(p, []).append((key, value))
+        rows = [(key, p, None if payload is None else _PART.pack(p) + payload) for key, (p, payload) in items.items()]
+        by_partition = put_many(table, rows, self.service.settings.topic_calls)
         return await self.service._send_batches(table.changelog_topic.get_topic_name(), by_partition)
 
-    @staticmethod
-    def _persisted(table, results) -> None:
-        newest: dict = {}
-        for md, count in results:
-            tp = TP(md.topic, md.partition)
-            last = md.offset + count - 1
-            if last > newest.get(tp, -1):
-                newest[tp] = last
-        for tp, offset in newest.items():
-            table.data.set_persisted_offset(tp, offset)
-
-    def _messages(self, events, topic: str) -> list:
+    def _messages(self, events) -> list:
         assigned = self.service.app.consumer.assignment()
         return [e.message for e in events if TP(e.message.topic, e.message.partition) in assigned]
 
@@ -185,7 +165,7 @@ class ShadowStages:
         s = self.service.settings
         async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
             try:
-                await self.process_contacts(self._messages(events, s.topic_shadow_contacts))
+                await self.process_contacts(self._messages(events))
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug: exit without acking, the replay is idempotent
@@ -236,7 +216,7 @@ class ShadowStages:
                                         band_messages(pubs, [], self.service.settings.partitions), "bands")
         if sends:
             results = await asyncio.gather(*sends)
-            self._persisted(self.peers_table, results[:n_changelog])
+            mark_persisted(self.peers_table, results[:n_changelog])
         m_.shadow_numbers.set(len(self.peers))
 
     # ------------------------------------------------------------- stage 2
@@ -244,7 +224,7 @@ class ShadowStages:
         s = self.service.settings
         async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
             try:
-                await self.process_bands(self._messages(events, s.topic_shadow_bands))
+                await self.process_bands(self._messages(events))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -300,7 +280,7 @@ class ShadowStages:
                                         evidence_messages(evidence, self.service.settings.partitions), "evidence")
         if sends:
             results = await asyncio.gather(*sends)
-            self._persisted(self.bands_table, results[:n_changelog])
+            mark_persisted(self.bands_table, results[:n_changelog])
         m_.shadow_band_keys.set(len(self.bands))
 
     # ------------------------------------------------------------- recovery
@@ -313,14 +293,9 @@ class ShadowStages:
         peers = PeerSketches(self.service.engine_config)
         part: dict[int, int] = {}
         today = None
-        for key, value in self.peers_table.data.items():
-            if value is None or len(value) < _PART.size:
-                continue
-            (p,) = _PART.unpack_from(value)
-            if p not in actives:
-                continue
+        for key, p, payload in owned_items(self.peers_table, actives):
             x = int(key)
-            peers.restore(x, value[_PART.size:])
+            peers.restore(x, payload)
             part[x] = p
             last = peers.get(x)["last"]
             today = last if today is None else max(today, last)
@@ -334,14 +309,9 @@ class ShadowStages:
         bands = BandIndex(self.service.engine_config)
         part: dict[str, int] = {}
         today = None
-        for key, value in self.bands_table.data.items():
-            if value is None or len(value) < _PART.size:
-                continue
-            (p,) = _PART.unpack_from(value)
-            if p not in actives:
-                continue
+        for key, p, payload in owned_items(self.bands_table, actives):
             k = key.decode("ascii")
-            snap = orjson.loads(value[_PART.size:])
+            snap = orjson.loads(payload)
             bands.restore(k, snap)
             part[k] = p
             days = list(snap["s"].values()) + [v[0] for v in snap["x"].values()]

@@ -652,7 +652,7 @@ class Engine:
             if cnt > 0 and last < wm_day:
                 a["dirty"][row] = 1
             a["c_peer"][row, b] = peer
-            mask, last, cnt, sec = 0, NODAY, 0, 0
+            mask, last, cnt = 0, NODAY, 0
             a["c_sec"][row, b] = 0
         if last == NODAY:
             mask, newlast = 0, d
@@ -937,8 +937,8 @@ class Engine:
             H = _sh.member_hashes(_sh.national(a["c_peer"][r][idx], cfg.country_code))
             sig = np.asarray(ev["sig"], dtype=np.uint32)
             hit = H == sig[None, :]
-            me = _sh.member_hashes(_sh.national(np.array([int(self._msisdn[r])], dtype=np.uint64), cfg.country_code))[0]
-            if x == int(_sh.national(np.array([int(self._msisdn[r])], dtype=np.uint64), cfg.country_code)[0]) or (me == sig).any():
+            own = _sh.national(np.array([int(self._msisdn[r])], dtype=np.uint64), cfg.country_code)
+            if x == int(own[0]) or (_sh.member_hashes(own)[0] == sig).any():
                 continue  # S's own number (ported out), or a number that talks to S: not S's second SIM
             matched = hit.any(axis=1)
             J = _sh.jaccard(H.min(axis=0), sig)

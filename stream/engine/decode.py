@@ -18,7 +18,6 @@ import numpy as np
 import orjson
 
 from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS
-from stream.operators import operator_of
 
 from .config import EngineConfig
 
