@@ -45,6 +45,11 @@ class Metrics:
         self.shadow_numbers = Gauge(f"{p}_shadow_numbers", "Competitor numbers sketched by this worker (stage 1)", registry=r)
         self.shadow_band_keys = Gauge(f"{p}_shadow_band_keys", "LSH band keys held by this worker (stage 2)", registry=r)
         self.shadow_bad = Counter(f"{p}_shadow_bad_messages", "Unreadable second-SIM join messages skipped, by topic", ["topic"], registry=r)
+        self.checkpoints = Counter(f"{p}_checkpoints", "Checkpoints completed (state flushed and acknowledged, then input offsets committed)", registry=r)
+        self.checkpoint_seconds = Histogram(f"{p}_checkpoint_seconds", "Seconds from a checkpoint's state flush to its committed offsets", buckets=_SECONDS_BUCKETS, registry=r)
+        self.checkpoint_states = Counter(f"{p}_checkpoint_states", "Subscriber states written to the table at checkpoints (one per changed subscriber per checkpoint)", registry=r)
+        self.paused_partitions = Gauge(f"{p}_paused_partitions", "Input partitions paused by event-time alignment (ahead of the slowest partition with a backlog)", registry=r)
+        self.stalled_partitions = Gauge(f"{p}_stalled_partitions", "Input partitions with a backlog and no progress for CHURNWATCH_STALL_S", registry=r)
         self.restored = Counter(f"{p}_restored_subscribers", "Subscriber states loaded from the changelog-backed table after a rebalance", registry=r)
 
     def observe_alarms(self, alarms) -> None:

@@ -153,10 +153,25 @@ class ChurnService:
         self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
         self._last_swept_day: int | None = None
         self._tp_watermark: dict[TP, float] = {}  # newest event time applied per input partition
-        self._tp_next: dict[TP, int] = {}  # next offset to read per input partition (batches made durable)
-        self._pending_next: dict[TP, int] = {}
+        self._tp_next: dict[TP, int] = {}  # next offset per input partition: everything before it is durable
+        self._pending_next: dict[TP, int] = {}  # ... processed since the last checkpoint (not durable yet)
+        self._processed_next: dict[TP, int] = {}  # ... processed (durable or not)
+        self._progress_at: dict[TP, float] = {}  # monotonic time of each partition's last delivered batch
         self._eval_time: float | None = None  # event time of evaluations and sweeps, never decreasing
+        self._dirty: list[np.ndarray] = []  # engine rows changed since the last checkpoint
+        self._dirty_partitions: set[int] = set()
+        self._inflight: list = []  # send futures since the last checkpoint
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._ckpt_task: asyncio.Future | None = None
+        self._generation = 0  # bumped at every rebuild of the engine (rebalance)
+        self._paused: set[TP] = set()  # input partitions paused by the event-time alignment
+        self._lock = asyncio.Lock()
+        self._recovered_at = time.monotonic()
         self.app = self._make_app()
+        from .batching import install
+
+        install(self.app, [*settings.input_topics, settings.topic_shadow_evidence], self.on_records)
         s = settings
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)
@@ -172,6 +187,7 @@ class ChurnService:
             help="per-subscriber engine state (2-byte partition + engine snapshot)",
         )
         self.agent = self.app.agent(self.inputs, name="churn-engine")(self._agent)
+        self.app.task(self._checkpoint_timer)
         from .shadow_service import ShadowStages
 
         self.shadow = ShadowStages(self)
@@ -204,58 +220,73 @@ class ChurnService:
             broker_commit_every=s.commit_every,
             broker_commit_interval=s.commit_interval_s,
             producer_max_batch_size=512 * 1024,  # changelog batches of a few hundred states
+            broker_max_poll_records=s.batch_size,  # one fetch = one batch of at most this many records
             table_standby_replicas=0,
             stream_wait_empty=False,
             autodiscover=False,
             **kwargs,
         )
 
-    # ---------------------------------------------------------------- agent
+    # ---------------------------------------------------------------- input
     async def _agent(self, stream) -> None:
-        s = self.settings
-        # Faust's producer buffer warns and throttles past 100 queued messages; one batch queues a
-        # changelog message per changed subscriber, so size it to a batch.
-        self.app.producer.buffer.max_messages = max(1000, 2 * s.batch_size)
-        async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
-            try:
-                await self.process(events)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug, not bad input (bad input is dead-lettered by process)
-                self.fatal("churn-engine")
+        """Keeps the input topics subscribed (so Faust's assignor co-partitions the table with
+        them). Their messages never reach this stream: :class:`stream.batching.BatchConsumer`
+        hands them to :meth:`on_records` in batches."""
+        async for _ in stream:  # pragma: no cover - nothing arrives here
+            pass
 
     def fatal(self, agent: str) -> None:
-        """take_events acks the batch when the loop body returns, even after an exception; exiting
-        hard here keeps its offsets uncommitted so nothing is lost, and the per-subscriber offsets
-        (idempotent stages in the second-SIM join) make the replay exact after the supervisor
-        restarts us."""
+        """Exit hard on a bug (not bad input: that is dead-lettered). Nothing of the failed batch
+        is committed, so it is consumed again after the supervisor restarts us, and the
+        per-subscriber offsets (idempotent stages in the second-SIM join) make the replay exact."""
         logger.critical("unexpected error processing a batch in %s; exiting so the batch is replayed", agent, exc_info=True)
         logging.shutdown()
         os._exit(70)
 
-    async def process(self, events: Sequence[Any]) -> None:
-        """Process one batch of Faust events end to end (see the module docstring for the order)."""
+    async def on_records(self, records: dict[TP, list]) -> None:
+        """One fetch of raw input records (grouped by partition) from the batch consumer."""
+        try:
+            async with self._lock:
+                await self._learn_positions(records)
+                await self._process_records(records)
+                if self._due():
+                    await self.checkpoint()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug, not bad input (bad input is dead-lettered)
+            self.fatal("churn-engine")
+
+    async def _process_records(self, records: dict[TP, list]) -> None:
+        """Decode → apply → sweeps → evaluation → shadow confirmation for one batch; alarms, dead
+        letters and the join's messages are handed to the producer at once; changed subscribers
+        are only marked dirty (their state is written at the next checkpoint)."""
         t0 = time.perf_counter()
         assigned = self.app.consumer.assignment()
+        evidence_topic = self.settings.topic_shadow_evidence
         raws: list[bytes] = []
         keys: list[bytes] = []
         src: list[int] = []
         offsets: list[int] = []
-        msgs = []
+        msgs: list = []
+        tp_of: list[TP] = []
         evidence_msgs = []
-        evidence_topic = self.settings.topic_shadow_evidence
-        for ev in events:
-            m = ev.message
-            if TP(m.topic, m.partition) not in assigned:
-                continue  # buffered before a rebalance took the partition away: its new owner replays it
-            if m.topic == evidence_topic:
-                evidence_msgs.append(m)
+        pending = self._pending_next
+        for tp, recs in records.items():
+            if tp not in assigned or not recs:
+                continue  # fetched before a rebalance took the partition away: its new owner replays it
+            pending[tp] = self._processed_next[tp] = recs[-1].offset + 1
+            self._progress_at[tp] = time.monotonic()
+            if tp.topic == evidence_topic:
+                evidence_msgs.extend(recs)
                 continue
-            raws.append(m.value if m.value is not None else b"")
-            keys.append(m.key if m.key is not None else b"")  # no key: rejected as key_mismatch
-            src.append(self._src_index[m.topic])
-            offsets.append(m.offset)
-            msgs.append(m)
+            si = self._src_index[tp.topic]
+            for m in recs:
+                raws.append(m.value if m.value is not None else b"")
+                keys.append(m.key if m.key is not None else b"")  # no key: rejected as key_mismatch
+                src.append(si)
+                offsets.append(m.offset)
+                tp_of.append(tp)
+            msgs.extend(recs)
         if not msgs and not evidence_msgs:
             return
         eng = self.engine
@@ -263,8 +294,10 @@ class ChurnService:
         batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
         touched = eng.apply(batch)
         contacts = eng.last_contacts
-        rejects = list(rejects) + list(eng.last_rejects)
-        complete_s = self._complete_time(msgs, batch)
+        apply_rejects = list(eng.last_rejects)
+        rejects = list(rejects) + apply_rejects
+        self._advance_partition_time(batch, apply_rejects, tp_of)
+        complete_s = self._complete_time()
         if complete_s is not None:  # event time only moves forward, also across restarts
             self._eval_time = complete_s if self._eval_time is None else max(self._eval_time, complete_s)
         complete_s = self._eval_time
@@ -275,62 +308,128 @@ class ChurnService:
             p = key_part.get(msisdn.encode())
             if p is not None:
                 part_of[msisdn] = p
-        # the same order as the backtest: sweeps for the days the watermark rolled over, then
-        # the evaluation of the subscribers this batch touched
-        alarms, swept = self._maybe_sweep(complete_s)
-        alarms.extend(eng.evaluate(touched, now_s=complete_s))
-        changed = np.unique(np.concatenate([touched, swept])) if len(swept) else touched
+        # sweeps for the days the complete time rolled over, then the evaluation of the
+        # subscribers this batch touched (nothing is judged before every partition has a time)
+        alarms: list[dict] = []
+        changed = [touched]
+        if complete_s is not None:
+            swept_alarms, swept = self._maybe_sweep(complete_s)
+            alarms.extend(swept_alarms)
+            changed.append(swept)
+            alarms.extend(eng.evaluate(touched, now_s=complete_s))
         if evidence_msgs:  # second-SIM candidates for our subscribers: confirm against their state
             confirmed = eng.apply_shadow(self._evidence(evidence_msgs))
             if len(confirmed):
                 self.metrics.shadow_confirmed.inc(len(confirmed))
-                alarms.extend(eng.evaluate(confirmed, now_s=complete_s))
-                changed = np.unique(np.concatenate([changed, confirmed]))
-
-        sends = await self._write_state(changed, {m.partition for m in msgs})
-        n_changelog = len(sends)
+                if complete_s is not None:
+                    alarms.extend(eng.evaluate(confirmed, now_s=complete_s))
+                changed.append(confirmed)
+        self._dirty.extend(c for c in changed if len(c))
+        self._dirty_partitions.update(m.partition for m in msgs)
+        sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(contacts, eng.take_shadow_publications())
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
         for r in rejects:
             sends.append(await self._send_deadletter(msgs[r.index], r))
-        if sends:
-            # Wait until the broker acknowledged every changelog, alarm and dead-letter message
-            # (acks=all); only then may take_events ack this batch's offsets.
-            results = await asyncio.gather(*sends)
-            mark_persisted(self.table, results[:n_changelog])
-        self._tp_next.update(self._pending_next)
-        self._observe(len(msgs), before, rejects, alarms, msgs, time.perf_counter() - t0)
+        self._since_checkpoint += len(msgs) + len(evidence_msgs)
+        self._align(assigned)
+        self._observe(len(msgs), before, rejects, alarms, time.perf_counter() - t0)
 
-    def _complete_time(self, msgs, batch) -> float | None:
-        """The event time up to which every input partition of this worker is complete: the
-        slowest partition that still has a backlog sets it; caught-up partitions do not hold it
-        back. Kafka hands out one topic's backlog ahead of another's (calls days ahead of SMS
-        while catching up); judging subscribers at the newest event time would read the missing
-        SMS as a traffic drop. Evaluation and sweeps run at this time instead."""
+    def _advance_partition_time(self, batch, apply_rejects, tp_of: list[TP]) -> None:
+        """Each input partition's event time: the newest ts it delivered that the engine
+        accepted. Rejected events (late, future, invalid) never move time."""
+        if not len(batch):
+            return
+        ok = np.ones(len(batch), dtype=bool)
+        if apply_rejects:
+            pos = {int(i): j for j, i in enumerate(batch.idx.tolist())}
+            for r in apply_rejects:
+                ok[pos[r.index]] = False
         wm = self._tp_watermark
-        # the positions after this batch; published to ``_tp_next`` (the lag gauge) only once the
-        # batch is durable, so lag 0 never shows while its state writes are still in flight
-        nxt = dict(self._tp_next)
-        tps = [TP(m.topic, m.partition) for m in msgs]
-        for tp, m in zip(tps, msgs):
-            nxt[tp] = m.offset + 1
-        self._pending_next = nxt
-        if len(batch):
-            for i, ts in zip(batch.idx.tolist(), batch.ts.tolist()):
-                if ts > wm.get(tps[i], float("-inf")):
-                    wm[tps[i]] = ts
+        for i, ts in zip(batch.idx[ok].tolist(), batch.ts[ok].tolist()):
+            tp = tp_of[i]
+            if ts > wm.get(tp, float("-inf")):
+                wm[tp] = ts
+
+    def _backlog(self) -> dict[TP, bool | None]:
+        """Per input partition this worker owns: True when the broker holds messages it has not
+        processed, False when it is caught up, None when not known yet (no fetch answered)."""
         consumer = self.app.consumer
-        lagging = []
-        for tp, n in nxt.items():
+        out: dict[TP, bool | None] = {}
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet
+            return out
+        for tp in assigned:
+            if tp.topic not in self._src_index:
+                continue
             try:
                 hw = consumer.highwater(tp)
             except Exception:  # noqa: BLE001 - not fetched yet
                 hw = None
-            if hw is not None and hw > n and tp in wm:
+            n = self._processed_next.get(tp)
+            out[tp] = None if hw is None or n is None else hw > n
+        return out
+
+    def _complete_time(self) -> float | None:
+        """The event time up to which every input partition of this worker is complete (a
+        watermark, as Flink and Beam take it: the minimum over the inputs): the slowest partition
+        that still has a backlog sets it; caught-up partitions do not hold it back. A partition
+        whose backlog is not known yet, or that has a backlog but delivered nothing since the
+        start or the last rebalance, holds everything back: None, nothing is judged. Kafka hands
+        out one topic's backlog ahead of another's (calls days ahead of SMS while catching up, or
+        after a stall); judging at the newest time would read the missing SMS as a traffic drop."""
+        wm = self._tp_watermark
+        lagging = []
+        for tp, behind in self._backlog().items():
+            if behind is None or (behind and tp not in wm):
+                return None
+            if behind:
                 lagging.append(wm[tp])
-        return min(lagging) if lagging else self.engine.watermark_s
+        if lagging:
+            return min(lagging)
+        return self.engine.watermark_s
+
+    async def _learn_positions(self, records: dict[TP, list]) -> None:
+        """The start position of every owned input partition (after a start or a rebalance):
+        the first record's offset where this batch has one, else the consumer's position."""
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in self._src_index or tp in self._processed_next:
+                continue
+            recs = records.get(tp)
+            if recs:
+                self._tp_next[tp] = self._processed_next[tp] = recs[0].offset
+                continue
+            try:
+                pos = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - not assigned any more, or no position yet
+                pos = None
+            if pos is not None:
+                self._tp_next[tp] = self._processed_next[tp] = pos
+
+    def _align(self, assigned) -> None:
+        """Event-time alignment: pause input partitions more than ``max_skew_s`` ahead of the
+        complete time while slower ones still have a backlog; resume them once they are not.
+        A backlog is then read in event-time order across partitions and topics (within the
+        skew), so no subscriber's calls run weeks ahead of its SMS, whatever order Kafka hands
+        the partitions out in."""
+        consumer = self.app.consumer
+        c = self._complete_time()
+        pause: set[TP] = set()
+        if c is not None:
+            limit = c + self.settings.max_skew_s
+            pause = {tp for tp, t in self._tp_watermark.items() if t > limit and tp in assigned}
+        resume = self._paused - pause
+        new = pause - self._paused
+        if resume:
+            consumer.resume_partitions(resume)
+        if new:
+            consumer.pause_partitions(new)
+        self._paused = pause
+        self.metrics.paused_partitions.set(len(pause))
 
     def _evidence(self, msgs) -> list[dict]:
         out = []
@@ -377,9 +476,75 @@ class ChurnService:
         logger.info("event-time sweep to day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
         return alarms, (np.unique(np.concatenate(rows)) if rows else none)
 
+    # ----------------------------------------------------------- checkpoint
+    def _due(self) -> bool:
+        s = self.settings
+        return bool(self._pending_next or self._dirty) and (
+            self._since_checkpoint >= s.commit_every or time.monotonic() - self._last_checkpoint >= s.commit_interval_s)
+
+    async def _checkpoint_timer(self) -> None:
+        """Checkpoint at the interval also when no new input arrives (an idle or paused worker)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.settings.commit_interval_s))
+            if self._due():
+                try:
+                    async with self._lock:
+                        if self._due():
+                            await self.checkpoint()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.fatal("checkpoint")
+
+    async def checkpoint(self) -> None:
+        """Make everything processed so far durable, then commit its offsets. The order:
+
+        1. the state of every subscriber changed since the last checkpoint (one coalesced snapshot
+           each, however many batches touched it) and each partition's event time → the table's
+           local store + changelog messages;
+        2. every send since the last checkpoint (alarms, dead letters, the join's messages) and
+           the changelog messages of 1 awaited until the broker acknowledged them (acks=all);
+        3. only then are the input offsets committed (the next offset of the last batch
+           processed, per partition), and ``churnwatch_consumer_position`` moves.
+
+        The acknowledgements of 2 and the commit of 3 run in the background while the next
+        batches are fetched and processed; at most one checkpoint is in flight (the next one
+        waits for it), so commits stay in order. A crash anywhere before 3 leaves the offsets
+        uncommitted: the input is consumed again from the previous commit, and each subscriber's
+        per-source offset (in the state written at 1) skips what was already applied."""
+        if self._ckpt_task is not None:
+            await self._ckpt_task  # one in flight: commits never overtake each other
+            self._ckpt_task = None
+        rows = np.unique(np.concatenate(self._dirty)) if self._dirty else np.empty(0, dtype=np.int64)
+        changelog = await self._write_state(rows, self._dirty_partitions)
+        sends, self._inflight = self._inflight, []
+        offsets, self._pending_next = self._pending_next, {}
+        self._dirty, self._dirty_partitions = [], set()
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._ckpt_task = asyncio.ensure_future(self._complete_checkpoint(changelog, sends, offsets, self._generation))
+
+    async def _complete_checkpoint(self, changelog: list, sends: list, offsets: dict, generation: int) -> None:
+        try:
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*changelog, *sends)
+            mark_persisted(self.table, results[: len(changelog)])
+            if generation == self._generation:  # not across a rebalance (positions were reset)
+                self._tp_next.update(offsets)  # durable now: churnwatch_consumer_position moves
+            if self.settings.checkpoint_hold_s:
+                await asyncio.sleep(self.settings.checkpoint_hold_s)  # fault injection (tests)
+            if offsets:
+                await self.app.consumer.commit_offsets(offsets)
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
+            self.metrics.checkpoints.inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.fatal("checkpoint")
+
     async def _write_state(self, rows: np.ndarray, partitions: set[int]) -> list:
         """Write the state of ``rows`` to the table's local store and send it to the changelog,
-        each in its subscriber's partition, and the worker's watermark to each of ``partitions``
+        each in its subscriber's partition, and the worker's event time to each of ``partitions``
         (so a restarted or new owner never evaluates at an earlier time). Returns the changelog
         send futures."""
         eng = self.engine
@@ -391,6 +556,7 @@ class ChurnService:
         wm = self._eval_time
         if wm is not None:
             items += [(WATERMARK_KEY, p, _PART.pack(p) + _WM.pack(wm)) for p in partitions]
+        self.metrics.checkpoint_states.inc(len(keep))
         return await self._send_batches(self._changelog_topic, put_many(self.table, items, self.settings.topic_calls))
 
     async def _send_batches(self, topic: str, by_partition: dict[int, list[tuple[bytes, bytes]]]) -> list:
@@ -433,7 +599,7 @@ class ChurnService:
         logger.debug("dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail)
         return await self._send(self.settings.topic_deadletter, msg.key, orjson.dumps(record))
 
-    def _observe(self, n: int, before: dict, rejects, alarms, msgs, seconds: float) -> None:
+    def _observe(self, n: int, before: dict, rejects, alarms, seconds: float) -> None:
         m = self.metrics
         after = self.engine.counters
         for name, value in after.items():
@@ -484,13 +650,31 @@ class ChurnService:
             if hw is not None:
                 gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - n))
 
+    def health(self) -> dict:
+        """Liveness that tells the truth: input partitions that hold a backlog and made no
+        progress for ``stall_s`` seconds (not counting those paused by the event-time alignment)."""
+        now = time.monotonic()
+        stalled = []
+        for tp, behind in self._backlog().items():
+            if behind and tp not in self._paused and now - self._progress_at.get(tp, self._recovered_at) > self.settings.stall_s:
+                stalled.append(f"{tp.topic}[{tp.partition}]")
+        self.metrics.stalled_partitions.set(len(stalled))
+        return {"status": "stalled" if stalled else "ok", "subscribers": len(self.engine), "stalled_partitions": sorted(stalled),
+                "paused_partitions": len(self._paused), "event_time": self._eval_time}
+
     # ------------------------------------------------------------- recovery
     def active_partitions(self) -> set[int]:
         topic = self.settings.topic_calls
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
     async def _on_recover(self) -> None:
-        """After a rebalance: rebuild the engine from the table's partitions this worker owns."""
+        """After a rebalance: rebuild the engine from the table's partitions this worker owns.
+        What was processed since the last checkpoint is dropped with the old engine: Faust seeks
+        every input partition to its committed offset next, and the replay rebuilds it."""
+        async with self._lock:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
         t0 = time.perf_counter()
         actives = self.active_partitions()
         engine = Engine(self.engine_config, clock=self.clock)
@@ -515,6 +699,13 @@ class ChurnService:
         self._last_swept_day = None if watermark is None else engine.day_of(watermark) - 1
         self._tp_watermark.clear()
         self._tp_next.clear()
+        self._pending_next.clear()
+        self._processed_next.clear()
+        self._progress_at.clear()
+        self._dirty, self._dirty_partitions, self._since_checkpoint = [], set(), 0
+        self._paused = set()  # Faust resumes every partition after recovery
+        self._generation += 1
+        self._recovered_at = time.monotonic()
         self.metrics.restored.inc(n)
         self.metrics.subscribers.set(len(engine))
         logger.info("recovered %d subscribers for partitions %s in %.2fs", n, sorted(actives), time.perf_counter() - t0)

@@ -26,8 +26,11 @@
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
 | CHURNWATCH_BATCH_SIZE | 2000 | max events per `stream.take` batch |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
-| CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between offset commits (a crash replays at most this much; replays are skipped per subscriber) |
-| CHURNWATCH_COMMIT_EVERY | 10000 | also commit after this many processed messages |
+| CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
+| CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages |
+| CHURNWATCH_MAX_SKEW_S | 21600 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
+| CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
+| CHURNWATCH_STALL_S | 120 | `/healthz` reports a partition with a backlog and no progress for this many seconds (HTTP 503) |
 | CHURNWATCH_LOG_LEVEL | info | worker log level |
 
 Any other ``CHURNWATCH_*`` variable is a misconfiguration and fails start-up.
@@ -84,6 +87,9 @@ class Settings:
     batch_timeout_s: float = 0.5
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
+    max_skew_s: float = 21600.0
+    stall_s: float = 120.0
+    checkpoint_hold_s: float = 0.0
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -119,6 +125,12 @@ class Settings:
             raise SettingsError("CHURNWATCH_COMMIT_INTERVAL_S must be in (0, 3600]")
         if self.commit_every < 1:
             raise SettingsError("CHURNWATCH_COMMIT_EVERY must be >= 1")
+        if not 0 < self.max_skew_s <= 30 * 86400:
+            raise SettingsError("CHURNWATCH_MAX_SKEW_S must be in (0, 2592000]")
+        if not 0 <= self.checkpoint_hold_s <= 3600:
+            raise SettingsError("CHURNWATCH_CHECKPOINT_HOLD_S must be in [0, 3600]")
+        if not 0 < self.stall_s <= 86400:
+            raise SettingsError("CHURNWATCH_STALL_S must be in (0, 86400]")
         if self.config_path is not None and not Path(self.config_path).is_file():
             raise SettingsError(f"CHURNWATCH_CONFIG={self.config_path!r}: no such file")
         names = [self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles, self.topic_alarms, self.topic_deadletter,
@@ -202,6 +214,9 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_BATCH_TIMEOUT_S": "batch_timeout_s",
     "CHURNWATCH_COMMIT_INTERVAL_S": "commit_interval_s",
     "CHURNWATCH_COMMIT_EVERY": "commit_every",
+    "CHURNWATCH_MAX_SKEW_S": "max_skew_s",
+    "CHURNWATCH_STALL_S": "stall_s",
+    "CHURNWATCH_CHECKPOINT_HOLD_S": "checkpoint_hold_s",
     "CHURNWATCH_LOG_LEVEL": "log_level",
 }
 

@@ -46,4 +46,5 @@ def register_views(service: "ChurnService") -> None:
     @app.page("/healthz")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "subscribers": len(service.engine)})
+            health = service.health()
+            return self.json(health, status=200 if health["status"] == "ok" else 503)

@@ -24,7 +24,8 @@ Semantics worth knowing:
   recharge lapse) for every subscriber in one vectorised pass, then fully evaluates those that trip one
   and those not healthy (so a churned subscriber can escalate or recover without events).
 * Rejects: decode reasons ``invalid_json, not_object, unknown_type, missing_field, invalid_field,
-  key_mismatch``; apply reasons ``late`` (day older than the ring behind the watermark) and ``future``
+  key_mismatch``; apply reasons ``late`` (a call, SMS or recharge older than the subscriber's own ring: its
+  day is ``ring_days`` or more before the newest day in that subscriber's ring) and ``future``
   (``ts > clock() + max_future_s`` or ``ts > watermark + max_future_s``, judged event by event as the
   watermark moves). Default offsets of ``decode`` are a running sequence per engine instance.
 * Idempotence: per subscriber and source the highest offset seen; an event at or below it is skipped

@@ -357,11 +357,7 @@ class Engine:
         live = ~skipped & ~fut
         cand = _accept_watermark(ts, live, wm0, cfg.max_watermark_jump_s)
         fut |= live & ~cand
-        run = np.maximum.accumulate(np.where(cand, ts, -math.inf))
-        prev_wm = np.maximum(np.r_[wm0, run[:-1]], wm0)
-        has_prev = np.isfinite(prev_wm)
-        prev_day = np.where(has_prev, np.floor((np.where(has_prev, prev_wm, 0) + cfg.utc_offset_s) / 86400.0), 0).astype(np.int64)
-        late = cand & has_prev & (day < prev_day - self.R + 1)
+        late = self._late(batch, rows, cand)
         acc = cand & ~late
         if cfg.shadow_enabled:
             # contacts the member's circle already holds for that day are known upstream (sent
@@ -428,6 +424,44 @@ class Engine:
         if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
             return np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
         return np.unique(rows)
+
+    def _late(self, batch: Batch, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Late = older than the subscriber's own ring can hold: a call, SMS or recharge whose day
+        is ``ring_days`` or more before the newest day in that subscriber's ring (as it was before
+        the batch, or raised by an earlier event of the batch). Judged per subscriber, never
+        against events of other subscribers or other partitions, so a backlog read in any
+        interleaving of partitions and topics loses nothing that the ring can hold. Profiles do
+        not go into the ring and are never late (the latest by ``ts`` wins)."""
+        n = len(batch)
+        ring = cand & (batch.kind != KIND_PROFILE)
+        if not ring.any():
+            return np.zeros(n, dtype=bool)
+        day = batch.day.astype(np.int64)
+        newest = np.full(n, NODAY, dtype=np.int64)
+        known = rows >= 0
+        if known.any():
+            newest[known] = self._a["stamp"][rows[known]].max(axis=1)
+        # the newest ring day of earlier events of the same subscriber in this batch (exclusive
+        # running max per subscriber; events that are not candidates contribute nothing)
+        gid = rows.copy()
+        if not known.all():
+            tmp: dict[str, int] = {}
+            for i in np.flatnonzero(~known).tolist():
+                gid[i] = self._cap + tmp.setdefault(batch.msisdn[i], len(tmp))
+        order = np.argsort(gid, kind="stable")
+        g = gid[order]
+        start = np.r_[True, g[1:] != g[:-1]]
+        grp = np.cumsum(start) - 1
+        dmin = int(day.min())
+        span = int(day.max()) - dmin + 2
+        v = np.where(ring[order], day[order] - dmin + 1, 0) + grp * span
+        run = np.maximum.accumulate(v)
+        prev = np.r_[0, run[:-1]] - grp * span  # exclusive; <= 0: no earlier event in the group
+        prev[start] = 0
+        in_batch = np.full(n, NODAY, dtype=np.int64)
+        in_batch[order] = np.where(prev > 0, prev - 1 + dmin, NODAY)
+        top = np.maximum(newest, in_batch)
+        return ring & (top != NODAY) & (day <= top - self.R)
 
     def _apply_accepted(self, b: Batch, rows: np.ndarray) -> None:
         cfg = self.config

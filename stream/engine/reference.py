@@ -192,7 +192,7 @@ class ReferenceEngine:
             if ts > limit or (self._wm is not None and ts > self._wm + cfg.max_watermark_jump_s):
                 self.last_rejects.append(Reject(int(batch.idx[i]), "future", f"ts={batch.ts[i]}"))
                 continue
-            if self._wm is not None and d < cfg.day_of(self._wm) - self.R + 1:
+            if kind != KIND_PROFILE and sub is not None and sub.ring and d <= max(sub.ring) - self.R:
                 self.last_rejects.append(Reject(int(batch.idx[i]), "late", f"ts={batch.ts[i]}"))
                 continue
             if contact:

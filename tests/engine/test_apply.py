@@ -200,3 +200,27 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
         Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([4]) + snap[1:])
+
+
+
+
+
+def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
+    # a backlog read partition by partition: M is 40 days ahead of M2 when M2's history arrives
+    feed(eng, [call(M, T0 + 40 * DAY, P)])
+    touched, _ = feed(eng, [call(M2, T0 + 60, P), sms(M2, T0 + 3 * DAY, P), call(M2, T0 + 38 * DAY, P)])
+    assert eng.last_rejects == []
+    D0 = eng.day_of(T0)
+    assert sorted(eng.state_of(M2)["ring"]) == [D0, D0 + 3, D0 + 38]
+    # M2's own ring now reaches day 39: day 3 is 36 days older, beyond what the ring holds; day 4 fits
+    feed(eng, [call(M2, T0 + 39 * DAY, P)])
+    feed(eng, [sms(M2, T0 + 3 * DAY + 60, P), sms(M2, T0 + 4 * DAY, P)])
+    assert [(r.index, r.reason) for r in eng.last_rejects] == [(0, "late")]
+
+
+def test_late_within_one_batch_follows_the_subscribers_own_earlier_events(eng):
+    # the day-45 event comes first in the batch, so the day-2 event of the same subscriber is late
+    # (2 <= 45 - 36), while another subscriber's day-2 event beside it is not
+    feed(eng, [call(M, T0 + 45 * DAY, P), call(M, T0 + 2 * DAY, P), call(M2, T0 + 2 * DAY, P), recharge(M, T0 + 10 * DAY + 5, 1000)])
+    assert [(r.index, r.reason) for r in eng.last_rejects] == [(1, "late")]
+    assert eng.counters["rejected_late"] == 1
