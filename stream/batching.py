@@ -5,7 +5,8 @@ get, an ack and an offset-tracking entry per message (tens of µs in Python: the
 100k events/s). For the topics named in ``batch_topics`` this consumer skips all of that: each
 fetch (``_wait_next_records``, Faust's own getmany over the partitions it has not paused) hands
 the raw aiokafka records of those topics, grouped by partition, to one coroutine,
-``batch_handler``. Every other topic (table changelogs during recovery, the second-SIM join's
+``batch_handler`` (with an empty mapping when a fetch returned nothing, about once a second, so
+that records its owner holds back can become due). Every other topic (table changelogs during recovery, the second-SIM join's
 internal topics) still goes through Faust's per-message path, unchanged.
 
 Faust keeps what it is good at: group membership, partition assignment (the inputs stay
@@ -53,7 +54,11 @@ class BatchConsumer(_faust_aiokafka.Consumer):
                 generation = self.app.consumer_generation_id
                 records, active = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
-                if not records or self.should_stop:
+                if self.should_stop:
+                    continue
+                if not records:
+                    if self.batch_handler is not None and self.flow_active:
+                        await self.batch_handler({})  # nothing fetched: the handler may have records due
                     continue
                 if not self.flow_active or self.app.consumer_generation_id != generation:
                     # fetched across a rebalance: Faust seeks the new assignment to its committed

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import os
 import struct
 import time
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 TABLE_NAME = "subscriber-state"
 _PART = struct.Struct(">H")  # table values: 2-byte partition + engine snapshot
 _WM = struct.Struct(">d")
+# A partition with a backlog that has delivered nothing yet holds the others back for at most
+# this long after a start or rebalance (a partition whose fetches never return would stall all)
+UNKNOWN_GRACE_S = 30.0
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
 
 
@@ -166,6 +170,9 @@ class ChurnService:
         self._ckpt_task: asyncio.Future | None = None
         self._generation = 0  # bumped at every rebuild of the engine (rebalance)
         self._paused: set[TP] = set()  # input partitions paused by the event-time alignment
+        self._held: dict[TP, list] = {}  # per partition: fetched records on wait (ahead of the others)
+        self._held_head: dict[TP, float] = {}  # ... and the event time of the first of them
+        self._held_ts: dict[TP, np.ndarray] = {}  # ... and of each of them (-inf: not known)
         self._lock = asyncio.Lock()
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
@@ -244,24 +251,141 @@ class ChurnService:
         os._exit(70)
 
     async def on_records(self, records: dict[TP, list]) -> None:
-        """One fetch of raw input records (grouped by partition) from the batch consumer."""
+        """One fetch of raw input records (grouped by partition) from the batch consumer (an
+        empty one about every second while nothing arrives: held records may be due)."""
         try:
             async with self._lock:
                 await self._learn_positions(records)
-                await self._process_records(records)
-                if self._due():
-                    await self.checkpoint()
+                while True:
+                    rnd = self._round(records)
+                    records = {}
+                    n = await self._process_records(rnd) if rnd else 0
+                    if not n:
+                        break  # (a round that processed nothing: all of it on wait again)
+                    if self._due():
+                        await self.checkpoint()
+                    if n < self.settings.batch_size // 4 and self._fetch_may_help():
+                        break  # a small round: the next fetch moves the slowest partition further
+                    await asyncio.sleep(0)
+                self._align()
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug, not bad input (bad input is dead-lettered)
             self.fatal("churn-engine")
 
-    async def _process_records(self, records: dict[TP, list]) -> None:
-        """Decode → apply → sweeps → evaluation → shadow confirmation for one batch; alarms, dead
+    def _round(self, records: dict[TP, list]) -> dict[TP, list]:
+        """The records to process next: this fetch's, plus the held ones of partitions whose
+        next event time is within the skew of the slowest partition again."""
+        assigned = self.app.consumer.assignment()
+        rnd: dict[TP, list] = {}
+        for tp, recs in records.items():
+            if tp not in assigned or not recs:
+                continue  # fetched before a rebalance took it away: its new owner replays it
+            if tp in self._held:
+                # behind records on wait (fetched before the pause took effect): they wait too, in
+                # order, since each subscriber's offsets must be applied in partition order; their
+                # time is not known before they are decoded (-inf: released with those before them)
+                self._held[tp].extend(recs)
+                self._held_ts[tp] = np.concatenate([self._held_ts[tp], np.full(len(recs), -np.inf)])
+            else:
+                rnd[tp] = recs
+        limit = self._align_limit()
+        for tp in list(self._held):
+            if tp not in assigned:
+                self._drop_held(tp)
+                continue
+            ts = self._held_ts[tp]
+            over = ts > limit if limit is not None else np.zeros(len(ts), dtype=bool)
+            cut = int(np.argmax(over)) if over.any() else len(ts)
+            if cut == 0:
+                continue
+            rnd[tp] = self._held[tp][:cut]  # released: decoded once more, then applied
+            if cut == len(ts):
+                self._drop_held(tp)
+            else:
+                self._held[tp] = self._held[tp][cut:]
+                self._held_ts[tp] = ts[cut:]
+                self._held_head[tp] = float(ts[cut])
+        return rnd
+
+    def _fetch_may_help(self) -> bool:
+        """Whether a partition with a backlog is being fetched (not paused, nothing held)."""
+        return any(behind and tp not in self._held and tp not in self._paused for tp, behind in self._backlog().items())
+
+    def _drop_held(self, tp: TP) -> None:
+        self._held.pop(tp, None)
+        self._held_ts.pop(tp, None)
+        self._held_head.pop(tp, None)
+
+    def _frontiers(self) -> tuple[dict[TP, float], set[TP]]:
+        """Each input partition's next event time, for those with a backlog (on the broker or
+        held here): the first held record's ts, else the newest ts it delivered. Also the
+        partitions with a backlog whose time is not known yet (nothing delivered since the start
+        or the last rebalance, or no fetch answered yet)."""
+        out: dict[TP, float] = {}
+        unknown: set[TP] = set()
+        wm = self._tp_watermark
+        for tp, behind in self._backlog().items():
+            if tp in self._held_head:
+                out[tp] = self._held_head[tp]
+            elif behind is None or (behind and tp not in wm):
+                unknown.add(tp)
+            elif behind:
+                out[tp] = wm[tp]
+        return out, unknown
+
+    def _align_limit(self, firsts: dict[TP, float] | None = None) -> float | None:
+        """Records newer than this wait (event-time alignment): ``max_skew_s`` past the slowest
+        partition that still has a backlog. ``firsts``: the first event time of the partitions
+        read just now (their next event time). While a partition with a backlog has not
+        delivered anything yet (for at most ``UNKNOWN_GRACE_S`` after a start or rebalance),
+        everything waits for it: -inf. None: no limit (nothing behind)."""
+        fr, unknown = self._frontiers()
+        if firsts:
+            fr.update(firsts)
+            unknown -= firsts.keys()
+        if unknown and time.monotonic() - self._recovered_at < UNKNOWN_GRACE_S:
+            return -math.inf
+        return min(fr.values()) + self.settings.max_skew_s if fr else None
+
+    def _hold_ahead(self, batch, tp_first: dict[TP, int], tp_of: list[TP]) -> tuple[np.ndarray, dict[TP, int], np.ndarray]:
+        """Split the decoded round: per partition, the records from its first event beyond the
+        alignment limit on wait (held, the partition paused). Returns the raw indices to process
+        now (a boolean mask), per partition cut the raw index where its held part starts, and
+        each raw record's ts (-inf where it did not decode)."""
+        n = len(tp_of)
+        ts = np.full(n, -np.inf)
+        ts[batch.idx] = batch.ts
+        starts = list(tp_first.values()) + [n]
+        # partitions read just now count with their first valid event (their next event time)
+        firsts = {}
+        for j, (tp, a) in enumerate(tp_first.items()):
+            b = starts[j + 1]
+            fin = np.flatnonzero(np.isfinite(ts[a:b]))
+            if len(fin):
+                firsts[tp] = float(ts[a + fin[0]])
+        limit = self._align_limit(firsts)
+        keep = np.ones(n, dtype=bool)
+        cuts: dict[TP, int] = {}
+        if limit is None:
+            return keep, cuts, ts
+        over = ts > limit
+        if not over.any():
+            return keep, cuts, ts
+        for j, tp in enumerate(tp_first):
+            a, b = starts[j], starts[j + 1]
+            seg = over[a:b]
+            if seg.any():
+                c = a + int(np.argmax(seg))
+                keep[c:b] = False
+                cuts[tp] = c
+        return keep, cuts, ts
+
+    async def _process_records(self, records: dict[TP, list]) -> int:
+        """Decode → apply → sweeps → evaluation → shadow confirmation for one round; alarms, dead
         letters and the join's messages are handed to the producer at once; changed subscribers
         are only marked dirty (their state is written at the next checkpoint)."""
         t0 = time.perf_counter()
-        assigned = self.app.consumer.assignment()
         evidence_topic = self.settings.topic_shadow_evidence
         raws: list[bytes] = []
         keys: list[bytes] = []
@@ -269,17 +393,15 @@ class ChurnService:
         offsets: list[int] = []
         msgs: list = []
         tp_of: list[TP] = []
+        tp_first: dict[TP, int] = {}
         evidence_msgs = []
-        pending = self._pending_next
         for tp, recs in records.items():
-            if tp not in assigned or not recs:
-                continue  # fetched before a rebalance took the partition away: its new owner replays it
-            pending[tp] = self._processed_next[tp] = recs[-1].offset + 1
-            self._progress_at[tp] = time.monotonic()
             if tp.topic == evidence_topic:
                 evidence_msgs.extend(recs)
+                self._pending_next[tp] = recs[-1].offset + 1
                 continue
             si = self._src_index[tp.topic]
+            tp_first[tp] = len(msgs)
             for m in recs:
                 raws.append(m.value if m.value is not None else b"")
                 keys.append(m.key if m.key is not None else b"")  # no key: rejected as key_mismatch
@@ -287,11 +409,28 @@ class ChurnService:
                 offsets.append(m.offset)
                 tp_of.append(tp)
             msgs.extend(recs)
-        if not msgs and not evidence_msgs:
-            return
         eng = self.engine
         before = dict(eng.counters)
         batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
+        keep, cuts, raw_ts = self._hold_ahead(batch, tp_first, tp_of)
+        for tp, c in cuts.items():  # on wait until the slower partitions catch up
+            end = tp_first[tp] + len(records[tp])
+            # in front of what the partition still holds (a part released by this round's _round)
+            self._held[tp] = msgs[c:end] + self._held.get(tp, [])
+            self._held_ts[tp] = np.concatenate([raw_ts[c:end], self._held_ts.get(tp, np.empty(0))])
+            self._held_head[tp] = float(raw_ts[c])
+        if cuts:
+            batch = batch.take(keep[batch.idx])
+            rejects = [r for r in rejects if keep[r.index]]
+        now = time.monotonic()
+        for tp, first in tp_first.items():
+            end = cuts.get(tp, first + len(records[tp]))
+            if end > first:
+                self._pending_next[tp] = self._processed_next[tp] = msgs[end - 1].offset + 1
+                self._progress_at[tp] = now
+        n_msgs = int(keep.sum())
+        if not n_msgs and not evidence_msgs:
+            return 0
         touched = eng.apply(batch)
         contacts = eng.last_contacts
         apply_rejects = list(eng.last_rejects)
@@ -303,13 +442,13 @@ class ChurnService:
         complete_s = self._eval_time
         # remember each touched subscriber's partition (sweep-time writes need it)
         part_of = self.partition_of
-        key_part = {m.key: m.partition for m in msgs}
+        key_part = {msgs[i].key: msgs[i].partition for i in batch.idx.tolist()}
         for msisdn in eng.msisdns(touched):
             p = key_part.get(msisdn.encode())
             if p is not None:
                 part_of[msisdn] = p
         # sweeps for the days the complete time rolled over, then the evaluation of the
-        # subscribers this batch touched (nothing is judged before every partition has a time)
+        # subscribers this round touched (nothing is judged before every partition has a time)
         alarms: list[dict] = []
         changed = [touched]
         if complete_s is not None:
@@ -325,7 +464,7 @@ class ChurnService:
                     alarms.extend(eng.evaluate(confirmed, now_s=complete_s))
                 changed.append(confirmed)
         self._dirty.extend(c for c in changed if len(c))
-        self._dirty_partitions.update(m.partition for m in msgs)
+        self._dirty_partitions.update(tp.partition for tp, first in tp_first.items() if cuts.get(tp, first + 1) > first)
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(contacts, eng.take_shadow_publications())
@@ -333,9 +472,9 @@ class ChurnService:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
         for r in rejects:
             sends.append(await self._send_deadletter(msgs[r.index], r))
-        self._since_checkpoint += len(msgs) + len(evidence_msgs)
-        self._align(assigned)
-        self._observe(len(msgs), before, rejects, alarms, time.perf_counter() - t0)
+        self._since_checkpoint += n_msgs + len(evidence_msgs)
+        self._observe(n_msgs, before, rejects, alarms, time.perf_counter() - t0)
+        return n_msgs + len(evidence_msgs)
 
     def _advance_partition_time(self, batch, apply_rejects, tp_of: list[TP]) -> None:
         """Each input partition's event time: the newest ts it delivered that the engine
@@ -377,19 +516,15 @@ class ChurnService:
         """The event time up to which every input partition of this worker is complete (a
         watermark, as Flink and Beam take it: the minimum over the inputs): the slowest partition
         that still has a backlog sets it; caught-up partitions do not hold it back. A partition
-        whose backlog is not known yet, or that has a backlog but delivered nothing since the
-        start or the last rebalance, holds everything back: None, nothing is judged. Kafka hands
-        out one topic's backlog ahead of another's (calls days ahead of SMS while catching up, or
-        after a stall); judging at the newest time would read the missing SMS as a traffic drop."""
-        wm = self._tp_watermark
-        lagging = []
-        for tp, behind in self._backlog().items():
-            if behind is None or (behind and tp not in wm):
-                return None
-            if behind:
-                lagging.append(wm[tp])
-        if lagging:
-            return min(lagging)
+        with a backlog whose time is not known yet (nothing of it read since the start or the
+        last rebalance) holds everything back: None, nothing is judged. Kafka hands out one
+        topic's backlog ahead of another's (calls days ahead of SMS while catching up, or after a
+        stall); judging at the newest time would read the missing SMS as a traffic drop."""
+        fr, unknown = self._frontiers()
+        if unknown:
+            return None
+        if fr:
+            return min(fr.values())
         return self.engine.watermark_s
 
     async def _learn_positions(self, records: dict[TP, list]) -> None:
@@ -410,18 +545,18 @@ class ChurnService:
             if pos is not None:
                 self._tp_next[tp] = self._processed_next[tp] = pos
 
-    def _align(self, assigned) -> None:
-        """Event-time alignment: pause input partitions more than ``max_skew_s`` ahead of the
-        complete time while slower ones still have a backlog; resume them once they are not.
-        A backlog is then read in event-time order across partitions and topics (within the
-        skew), so no subscriber's calls run weeks ahead of its SMS, whatever order Kafka hands
-        the partitions out in."""
+    def _align(self) -> None:
+        """Event-time alignment: pause the input partitions that hold records on wait, and those
+        more than ``max_skew_s`` ahead of the slowest partition that still has a backlog; resume
+        the others. A backlog is then read in event-time order across partitions and topics
+        (within the skew), so no subscriber's calls run weeks ahead of its SMS, whatever order
+        Kafka hands the partitions out in."""
         consumer = self.app.consumer
-        c = self._complete_time()
-        pause: set[TP] = set()
-        if c is not None:
-            limit = c + self.settings.max_skew_s
-            pause = {tp for tp, t in self._tp_watermark.items() if t > limit and tp in assigned}
+        limit = self._align_limit()
+        pause = set(self._held)
+        if limit is not None:
+            assigned = consumer.assignment()
+            pause |= {tp for tp, t in self._tp_watermark.items() if t > limit and tp in assigned}
         resume = self._paused - pause
         new = pause - self._paused
         if resume:
@@ -659,8 +794,16 @@ class ChurnService:
             if behind and tp not in self._paused and now - self._progress_at.get(tp, self._recovered_at) > self.settings.stall_s:
                 stalled.append(f"{tp.topic}[{tp.partition}]")
         self.metrics.stalled_partitions.set(len(stalled))
+        limit = self._align_limit()
+        fr, unknown = self._frontiers()
+        slowest = sorted(fr.items(), key=lambda kv: kv[1])[:3]
         return {"status": "stalled" if stalled else "ok", "subscribers": len(self.engine), "stalled_partitions": sorted(stalled),
-                "paused_partitions": len(self._paused), "event_time": self._eval_time}
+                "paused_partitions": len(self._paused), "held_partitions": len(self._held), "event_time": self._eval_time,
+                "complete_time": self._complete_time(),
+                "align_limit": "waiting for a partition" if limit == -math.inf else limit,
+                # the partitions holding event time back: name, next event time, held here, paused
+                "slowest_partitions": [[f"{tp.topic}[{tp.partition}]", t, tp in self._held, tp in self._paused] for tp, t in slowest],
+                "unknown_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in unknown)}
 
     # ------------------------------------------------------------- recovery
     def active_partitions(self) -> set[int]:
@@ -704,6 +847,9 @@ class ChurnService:
         self._progress_at.clear()
         self._dirty, self._dirty_partitions, self._since_checkpoint = [], set(), 0
         self._paused = set()  # Faust resumes every partition after recovery
+        self._held.clear()  # Faust seeks every partition to its committed offset: they come again
+        self._held_head.clear()
+        self._held_ts.clear()
         self._generation += 1
         self._recovered_at = time.monotonic()
         self.metrics.restored.inc(n)

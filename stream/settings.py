@@ -28,7 +28,7 @@
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages |
-| CHURNWATCH_MAX_SKEW_S | 21600 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
+| CHURNWATCH_MAX_SKEW_S | 86400 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
 | CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
 | CHURNWATCH_STALL_S | 120 | `/healthz` reports a partition with a backlog and no progress for this many seconds (HTTP 503) |
 | CHURNWATCH_LOG_LEVEL | info | worker log level |
@@ -87,7 +87,7 @@ class Settings:
     batch_timeout_s: float = 0.5
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
-    max_skew_s: float = 21600.0
+    max_skew_s: float = 86400.0
     stall_s: float = 120.0
     checkpoint_hold_s: float = 0.0
     log_level: str = "info"

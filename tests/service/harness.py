@@ -38,7 +38,7 @@ def scenario_env(bootstrap: str, unique: str, tmp: Path, partitions: int = 4, **
             "CHURNWATCH_PARTITIONS": str(partitions),
             "CHURNWATCH_DATA_DIR": str(tmp / "worker"),
             "CHURNWATCH_BATCH_TIMEOUT_S": "0.2",
-            "CHURNWATCH_LOG_LEVEL": "warn",
+            "CHURNWATCH_LOG_LEVEL": os.environ.get("CW_TEST_LOG_LEVEL", "warn"),
         }
     )
     env.update(extra)
@@ -212,7 +212,13 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[W
         if not behind:
             return
         time.sleep(0.5)
-    raise AssertionError(f"not caught up within {timeout_s}s: {behind}")
+    health = []
+    for w in workers or []:
+        try:
+            health.append(w.get("/healthz"))
+        except OSError as exc:
+            health.append(repr(exc))
+    raise AssertionError(f"not caught up within {timeout_s}s: {behind}; workers' /healthz: {health}")
 
 
 async def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> list:

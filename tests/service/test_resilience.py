@@ -39,7 +39,7 @@ def _assert_exact(settings: Settings, records) -> None:
         g, w = got.state_of(m), want.state_of(m)
         days = sorted(d for d in set(g["ring"]) | set(w["ring"]) if g["ring"].get(d) != w["ring"].get(d))
         detail.append((m[-4:], [(d, g["ring"].get(d), w["ring"].get(d)) for d in days[:3]], g["rch"], w["rch"]))
-    assert not bad, f"{len(bad)} subscribers differ, e.g. {detail}"
+    assert not bad, f"{len(bad)} of {len(table)} subscribers differ, e.g. {detail}"
 
 
 def _metric(worker: WorkerProc, name: str) -> float:

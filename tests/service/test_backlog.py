@@ -1,0 +1,78 @@
+"""A backlog produced before the worker starts: the way a new deployment meets an existing topic
+history, or a worker meets its input after an outage. Kafka hands each partition's backlog out
+at its own pace (one topic read days ahead of another); nothing valid may be lost to ``late``,
+and the durable state must equal an in-process replay of the same events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from stream.settings import Settings
+from stream.simulate import generate
+
+from .harness import WorkerProc, produce, scenario_env, wait_caught_up
+from .test_resilience import _assert_exact, _metric
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+N_SUBS, DAYS, SEED = 300, 75, 23
+
+
+@pytest.fixture(scope="module")
+def history():
+    events, _ = generate(N_SUBS, DAYS, SEED, fmt="records", malformed_rate=0.0)
+    return list(events)
+
+
+def _check_no_loss(workers, settings: Settings, records) -> None:
+    late = sum(_metric(w, "churnwatch_late_events_total") for w in workers)
+    rejected = sum(_metric(w, "churnwatch_rejects_total") for w in workers)
+    replayed = sum(_metric(w, "churnwatch_replayed_events_total") for w in workers)
+    applied = sum(_metric(w, "churnwatch_events_total") for w in workers)
+    assert late == 0, f"{late:.0f} valid events dead-lettered as late"
+    assert rejected == 0, f"{rejected:.0f} valid events rejected"
+    if len(workers) == 1:  # (a takeover re-applies what the old owner had not checkpointed)
+        assert (applied, replayed) == (len(records), 0)  # every event applied once, none out of order
+    _assert_exact(settings, records)
+
+
+def test_backlog_before_the_worker_starts_loses_nothing(kafka_bootstrap, tmp_path, history):
+    env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=12)
+    settings = Settings.from_env(env)
+    produce(settings, history)  # the whole history first: 75 days in four topics, 48 partitions
+    worker = WorkerProc(env, "w", tmp_path).start()
+    try:
+        wait_caught_up(settings, timeout_s=240, workers=[worker])
+        _check_no_loss([worker], settings, history)
+        status, body = worker.get("/healthz")
+        assert status == 200, body
+    finally:
+        worker.stop()
+
+
+def test_backlog_two_workers_started_30s_apart_lose_nothing(kafka_bootstrap, tmp_path, history):
+    env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=12, CHURNWATCH_BATCH_SIZE="500")
+    settings = Settings.from_env(env)
+    produce(settings, history)
+    a = WorkerProc(env, "a", tmp_path).start()
+    b = WorkerProc(env, "b", tmp_path)
+    try:
+        # b joins while a is part way through the backlog (at most 30 s after a started), and
+        # takes partitions over: their state from the changelog, their input from a's last commit
+        deadline = time.monotonic() + 30
+        while _metric(a, "churnwatch_events_total") < len(history) // 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        b.start()
+        wait_caught_up(settings, timeout_s=300, workers=[a, b])
+        deadline = time.monotonic() + 60
+        while _metric(b, "churnwatch_subscribers") == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _metric(b, "churnwatch_subscribers") > 0, "b took no partitions over"
+        assert _metric(a, "churnwatch_subscribers") + _metric(b, "churnwatch_subscribers") == N_SUBS
+        _check_no_loss([a, b], settings, history)
+    finally:
+        b.stop()
+        a.stop()
