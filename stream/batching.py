@@ -64,7 +64,10 @@ class BatchConsumer(_faust_aiokafka.Consumer):
                     # fetched across a rebalance: Faust seeks the new assignment to its committed
                     # offsets, so these records come again (as Faust's own getmany drops them)
                     if not self.flow_active:
-                        await self.perform_seek()
+                        try:
+                            await self.perform_seek()
+                        except Exception as exc:  # noqa: BLE001 - e.g. a partition revoked meanwhile; recovery seeks again
+                            logger.warning("seek to committed offsets while the flow is stopped failed: %r", exc)
                     continue
                 batch: dict[TP, list[Any]] = {}
                 for tp, recs in records.items():

@@ -657,6 +657,7 @@ class ChurnService:
         self._dirty, self._dirty_partitions = [], set()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_inflight.set(1)
         self._ckpt_task = asyncio.ensure_future(self._complete_checkpoint(changelog, sends, offsets, self._generation))
 
     async def _complete_checkpoint(self, changelog: list, sends: list, offsets: dict, generation: int) -> None:
@@ -670,6 +671,7 @@ class ChurnService:
                 await asyncio.sleep(self.settings.checkpoint_hold_s)  # fault injection (tests)
             if offsets:
                 await self.app.consumer.commit_offsets(offsets)
+            self.metrics.checkpoint_inflight.set(0)
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
             self.metrics.checkpoints.inc()
         except asyncio.CancelledError:

@@ -69,7 +69,9 @@ def test_sigkill_and_restart_ends_with_exact_state(kafka_bootstrap, tmp_path):
         # kill it mid-stream: some of the backlog applied, not all
         deadline = time.monotonic() + 120
         target = len(records) // 3 + 5000
-        while _metric(worker, "churnwatch_events_total") < target and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if _metric(worker, "churnwatch_events_total") >= target and _metric(worker, "churnwatch_checkpoint_inflight") == 1:
+                break  # a checkpoint's state is written, its offsets not committed yet (held 2 s)
             time.sleep(0.05)
         applied_before_kill = _metric(worker, "churnwatch_events_total")
         worker.kill()
