@@ -73,9 +73,8 @@ def test_sigkill_and_restart_ends_with_exact_state(kafka_bootstrap, tmp_path):
             if _metric(worker, "churnwatch_events_total") >= target and _metric(worker, "churnwatch_checkpoint_inflight") == 1:
                 break  # a checkpoint's state is written, its offsets not committed yet (held 2 s)
             time.sleep(0.05)
-        applied_before_kill = _metric(worker, "churnwatch_events_total")
+        assert _metric(worker, "churnwatch_checkpoint_inflight") == 1, "no checkpoint in flight to kill"
         worker.kill()
-        assert applied_before_kill < len(records), "the worker finished before it could be killed; make the backlog larger"
         worker.start()  # same data dir: RocksDB + changelog recovery, then the replay is skipped where applied
         wait_caught_up(settings, timeout_s=240, workers=[worker], trust_worker_lag=True)
         replayed = _metric(worker, "churnwatch_replayed_events_total")
