@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -66,6 +67,55 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
     raise TimeoutError(f"worker web server did not answer at {url}")
 
 
+def _scrape(web: str) -> dict:
+    """The worker's own figures for the progress line: events applied, input lag (messages),
+    alarms sent, and the complete event time (from /healthz)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {"events": 0.0, "lag": 0.0, "alarms": 0.0, "event_time": None, "status": "?"}
+    with urllib.request.urlopen(f"{web}/metrics", timeout=2) as r:
+        body = r.read().decode()
+    for fam in text_string_to_metric_families(body):
+        for smp in fam.samples:
+            if smp.name == "churnwatch_events_total":
+                out["events"] += smp.value
+            elif smp.name == "churnwatch_consumer_lag":
+                out["lag"] += smp.value
+            elif smp.name == "churnwatch_alarms_total":
+                out["alarms"] += smp.value
+    try:
+        with urllib.request.urlopen(f"{web}/healthz", timeout=2) as r:
+            health = orjson.loads(r.read())
+    except urllib.error.HTTPError as e:  # 503: stalled (the body says which partitions)
+        health = orjson.loads(e.read())
+    out["event_time"] = health.get("complete_time") or health.get("event_time")
+    out["status"] = health.get("status", "?")
+    return out
+
+
+async def _progress(web: str, stop: asyncio.Event, every_s: float = 5.0) -> None:
+    """One line every ``every_s``: events/s applied by the worker, its input lag, the event-time
+    day it has reached, alarms so far, and its health."""
+    last_n, last_t = None, time.monotonic()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            p = await asyncio.to_thread(_scrape, web)
+        except (OSError, ValueError) as exc:
+            _say(f"progress: worker not answering ({exc.__class__.__name__})")
+            continue
+        now = time.monotonic()
+        rate = 0.0 if last_n is None else (p["events"] - last_n) / max(1e-9, now - last_t)
+        last_n, last_t = p["events"], now
+        day = time.strftime("%Y-%m-%d", time.gmtime(p["event_time"] + 8 * 3600)) if p["event_time"] else "-"
+        _say(f"progress: {p['events']:,.0f} events applied ({rate:,.0f}/s), lag {p['lag']:,.0f} messages, "
+             f"event time {day}, {p['alarms']:,.0f} alarm records, health {p['status']}")
+
+
 async def _tail_alarms(settings, stop: asyncio.Event, web: str) -> None:
     from aiokafka import AIOKafkaConsumer
 
@@ -102,10 +152,11 @@ async def _run(args, settings, env) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     _say(f"metrics: {web}/metrics   subscriber query: {web}/subscribers/<msisdn>")
     tail = asyncio.create_task(_tail_alarms(settings, stop, web))
+    progress = asyncio.create_task(_progress(web, stop))
     if getattr(args, "keep", False):
         _say("--keep: the previous demo's state, no new traffic; Ctrl-C to stop")
         await stop.wait()
-        await asyncio.gather(tail, return_exceptions=True)
+        await asyncio.gather(tail, progress, return_exceptions=True)
         return 0
     events, truth = generate(args.subscribers, args.days, args.seed, fmt="records")
     _say(f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops")
@@ -115,7 +166,7 @@ async def _run(args, settings, env) -> int:
         _say(f"all {produce.result():,} events sent; alarms keep arriving as the worker catches up. Ctrl-C to stop.")
         await stop.wait()
     stop.set()
-    await asyncio.gather(produce, tail, return_exceptions=True)
+    await asyncio.gather(produce, tail, progress, return_exceptions=True)
     return 0
 
 

@@ -174,11 +174,14 @@ class ChurnService:
         self._held_head: dict[TP, float] = {}  # ... and the event time of the first of them
         self._held_ts: dict[TP, np.ndarray] = {}  # ... and of each of them (-inf: not known)
         self._lock = asyncio.Lock()
+        self._stuck_reported = False
+        self._pinned: set[str] = set()  # topics tracked by the producer's metadata (see _producer)
+        self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
         from .batching import install
 
-        install(self.app, [*settings.input_topics, settings.topic_shadow_evidence], self.on_records)
+        install(self.app, [*settings.input_topics, settings.topic_shadow_evidence], self.on_records, self.on_revoke)
         s = settings
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)
@@ -195,6 +198,7 @@ class ChurnService:
         )
         self.agent = self.app.agent(self.inputs, name="churn-engine")(self._agent)
         self.app.task(self._checkpoint_timer)
+        self.app.task(self._watchdog)
         from .shadow_service import ShadowStages
 
         self.shadow = ShadowStages(self)
@@ -225,6 +229,9 @@ class ChurnService:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             broker_commit_every=s.commit_every,
+            # a worker silent this long (frozen, partitioned off) loses its partitions to the others
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
             broker_commit_interval=s.commit_interval_s,
             producer_max_batch_size=512 * 1024,  # changelog batches of a few hundred states
             broker_max_poll_records=s.batch_size,  # one fetch = one batch of at most this many records
@@ -253,8 +260,11 @@ class ChurnService:
     async def on_records(self, records: dict[TP, list]) -> None:
         """One fetch of raw input records (grouped by partition) from the batch consumer (an
         empty one about every second while nothing arrives: held records may be due)."""
+        generation = self._generation
         try:
             async with self._lock:
+                if self._fenced or generation != self._generation:
+                    return  # revoked, or fetched before a recovery: it seeks to the committed offsets
                 await self._learn_positions(records)
                 while True:
                     rnd = self._round(records)
@@ -281,6 +291,9 @@ class ChurnService:
         for tp, recs in records.items():
             if tp not in assigned or not recs:
                 continue  # fetched before a rebalance took it away: its new owner replays it
+            recs = self._contiguous(tp, recs)
+            if not recs:
+                continue
             if tp in self._held:
                 # behind records on wait (fetched before the pause took effect): they wait too, in
                 # order, since each subscriber's offsets must be applied in partition order; their
@@ -307,6 +320,21 @@ class ChurnService:
                 self._held_ts[tp] = ts[cut:]
                 self._held_head[tp] = float(ts[cut])
         return rnd
+
+    def _contiguous(self, tp: TP, recs: list) -> list:
+        """The records of a fetch that follow what this partition already delivered: an overlap
+        (records already processed or held) is cut; a gap is counted and logged (offsets that hold
+        no record, such as transaction markers, or records lost on the way: a bug)."""
+        held = self._held.get(tp)
+        expected = held[-1].offset + 1 if held else self._processed_next.get(tp)
+        if expected is None or recs[0].offset == expected:
+            return recs
+        if recs[0].offset < expected:
+            return [r for r in recs if r.offset >= expected]
+        self.metrics.input_gaps.labels(topic=tp.topic).inc()
+        logger.warning("input %s[%d]: fetch starts at offset %d, expected %d (%d offsets skipped)", tp.topic, tp.partition,
+                       recs[0].offset, expected, recs[0].offset - expected)
+        return recs
 
     def _fetch_may_help(self) -> bool:
         """Whether a partition with a backlog is being fetched (not paused, nothing held)."""
@@ -614,7 +642,7 @@ class ChurnService:
     # ----------------------------------------------------------- checkpoint
     def _due(self) -> bool:
         s = self.settings
-        return bool(self._pending_next or self._dirty) and (
+        return not self._fenced and bool(self._pending_next or self._dirty) and (
             self._since_checkpoint >= s.commit_every or time.monotonic() - self._last_checkpoint >= s.commit_interval_s)
 
     async def _checkpoint_timer(self) -> None:
@@ -630,6 +658,44 @@ class ChurnService:
                     raise
                 except Exception:
                     self.fatal("checkpoint")
+
+    async def _watchdog(self) -> None:
+        """Log every task's await chain once when the processing lock has been held for over 30 s
+        (a wait that never ends: the chains name it)."""
+        held_since = None
+        while True:
+            await asyncio.sleep(5)
+            if not self._lock.locked():
+                held_since, self._stuck_reported = None, False
+                continue
+            now = time.monotonic()
+            held_since = held_since or now
+            if now - held_since >= 30 and not self._stuck_reported:
+                self._stuck_reported = True
+                self._log_tasks(now - held_since)
+
+    def _log_tasks(self, held_s: float) -> None:
+        lines = []
+        for task in asyncio.all_tasks():
+            chain, coro = [], task.get_coro()
+            while coro is not None and len(chain) < 24:  # the await chain, outermost first
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                if frame is not None:
+                    chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}")
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            lines.append(f"task {task.get_name()}: " + " -> ".join(chain))
+        try:  # the producer's queue: what a send waits for
+            producer = self.app.producer._ensure_producer()
+            acc, sender = producer._message_accumulator, producer._sender
+            for tp, batches in list(acc._batches.items()):
+                if batches:
+                    lines.append(f"producer queue {tp.topic}[{tp.partition}]: {len(batches)} batches, leader "
+                                 f"{acc._cluster.leader_for_partition(tp)}, muted {tp in sender._muted_partitions}, "
+                                 f"linger {batches[0].remaining_linger()}, expired {batches[0].expired()}")
+            lines.append(f"producer in flight {sender._in_flight}, waiter done {acc._waiter_future.done()}")
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            lines.append(f"producer state unavailable: {exc!r}")
+        logger.warning("the processing lock has been held for %.0fs; task await chains:\n%s", held_s, "\n".join(lines))
 
     async def checkpoint(self) -> None:
         """Make everything processed so far durable, then commit its offsets. The order:
@@ -650,6 +716,11 @@ class ChurnService:
         if self._ckpt_task is not None:
             await self._ckpt_task  # one in flight: commits never overtake each other
             self._ckpt_task = None
+        if self._fenced:
+            return
+        if not await self._still_member():
+            self._fence("left the group")  # frozen past the session timeout: its partitions went to another worker
+            return
         rows = np.unique(np.concatenate(self._dirty)) if self._dirty else np.empty(0, dtype=np.int64)
         changelog = await self._write_state(rows, self._dirty_partitions)
         sends, self._inflight = self._inflight, []
@@ -657,7 +728,6 @@ class ChurnService:
         self._dirty, self._dirty_partitions = [], set()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-        self.metrics.checkpoint_inflight.set(1)
         self._ckpt_task = asyncio.ensure_future(self._complete_checkpoint(changelog, sends, offsets, self._generation))
 
     async def _complete_checkpoint(self, changelog: list, sends: list, offsets: dict, generation: int) -> None:
@@ -665,19 +735,67 @@ class ChurnService:
             t0 = time.perf_counter()
             results = await asyncio.gather(*changelog, *sends)
             mark_persisted(self.table, results[: len(changelog)])
+            self.metrics.checkpoint_inflight.set(1)  # state durable, offsets not committed yet
             if generation == self._generation:  # not across a rebalance (positions were reset)
                 self._tp_next.update(offsets)  # durable now: churnwatch_consumer_position moves
             if self.settings.checkpoint_hold_s:
                 await asyncio.sleep(self.settings.checkpoint_hold_s)  # fault injection (tests)
-            if offsets:
-                await self.app.consumer.commit_offsets(offsets)
             self.metrics.checkpoint_inflight.set(0)
+            if offsets and not await self.app.consumer.commit_offsets(offsets) and generation == self._generation:
+                self._fence("commit refused")  # rebalanced meanwhile: a recovery follows, which replays
+                return
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
             self.metrics.checkpoints.inc()
         except asyncio.CancelledError:
             raise
         except Exception:
             self.fatal("checkpoint")
+
+    async def _still_member(self) -> bool:
+        """Whether this worker still belongs to the consumer group's current generation, asked of
+        the group coordinator by committing the offsets that are durable already (no change to
+        them). A worker frozen past the session timeout (SIGSTOP, a GC pause, a starved container)
+        learns here, before it writes any state, that its partitions went to another worker: a
+        late write would overwrite the new owner's newer state in the changelog."""
+        offsets = dict(self._tp_next)
+        if not offsets:
+            return True
+        try:
+            return await asyncio.wait_for(self.app.consumer.commit_offsets(offsets), timeout=self.settings.session_timeout_s / 3)
+        except asyncio.TimeoutError:
+            return False  # no answer in time: write nothing (a replay from the last commit is exact)
+
+    def _fence(self, reason: str) -> None:
+        """Stop writing state and committing until the next recovery rebuilds the engine from the
+        table (what was processed since the last checkpoint is replayed by the partitions'
+        owners from their committed offsets)."""
+        if not self._fenced:
+            level = logging.INFO if reason == "partitions revoked" else logging.WARNING
+            logger.log(level, "fenced (%s): no state writes or commits until the next recovery", reason)
+            self.metrics.fenced.labels(reason=reason).inc()
+        self._fenced = True
+        self._dirty, self._dirty_partitions, self._pending_next, self._since_checkpoint = [], set(), {}, 0
+
+    async def on_revoke(self, revoked: set[TP]) -> None:
+        """First thing in a rebalance, while this worker still owns its partitions: a last
+        checkpoint (state of every changed subscriber, acknowledged, then the offsets committed),
+        then the fence. The group waits for this before it hands the partitions to another
+        worker, so their new owner restores the newest state, and nothing this worker still has
+        in flight can overwrite it later."""
+        async with self._lock:
+            if not self._fenced and not self.app.should_stop:  # (stopping: the consumer thread is going away)
+                await self.checkpoint()
+                task = self._ckpt_task
+                if task is not None:
+                    # bounded: the group waits for this member (a checkpoint not done in time is
+                    # replayed by the new owner from the last commit)
+                    done, _ = await asyncio.wait({task}, timeout=self.settings.session_timeout_s / 2)
+                    if done:
+                        self._ckpt_task = None
+                    else:
+                        logger.warning("the last checkpoint before the rebalance did not finish in %.0fs",
+                                       self.settings.session_timeout_s / 2)
+            self._fence("partitions revoked")
 
     async def _write_state(self, rows: np.ndarray, partitions: set[int]) -> list:
         """Write the state of ``rows`` to the table's local store and send it to the changelog,
@@ -699,7 +817,7 @@ class ChurnService:
     async def _send_batches(self, topic: str, by_partition: dict[int, list[tuple[bytes, bytes]]]) -> list:
         """Send many messages to known partitions as producer batches (a few µs per message
         instead of a full ``send`` each). Returns futures resolving to (metadata, count)."""
-        producer = self.app.producer._ensure_producer()  # the aiokafka producer under Faust's
+        producer = self._producer(topic)
         futs = []
         for p, items in by_partition.items():
             batch, n = producer.create_batch(), 0
@@ -713,12 +831,26 @@ class ChurnService:
                 futs.append(_counted(await producer.send_batch(batch, topic, partition=p), n))
         return futs
 
+    def _producer(self, topic: str):
+        """The aiokafka producer under Faust's, with ``topic`` pinned in its metadata. aiokafka's
+        client fetches metadata for all topics while it tracks none, then only for the topics it
+        tracks: a topic first seen in an all-topics answer drops out of the next answer, its
+        partitions lose their leader, and a batch queued for one waits forever (every later send
+        to that partition waits behind it: the worker stalls). Tracking every topic we send to
+        before the first send keeps each in every answer."""
+        producer = self.app.producer._ensure_producer()
+        if topic not in self._pinned:
+            self._pinned.add(topic)
+            producer.client.add_topic(topic)  # (a metadata update follows; the current view still has it)
+        return producer
+
     @property
     def _changelog_topic(self) -> str:
         return self.table.changelog_topic.get_topic_name()
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
         """Hand one message to the producer; returns a future resolved on the broker's ack."""
+        self._producer(topic)
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
     async def _send_deadletter(self, msg, reject) -> Any:
@@ -853,6 +985,7 @@ class ChurnService:
         self._held_head.clear()
         self._held_ts.clear()
         self._generation += 1
+        self._fenced = False
         self._recovered_at = time.monotonic()
         self.metrics.restored.inc(n)
         self.metrics.subscribers.set(len(engine))

@@ -90,6 +90,7 @@ class Settings:
     max_skew_s: float = 86400.0
     stall_s: float = 120.0
     checkpoint_hold_s: float = 0.0
+    session_timeout_s: float = 60.0
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -129,6 +130,8 @@ class Settings:
             raise SettingsError("CHURNWATCH_MAX_SKEW_S must be in (0, 2592000]")
         if not 0 <= self.checkpoint_hold_s <= 3600:
             raise SettingsError("CHURNWATCH_CHECKPOINT_HOLD_S must be in [0, 3600]")
+        if not 6 <= self.session_timeout_s <= 1800:
+            raise SettingsError("CHURNWATCH_SESSION_TIMEOUT_S must be in [6, 1800] (the broker's group session limits)")
         if not 0 < self.stall_s <= 86400:
             raise SettingsError("CHURNWATCH_STALL_S must be in (0, 86400]")
         if self.config_path is not None and not Path(self.config_path).is_file():
@@ -217,6 +220,7 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_MAX_SKEW_S": "max_skew_s",
     "CHURNWATCH_STALL_S": "stall_s",
     "CHURNWATCH_CHECKPOINT_HOLD_S": "checkpoint_hold_s",
+    "CHURNWATCH_SESSION_TIMEOUT_S": "session_timeout_s",
     "CHURNWATCH_LOG_LEVEL": "log_level",
 }
 

@@ -3,6 +3,7 @@ in one group share the partitions, restore state from the changelog, and lose no
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
@@ -81,9 +82,7 @@ def test_sigkill_and_restart_ends_with_exact_state(kafka_bootstrap, tmp_path):
     finally:
         worker.stop()
     _assert_exact(settings, records)
-    if replayed == 0:  # exact anyway; but the kill did not land between a checkpoint's durable state and its commit
-        pytest.xfail("known: the kill landed before the in-flight checkpoint's state was acknowledged, so the restart "
-                     "re-applied instead of skipping (state exact; the mid-checkpoint path was not exercised this run)")
+    assert replayed > 0, "the restart skipped nothing: the kill did not land between durable state and commit"
     # alarms sent again after the crash carry the same id
     ids: dict[tuple, set[str]] = {}
     for a in read_alarms(settings):
@@ -91,9 +90,6 @@ def test_sigkill_and_restart_ends_with_exact_state(kafka_bootstrap, tmp_path):
     assert all(len(v) == 1 for v in ids.values())
 
 
-@pytest.mark.xfail(strict=False, reason="known defect since the checkpointed worker (2 of 6 full-suite runs): a revoked "
-                   "partition's dirty state can be written after its new owner restored it, and a recovery can stall "
-                   "under CPU starvation; see README 'Limits' and the session-3 note")
 def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
     unique = uuid.uuid4().hex[:8]
     env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4)
@@ -105,6 +101,9 @@ def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
     try:
         produce_live(settings, records[:half], chunks=3, workers=[a])
         b.start()  # rebalance: b takes some partitions, restoring their state from the changelog
+        deadline = time.monotonic() + 90
+        while _metric(b, "churnwatch_restored_subscribers_total") == 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
         produce_live(settings, records[half:], chunks=3, workers=[a, b], trust_worker_lag=True)
         subs_a = _metric(a, "churnwatch_subscribers")
         subs_b = _metric(b, "churnwatch_subscribers")
@@ -120,4 +119,50 @@ def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
     finally:
         b.stop()
         a.stop()
+    _assert_exact(settings, records)
+
+
+def _pairs(settings: Settings) -> set[tuple[str, str]]:
+    return {(a["msisdn"], a["phase"]) for a in read_alarms(settings)}
+
+
+def test_frozen_past_the_session_timeout_sends_no_extra_alarm(kafka_bootstrap, tmp_path):
+    """A worker frozen (SIGSTOP: a GC pause, a starved container) for longer than the group's
+    session timeout while traffic keeps arriving, then resumed: the group has dropped it, so it
+    must rejoin and replay from its last commit without writing anything first. Its alarms are
+    those of an uninterrupted run over the same events (within the run-to-run difference that
+    fetch boundaries still cause), and its state is exact."""
+    records, _ = _records(300, 45, 31)
+    first, rest = records[: len(records) // 2], records[len(records) // 2 :]
+    runs = {}
+    for mode in ("uninterrupted", "frozen"):
+        unique = uuid.uuid4().hex[:8]
+        (tmp_path / mode).mkdir()
+        env = scenario_env(kafka_bootstrap, unique, tmp_path / mode, partitions=4, CHURNWATCH_SESSION_TIMEOUT_S="8")
+        settings = Settings.from_env(env)
+        worker = WorkerProc(env, "w", tmp_path / mode).start()
+        try:
+            produce_live(settings, first, chunks=2, workers=[worker])
+            if mode == "frozen":
+                worker.proc.send_signal(signal.SIGSTOP)
+                try:
+                    produce(settings, rest)  # the traffic of the freeze
+                    time.sleep(14)  # well past the 8 s session timeout: the group drops the worker
+                finally:
+                    worker.proc.send_signal(signal.SIGCONT)
+            else:
+                produce(settings, rest)
+            wait_caught_up(settings, timeout_s=240, workers=[worker])
+            # a recovery after the freeze restores the subscribers (the first one found none)
+            runs[mode] = (settings, _pairs(settings), _metric(worker, "churnwatch_restored_subscribers_total"))
+        finally:
+            worker.stop()
+    (_, want, _), (settings, got, restored) = runs["uninterrupted"], runs["frozen"]
+    assert want, "the uninterrupted run sent no alarm: nothing to compare"
+    extra = got - want
+    # Two uninterrupted runs over these events differ by 4-5 of ~95 pairs each way (evaluation
+    # moments still follow fetch boundaries: issue 11); a freeze that re-judged the backlog at the
+    # wrong time (the defect this guards against) added hundreds of warnings.
+    assert len(extra) <= max(3, len(want) // 10), f"{len(extra)} of {len(got)} (msisdn, phase) pairs only after the freeze, e.g. {sorted(extra)[:5]}"
+    assert restored > 0, "the freeze did not cost the worker its group membership (nothing was tested)"
     _assert_exact(settings, records)
