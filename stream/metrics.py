@@ -48,7 +48,7 @@ class Metrics:
         self.checkpoints = Counter(f"{p}_checkpoints", "Checkpoints completed (state flushed and acknowledged, then input offsets committed)", registry=r)
         self.checkpoint_seconds = Histogram(f"{p}_checkpoint_seconds", "Seconds from a checkpoint's state flush to its committed offsets", buckets=_SECONDS_BUCKETS, registry=r)
         self.checkpoint_states = Counter(f"{p}_checkpoint_states", "Subscriber states written to the table at checkpoints (one per changed subscriber per checkpoint)", registry=r)
-        self.checkpoint_inflight = Gauge(f"{p}_checkpoint_inflight", "1 while a checkpoint's state is acknowledged but its offsets are not committed yet", registry=r)
+        self.checkpoint_inflight = Gauge(f"{p}_checkpoint_inflight", "1 while a checkpoint's state is acknowledged but its input offsets are not committed yet", registry=r)
         self.paused_partitions = Gauge(f"{p}_paused_partitions", "Input partitions paused by event-time alignment (ahead of the slowest partition with a backlog)", registry=r)
         self.stalled_partitions = Gauge(f"{p}_stalled_partitions", "Input partitions with a backlog and no progress for CHURNWATCH_STALL_S", registry=r)
         self.input_gaps = Counter(f"{p}_input_offset_gaps", "Input fetches that did not start at the next offset expected (skipped offsets: transaction markers, retention; otherwise a bug)", ["topic"], registry=r)

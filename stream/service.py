@@ -735,7 +735,8 @@ class ChurnService:
             t0 = time.perf_counter()
             results = await asyncio.gather(*changelog, *sends)
             mark_persisted(self.table, results[: len(changelog)])
-            self.metrics.checkpoint_inflight.set(1)  # state durable, offsets not committed yet
+            if any(tp.topic in self._src_index for tp in offsets):
+                self.metrics.checkpoint_inflight.set(1)  # state durable, input offsets not committed yet
             if generation == self._generation:  # not across a rebalance (positions were reset)
                 self._tp_next.update(offsets)  # durable now: churnwatch_consumer_position moves
             if self.settings.checkpoint_hold_s:
