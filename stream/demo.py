@@ -181,7 +181,12 @@ def run(args: argparse.Namespace) -> int:
         kafka = LocalKafka(port=DEFAULT_PORT)
         if not args.keep:
             kafka.reset()
-        _say("starting the local Kafka broker (first run downloads Kafka 3.9.1 from Maven Central)...")
+        from .devkafka import KAFKA_VERSION, jars_present
+
+        if jars_present():
+            _say("starting the local Kafka broker...")
+        else:
+            _say(f"starting the local Kafka broker (downloading Kafka {KAFKA_VERSION} from Maven Central first, about a minute)...")
         env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start()
     if not args.keep:
         import shutil
@@ -191,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     env.setdefault("CHURNWATCH_DATA_DIR", str(var / "worker"))
     env["CHURNWATCH_WEB_PORT"] = str(args.web_port)
     settings = Settings.from_env(env)
-    log = open(var / "worker.log", "ab")
+    log = open(var / "worker.log", "ab" if args.keep else "wb")  # a fresh demo starts a fresh log
     _say(f"starting a worker (log: {var / 'worker.log'})...")
     worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -41,6 +41,7 @@ __all__ = [
     "wait_for_broker",
     "broker_answers",
     "probe_brokers",
+    "jars_present",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ log4j.logger.kafka.Kafka$=INFO
 
 def _required_jars(libs: Path) -> list[Path]:
     return [libs / f"kafka_2.13-{KAFKA_VERSION}.jar", libs / "slf4j-reload4j-1.7.36.jar"]
+
+
+def jars_present(cache_dir: Path = CACHE_DIR) -> bool:
+    """Whether Kafka's jars are already in the cache (no download needed)."""
+    return all(p.exists() for p in _required_jars(cache_dir / "libs"))
 
 
 def ensure_jars(cache_dir: Path = CACHE_DIR) -> Path:

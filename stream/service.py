@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import math
 import os
@@ -62,6 +63,7 @@ _WM = struct.Struct(">d")
 # A partition with a backlog that has delivered nothing yet holds the others back for at most
 # this long after a start or rebalance (a partition whose fetches never return would stall all)
 UNKNOWN_GRACE_S = 30.0
+DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
 
 
@@ -225,6 +227,12 @@ class ChurnService:
             web_bind=s.web_host,
             web_host=s.web_host,
             web_port=s.web_port,
+            # no built-in views: /table/ would serve raw subscriber state (contact numbers, IMEI),
+            # /router/ the cluster's hosts and assignments; /subscribers/ is ours and masks
+            web_tables_enabled=False,
+            web_router_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
             canonical_url=s.web_url or f"http://{s.web_host}:{s.web_port}",
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
@@ -855,8 +863,9 @@ class ChurnService:
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
     async def _send_deadletter(self, msg, reject) -> Any:
+        value = msg.value or b""
         record = {
-            "original_b64": base64.b64encode(msg.value or b"").decode("ascii"),
+            "original_b64": base64.b64encode(value[:DEADLETTER_ORIGINAL_MAX]).decode("ascii"),
             "key_b64": base64.b64encode(msg.key).decode("ascii") if msg.key is not None else None,
             "topic": msg.topic,
             "partition": msg.partition,
@@ -866,6 +875,8 @@ class ChurnService:
             "failed_at": self.clock(),
             "schema_version": SCHEMA_VERSION,
         }
+        if len(value) > DEADLETTER_ORIGINAL_MAX:  # always fits the producer's request limit (base64 grows 4/3)
+            record.update(original_truncated=True, original_size=len(value), original_sha256=hashlib.sha256(value).hexdigest())
         logger.debug("dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail)
         return await self._send(self.settings.topic_deadletter, msg.key, orjson.dumps(record))
 
@@ -941,6 +952,11 @@ class ChurnService:
                 "unknown_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in unknown)}
 
     # ------------------------------------------------------------- recovery
+    def recovering(self) -> bool:
+        """True between a revocation and the rebuild that follows it (the engine does not hold
+        the partitions' state yet), and while Faust rebalances."""
+        return self._fenced or bool(getattr(self.app, "rebalancing", False))
+
     def active_partitions(self) -> set[int]:
         topic = self.settings.topic_calls
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}

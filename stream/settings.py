@@ -30,6 +30,7 @@
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages |
 | CHURNWATCH_MAX_SKEW_S | 86400 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
 | CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
+| CHURNWATCH_SESSION_TIMEOUT_S | 60 | consumer-group session timeout: a worker silent this long loses its partitions; back, it writes nothing before it rejoined |
 | CHURNWATCH_STALL_S | 120 | `/healthz` reports a partition with a backlog and no progress for this many seconds (HTTP 503) |
 | CHURNWATCH_LOG_LEVEL | info | worker log level |
 
@@ -37,6 +38,8 @@ Any other ``CHURNWATCH_*`` variable is a misconfiguration and fails start-up.
 """
 
 from __future__ import annotations
+
+import re
 
 import os
 from dataclasses import dataclass, field, fields
@@ -55,6 +58,14 @@ class SettingsError(ValueError):
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
+
+
+# identity settings: an empty value is a mistake, never "the default" (it would join another group or topic)
+_NAMES = {"CHURNWATCH_APP_ID", "CHURNWATCH_TOPIC_CALLS", "CHURNWATCH_TOPIC_SMS", "CHURNWATCH_TOPIC_RECHARGES",
+          "CHURNWATCH_TOPIC_PROFILES", "CHURNWATCH_TOPIC_ALARMS", "CHURNWATCH_TOPIC_DEADLETTER"}
+_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_LOG_LEVELS = {"debug", "info", "warn", "warning", "error", "critical"}
+_HOST = re.compile(r"[A-Za-z0-9.:_-]{1,253}|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4 or IPv6 (bare or bracketed)
 
 @dataclass(frozen=True)
 class Settings:
@@ -130,6 +141,13 @@ class Settings:
             raise SettingsError("CHURNWATCH_MAX_SKEW_S must be in (0, 2592000]")
         if not 0 <= self.checkpoint_hold_s <= 3600:
             raise SettingsError("CHURNWATCH_CHECKPOINT_HOLD_S must be in [0, 3600]")
+        if not self.app_id.strip() or not _APP_ID.fullmatch(self.app_id):
+            raise SettingsError(f"CHURNWATCH_APP_ID={self.app_id!r}: expected letters, digits, '.', '_' or '-' (it names the "
+                                "consumer group and the internal topics; empty would join another deployment's group)")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            raise SettingsError(f"CHURNWATCH_LOG_LEVEL={self.log_level!r}: expected one of {sorted(_LOG_LEVELS)}")
+        if not _HOST.fullmatch(self.web_host):
+            raise SettingsError(f"CHURNWATCH_WEB_HOST={self.web_host!r}: not a host name or IP address")
         if not 6 <= self.session_timeout_s <= 1800:
             raise SettingsError("CHURNWATCH_SESSION_TIMEOUT_S must be in [6, 1800] (the broker's group session limits)")
         if not 0 < self.stall_s <= 86400:
@@ -172,6 +190,9 @@ class Settings:
         types = {f.name: f.type for f in fields(cls)}
         for var, name in ENV_VARS.items():
             raw = env.get(var)
+            if raw == "" and var in _NAMES:
+                raise SettingsError(f"{var} is set but empty: it names a consumer group or a topic (unset it for the default "
+                                    f"{getattr(cls, name)!r})")
             if raw is None or raw == "":
                 continue
             typ = types[name]

@@ -20,7 +20,7 @@ __all__ = ["register_views"]
 
 # aiohttp wants the charset apart from the content type
 _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
-_MSISDN = re.compile(r"^[0-9]{5,20}$")
+_MSISDN = re.compile(r"[0-9]{5,20}")  # fullmatch: no trailing newline (``$`` would allow one)
 
 
 def register_views(service: "ChurnService") -> None:
@@ -36,8 +36,10 @@ def register_views(service: "ChurnService") -> None:
     class SubscriberView(View):
         @app.table_route(table=service.table, match_info="msisdn")
         async def get(self, request: Request, msisdn: str) -> Response:
-            if not _MSISDN.match(msisdn):
+            if not _MSISDN.fullmatch(msisdn):
                 return self.json({"error": "msisdn must be 5-20 digits"}, status=400)
+            if service.recovering():  # the owner is restoring its partitions: a 404 now would be false
+                return self.json({"error": "partitions are being recovered, retry shortly"}, status=503, headers={"Retry-After": "5"})
             view = service.engine.view(msisdn)
             if view is None:
                 return self.json({"error": "unknown subscriber"}, status=404)

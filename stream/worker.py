@@ -1,7 +1,7 @@
 """``churnwatch worker``: run one streaming worker against ``KAFKA_BOOTSTRAP_SERVERS``.
 
 Fails fast, with a clear message and exit code 2, on an unknown or malformed setting, a bad
-threshold file (CHURNWATCH_CONFIG) or an unreachable broker. Add workers (same CHURNWATCH_APP_ID)
+threshold file (CHURNWATCH_CONFIG), a web port it cannot bind or an unreachable broker. Add workers (same CHURNWATCH_APP_ID)
 to scale out: Kafka's consumer group shares the partitions among them.
 """
 
@@ -13,7 +13,7 @@ import sys
 
 from .settings import Settings, SettingsError
 
-__all__ = ["add_arguments", "run", "check_broker"]
+__all__ = ["add_arguments", "run", "check_broker", "check_web_port"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,28 @@ def check_broker(settings: Settings, timeout_s: float = 15.0) -> None:
         raise SettingsError(f"Kafka broker {settings.bootstrap_servers} answered with no live brokers")
 
 
+def check_web_port(settings: Settings) -> None:
+    """Raise SettingsError when the web server could not bind its address (port taken, no such
+    local address), before anything else starts."""
+    import socket
+
+    host = settings.web_host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, settings.web_port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SettingsError(f"CHURNWATCH_WEB_HOST={settings.web_host!r}: {exc.strerror or exc}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds (a TIME_WAIT port is fine)
+        sock.bind(addr)
+    except OSError as exc:
+        raise SettingsError(f"cannot serve the web views on {settings.web_host}:{settings.web_port}: {exc.strerror or exc} "
+                            "(another worker or program on that port? set CHURNWATCH_WEB_PORT)") from None
+    finally:
+        sock.close()
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -49,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 EngineConfig.from_toml(settings.config_path)
         except ConfigError as exc:
             raise SettingsError(f"bad threshold file {settings.config_path}: {exc}") from None
+        check_web_port(settings)
         check_broker(settings, args.broker_timeout)
         from .topics import ensure_topics
 
@@ -62,5 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     service = build_service(settings)
     worker = faust.Worker(service.app, loglevel=settings.log_level.upper())
+    if not sys.stdout.isatty():
+        worker.spinner = None  # its terminal escape codes would litter a log file
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
     return 0

@@ -267,3 +267,11 @@ def read_table(settings: Settings) -> dict[str, bytes]:
         if m.key != WATERMARK_KEY:
             last[m.key.decode()] = m.value
     return last
+
+
+def read_event_times(settings: Settings) -> dict[int, float]:
+    """Per state-table partition, the last event time the worker persisted there."""
+    from stream.service import _WM, TABLE_NAME, WATERMARK_KEY
+
+    topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
+    return {m.partition: _WM.unpack_from(m.value, 2)[0] for m in read_topic(settings.bootstrap_servers, topic) if m.key == WATERMARK_KEY}

@@ -7,6 +7,7 @@ then check the alarms, the dead letters, the durable state, /metrics and /subscr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 
@@ -18,7 +19,7 @@ from stream.engine import Engine, EngineConfig
 from stream.settings import Settings
 from stream.simulate import generate
 
-from .harness import WorkerProc, produce_live, read_alarms, read_table, read_topic, replay_in_process, scenario_env
+from .harness import WorkerProc, produce_live, read_alarms, read_table, read_topic, read_event_times, replay_in_process, scenario_env, wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -32,7 +33,24 @@ BAD = [
     (b"8613800000004", b'{"type":"call","msisdn":"8613800000004","ts":1767000000,"direction":"out","peer":"8613900000000"}', "missing_field"),
     (b"8613800000005", b'{"type":"call","msisdn":"8613800000005","ts":1767000000,"direction":"up","peer":"8613900000000","duration_s":5}', "invalid_field"),
     (b"8613899999999", b'{"type":"sms","msisdn":"8613800000006","ts":1767000000,"direction":"out","peer":"8613900000000"}', "key_mismatch"),
+    # a well-formed call in the year 2100: rejected, and it must not move event time (issue 16.2)
+    (b"8613800000007", b'{"type":"call","msisdn":"8613800000007","ts":4102444800,"direction":"out","peer":"8613900000000","duration_s":5}', "future"),
 ]
+
+
+BIG_KEY = b"8613800000009"
+BIG = b'{"type":"call","msisdn":"8613800000009","note":"' + b"x" * (4_194_304 - 1024) + b'"'  # invalid JSON, ~4 MiB
+
+
+async def _produce_big(settings: Settings) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic_calls, BIG, key=BIG_KEY)
+    finally:
+        await producer.stop()
 
 
 def population():
@@ -55,6 +73,8 @@ def scenario(kafka_bootstrap, tmp_path_factory):
         t0 = time.monotonic()
         produce_live(settings, records[: len(records) // 2] + bad + records[len(records) // 2 :], workers=[worker])
         elapsed = time.monotonic() - t0
+        asyncio.run(_produce_big(settings))  # an invalid message of the broker's maximum size
+        wait_caught_up(settings, timeout_s=120, workers=[worker])
         yield {"settings": settings, "worker": worker, "records": records, "truth": truth, "elapsed": elapsed}
     finally:
         worker.stop()
@@ -95,6 +115,32 @@ def test_bad_messages_land_in_deadletter_with_reasons(scenario):
         assert d["schema_version"] == 1
 
 
+def test_a_message_of_the_brokers_maximum_size_is_dead_lettered_truncated(scenario):
+    """Its dead letter must fit the producer's request limit (the original base64-encoded would
+    not): the first 64 KiB of the original, flagged, with the whole one's size and sha256."""
+    import hashlib
+
+    s = scenario["settings"]
+    letters = [orjson.loads(m.value) for m in read_topic(s.bootstrap_servers, s.topic_deadletter) if m.key == BIG_KEY]
+    assert len(letters) == 1, f"{len(letters)} dead letters for the big message"
+    d = letters[0]
+    assert d["reason"] == "invalid_json" and d["original_truncated"] is True
+    assert d["original_size"] == len(BIG) and d["original_sha256"] == hashlib.sha256(BIG).hexdigest()
+    assert base64.b64decode(d["original_b64"]) == BIG[: 64 * 1024]
+    assert scenario["worker"].proc.poll() is None, "the worker died"
+
+
+def test_a_far_future_event_does_not_move_event_time(scenario):
+    """The year-2100 call of BAD is dead-lettered as ``future``; the event time the worker judges
+    at, and the one it persisted per partition, stay within the population's days."""
+    last_ts = max(orjson.loads(v)["ts"] for _, _, v in scenario["records"])
+    status, body = scenario["worker"].get("/healthz")
+    assert status == 200, body
+    assert orjson.loads(body)["event_time"] <= last_ts
+    marks = read_event_times(scenario["settings"])
+    assert marks and max(marks.values()) <= last_ts, (marks, last_ts)
+
+
 def test_state_is_every_valid_event_exactly_once(scenario):
     table = read_table(scenario["settings"])
     expected = replay_in_process(scenario["records"])
@@ -116,7 +162,8 @@ def test_metrics_scrape_and_parse(scenario):
     n_valid = len(scenario["records"])
     assert sum(events.values()) == n_valid
     rejects = {s.labels["reason"]: s.value for s in fams["churnwatch_rejects"].samples if s.name == "churnwatch_rejects_total"}
-    assert sum(rejects.values()) == len(BAD)
+    assert sum(rejects.values()) == len(BAD) + 1  # and the big one
+    assert rejects.get("late", 0) == 0
     assert fams["churnwatch_subscribers"].samples[0].value > 0
     assert any(s.name == "churnwatch_batch_seconds_count" and s.value > 0 for s in fams["churnwatch_batch_seconds"].samples)
     assert any(s.name == "churnwatch_sweep_seconds_count" and s.value > 0 for s in fams["churnwatch_sweep_seconds"].samples)
@@ -152,6 +199,18 @@ def test_subscriber_query(scenario):
     assert status == 404
     status, _ = w.get("/subscribers/not-a-number")
     assert status == 400
+    status, _ = w.get(f"/subscribers/{msisdn}%0A")  # a trailing newline is not an msisdn
+    assert status == 400
+
+
+def test_no_raw_state_or_cluster_views(scenario):
+    """Faust's built-in views would serve a subscriber's raw snapshot (full contact numbers, IMEI)
+    and the cluster's hosts and assignments to anyone who can reach the port."""
+    w = scenario["worker"]
+    msisdn = scenario["truth"][0]["msisdn"]
+    for path in (f"/table/subscriber-state/{msisdn}/", "/table/subscriber-state/", "/router/", "/graph/", "/stats/"):
+        status, body = w.get(path)
+        assert status == 404, (path, status, body[:200])
 
 
 def test_logs_mask_msisdns(scenario):

@@ -26,6 +26,10 @@ def _run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         ({"CHURNWATCH_PARTITONS": "3"}, "unknown setting(s): CHURNWATCH_PARTITONS"),
         ({"CHURNWATCH_WEB_PORT": "http"}, "CHURNWATCH_WEB_PORT='http': expected int"),
         ({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "Kafka broker 127.0.0.1:1 is unreachable"),
+        ({"CHURNWATCH_LOG_LEVEL": "verbose"}, "CHURNWATCH_LOG_LEVEL='verbose': expected one of"),
+        ({"CHURNWATCH_WEB_HOST": "not a host"}, "CHURNWATCH_WEB_HOST='not a host': not a host name or IP address"),
+        ({"CHURNWATCH_APP_ID": ""}, "CHURNWATCH_APP_ID is set but empty"),
+        ({"CHURNWATCH_TOPIC_ALARMS": ""}, "CHURNWATCH_TOPIC_ALARMS is set but empty"),
     ],
 )
 def test_misconfiguration_fails_at_startup(tmp_path, extra, needle):
@@ -77,3 +81,20 @@ async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]
         return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(topics) if d["partitions"]}
     finally:
         await admin.close()
+
+
+def test_web_port_in_use_fails_at_startup(tmp_path):
+    """A web port already taken is a start-up mistake: a clear message and exit 2, no traceback."""
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        env = scenario_env("127.0.0.1:1", "x", tmp_path)
+        env["CHURNWATCH_WEB_PORT"] = str(busy.getsockname()[1])
+        out = _run_worker(env, "--broker-timeout", "2")
+    finally:
+        busy.close()
+    assert out.returncode == 2, out.stderr
+    assert "cannot serve the web views on 127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
