@@ -127,6 +127,14 @@ def test_services(services):
     assert (ROOT / services["worker"]["build"].get("dockerfile", "Dockerfile")).is_file()
 
 
+def test_ports_are_published_on_loopback_only(services):
+    """The worker's views, the broker, Prometheus and Grafana are not exposed beyond the host."""
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            spec = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}:{port.get('target')}"
+            assert spec.startswith("127.0.0.1:"), (name, spec)
+
+
 def test_worker_environment_is_known_settings(services):
     env = env_of(services["worker"])
     unknown = sorted(set(env) - set(ENV_VARS))

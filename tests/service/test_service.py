@@ -211,6 +211,15 @@ def test_no_raw_state_or_cluster_views(scenario):
     for path in (f"/table/subscriber-state/{msisdn}/", "/table/subscriber-state/", "/router/", "/graph/", "/stats/"):
         status, body = w.get(path)
         assert status == 404, (path, status, body[:200])
+    # our own view: the subscriber's number, and no other full number (contacts, a second SIM and
+    # handsets appear masked or not at all), for every subscriber with an alarm
+    import re
+
+    for a in read_alarms(scenario["settings"])[:40]:
+        status, body = w.get(f"/subscribers/{a['msisdn']}")
+        assert status == 200, body
+        others = set(re.findall(rb"(?<![0-9])86[0-9]{11}(?![0-9])", body)) - {a["msisdn"].encode()}  # numbers in the simulated plan
+        assert not others, (a["msisdn"][-4:], sorted(others)[:3])
 
 
 def test_logs_mask_msisdns(scenario):
