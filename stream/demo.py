@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -93,18 +94,14 @@ def _scrape(web: str) -> dict:
     return out
 
 
-async def _progress(web: str, stop: asyncio.Event, every_s: float = 5.0) -> None:
+def _progress(web: str, stop: threading.Event, every_s: float = 5.0) -> None:
     """One line every ``every_s``: events/s applied by the worker, its input lag, the event-time
-    day it has reached, alarms so far, and its health."""
+    day it has reached, alarms so far, and its health. A thread of its own, so that the traffic
+    producer keeping the demo's event loop busy never delays it."""
     last_n, last_t = None, time.monotonic()
-    while not stop.is_set():
+    while not stop.wait(every_s):
         try:
-            await asyncio.wait_for(stop.wait(), timeout=every_s)
-            return
-        except asyncio.TimeoutError:
-            pass
-        try:
-            p = await asyncio.to_thread(_scrape, web)
+            p = _scrape(web)
         except (OSError, ValueError) as exc:
             _say(f"progress: worker not answering ({exc.__class__.__name__})")
             continue
@@ -112,7 +109,7 @@ async def _progress(web: str, stop: asyncio.Event, every_s: float = 5.0) -> None
         rate = 0.0 if last_n is None else (p["events"] - last_n) / max(1e-9, now - last_t)
         last_n, last_t = p["events"], now
         day = time.strftime("%Y-%m-%d", time.gmtime(p["event_time"] + 8 * 3600)) if p["event_time"] else "-"
-        _say(f"progress: {p['events']:,.0f} events applied ({rate:,.0f}/s), lag {p['lag']:,.0f} messages, "
+        _say(f"{time.strftime('%H:%M:%S')} progress: {p['events']:,.0f} events applied ({rate:,.0f}/s), lag {p['lag']:,.0f} messages, "
              f"event time {day}, {p['alarms']:,.0f} alarm records, health {p['status']}")
 
 
@@ -152,11 +149,13 @@ async def _run(args, settings, env) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     _say(f"metrics: {web}/metrics   subscriber query: {web}/subscribers/<msisdn>")
     tail = asyncio.create_task(_tail_alarms(settings, stop, web))
-    progress = asyncio.create_task(_progress(web, stop))
+    progress_stop = threading.Event()
+    threading.Thread(target=_progress, args=(web, progress_stop, 4.0), name="demo-progress", daemon=True).start()
     if getattr(args, "keep", False):
         _say("--keep: the previous demo's state, no new traffic; Ctrl-C to stop")
         await stop.wait()
-        await asyncio.gather(tail, progress, return_exceptions=True)
+        progress_stop.set()
+        await asyncio.gather(tail, return_exceptions=True)
         return 0
     events, truth = generate(args.subscribers, args.days, args.seed, fmt="records")
     _say(f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops")
@@ -166,7 +165,8 @@ async def _run(args, settings, env) -> int:
         _say(f"all {produce.result():,} events sent; alarms keep arriving as the worker catches up. Ctrl-C to stop.")
         await stop.wait()
     stop.set()
-    await asyncio.gather(produce, tail, progress, return_exceptions=True)
+    progress_stop.set()
+    await asyncio.gather(produce, tail, return_exceptions=True)
     return 0
 
 

@@ -53,6 +53,8 @@ class Metrics:
         self.stalled_partitions = Gauge(f"{p}_stalled_partitions", "Input partitions with a backlog and no progress for CHURNWATCH_STALL_S", registry=r)
         self.input_gaps = Counter(f"{p}_input_offset_gaps", "Input fetches that did not start at the next offset expected (skipped offsets: transaction markers, retention; otherwise a bug)", ["topic"], registry=r)
         self.fenced = Counter(f"{p}_fenced", "Times this worker stopped writing state because its partitions were revoked or it fell out of the group", ["reason"], registry=r)
+        self.broker_reachable = Gauge(f"{p}_broker_reachable", "1 while the broker answered within the last 20 s (fetches, commits, or a metadata probe when idle)", registry=r)
+        self.broker_reachable.set(1)
         self.restored = Counter(f"{p}_restored_subscribers", "Subscriber states loaded from the changelog-backed table after a rebalance", registry=r)
 
     def observe_alarms(self, alarms) -> None:

@@ -63,6 +63,7 @@ _WM = struct.Struct(">d")
 # A partition with a backlog that has delivered nothing yet holds the others back for at most
 # this long after a start or rebalance (a partition whose fetches never return would stall all)
 UNKNOWN_GRACE_S = 30.0
+BROKER_DOWN_S = 20.0  # /healthz: no broker answer for this long = unreachable (503)
 DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
 
@@ -193,7 +194,9 @@ class ChurnService:
         self._held_ts: dict[TP, np.ndarray] = {}  # ... and of each of them (-inf: not known)
         self._lock = asyncio.Lock()
         self._stuck_reported = False
+        self._broker_ok_at = time.monotonic()  # the broker last answered (a fetch with records, a commit, a probe)
         self._pinned: set[str] = set()  # topics tracked by the producer's metadata (see _producer)
+        self._recovered_once = False  # the engine holds this worker's partitions (first recovery done)
         self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
@@ -287,6 +290,8 @@ class ChurnService:
         generation = self._generation
         try:
             async with self._lock:
+                if records:
+                    self._broker_ok_at = time.monotonic()
                 if self._fenced or generation != self._generation:
                     return  # revoked, or fetched before a recovery: it seeks to the committed offsets
                 await self._learn_positions(records)
@@ -693,6 +698,7 @@ class ChurnService:
         held_since = None
         while True:
             await asyncio.sleep(5)
+            await self._probe_broker()
             if not self._lock.locked():
                 held_since, self._stuck_reported = None, False
                 continue
@@ -701,6 +707,21 @@ class ChurnService:
             if now - held_since >= 30 and not self._stuck_reported:
                 self._stuck_reported = True
                 self._log_tasks(now - held_since)
+
+    async def _probe_broker(self) -> None:
+        """When nothing else showed the broker alive for 5 s (an idle worker), ask it for metadata."""
+        if time.monotonic() - self._broker_ok_at < 5:
+            return
+        try:
+            client = self.app.producer._ensure_producer().client
+            await asyncio.wait_for(client.fetch_all_metadata(), timeout=5)  # (a fresh view: the client's own is untouched)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - unreachable, timed out, not started: the age tells
+            pass
+        else:
+            self._broker_ok_at = time.monotonic()
+        self.metrics.broker_reachable.set(0 if time.monotonic() - self._broker_ok_at > BROKER_DOWN_S else 1)
 
     def _log_tasks(self, held_s: float) -> None:
         lines = []
@@ -770,7 +791,10 @@ class ChurnService:
             if self.settings.checkpoint_hold_s:
                 await asyncio.sleep(self.settings.checkpoint_hold_s)  # fault injection (tests)
             self.metrics.checkpoint_inflight.set(0)
-            if offsets and not await self.app.consumer.commit_offsets(offsets) and generation == self._generation:
+            ok = await self.app.consumer.commit_offsets(offsets) if offsets else True
+            if ok and offsets:
+                self._broker_ok_at = time.monotonic()
+            elif not ok and generation == self._generation:
                 self._fence("commit refused")  # rebalanced meanwhile: a recovery follows, which replays
                 return
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
@@ -960,10 +984,13 @@ class ChurnService:
             if behind and tp not in self._paused and now - self._progress_at.get(tp, self._recovered_at) > self.settings.stall_s:
                 stalled.append(f"{tp.topic}[{tp.partition}]")
         self.metrics.stalled_partitions.set(len(stalled))
+        broker_age = now - self._broker_ok_at
         limit = self._align_limit()
         fr, unknown = self._frontiers()
         slowest = sorted(fr.items(), key=lambda kv: kv[1])[:3]
-        return {"status": "stalled" if stalled else "ok", "subscribers": len(self.engine), "stalled_partitions": sorted(stalled),
+        status = "broker_unreachable" if broker_age > BROKER_DOWN_S else "stalled" if stalled else "ok"
+        return {"status": status, "broker_answered_s_ago": round(broker_age, 1), "recovering": self.recovering(),
+                "subscribers": len(self.engine), "stalled_partitions": sorted(stalled),
                 "paused_partitions": len(self._paused), "held_partitions": len(self._held), "event_time": self._eval_time,
                 "complete_time": self._complete_time(),
                 "align_limit": "waiting for a partition" if limit == -math.inf else limit,
@@ -973,9 +1000,9 @@ class ChurnService:
 
     # ------------------------------------------------------------- recovery
     def recovering(self) -> bool:
-        """True between a revocation and the rebuild that follows it (the engine does not hold
-        the partitions' state yet), and while Faust rebalances."""
-        return self._fenced or bool(getattr(self.app, "rebalancing", False))
+        """True before the first recovery, between a revocation and the rebuild that follows it
+        (the engine does not hold the partitions' state yet), and while Faust rebalances."""
+        return not self._recovered_once or self._fenced or bool(getattr(self.app, "rebalancing", False))
 
     def active_partitions(self) -> set[int]:
         topic = self.settings.topic_calls
@@ -985,6 +1012,8 @@ class ChurnService:
         """After a rebalance: rebuild the engine from the table's partitions this worker owns.
         What was processed since the last checkpoint is dropped with the old engine: Faust seeks
         every input partition to its committed offset next, and the replay rebuilds it."""
+        if self.settings.recovery_hold_s:
+            await asyncio.sleep(self.settings.recovery_hold_s)  # fault injection (tests): a slow restore
         async with self._lock:
             self._rebuild()
 
@@ -1023,6 +1052,7 @@ class ChurnService:
         self._held_ts.clear()
         self._generation += 1
         self._fenced = False
+        self._recovered_once = True
         self._recovered_at = time.monotonic()
         self.metrics.restored.inc(n)
         self.metrics.subscribers.set(len(engine))

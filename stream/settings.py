@@ -30,6 +30,7 @@
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages |
 | CHURNWATCH_MAX_SKEW_S | 86400 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
 | CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
+| CHURNWATCH_RECOVERY_HOLD_S | 0 | fault injection for tests: hold every recovery this long before the engine is rebuilt; leave 0 in production |
 | CHURNWATCH_SESSION_TIMEOUT_S | 60 | consumer-group session timeout: a worker silent this long loses its partitions; back, it writes nothing before it rejoined |
 | CHURNWATCH_STALL_S | 120 | `/healthz` reports a partition with a backlog and no progress for this many seconds (HTTP 503) |
 | CHURNWATCH_LOG_LEVEL | info | worker log level |
@@ -101,6 +102,7 @@ class Settings:
     max_skew_s: float = 86400.0
     stall_s: float = 120.0
     checkpoint_hold_s: float = 0.0
+    recovery_hold_s: float = 0.0
     session_timeout_s: float = 60.0
     log_level: str = "info"
 
@@ -139,6 +141,8 @@ class Settings:
             raise SettingsError("CHURNWATCH_COMMIT_EVERY must be >= 1")
         if not 0 < self.max_skew_s <= 30 * 86400:
             raise SettingsError("CHURNWATCH_MAX_SKEW_S must be in (0, 2592000]")
+        if not 0 <= self.recovery_hold_s <= 3600:
+            raise SettingsError("CHURNWATCH_RECOVERY_HOLD_S must be in [0, 3600]")
         if not 0 <= self.checkpoint_hold_s <= 3600:
             raise SettingsError("CHURNWATCH_CHECKPOINT_HOLD_S must be in [0, 3600]")
         if not self.app_id.strip() or not _APP_ID.fullmatch(self.app_id):
@@ -241,6 +245,7 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_MAX_SKEW_S": "max_skew_s",
     "CHURNWATCH_STALL_S": "stall_s",
     "CHURNWATCH_CHECKPOINT_HOLD_S": "checkpoint_hold_s",
+    "CHURNWATCH_RECOVERY_HOLD_S": "recovery_hold_s",
     "CHURNWATCH_SESSION_TIMEOUT_S": "session_timeout_s",
     "CHURNWATCH_LOG_LEVEL": "log_level",
 }

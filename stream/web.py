@@ -6,6 +6,7 @@ the state table (``app.table_route``), so any worker can be asked about any subs
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["register_views"]
 
+logger = logging.getLogger(__name__)
+
 # aiohttp wants the charset apart from the content type
 _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
 _MSISDN = re.compile(r"[0-9]{5,20}")  # fullmatch: no trailing newline (``$`` would allow one)
+
+
+def _retry_later(view: View) -> Response:
+    return view.json({"error": "partitions are being recovered, retry shortly"}, status=503, headers={"Retry-After": "5"})
 
 
 def register_views(service: "ChurnService") -> None:
@@ -34,12 +41,23 @@ def register_views(service: "ChurnService") -> None:
 
     @app.page("/subscribers/{msisdn}")
     class SubscriberView(View):
-        @app.table_route(table=service.table, match_info="msisdn")
         async def get(self, request: Request, msisdn: str) -> Response:
             if not _MSISDN.fullmatch(msisdn):
                 return self.json({"error": "msisdn must be 5-20 digits"}, status=400)
-            if service.recovering():  # the owner is restoring its partitions: a 404 now would be false
-                return self.json({"error": "partitions are being recovered, retry shortly"}, status=503, headers={"Retry-After": "5"})
+            if service.recovering():  # partitions move or are being restored: a 404 now would be false
+                return _retry_later(self)
+            try:
+                return await self.owner(request, msisdn=msisdn)
+            except Exception as exc:  # noqa: BLE001 - Faust's router without an owner to ask (no metadata or
+                # assignment yet, the owner gone mid-rebalance: aiokafka's _partition raised TypeError): transient
+                logger.info("lookup routed nowhere (%s): 503", type(exc).__name__)
+                return _retry_later(self)
+
+        @app.table_route(table=service.table, match_info="msisdn")
+        async def owner(self, request: Request, msisdn: str) -> Response:
+            """On the worker that owns the msisdn's partition (Faust forwards the request there)."""
+            if service.recovering():
+                return _retry_later(self)
             view = service.engine.view(msisdn)
             if view is None:
                 return self.json({"error": "unknown subscriber"}, status=404)
