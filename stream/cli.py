@@ -25,14 +25,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (default ``sys.argv[1:]``): only the named command's module is
+    imported (the others get a bare subparser, enough for ``--help``)."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="churnwatch", description="Real-time churn alarms for mobile operators.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (modname, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=modname)
-        if len(sys.argv) > 1 and sys.argv[1] != name and not sys.argv[1].startswith("-"):
+        if argv and argv[0] != name and not argv[0].startswith("-"):
             continue  # only import the module of the command being run
         try:
             mod = importlib.import_module(modname)
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "_missing", None):
         parser.error(f"{args.command}: not available in this build ({args._missing})")
