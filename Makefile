@@ -12,12 +12,15 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[setup] creating the virtualenv and installing churnwatch with its test extras (about 1-2 min on first run)..."
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,report]'
+	@echo "[setup] Python packages installed"
 	touch $(STAMP)
 
 kafka-jars: $(JARS)
 $(JARS): deploy/kafka/pom.xml | $(STAMP)
+	@echo "[setup] assembling Apache Kafka 3.9.1 from Maven Central into .cache/kafka (about a minute, once)..."
 	$(PY) -m stream.devkafka fetch
 
 test: venv kafka-jars

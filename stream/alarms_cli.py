@@ -185,6 +185,19 @@ class _Output:
         except BrokenPipeError:
             self._gone()
 
+    def empty(self, message: str) -> None:
+        """Nothing to show: in a table, the header and ``message``; in NDJSON, ``message`` on
+        stderr (stdout stays machine-readable)."""
+        if self.gone:
+            return
+        if self.fmt == "ndjson":
+            print(message, file=sys.stderr)
+            return
+        try:
+            self.stream.write(format_header() + "\n" + message + "\n")
+        except BrokenPipeError:
+            self._gone()
+
     def flush(self) -> None:
         if self.gone:
             return
@@ -233,6 +246,7 @@ async def _read(
     emit: Callable[[bytes, dict], None],
     flush: Callable[[], None],
     stop: asyncio.Event,
+    on_empty: Callable[[str], None] | None = None,
 ) -> int:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
@@ -287,6 +301,9 @@ async def _read(
             for tp in list(pending):
                 if await consumer.position(tp) >= end[tp]:
                     pending.discard(tp)
+        if count == 0 and not follow and on_empty is not None and not stop.is_set():
+            on_empty(f"no alarms yet (topic {topic}, {len(tps)} partitions, end offsets total {sum(end.values()):,}"
+                     + (", reading from the end" if from_end else "") + ")")
         return 0
     finally:
         flush()
@@ -322,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
             emit=out.write,
             flush=out.flush,
             stop=stop,
+            on_empty=out.empty,
         )
 
     try:

@@ -195,7 +195,13 @@ async def test_reads_all_partitions_and_exits_when_caught_up(kafka_bootstrap, un
     empty = f"test.alarms.empty.{unique}"
     await create_topic(kafka_bootstrap, empty, 2)
     proc = run_cli(kafka_bootstrap, "--topic", empty)
-    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()  # NDJSON stays machine-readable
+    assert f"no alarms yet (topic {empty}, 2 partitions, end offsets total 0)" in proc.stderr.decode()
+    # as a table (what a terminal gets): the header, then the same line
+    proc = run_cli(kafka_bootstrap, "--topic", empty, "--format", "table")
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0 and len(lines) == 2, proc.stdout
+    assert lines[1] == f"no alarms yet (topic {empty}, 2 partitions, end offsets total 0)"
 
 
 @pytest.mark.kafka

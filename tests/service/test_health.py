@@ -1,10 +1,12 @@
 """Health and lookups while things fail, on a real broker: ``/subscribers`` answers 503 with
-``Retry-After`` while partitions are being recovered (not a false 404 or a 500), and ``/healthz``
-answers 503 ``broker_unreachable`` when the broker is gone."""
+``Retry-After`` while partitions are being recovered (not a false 404 or a 500), ``/healthz``
+answers 503 ``broker_unreachable`` when the broker is gone, and SIGTERM then still stops the worker
+within its shutdown grace period."""
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 
@@ -80,6 +82,11 @@ def test_healthz_says_broker_unreachable_when_the_broker_is_gone(tmp_path):
         health = orjson.loads(body)
         assert status == 503 and health["status"] == "broker_unreachable", health
         assert health["broker_answered_s_ago"] >= 20
+        # and SIGTERM still stops it, within the shutdown grace period (25 s), in this state too
+        t0 = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(60)
+        assert time.monotonic() - t0 <= 35, f"took {time.monotonic() - t0:.0f} s to stop"
     finally:
         if worker is not None:
             worker.kill()
