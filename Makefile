@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JARS   := .cache/kafka/libs/kafka_2.13-3.9.1.jar
 
-.PHONY: venv kafka-jars test demo bench bench-quick kafka-start kafka-stop clean
+.PHONY: venv kafka-jars prometheus-bin test demo bench bench-quick kafka-start kafka-stop clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -23,7 +23,17 @@ $(JARS): deploy/kafka/pom.xml | $(STAMP)
 	@echo "[setup] assembling Apache Kafka 3.9.1 from Maven Central into .cache/kafka (about a minute, once)..."
 	$(PY) -m stream.devkafka fetch
 
-test: venv kafka-jars
+# Prometheus and promtool from Debian's package (for the metrics checks of the test suite), once;
+# where apt cannot fetch it the suite says so and those checks skip.
+PROM_DIR := .cache/prometheus
+prometheus-bin:
+	@test -x $(PROM_DIR)/usr/bin/promtool || { \
+	  echo "[setup] fetching Prometheus + promtool from Debian's packages into $(PROM_DIR) (~20 MB, once)..."; \
+	  mkdir -p $(PROM_DIR) && cd $(PROM_DIR) && apt-get download prometheus >/dev/null 2>&1 \
+	    && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb \
+	    || echo "[setup] could not fetch Debian's prometheus package here: the promtool and scrape checks will skip"; }
+
+test: venv kafka-jars prometheus-bin
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: venv kafka-jars

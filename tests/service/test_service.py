@@ -174,16 +174,74 @@ def test_metrics_scrape_and_parse(scenario):
     assert not any(t["msisdn"] in text for t in scenario["truth"][:50])
 
 
-def test_promtool_accepts_metrics(scenario):
+def _prometheus_tool(name: str) -> str:
+    """``promtool`` / ``prometheus``: the copy `make test` unpacks from Debian's package into
+    .cache/prometheus, else one on the PATH; skips where neither exists."""
     import shutil
+    from pathlib import Path
+
+    local = Path(__file__).resolve().parents[2] / ".cache" / "prometheus" / "usr" / "bin" / name
+    path = str(local) if local.is_file() else shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not available (make prometheus-bin fetches Debian's 'prometheus' package)")
+    return path
+
+
+def test_promtool_accepts_metrics(scenario):
     import subprocess
 
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    promtool = _prometheus_tool("promtool")
     _, body = scenario["worker"].get("/metrics")
     out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_real_prometheus_scrapes_the_worker(scenario, tmp_path):
+    """Prometheus itself scrapes /metrics (1 s interval), then answers PromQL over it: the
+    worker's events total, and a rate over it."""
+    import json
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    from .harness import free_port
+
+    prometheus = _prometheus_tool("prometheus")
+    w = scenario["worker"]
+    port = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: churnwatch\n"
+                   f"    static_configs:\n      - targets: ['127.0.0.1:{w.port}']\n")
+    proc = subprocess.Popen([prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def query(q: str) -> list:
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        with urllib.request.urlopen(url, timeout=5) as r:
+            data = json.loads(r.read())
+        assert data["status"] == "success", data
+        return data["data"]["result"]
+
+    try:
+        want = float(sum(1 for _ in scenario["records"]))
+        got, rate = None, None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                got = query('sum(churnwatch_events_total{job="churnwatch"})')
+                rate = query('sum(rate(churnwatch_events_total{job="churnwatch"}[1m]))')
+            except OSError:
+                got = None
+            if got and rate:  # a rate needs two scrapes
+                break
+            time.sleep(1)
+        assert got and float(got[0]["value"][1]) == want, got
+        assert rate and float(rate[0]["value"][1]) >= 0.0, rate
+        up = query('up{job="churnwatch"}')
+        assert up and up[0]["value"][1] == "1", up
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_subscriber_query(scenario):
