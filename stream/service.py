@@ -197,6 +197,7 @@ class ChurnService:
         self._broker_ok_at = time.monotonic()  # the broker last answered (a fetch with records, a commit, a probe)
         self._pinned: set[str] = set()  # topics tracked by the producer's metadata (see _producer)
         self._recovered_once = False  # the engine holds this worker's partitions (first recovery done)
+        self._fenced_at = 0.0
         self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
@@ -823,6 +824,7 @@ class ChurnService:
         table (what was processed since the last checkpoint is replayed by the partitions'
         owners from their committed offsets)."""
         if not self._fenced:
+            self._fenced_at = time.monotonic()
             level = logging.INFO if reason == "partitions revoked" else logging.WARNING
             logger.log(level, "fenced (%s): no state writes or commits until the next recovery", reason)
             self.metrics.fenced.labels(reason=reason).inc()
@@ -988,8 +990,14 @@ class ChurnService:
         limit = self._align_limit()
         fr, unknown = self._frontiers()
         slowest = sorted(fr.items(), key=lambda kv: kv[1])[:3]
-        status = "broker_unreachable" if broker_age > BROKER_DOWN_S else "stalled" if stalled else "ok"
+        # fenced and no recovery for twice the session timeout: the rebalance that should follow
+        # a fence never came (a lost member that was not told): restarting the worker recovers it
+        fenced_s = now - self._fenced_at if self._fenced else 0.0
+        stuck_fenced = fenced_s > 2 * self.settings.session_timeout_s
+        status = ("broker_unreachable" if broker_age > BROKER_DOWN_S else "fenced" if stuck_fenced
+                  else "stalled" if stalled else "ok")
         return {"status": status, "broker_answered_s_ago": round(broker_age, 1), "recovering": self.recovering(),
+                "fenced_s": round(fenced_s, 1),
                 "subscribers": len(self.engine), "stalled_partitions": sorted(stalled),
                 "paused_partitions": len(self._paused), "held_partitions": len(self._held), "event_time": self._eval_time,
                 "complete_time": self._complete_time(),
