@@ -27,7 +27,7 @@
 | CHURNWATCH_BATCH_SIZE | 2000 | max input records per fetch (one batch through the engine); also the second-SIM agents' `take_events` batch |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
-| CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages |
+| CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages while catching up (at most 2,000 when live) |
 | CHURNWATCH_MAX_SKEW_S | 86400 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
 | CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
 | CHURNWATCH_RECOVERY_HOLD_S | 0 | fault injection for tests: hold every recovery this long before the engine is rebuilt; leave 0 in production |
