@@ -811,3 +811,36 @@ async def catchup(bootstrap: str, n_subs: int, n_events: int, work: Path, profil
         f"cold {res.get('cold_events_per_s') or 0:,.0f}, warm {res.get('warm_events_per_s') or 0:,.0f}); "
         f"RSS with all subscribers {((marks.get('rss_at_all_subs') or 0) / 2**20):.0f} MiB; correct={res['correct']}")
     return res
+
+
+def main(argv=None) -> int:
+    """``python -m bench.e2e throughput|latency [...]``: one end-to-end measurement on its own
+    broker (port 19895), without the rest of ``bench.run`` (figures quoted in bench/README)."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m bench.e2e", description=main.__doc__.split("\n")[0])
+    p.add_argument("what", choices=["throughput", "latency"])
+    p.add_argument("--rate", type=float, default=8000.0, help="latency: events/s produced")
+    p.add_argument("--seconds", type=float, default=20.0, help="latency: how long")
+    p.add_argument("--subscribers", type=int, default=None, help="throughput 100,000; latency 20,000 (with history)")
+    p.add_argument("--events", type=int, default=300_000, help="throughput: events pre-produced")
+    args = p.parse_args(argv)
+    work = ROOT / "var" / f"bench-e2e-{args.what}"
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    with Broker(19895) as broker:
+        try:
+            if args.what == "throughput":
+                r = asyncio.run(throughput(broker.bootstrap, args.subscribers or 100_000, args.events, 60.0, work, []))
+                out = {"churnwatch_events_per_s": r["churnwatch"].get("events_per_s"), "bare_events_per_s": r.get("bare", {}).get("events_per_s")}
+            else:
+                r = asyncio.run(latency(broker.bootstrap, args.rate, args.seconds, args.subscribers or 20_000, work))
+                out = {k: r.get(k) for k in ("p50_s", "p99_s", "alarms_seen", "dials", "error")}
+        finally:
+            Consumer.stop_all()
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

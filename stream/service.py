@@ -191,7 +191,6 @@ class ChurnService:
         self._generation = 0  # bumped at every rebuild of the engine (rebalance)
         self._paused: set[TP] = set()  # input partitions paused by the event-time alignment
         self._held: dict[TP, list] = {}  # per partition: fetched records on wait (ahead of the others)
-        self._held_head: dict[TP, float] = {}  # ... and the event time of the first of them
         self._held_ts: dict[TP, np.ndarray] = {}  # ... and of each of them (-inf: not known)
         self._lock = asyncio.Lock()
         self._stuck_reported = False
@@ -349,7 +348,6 @@ class ChurnService:
             else:
                 self._held[tp] = self._held[tp][cut:]
                 self._held_ts[tp] = ts[cut:]
-                self._held_head[tp] = float(ts[cut])
         return rnd
 
     def _contiguous(self, tp: TP, recs: list) -> list:
@@ -374,7 +372,6 @@ class ChurnService:
     def _drop_held(self, tp: TP) -> None:
         self._held.pop(tp, None)
         self._held_ts.pop(tp, None)
-        self._held_head.pop(tp, None)
 
     def _frontiers(self) -> tuple[dict[TP, float], set[TP]]:
         """Each input partition's next event time, for those with a backlog (on the broker or
@@ -385,8 +382,8 @@ class ChurnService:
         unknown: set[TP] = set()
         wm = self._tp_watermark
         for tp, behind in self._backlog().items():
-            if tp in self._held_head:
-                out[tp] = self._held_head[tp]
+            if tp in self._held_ts:
+                out[tp] = float(self._held_ts[tp][0])  # the first record on wait
             elif behind is None or (behind and tp not in wm):
                 unknown.add(tp)
             elif behind:
@@ -481,7 +478,6 @@ class ChurnService:
             # in front of what the partition still holds (a part released by this round's _round)
             self._held[tp] = msgs[c:end] + self._held.get(tp, [])
             self._held_ts[tp] = np.concatenate([raw_ts[c:end], self._held_ts.get(tp, np.empty(0))])
-            self._held_head[tp] = float(raw_ts[c])
         if cuts:
             batch = batch.take(keep[batch.idx])
             rejects = [r for r in rejects if keep[r.index]]
@@ -555,11 +551,12 @@ class ChurnService:
             if ts > wm.get(tp, float("-inf")):
                 wm[tp] = ts
 
-    def _backlog(self) -> dict[TP, bool | None]:
-        """Per input partition this worker owns: True when the broker holds messages it has not
-        processed, False when it is caught up, None when not known yet (no fetch answered)."""
+    def _behind(self) -> dict[TP, int | None]:
+        """Per input partition this worker owns: messages on the broker it has not processed yet
+        (high watermark of the last fetch minus the next offset to process), None when not known
+        yet (no fetch answered, or no position learned since the start or the last rebalance)."""
         consumer = self.app.consumer
-        out: dict[TP, bool | None] = {}
+        out: dict[TP, int | None] = {}
         try:
             assigned = consumer.assignment()
         except Exception:  # noqa: BLE001 - not started yet
@@ -572,8 +569,13 @@ class ChurnService:
             except Exception:  # noqa: BLE001 - not fetched yet
                 hw = None
             n = self._processed_next.get(tp)
-            out[tp] = None if hw is None or n is None else hw > n
+            out[tp] = None if hw is None or n is None else max(0, hw - n)
         return out
+
+    def _backlog(self) -> dict[TP, bool | None]:
+        """Per input partition this worker owns: True when the broker holds messages it has not
+        processed, False when it is caught up, None when not known yet."""
+        return {tp: None if n is None else n > 0 for tp, n in self._behind().items()}
 
     def _complete_time(self) -> float | None:
         """The event time up to which every input partition of this worker is complete (a
@@ -692,18 +694,7 @@ class ChurnService:
     def _catching_up(self) -> bool:
         """Whether the input partitions this worker owns are more than ``commit_every`` messages
         behind their high watermarks (as of the last fetch)."""
-        consumer = self.app.consumer
-        behind = 0
-        for tp, n in self._processed_next.items():
-            try:
-                hw = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - not fetched yet
-                continue
-            if hw is not None and hw > n:
-                behind += hw - n
-                if behind > self.settings.commit_every:
-                    return True
-        return False
+        return sum(n for n in self._behind().values() if n) > self.settings.commit_every
 
     async def _checkpoint_timer(self) -> None:
         """Checkpoint at the interval also when no new input arrives (an idle or paused worker)."""
@@ -737,17 +728,16 @@ class ChurnService:
 
     async def _probe_broker(self) -> None:
         """When nothing else showed the broker alive for 5 s (an idle worker), ask it for metadata."""
-        if time.monotonic() - self._broker_ok_at < 5:
-            return
-        try:
-            client = self.app.producer._ensure_producer().client
-            await asyncio.wait_for(client.fetch_all_metadata(), timeout=5)  # (a fresh view: the client's own is untouched)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - unreachable, timed out, not started: the age tells
-            pass
-        else:
-            self._broker_ok_at = time.monotonic()
+        if time.monotonic() - self._broker_ok_at >= 5:
+            try:
+                client = self.app.producer._ensure_producer().client
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout=5)  # (a fresh view: the client's own is untouched)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - unreachable, timed out, not started: the age tells
+                pass
+            else:
+                self._broker_ok_at = time.monotonic()
         self.metrics.broker_reachable.set(0 if time.monotonic() - self._broker_ok_at > BROKER_DOWN_S else 1)
 
     def _log_tasks(self, held_s: float) -> None:
@@ -1082,7 +1072,6 @@ class ChurnService:
         self._dirty, self._dirty_partitions, self._since_checkpoint = [], set(), 0
         self._paused = set()  # Faust resumes every partition after recovery
         self._held.clear()  # Faust seeks every partition to its committed offset: they come again
-        self._held_head.clear()
         self._held_ts.clear()
         self._generation += 1
         self._fenced = False

@@ -55,9 +55,8 @@ def register_views(service: "ChurnService") -> None:
 
         @app.table_route(table=service.table, match_info="msisdn")
         async def owner(self, request: Request, msisdn: str) -> Response:
-            """On the worker that owns the msisdn's partition (Faust forwards the request there)."""
-            if service.recovering():
-                return _retry_later(self)
+            """On the worker that owns the msisdn's partition (Faust forwards the request there,
+            where ``get`` has checked for a recovery already)."""
             view = service.engine.view(msisdn)
             if view is None:
                 return self.json({"error": "unknown subscriber"}, status=404)
