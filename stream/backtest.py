@@ -1,13 +1,15 @@
 """``churnwatch backtest --events FILE.ndjson [--config FILE] --alarms-out FILE.ndjson``
 
 Runs the engine over a file of events in arrival order (the file's order, not sorted by ts), in
-batches, sweeping at each event-time day rollover and once more at the end of the file, and writes the
+batches, through the same batch step as the service (:mod:`stream.engine.step`), and writes the
 alarms as NDJSON in the contract. Lines that are not valid events are counted and skipped.
 
-Event time drives everything, including the engine's clock: while a batch is applied the clock reads
-the batch's latest plausible ts (so the clock bound ``ts > clock + max_future_s`` and the watermark bound ``ts > watermark + max_watermark_jump_s`` reject
-future events), and ``emitted_at`` is the watermark. A backtest of a historical or synthetic file is
-therefore deterministic and never depends on the wall clock.
+Event time drives everything: the file's watermark (the running max of the accepted ts) is the
+complete time; each batch is cut at the events that complete a day, so the days are decided between
+the same two events whatever ``--batch-size`` is; a ts more than ``max_future_s`` ahead of the
+watermark is rejected as future; ``emitted_at`` is the watermark. A backtest is therefore a
+function of the file and the config: the same alarms for any batch size, never the wall clock.
+At the end of the file, the days the watermark completed are decided, as a live worker would have.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ __all__ = ["add_arguments", "run", "backtest"]
 
 logger = logging.getLogger(__name__)
 
-PLAUSIBLE_JUMP_S = 30 * 86400  # a batch's ts beyond watermark + this do not move the backtest clock
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,74 +57,38 @@ def _lines(fh, batch_size: int):
 def backtest(events_path: str, alarms_path: str, config=None, batch_size: int = 5000, reference: bool = False,
              progress=None) -> dict:
     """Run the backtest; returns the summary dict."""
-    import numpy as np
-
     from stream.engine import Engine, EngineConfig, ReferenceEngine
+    from stream.engine.shadow import ShadowJoin
+    from stream.engine.step import Replay
 
     cfg = config or EngineConfig()
-    state = {"now": 0.0}
-
-    def clock() -> float:
-        return state["now"]
-
-    from stream.engine.shadow import ShadowJoin
-
-    eng = (ReferenceEngine if reference else Engine)(cfg, clock=clock)
+    # no wall clock: event time drives everything (future = ahead of the watermark; emitted_at = the watermark)
+    eng = (ReferenceEngine if reference else Engine)(cfg, clock=None)
     # the second-SIM join's two keyed stages, in process (the service routes them through Kafka)
-    join = ShadowJoin(cfg) if cfg.shadow_enabled else None
-    n_evidence = 0
+    replay = Replay(eng, ShadowJoin(cfg) if cfg.shadow_enabled else None)
     rejects: Counter = Counter()
     phases: Counter = Counter()
     reasons: Counter = Counter()
-    n_lines = n_alarms = sweeps = 0
+    n_lines = n_alarms = decided = 0
     t0 = time.perf_counter()
-    last_day = None
     with open(events_path, "rb") as fh, open(alarms_path, "wb") as out:
-        def emit(alarms):
-            nonlocal n_alarms
-            for a in alarms:
-                out.write(orjson.dumps(a) + b"\n")
-                phases[a["phase"]] += 1
-                reasons[a["reason"]] += 1
-            n_alarms += len(alarms)
-
         for raws, nbytes in _lines(fh, batch_size):
             n_lines += len(raws)
             if raws:
                 batch, rej = eng.decode(raws)
                 for r in rej:
                     rejects[r.reason] += 1
-                if len(batch):
-                    # the file's own "now" while this batch is read: its latest plausible ts
-                    wm0 = eng.watermark_s
-                    ref = wm0 if wm0 is not None else float(np.median(batch.ts))
-                    ok = batch.ts[batch.ts <= ref + PLAUSIBLE_JUMP_S]
-                    if len(ok):
-                        state["now"] = max(state["now"], float(ok.max()))
-                touched = eng.apply(batch)
-                contacts = eng.last_contacts
-                if eng.watermark_s is not None:
-                    state["now"] = eng.watermark_s  # emitted_at = event time
-                for r in eng.last_rejects:
-                    rejects[r.reason] += 1
-                wm = eng.watermark_s
-                if wm is not None:
-                    day = eng.day_of(wm)
-                    if last_day is not None and day > last_day:
-                        for d in range(max(last_day + 1, day - 60), day + 1):
-                            emit(eng.sweep(cfg.day_start_s(d)))
-                            sweeps += 1
-                    last_day = day if last_day is None else max(last_day, day)
-                emit(eng.evaluate(touched))
-                if join is not None and wm is not None:
-                    evidence = join.step(contacts, eng.take_shadow_publications(), eng.day_of(wm))
-                    n_evidence += len(evidence)
-                    emit(eng.evaluate(eng.apply_shadow(evidence)))
+                for res in replay.feed(batch):
+                    for r in res.rejects:
+                        rejects[r.reason] += 1
+                    for a in res.alarms:
+                        out.write(orjson.dumps(a) + b"\n")
+                        phases[a["phase"]] += 1
+                        reasons[a["reason"]] += 1
+                    n_alarms += len(res.alarms)
+                    decided += len(res.decided)
             if progress is not None:
                 progress.update(nbytes)
-        if eng.watermark_s is not None:
-            emit(eng.sweep(eng.watermark_s))
-            sweeps += 1
     elapsed = time.perf_counter() - t0
     applied = sum(v for k, v in eng.counters.items() if k.startswith("applied_"))
     return {
@@ -132,8 +97,9 @@ def backtest(events_path: str, alarms_path: str, config=None, batch_size: int = 
         "rejected": dict(sorted(rejects.items())),
         "skipped": eng.counters.get("skipped", 0),
         "subscribers": len(eng),
-        "sweeps": sweeps,
-        "shadow_evidence": n_evidence,
+        "sweeps": decided,
+        "decided_days": decided,
+        "shadow_evidence": replay.evidence,
         "alarms": n_alarms,
         "alarms_by_phase": dict(sorted(phases.items())),
         "alarms_by_reason": dict(sorted(reasons.items())),
@@ -165,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"events: {summary['lines']:,} lines, {summary['applied']:,} applied, "
               f"{sum(summary['rejected'].values()):,} rejected {summary['rejected']}, {summary['skipped']:,} skipped")
-        print(f"subscribers: {summary['subscribers']:,}; sweeps: {summary['sweeps']:,}")
+        print(f"subscribers: {summary['subscribers']:,}; days decided: {summary['decided_days']:,}")
         print(f"alarms: {summary['alarms']:,} -> {args.alarms_out}  by phase {summary['alarms_by_phase']}  "
               f"by reason {summary['alarms_by_reason']}")
         print(f"time: {summary['elapsed_s']} s ({summary['events_per_s']:,} events/s)")

@@ -14,6 +14,10 @@ max_watermark_jump_s           2592000    also reject ts > watermark+this (30 da
                                           far-future event must not move event time; generous, so
                                           that a feed outage, or one input topic read days ahead of
                                           another while catching up, never rejects valid events
+decision_grace_s               21600      a day is decided (every subscriber active on it, silent or
+                                          lapsing, or not healthy) once event time, complete across
+                                          the inputs, is this far (6 h) into the next day: events up
+                                          to this late still count for their day
 recent_days                    7          recent window: the 7 complete days before "today"
 baseline_days                  28         baseline window: the 28 days before the recent window
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
@@ -44,8 +48,8 @@ competitor_rise_threshold      0.3        competitor_contacts trips at a rise >=
 competitor_min_weight          10         ... with >= 10 contact days in each window. Alone it is
                                           below a warning: the contacts of a switcher see the
                                           switcher's new rival number too
-hotline_days                   7          competitor_hotline: dials within the last 7 days (incl.
-hotline_min_calls              1          today), >= 1 dial trips (alarm-level)
+hotline_days                   7          competitor_hotline: dials within the last 7 days, >= 1
+hotline_min_calls              1          dial trips (alarm-level); decided at once, on the dial
 dual_sim_days                  30         dual_sim evidence counts for 30 days. Evidence: a number
                                           switches to a handset (IMEI) seen with another of our
                                           numbers within the window: evidence for the number(s) that
@@ -151,6 +155,7 @@ class EngineConfig:
     ring_days: int = 36
     max_future_s: float = 172800.0
     max_watermark_jump_s: float = 2592000.0
+    decision_grace_s: float = 21600.0
     prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PREFIXES))
     country_code: str = COUNTRY_CODE
     competitor_hotlines: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPETITOR_HOTLINES))
@@ -246,6 +251,8 @@ class EngineConfig:
             raise bad("hotline_days", f"must be in 1..ring_days, got {self.hotline_days}")
         if self.max_future_s < 0:
             raise bad("max_future_s", "must be >= 0")
+        if not 0 <= self.decision_grace_s <= 7 * 86400:
+            raise bad("decision_grace_s", "must be in 0..604800 (7 days)")
         if self.max_watermark_jump_s < self.max_future_s:
             raise bad("max_watermark_jump_s", "must be >= max_future_s")
         for k in ("drop_threshold", "deep_drop_threshold", "trend_threshold", "erosion_threshold", "competitor_rise_threshold",

@@ -25,7 +25,7 @@ import math
 from itertools import repeat
 import struct
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .config import EngineConfig
 from .decode import Batch, Reject, decode
 from . import shadow as _sh
 
-__all__ = ["Engine", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
+__all__ = ["Engine", "Applied", "Decision", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
 PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
-SNAPSHOT_VERSION = 3  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence
+SNAPSHOT_VERSION = 4  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
@@ -100,14 +100,38 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("sh_j", (), "u2", 0),  # its Jaccard estimate, in thousandths
     ("sh_pub", (), "i4", NODAY),  # the day this subscriber last published its circle's bands
     ("sh_hash", (), "u8", 0),  # the strong circle published then (xor of member hashes)
+    ("rch_prev", (), "f8", -math.inf),  # the latest recharge ts on a day before rch_last's day
+    ("imm_day", (), "i4", NODAY),  # the day of the last immediate (care-line dial) alarm
+    ("ep_day", (), "i4", NODAY),  # the decision day the current episode began (a recovery)
 )
 _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
 _V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
-assert tuple(f[0] for f in FIELDS[-len(_V2_FIELDS) - len(_V3_FIELDS):]) == _V2_FIELDS + _V3_FIELDS
+_V4_FIELDS = ("rch_prev", "imm_day", "ep_day")  # version 4
+_LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS
+assert tuple(f[0] for f in FIELDS[-len(_LATER):]) == _LATER
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 _NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+EVAL_CHUNK = 65536  # rows evaluated at once by a decision (bounds the feature arrays' memory)
+
+
+class Applied(NamedTuple):
+    """What :meth:`Engine.apply` did with a batch."""
+
+    rows: np.ndarray  # rows with applied events, and rows whose dual-SIM evidence changed (persist them)
+    rejects: list  # Reject(index, "late" | "future", detail), by index
+    skipped: int  # events at or below the offsets already applied (replays)
+    contacts: tuple  # the second-SIM join's observations (competitor number, member, day)
+    immediate: list  # (row, day, ts, dials): care-line dials that trip competitor_hotline at once
+
+
+class Decision(NamedTuple):
+    """What :meth:`Engine.decide` decided for one day."""
+
+    alarms: list  # alarm records (contract), by msisdn
+    rows: np.ndarray  # rows evaluated (their lifecycle may have changed: persist them)
 
 
 def contact_candidates(batch: Batch, ok: np.ndarray) -> np.ndarray:
@@ -222,12 +246,8 @@ class Engine:
         self._wm: float | None = None
         self._seq = 0
         self._extra: set[int] = set()
-        self.last_rejects: list[Reject] = []
-        self.last_skipped = 0
-        self.last_evaluated = np.zeros(0, dtype=np.int64)
-        # the second-SIM join's inputs, decided here and shipped by the caller (stream/engine/shadow.py):
-        # contacts with competitor numbers of the last applied batch, and circle publications
-        self.last_contacts = _NO_CONTACTS
+        # the second-SIM join's circle publications, decided at evaluations and shipped by the
+        # caller (stream/engine/shadow.py); the contacts come back from apply
         self.shadow_publications: list[dict] = []
         self._shadow_log: list | None = None  # (tests/tuning) every candidate's measures
         self.counters: dict[str, int] = {}
@@ -295,6 +315,17 @@ class Engine:
     def day_of(self, ts: float) -> int:
         return self.config.day_of(ts)
 
+    def _now(self) -> float:
+        """Wall-clock time for ``emitted_at``; event time (the watermark) when the engine runs
+        without a clock (the backtest)."""
+        if self.clock is not None:
+            return float(self.clock())
+        return float(self._wm) if self._wm is not None else 0.0
+
+    def _fday(self, ts: np.ndarray) -> np.ndarray:
+        """Day index of float timestamps (-inf stays -inf)."""
+        return np.floor((ts + self.config.utc_offset_s) / 86400.0)
+
     def _count(self, key: str, n: int = 1) -> None:
         if n:
             self.counters[key] = self.counters.get(key, 0) + int(n)
@@ -309,15 +340,12 @@ class Engine:
         return batch, rejects
 
     # ------------------------------------------------------------------ apply
-    def apply(self, batch: Batch) -> np.ndarray:
+    def apply(self, batch: Batch) -> Applied:
         cfg = self.config
         a = self._a
         n = len(batch)
-        self.last_rejects = []
-        self.last_skipped = 0
-        self.last_contacts = _NO_CONTACTS
         if n == 0:
-            return np.zeros(0, dtype=np.int64)
+            return Applied(_NO_ROWS, [], 0, _NO_CONTACTS, [])
         get = self._row.get
         rows = np.fromiter(map(get, batch.msisdn, repeat(-1, n)), dtype=np.int64, count=n)
         src = batch.src
@@ -353,12 +381,18 @@ class Engine:
         day = batch.day
         F = cfg.max_future_s
         wm0 = -math.inf if self._wm is None else self._wm
-        fut = ~skipped & (ts > self.clock() + F)
-        live = ~skipped & ~fut
-        cand = _accept_watermark(ts, live, wm0, cfg.max_watermark_jump_s)
+        if self.clock is None:  # event time only (the backtest): the future bound is the watermark's
+            fut = np.zeros(n, dtype=bool)
+            live = ~skipped
+            cand = _accept_watermark(ts, live, wm0, min(F, cfg.max_watermark_jump_s))
+        else:
+            fut = ~skipped & (ts > self.clock() + F)
+            live = ~skipped & ~fut
+            cand = _accept_watermark(ts, live, wm0, cfg.max_watermark_jump_s)
         fut |= live & ~cand
         late = self._late(batch, rows, cand)
         acc = cand & ~late
+        contacts = _NO_CONTACTS
         if cfg.shadow_enabled:
             # contacts the member's circle already holds for that day are known upstream (sent
             # with the event that set the day): not sent again. Replays always are (the sketches
@@ -374,7 +408,7 @@ class Engine:
                 inb = (bit >= 0) & (bit < 64)
                 have = (a["c_peer"][rk, bk] == pk) & inb & (((a["c_mask"][rk, bk] >> np.clip(bit, 0, 63).astype(np.uint64)) & np.uint64(1)) == 1)
                 sel[known[have]] = False
-            self.last_contacts = shadow_contacts(batch, sel, cfg.country_code)
+            contacts = shadow_contacts(batch, sel, cfg.country_code)
         # --- rows for new subscribers with an accepted event (first appearance order)
         new = acc & (rows < 0)
         if new.any():
@@ -396,19 +430,18 @@ class Engine:
         if upd.any():
             np.maximum.at(a["hwm"], (rows[upd], src[upd]), off[upd])
         # --- rejects and counters
-        self.last_skipped = int(skipped.sum())
-        self._count("skipped", self.last_skipped)
+        n_skipped = int(skipped.sum())
+        self._count("skipped", n_skipped)
         rej = []
         for i in np.flatnonzero(fut).tolist():
             rej.append(Reject(int(batch.idx[i]), "future", f"ts={ts[i]}"))
         for i in np.flatnonzero(late).tolist():
             rej.append(Reject(int(batch.idx[i]), "late", f"ts={ts[i]}"))
         rej.sort(key=lambda r: r.index)
-        self.last_rejects = rej
         self._count("rejected_future", int(fut.sum()))
         self._count("rejected_late", int(late.sum()))
         if not acc.any():
-            return np.zeros(0, dtype=np.int64)
+            return Applied(_NO_ROWS, rej, n_skipped, contacts, [])
         if not acc.all():
             pos = np.flatnonzero(acc)
             b = batch.take(pos)
@@ -420,10 +453,38 @@ class Engine:
         for kname, kc in (("call", KIND_CALL), ("sms", KIND_SMS), ("recharge", KIND_RECHARGE), ("profile", KIND_PROFILE)):
             self._count("applied_" + kname, int((kind == kc).sum()))
         self._extra: set[int] = set()
+        hits = self._immediate_hits(b, rows) if b.hotline.any() else []
         self._apply_accepted(b, rows)
+        touched = np.unique(rows)
         if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
-            return np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
-        return np.unique(rows)
+            touched = np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
+        return Applied(touched, rej, n_skipped, contacts, hits)
+
+    def _immediate_hits(self, b: Batch, rows: np.ndarray) -> list[tuple[int, int, float, int]]:
+        """Care-line dials that trip competitor_hotline by themselves, judged one dial at a time in
+        arrival order (the ring as it was before the batch, plus the subscriber's earlier dials in
+        it), so the result does not depend on batch boundaries: a dial trips when the dials within
+        ``hotline_days`` up to its day reach ``hotline_min_calls``, once per episode (``imm_day``
+        before ``ep_day``, the day a recovery started the current one). Independent of the day
+        decisions' lifecycle, which may not have caught up with the dial's day yet. Called before
+        the batch is applied."""
+        cfg = self.config
+        a = self._a
+        R = self.R
+        out = []
+        earlier: dict[int, list[int]] = {}
+        for i in np.flatnonzero(b.hotline).tolist():
+            r, d = int(rows[i]), int(b.day[i])
+            lo = d - cfg.hotline_days + 1
+            mine = earlier.setdefault(r, [])
+            cnt = sum(int(a["hot_n"][r, x % R]) for x in range(lo, d + 1) if int(a["stamp"][r, x % R]) == x)
+            cnt += sum(1 for x in mine if lo <= x <= d) + 1
+            mine.append(d)
+            last = int(a["imm_day"][r])
+            if cnt >= cfg.hotline_min_calls and (last == NODAY or last < int(a["ep_day"][r])):
+                a["imm_day"][r] = d
+                out.append((r, d, float(b.ts[i]), cnt))
+        return out
 
     def _late(self, batch: Batch, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Late = older than the subscriber's own ring can hold: a call, SMS or recharge whose day
@@ -561,10 +622,18 @@ class Engine:
         rc = kind == KIND_RECHARGE
         if rc.any():
             r = rows[rc]
+            t = b.ts[rc]
+            old_last = a["rch_last"][r]  # (a copy: fancy indexing)
             np.add.at(a["rch_count"], r, 1)
-            np.minimum.at(a["rch_first"], r, b.ts[rc])
-            np.maximum.at(a["rch_last"], r, b.ts[rc])
+            np.minimum.at(a["rch_first"], r, t)
+            np.maximum.at(a["rch_last"], r, t)
             np.add.at(a["rch_sum"], r, b.cents[rc])
+            # rch_prev: the latest recharge on a day before the latest recharge's day (the
+            # decision of a day that a newer recharge already reached reads that one instead)
+            new_day = self._fday(a["rch_last"][r])
+            prev = np.where(day[rc] < new_day, t, -math.inf)
+            prev = np.maximum(prev, np.where(self._fday(old_last) < new_day, old_last, -math.inf))
+            np.maximum.at(a["rch_prev"], r, prev)
         # ---------------- profiles: the latest by ts (ties: the later in arrival order) wins
         pf = kind == KIND_PROFILE
         if pf.any():
@@ -831,8 +900,9 @@ class Engine:
         # the last drop_tail_days days: a churner's traffic is lowest at the end of the window, a
         # subscriber back from a holiday is not down there any more
         f["drop_tail"] = np.where(elig, rel_drop(slice(nb + nr - cfg.drop_tail_days, nb + nr)), 0.0)
-        # hotline: dials in the last hotline_days days, today included
-        hd = np.arange(D - cfg.hotline_days + 1, D + 1, dtype=np.int64)
+        # hotline: dials in the last hotline_days complete days (a dial trips at once, on its own:
+        # Engine.immediate; a decision reads it from the day after)
+        hd = np.arange(D - cfg.hotline_days, D, dtype=np.int64)
         hv = a["stamp"][rows][:, hd % R] == hd[None, :]
         f["hotline"] = np.where(hv, a["hot_n"][rows][:, hd % R].astype(np.int64), 0).sum(1)
         # contact circle
@@ -862,7 +932,7 @@ class Engine:
         f["new_share"] = np.where(rsum > 0, np.where(bd == 0, rd, 0).sum(1) / np.maximum(rsum, 1), 0.0)
         f["circle_size"] = (occ & ((bd + rd) >= cfg.circle_min_days)).sum(1)
         # silence
-        la = a["last_active"][rows].astype(np.int64)
+        la = self._active_before(rows, D)
         f["silence"] = self._silent_days(la, D)
         f["silence_elig"] = (la != NODAY) & (ring_active >= cfg.silence_min_active_days)
         f["recent_active"] = recent_active_all
@@ -998,6 +1068,23 @@ class Engine:
                 changed.append(r)
         return np.unique(np.array(changed, dtype=np.int64))
 
+    def _active_before(self, rows: np.ndarray, D: int) -> np.ndarray:
+        """The last day before D with a call or SMS (NODAY: none), as of the start of day D: a
+        decision made after events of day D arrived reads the same as one made before. From the
+        ring when ``last_active`` is already D or later; when the ring holds no active day before
+        D, the last one is older than the ring (or there is none, before the first event)."""
+        a = self._a
+        la = a["last_active"][rows].astype(np.int64)
+        fut = la >= D
+        if fut.any():
+            rr = rows[fut]
+            st = a["stamp"][rr].astype(np.int64)
+            act = (a["calls_out"][rr].astype(np.int64) + a["calls_in"][rr] + a["sms_out"][rr] + a["sms_in"][rr]) > 0
+            best = np.where((st < D) & act, st, NODAY).max(axis=1)
+            never = a["first_day"][rr].astype(np.int64) >= D
+            la[fut] = np.where(best != NODAY, best, np.where(never, NODAY, D - self.R - 1))
+        return la
+
     def _silent_days(self, la: np.ndarray, D: int) -> np.ndarray:
         s = np.maximum(D - 1 - la, 0)
         if len(self._hol):
@@ -1007,14 +1094,21 @@ class Engine:
         return np.where(la == NODAY, 0, s)
 
     def _lapse(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
+        """Recharge lapse at the start of day D, from the recharges before D (those of day D or
+        later that already arrived are taken out: the ring's counts, ``rch_prev`` for the last)."""
         cfg = self.config
         a = self._a
+        ds = cfg.day_start_s(D)
         n = a["rch_count"][rows].astype(np.int64)
+        st = a["stamp"][rows]
+        n = n - np.where(st >= D, a["rch_n"][rows], 0).sum(axis=1).astype(np.int64)
         first = a["rch_first"][rows]
-        last = a["rch_last"][rows]
-        ok = (a["plan"][rows] == 1) & (n >= cfg.recharge_min_count)
+        rl = a["rch_last"][rows]
+        rp = a["rch_prev"][rows]
+        last = np.where(rl < ds, rl, np.where(rp < ds, rp, -math.inf))
+        ok = (a["plan"][rows] == 1) & (n >= cfg.recharge_min_count) & (last > -math.inf)
         interval = np.where(ok, (np.where(ok, last, 0.0) - np.where(ok, first, 0.0)) / np.maximum(n - 1, 1), 0.0)
-        since = cfg.day_start_s(D) - np.where(ok, last, 0.0)
+        since = ds - np.where(ok, last, 0.0)
         ok &= interval > 0
         ratio = np.where(ok, since / np.where(ok, interval, 1.0), 0.0)
         # one gap (two recharges) is a rough estimate of the interval: twice the tolerance
@@ -1086,10 +1180,18 @@ class Engine:
     def _evaluate_rows(self, rows: np.ndarray, D: int, now_s: float) -> list[dict]:
         cfg = self.config
         a = self._a
-        # the rows whose lifecycle state this call may change: the service persists them
-        self.last_evaluated = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return []
+        # an immediate alarm (a care-line dial before D, in this episode) is the alarm phase
+        # already announced: the lifecycle takes it over without a second record
+        im = a["imm_day"][rows].astype(np.int64)
+        merge = (im != NODAY) & (im < D) & (im >= a["ep_day"][rows]) & (a["phase"][rows] < 2)
+        if merge.any():
+            m = rows[merge]
+            a["phase"][m] = 2
+            a["last_emit_day"][m] = im[merge]
+            a["last_emit_sev"][m] = 2
+            a["emitted"][m] = 1
         f = self._features(rows, D)
         if cfg.shadow_enabled:
             self._shadow_publish(rows, f, D)
@@ -1115,7 +1217,7 @@ class Engine:
         out: list[dict] = []
         idx = np.flatnonzero(emit_esc | emit_rec)
         if len(idx):
-            emitted_at = float(self.clock())
+            emitted_at = self._now()
             for i in idx.tolist():
                 r = int(rows[i])
                 if emit_rec[i]:
@@ -1133,6 +1235,7 @@ class Engine:
         a["phase"][rr] = 0
         a["episode"][rr] += 1
         a["emitted"][rr] = 0
+        a["ep_day"][rr] = D
         return out
 
     def _signal_list(self, i: int, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
@@ -1180,8 +1283,8 @@ class Engine:
     def evaluate(self, touched: np.ndarray, now_s: float | None = None) -> list[dict]:
         """Signals, score and lifecycle for ``touched`` rows at event time ``now_s`` (default: the
         watermark). A caller reading several inputs passes the time up to which all of them are
-        complete, so that a topic read ahead of another does not look like a traffic drop."""
-        self.last_evaluated = np.zeros(0, dtype=np.int64)
+        complete, so that a topic read ahead of another does not look like a traffic drop.
+        The service and the backtest decide at day boundaries instead (:meth:`decide`)."""
         if self._wm is None or len(touched) == 0:
             return []
         now = self._wm if now_s is None else min(float(now_s), self._wm)
@@ -1194,25 +1297,61 @@ class Engine:
         return self._evaluate_rows(rows, D, now)
 
     def sweep(self, now_s: float) -> list[dict]:
-        """Evaluate ALL subscribers at event time ``now_s``: the absence signals (silence, recharge
-        lapse) for everyone in one pass, then a full evaluation of those tripping one of them and of
-        everyone not healthy (escalation to churned, recovery)."""
-        self.last_evaluated = np.zeros(0, dtype=np.int64)
+        """The decision of the day of ``now_s`` (:meth:`decide`); its alarms."""
+        return self.decide(self.day_of(now_s)).alarms
+
+    def decide(self, D: int) -> Decision:
+        """Decide day ``D``: evaluate, as of its start (reading the complete days before it), every
+        subscriber active on the day before, silent for ``silence_days``, lapsing, with live
+        dual-SIM or second-SIM evidence, with an immediate alarm to take over, or not healthy.
+        The set and every feature read are functions of event time: a decision made after events
+        of day D arrived (within the grace) decides the same as one made before them."""
         n = self._n
         if n == 0:
-            return []
-        D = self.day_of(now_s)
+            return Decision([], _NO_ROWS)
+        cfg = self.config
         a = self._a
-        la = a["last_active"][:n].astype(np.int64)
-        sil = self._silent_days(la, D)
-        cand = (sil >= self.config.silence_days) & (la != NODAY)
+        every = np.arange(n, dtype=np.int64)
+        cand = a["stamp"][:n, (D - 1) % self.R] == D - 1
+        la = self._active_before(every, D)
+        cand |= (self._silent_days(la, D) >= cfg.silence_days) & (la != NODAY)
         cand |= a["phase"][:n] > 0
-        pre = (a["plan"][:n] == 1) & (a["rch_count"][:n] >= self.config.recharge_min_count)
+        pre = (a["plan"][:n] == 1) & (a["rch_count"][:n] >= cfg.recharge_min_count)
         if pre.any():
             pr = np.flatnonzero(pre)
             cand[pr] |= self._lapse(pr, D)["lapse_trip"]
+        lo = D - cfg.dual_sim_days + 1
+        cand |= a["dual_day"][:n] >= lo
+        if cfg.shadow_enabled:
+            cand |= (a["sh_peer"][:n] != 0) & (a["sh_day"][:n] >= lo)
+        im = a["imm_day"][:n]
+        cand |= (im != NODAY) & (im < D) & (im >= a["ep_day"][:n]) & (a["phase"][:n] < 2)
         rows = np.flatnonzero(cand & (a["alive"][:n] == 1))
-        return self._evaluate_rows(rows, D, float(now_s))
+        alarms: list[dict] = []
+        now_s = cfg.day_start_s(D)
+        for i in range(0, len(rows), EVAL_CHUNK):
+            alarms.extend(self._evaluate_rows(rows[i : i + EVAL_CHUNK], D, now_s))
+        alarms.sort(key=lambda x: x["msisdn"])
+        return Decision(alarms, rows)
+
+    def immediate(self, hits: list) -> list[dict]:
+        """Alarm records for the care-line dials :meth:`apply` found tripping (``Applied.immediate``):
+        phase ``alarm`` on the dial's day, signal ``competitor_hotline`` with the dials counted up
+        to it; the score and tier read the complete days before it. Independent of the day
+        decisions (which take the alarm over from the day after, without a second record)."""
+        out = []
+        cfg = self.config
+        for r, d, ts, cnt in hits:
+            if not self._a["alive"][r]:
+                continue
+            rows = np.array([r], dtype=np.int64)
+            f = self._features(rows, d)
+            f["hotline"] = np.array([cnt], dtype=np.int64)
+            dec = self._decide_arrays(rows, f, d)
+            rec = self._record(r, "alarm", 0, f, dec, d, ts, self._now(), int(self._a["phase"][r]))
+            rec["signals"] = [{"name": "competitor_hotline", "value": int(cnt), "threshold": cfg.hotline_min_calls}]
+            out.append(rec)
+        return out
 
     # ------------------------------------------------------------------ views and snapshots
     def view(self, msisdn: str) -> dict | None:
@@ -1275,6 +1414,7 @@ class Engine:
             "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r]),
                      int(a["clear_day"][r])),
             "shadow": tuple(int(a[k][r]) for k in _V3_FIELDS),
+            "decisions": (float(a["rch_prev"][r]), int(a["imm_day"][r]), int(a["ep_day"][r])),
         }
 
     def snapshot(self, msisdn: str) -> bytes | None:
@@ -1290,12 +1430,13 @@ class Engine:
         if len(data) < 2:
             raise ValueError("snapshot too short")
         ver, ring = struct.unpack_from("<BB", data, 0)
-        if ver not in (1, 2, SNAPSHOT_VERSION):
+        if ver not in (1, 2, 3, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if ring != self.R:
             raise ValueError(f"snapshot ring_days {ring} != configured {self.R}")
         # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
-        fields = {1: FIELDS[: -len(_V2_FIELDS) - len(_V3_FIELDS)], 2: FIELDS[: -len(_V3_FIELDS)]}.get(ver, FIELDS)
+        fields = {1: FIELDS[: -len(_LATER)], 2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS)],
+                  3: FIELDS[: -len(_V4_FIELDS)]}.get(ver, FIELDS)
         expected = 2 + sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields)
         if len(data) != expected:
             raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")

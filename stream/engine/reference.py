@@ -15,6 +15,7 @@ import numpy as np
 from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
 
 from .config import EngineConfig
+from .core import EVAL_CHUNK, Applied, Decision
 from .decode import Batch, Reject, decode, mix64
 from . import shadow as _sh
 
@@ -43,7 +44,7 @@ class _Sub:
     __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
                  "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
                  "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day",
-                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")
+                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash", "rch_prev", "imm_day", "ep_day")
 
     def __init__(self, msisdn: str, row: int) -> None:
         self.msisdn = msisdn
@@ -66,6 +67,9 @@ class _Sub:
         # reaches, Jaccard (thousandths); the last band publication (day, circle hash)
         self.sh_peer, self.sh_first, self.sh_day, self.sh_mask, self.sh_j = 0, NODAY, NODAY, 0, 0
         self.sh_pub, self.sh_hash = NODAY, 0
+        # decisions in event time: the latest recharge on a day before rch_last's day, the day of
+        # the last immediate (care-line dial) alarm, the decision day the current episode began
+        self.rch_prev, self.imm_day, self.ep_day = -math.inf, NODAY, NODAY
 
 
 def _national(v: int, cc: str) -> int:
@@ -91,12 +95,9 @@ class ReferenceEngine:
         self._index: dict[int, dict[str, int]] = {}  # imei -> {msisdn: day}
         self._wm: float | None = None
         self._seq = 0
-        self.last_contacts = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
         self.shadow_publications: list[dict] = []
         self._extra: set[int] = set()
-        self.last_rejects: list[Reject] = []
-        self.last_skipped = 0
-        self.last_evaluated = np.zeros(0, dtype=np.int64)
+        self._hits: list = []
         self.counters: dict[str, int] = {}
 
     # ---------------------------------------------------------------- basics
@@ -127,6 +128,14 @@ class ReferenceEngine:
     def day_of(self, ts: float) -> int:
         return self.config.day_of(ts)
 
+    def _fday(self, ts: float) -> float:
+        return math.floor((ts + self.config.utc_offset_s) / 86400.0) if math.isfinite(ts) else ts
+
+    def _now(self) -> float:
+        if self.clock is not None:
+            return float(self.clock())
+        return float(self._wm) if self._wm is not None else 0.0
+
     @property
     def state_bytes_per_subscriber(self) -> int:
         return 0  # not columnar
@@ -147,13 +156,18 @@ class ReferenceEngine:
         return s
 
     # ---------------------------------------------------------------- apply, one event at a time
-    def apply(self, batch: Batch) -> np.ndarray:
+    def apply(self, batch: Batch) -> Applied:
         cfg = self.config
         F = cfg.max_future_s
-        self.last_rejects = []
-        self.last_skipped = 0
+        jump = cfg.max_watermark_jump_s
+        rejects: list[Reject] = []
+        skipped = 0
+        self._hits = []
         contacts: list[tuple[int, int, int]] = []
-        limit = self.clock() + F if len(batch) else 0.0
+        if self.clock is None:  # event time only: the future bound is the watermark's
+            limit, jump = math.inf, min(F, jump)
+        else:
+            limit = self.clock() + F if len(batch) else 0.0
         pending: dict[tuple[str, int], int] = {}
         touched: set[int] = set()
         names = {KIND_CALL: "call", KIND_SMS: "sms", KIND_RECHARGE: "recharge", KIND_PROFILE: "profile"}
@@ -179,7 +193,7 @@ class ReferenceEngine:
                 if off > hwm and pre.get(i):
                     contact = None  # the circle held it for that day before this batch: sent already
             if off <= hwm:
-                self.last_skipped += 1
+                skipped += 1
                 if contact:
                     contacts.append(contact)  # replays too: the sketches take minima
                 continue
@@ -189,11 +203,11 @@ class ReferenceEngine:
                 pending[(m, src)] = off
             ts = float(batch.ts[i])
             d = int(batch.day[i])
-            if ts > limit or (self._wm is not None and ts > self._wm + cfg.max_watermark_jump_s):
-                self.last_rejects.append(Reject(int(batch.idx[i]), "future", f"ts={batch.ts[i]}"))
+            if ts > limit or (self._wm is not None and ts > self._wm + jump):
+                rejects.append(Reject(int(batch.idx[i]), "future", f"ts={batch.ts[i]}"))
                 continue
             if kind != KIND_PROFILE and sub is not None and sub.ring and d <= max(sub.ring) - self.R:
-                self.last_rejects.append(Reject(int(batch.idx[i]), "late", f"ts={batch.ts[i]}"))
+                rejects.append(Reject(int(batch.idx[i]), "late", f"ts={batch.ts[i]}"))
                 continue
             if contact:
                 contacts.append(contact)
@@ -212,15 +226,15 @@ class ReferenceEngine:
             sub = self._subs.get(m)
             if sub is not None:
                 sub.hwm[s] = max(sub.hwm[s], off)
-        self._count("skipped", self.last_skipped)
-        nf = sum(1 for r in self.last_rejects if r.reason == "future")
+        self._count("skipped", skipped)
+        nf = sum(1 for r in rejects if r.reason == "future")
         self._count("rejected_future", nf)
-        self._count("rejected_late", len(self.last_rejects) - nf)
-        self.last_rejects.sort(key=lambda r: r.index)
+        self._count("rejected_late", len(rejects) - nf)
+        rejects.sort(key=lambda r: r.index)
         contacts = sorted(set(contacts))
-        self.last_contacts = (np.array([c[0] for c in contacts], dtype=np.uint64), np.array([c[1] for c in contacts], dtype=np.uint64),
-                              np.array([c[2] for c in contacts], dtype=np.int64))
-        return np.array(sorted(touched), dtype=np.int64)
+        cols = (np.array([c[0] for c in contacts], dtype=np.uint64), np.array([c[1] for c in contacts], dtype=np.uint64),
+                np.array([c[2] for c in contacts], dtype=np.int64))
+        return Applied(np.array(sorted(touched), dtype=np.int64), rejects, skipped, cols, self._hits)
 
     def _apply_one(self, sub: _Sub, b: Batch, i: int, kind: int, ts: float, d: int) -> None:
         R = self.R
@@ -249,7 +263,13 @@ class ReferenceEngine:
             add("rch_c", cents)
             sub.rch_count += 1
             sub.rch_first = min(sub.rch_first, ts)
-            sub.rch_last = max(sub.rch_last, ts)
+            if d > self._fday(sub.rch_last):
+                sub.rch_prev = max(sub.rch_prev, sub.rch_last)
+                sub.rch_last = ts
+            elif d == self._fday(sub.rch_last):
+                sub.rch_last = max(sub.rch_last, ts)
+            else:
+                sub.rch_prev = max(sub.rch_prev, ts)
             sub.rch_sum += cents
             return
         out = bool(b.out[i])
@@ -262,6 +282,11 @@ class ReferenceEngine:
             add("sec_out" if out else "sec_in", dur)
             if bool(b.hotline[i]):
                 add("hot_n", 1)
+                cfg = self.config
+                n = sum(sub.ring[x][RI["hot_n"]] for x in range(d - cfg.hotline_days + 1, d + 1) if x in sub.ring)
+                if n >= cfg.hotline_min_calls and (sub.imm_day == NODAY or sub.imm_day < sub.ep_day):
+                    sub.imm_day = d
+                    self._hits.append((sub.row, d, ts, n))
         else:
             dur = 0
             add("sms_out" if out else "sms_in", 1)
@@ -338,8 +363,17 @@ class ReferenceEngine:
                 self._extra.add(s.row)
 
     # ---------------------------------------------------------------- signals
-    def _silent(self, sub: _Sub, D: int) -> int:
+    def _active_before(self, sub: _Sub, D: int) -> int:
         la = sub.last_active
+        if la < D:
+            return la
+        days = [d for d, c in sub.ring.items() if d < D and c[RI["calls_out"]] + c[RI["calls_in"]] + c[RI["sms_out"]] + c[RI["sms_in"]] > 0]
+        if days:
+            return max(days)
+        return NODAY if sub.first_day >= D else D - self.R - 1
+
+    def _silent(self, sub: _Sub, D: int) -> int:
+        la = self._active_before(sub, D)
         if la == NODAY:
             return 0
         s = max(D - 1 - la, 0)
@@ -348,11 +382,13 @@ class ReferenceEngine:
 
     def _lapse(self, sub: _Sub, D: int):
         cfg = self.config
-        n = sub.rch_count
-        if not (sub.plan == 1 and n >= cfg.recharge_min_count):
+        ds = cfg.day_start_s(D)
+        n = sub.rch_count - sum(c[RI["rch_n"]] for d, c in sub.ring.items() if d >= D)
+        last = sub.rch_last if sub.rch_last < ds else (sub.rch_prev if sub.rch_prev < ds else -math.inf)
+        if not (sub.plan == 1 and n >= cfg.recharge_min_count and last > -math.inf):
             return 0.0, False, 0.0
-        interval = (sub.rch_last - sub.rch_first) / max(n - 1, 1)
-        since = cfg.day_start_s(D) - sub.rch_last
+        interval = (last - sub.rch_first) / max(n - 1, 1)
+        since = ds - last
         if not interval > 0:
             return 0.0, False, interval
         ratio = since / interval
@@ -419,7 +455,7 @@ class ReferenceEngine:
         f["trend"] = rel_drop(prior + rec) if elig else 0.0
         f["trend_recent"] = rel_drop(rec) if elig else 0.0
         f["drop_tail"] = rel_drop(rec[nr - cfg.drop_tail_days:]) if elig else 0.0
-        f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days + 1, D + 1))
+        f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days, D))
         # contact circle
         mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
         for e in sub.circle.values():
@@ -450,7 +486,7 @@ class ReferenceEngine:
         f["new_share"] = rnew / max(rsum, 1) if rsum > 0 else 0.0
         f["circle_size"] = size
         f["silence"] = self._silent(sub, D)
-        f["silence_elig"] = sub.last_active != NODAY and ring_active >= cfg.silence_min_active_days
+        f["silence_elig"] = self._active_before(sub, D) != NODAY and ring_active >= cfg.silence_min_active_days
         f["recent_active"] = recent_active
         f["lapse"], f["lapse_trip"], _ = self._lapse(sub, D)
         f["dual"] = sub.dual_n if (sub.dual_day != NODAY and sub.dual_day >= D - cfg.dual_sim_days + 1) else 0
@@ -632,6 +668,8 @@ class ReferenceEngine:
 
     def _eval_sub(self, sub: _Sub, D: int, now_s: float, out: list) -> None:
         cfg = self.config
+        if sub.imm_day != NODAY and sub.imm_day < D and sub.imm_day >= sub.ep_day and sub.phase < 2:
+            sub.phase, sub.last_emit_day, sub.last_emit_sev, sub.emitted = 2, sub.imm_day, 2, 1
         f = self._features(sub, D)
         if cfg.shadow_enabled:
             self._publish(sub, f, D)
@@ -654,6 +692,7 @@ class ReferenceEngine:
                 sub.episode += 1
                 sub.emitted = 0
                 sub.clear_day = NODAY
+                sub.ep_day = D
         else:
             sub.clear_day = NODAY
 
@@ -675,20 +714,18 @@ class ReferenceEngine:
 
     def _run(self, subs: Iterable[_Sub], D: int, now_s: float) -> list[dict]:
         subs = list(subs)
-        self.last_evaluated = np.array(sorted(sub.row for sub in subs), dtype=np.int64)
         out: list[dict] = []
         self._emitted_at = None
         for sub in subs:
             self._eval_sub(sub, D, now_s, out)
         if out:
-            t = float(self.clock())
+            t = self._now()
             for r in out:
                 r["emitted_at"] = t
         out.sort(key=lambda x: x["msisdn"])
         return out
 
     def evaluate(self, touched, now_s: float | None = None) -> list[dict]:
-        self.last_evaluated = np.zeros(0, dtype=np.int64)
         if self._wm is None or len(touched) == 0:
             return []
         now = self._wm if now_s is None else min(float(now_s), self._wm)
@@ -696,18 +733,44 @@ class ReferenceEngine:
         return self._run([self._by_row[int(r)] for r in touched], D, now)
 
     def sweep(self, now_s: float) -> list[dict]:
+        return self.decide(self.day_of(now_s)).alarms
+
+    def decide(self, D: int) -> Decision:
         cfg = self.config
-        D = self.day_of(now_s)
         cands = []
         for sub in self._subs.values():
-            c = sub.phase > 0
-            if not c and sub.last_active != NODAY and self._silent(sub, D) >= cfg.silence_days:
+            c = D - 1 in sub.ring or sub.phase > 0
+            if not c and self._active_before(sub, D) != NODAY and self._silent(sub, D) >= cfg.silence_days:
                 c = True
             if not c and self._lapse(sub, D)[1]:
                 c = True
+            lo = D - cfg.dual_sim_days + 1
+            c = c or sub.dual_day >= lo or (cfg.shadow_enabled and sub.sh_peer != 0 and sub.sh_day >= lo)
+            c = c or (sub.imm_day != NODAY and sub.imm_day < D and sub.imm_day >= sub.ep_day and sub.phase < 2)
             if c:
                 cands.append(sub)
-        return self._run(cands, D, float(now_s))
+        cands.sort(key=lambda sub: sub.row)
+        alarms = []
+        for i in range(0, len(cands), EVAL_CHUNK):
+            alarms.extend(self._run(cands[i : i + EVAL_CHUNK], D, self.config.day_start_s(D)))
+        alarms.sort(key=lambda x: x["msisdn"])
+        return Decision(alarms, np.array([sub.row for sub in cands], dtype=np.int64))
+
+    def immediate(self, hits: list) -> list[dict]:
+        cfg = self.config
+        out = []
+        for r, d, ts, n in hits:
+            sub = self._by_row.get(int(r))
+            if sub is None:
+                continue
+            f = self._features(sub, d)
+            f["hotline"] = n
+            dec = self._decide(sub, f, d)
+            self._emitted_at = self._now()
+            rec = self._record(sub, "alarm", f, dec, d, ts, sub.phase)
+            rec["signals"] = [{"name": "competitor_hotline", "value": int(n), "threshold": cfg.hotline_min_calls}]
+            out.append(rec)
+        return out
 
     # ---------------------------------------------------------------- views
     def view(self, msisdn: str) -> dict | None:
@@ -743,6 +806,7 @@ class ReferenceEngine:
             "dual": (s.dual_day, s.dual_n),
             "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
             "shadow": (s.sh_peer, s.sh_first, s.sh_day, s.sh_mask, s.sh_j, s.sh_pub, s.sh_hash),
+            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:

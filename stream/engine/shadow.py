@@ -262,6 +262,11 @@ class PeerSketches:
         m = len(keep)
         for arr in (self._sig, self._first, self._last, self._pub, self._dirty, self._m0, self._m1, self._nmem):
             arr[:m] = arr[keep]
+        # the rows freed at the end are reused by the next new numbers: back to their initial state
+        # (a new number used to inherit an expired one's signature, first day and members)
+        for arr, fill in ((self._sig, EMPTY), (self._first, 2**31 - 1), (self._last, NODAY), (self._pub, NODAY),
+                          (self._dirty, False), (self._m0, 0), (self._m1, 0), (self._nmem, 0)):
+            arr[m:n] = fill
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._row = {x: i for i, x in enumerate(self._ids)}
         self._n = m
@@ -380,6 +385,11 @@ class ShadowJoin:
         self.bands = BandIndex(self.config)
         self._today: int | None = None
         self.x_publications = 0
+
+    def observe(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Feed contact observations only (publications wait for the next :meth:`step`)."""
+        x, member, day = observations
+        self.peers.observe(x, member, day)
 
     def step(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray], s_publications: list[dict], today: int) -> list[dict]:
         """Feed one batch's contact observations and subscriber publications; returns evidence for

@@ -1,4 +1,4 @@
-"""Drive an engine over a list of events like the backtest does (arrival order, day-rollover sweeps)."""
+"""Drive an engine over a list of events like the backtest does (arrival order, the batch step)."""
 
 from __future__ import annotations
 
@@ -17,24 +17,20 @@ def quiet_config(**kw) -> EngineConfig:
 
 
 def drive(eng, events, batch: int = 100, sort: bool = True, final_sweep_s: float | None = None):
-    """Feed events (dicts or bytes) in batches; evaluate each batch, sweep at day rollovers.
-    Returns all alarms in order."""
+    """Feed events (dicts or bytes) in batches through the batch step, as the backtest does (each
+    batch cut where the watermark completes a day); optionally decide the day of
+    ``final_sweep_s`` at the end. Returns all alarms in order."""
+    from stream.engine.step import Replay
+
     if sort:
         events = sorted(events, key=lambda e: e["ts"])
     raws = [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
     alarms = []
-    last_day = None
+    replay = Replay(eng)
     for i in range(0, len(raws), batch):
         b, _ = eng.decode(raws[i:i + batch])
-        touched = eng.apply(b)
-        wm = eng.watermark_s
-        if wm is not None:
-            d = eng.day_of(wm)
-            if last_day is not None and d > last_day:
-                for dd in range(last_day + 1, d + 1):
-                    alarms += eng.sweep(eng.config.day_start_s(dd))
-            last_day = d if last_day is None else max(last_day, d)
-        alarms += eng.evaluate(touched)
+        for res in replay.feed(b):
+            alarms += res.alarms
     if final_sweep_s is not None:
         alarms += eng.sweep(final_sweep_s)
     return alarms

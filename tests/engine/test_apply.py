@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import orjson
 import pytest
@@ -19,8 +21,7 @@ M2 = "8613800005678"
 
 def feed(eng, events, **kw):
     b, rej = eng.decode([orjson.dumps(e) for e in events], **kw)
-    touched = eng.apply(b)
-    return touched, rej
+    return eng.apply(b), rej
 
 
 @pytest.fixture(params=ENGINES, ids=lambda c: c.__name__)
@@ -53,27 +54,27 @@ def test_each_event_goes_into_the_bucket_of_its_own_day(eng):
 )
 def test_late_and_future_against_the_watermark(eng, offset_days, reason):
     feed(eng, [call(M, T0 + 40 * DAY, P)])
-    touched, _ = feed(eng, [call(M, T0 + 40 * DAY + offset_days * DAY, P), call(M, T0 + 40 * DAY + 60, P)])
-    got = [(r.index, r.reason) for r in eng.last_rejects]
+    ap, _ = feed(eng, [call(M, T0 + 40 * DAY + offset_days * DAY, P), call(M, T0 + 40 * DAY + 60, P)])
+    got = [(r.index, r.reason) for r in ap.rejects]
     assert got == ([] if reason is None else [(0, reason)])
-    assert len(touched) == 1  # the valid event of the batch is applied anyway
+    assert len(ap.rows) == 1  # the valid event of the batch is applied anyway
     if reason:
         assert eng.counters["rejected_" + reason] == 1
 
 
 def test_future_against_the_clock():
     eng = Engine(quiet_config(), clock=lambda: T0)
-    feed(eng, [call(M, T0 + 3 * DAY, P), call(M, T0 + 100, P)])
-    assert [(r.index, r.reason) for r in eng.last_rejects] == [(0, "future")]
+    ap, _ = feed(eng, [call(M, T0 + 3 * DAY, P), call(M, T0 + 100, P)])
+    assert [(r.index, r.reason) for r in ap.rejects] == [(0, "future")]
     assert eng.watermark_s == T0 + 100
 
 
 def test_future_events_do_not_move_the_watermark(eng):
     feed(eng, [call(M, T0, P)])
     # a far-future event first; the following ones are judged against the unchanged watermark
-    feed(eng, [call(M, T0 + 90 * DAY, P), call(M, T0 + 29 * DAY, P), call(M, T0 + 58 * DAY, P), call(M, T0 + 90 * DAY, P)])
-    assert [r.reason for r in eng.last_rejects] == ["future", "future"]
-    assert [r.index for r in eng.last_rejects] == [0, 3]
+    ap, _ = feed(eng, [call(M, T0 + 90 * DAY, P), call(M, T0 + 29 * DAY, P), call(M, T0 + 58 * DAY, P), call(M, T0 + 90 * DAY, P)])
+    assert [r.reason for r in ap.rejects] == ["future", "future"]
+    assert [r.index for r in ap.rejects] == [0, 3]
     assert eng.watermark_s == T0 + 58 * DAY
 
 
@@ -83,12 +84,12 @@ def test_replayed_offsets_are_skipped(eng):
     before = eng.state_of(M)
     # a crash replays offsets 102..106: only 105 and 106 are new
     more = events[2:] + [call(M, T0 + 50, P), call(M, T0 + 60, P)]
-    feed(eng, more, src=np.zeros(5, int), offsets=np.arange(102, 107))
-    assert eng.last_skipped == 3
+    ap, _ = feed(eng, more, src=np.zeros(5, int), offsets=np.arange(102, 107))
+    assert ap.skipped == 3
     assert eng.state_of(M)["ring"][eng.day_of(T0)][0] == before["ring"][eng.day_of(T0)][0] + 2
     # offsets are per source: offset 100 on the sms topic is new
-    feed(eng, [sms(M, T0 + 70, P)], src=np.array([1]), offsets=np.array([100]))
-    assert eng.last_skipped == 0
+    ap, _ = feed(eng, [sms(M, T0 + 70, P)], src=np.array([1]), offsets=np.array([100]))
+    assert ap.skipped == 0
     assert eng.state_of(M)["hwm"] == [106, 100, -1, -1]
     assert eng.counters["skipped"] == 3
 
@@ -122,7 +123,7 @@ def test_snapshot_round_trip_and_restore_elsewhere():
     evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    assert snap[0] == SNAPSHOT_VERSION == 3  # version byte (3: second-SIM shadow state)
+    assert snap[0] == SNAPSHOT_VERSION == 4  # version byte (4: decisions in event time)
     assert len(snap) <= 2048 + 2
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     other.restore(M, snap)
@@ -168,13 +169,14 @@ def test_view_is_json_ready(eng):
     assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
 
 
-def test_last_evaluated_names_the_rows_a_sweep_may_change(eng):
-    # the service persists exactly these rows after a sweep, so it must be every row evaluated
+def test_a_decision_names_the_rows_it_may_change(eng):
+    # the service persists exactly these rows after a decision, so it must be every row evaluated
     feed(eng, [call(M, T0, P), call(M2, T0, P)])
-    eng.sweep(T0 + 40 * DAY)  # both silent for weeks: both evaluated
-    assert sorted(eng.msisdns(eng.last_evaluated)) == sorted([M, M2])
-    eng.evaluate(np.zeros(0, dtype=np.int64))
-    assert len(eng.last_evaluated) == 0  # reset by every call, never stale
+    dec = eng.decide(eng.day_of(T0 + 40 * DAY))  # both silent for weeks: both evaluated
+    assert sorted(eng.msisdns(dec.rows)) == sorted([M, M2])
+    dec = eng.decide(eng.day_of(T0) + 1)  # both active the day before: both evaluated
+    assert sorted(eng.msisdns(dec.rows)) == sorted([M, M2])
+    assert len(eng.decide(eng.day_of(T0) + 3).rows) == 0  # neither active the day before nor silent yet
 
 
 def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
@@ -187,19 +189,23 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    v3_tail = 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
+    v4_tail = 8 + 4 + 4  # rch_prev, imm_day, ep_day
+    v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
+    v3 = bytes([3]) + snap[1:-v4_tail]
     v2 = bytes([2]) + snap[1:-v3_tail]
     v1 = bytes([1]) + snap[1:-v3_tail - 4]  # ... and without clear_day (i4)
-    for old in (v1, v2):
+    for old in (v1, v2, v3):
         other = Engine(quiet_config(), clock=lambda: CLOCK)
         other.restore(M, old)
         assert other.state_of(M)["ring"] == eng.state_of(M)["ring"]
         assert other.state_of(M)["life"][-1] == NODAY
-        assert other.state_of(M)["shadow"] == (0, NODAY, NODAY, 0, 0, NODAY, 0)
+        if old[0] < 3:
+            assert other.state_of(M)["shadow"] == (0, NODAY, NODAY, 0, 0, NODAY, 0)
+        assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY)
         with pytest.raises(ValueError):
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
-        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([4]) + snap[1:])
+        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([5]) + snap[1:])
 
 
 
@@ -208,19 +214,19 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
 def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
     # a backlog read partition by partition: M is 40 days ahead of M2 when M2's history arrives
     feed(eng, [call(M, T0 + 40 * DAY, P)])
-    touched, _ = feed(eng, [call(M2, T0 + 60, P), sms(M2, T0 + 3 * DAY, P), call(M2, T0 + 38 * DAY, P)])
-    assert eng.last_rejects == []
+    ap, _ = feed(eng, [call(M2, T0 + 60, P), sms(M2, T0 + 3 * DAY, P), call(M2, T0 + 38 * DAY, P)])
+    assert ap.rejects == []
     D0 = eng.day_of(T0)
     assert sorted(eng.state_of(M2)["ring"]) == [D0, D0 + 3, D0 + 38]
     # M2's own ring now reaches day 39: day 3 is 36 days older, beyond what the ring holds; day 4 fits
     feed(eng, [call(M2, T0 + 39 * DAY, P)])
-    feed(eng, [sms(M2, T0 + 3 * DAY + 60, P), sms(M2, T0 + 4 * DAY, P)])
-    assert [(r.index, r.reason) for r in eng.last_rejects] == [(0, "late")]
+    ap, _ = feed(eng, [sms(M2, T0 + 3 * DAY + 60, P), sms(M2, T0 + 4 * DAY, P)])
+    assert [(r.index, r.reason) for r in ap.rejects] == [(0, "late")]
 
 
 def test_late_within_one_batch_follows_the_subscribers_own_earlier_events(eng):
     # the day-45 event comes first in the batch, so the day-2 event of the same subscriber is late
     # (2 <= 45 - 36), while another subscriber's day-2 event beside it is not
-    feed(eng, [call(M, T0 + 45 * DAY, P), call(M, T0 + 2 * DAY, P), call(M2, T0 + 2 * DAY, P), recharge(M, T0 + 10 * DAY + 5, 1000)])
-    assert [(r.index, r.reason) for r in eng.last_rejects] == [(1, "late")]
+    ap, _ = feed(eng, [call(M, T0 + 45 * DAY, P), call(M, T0 + 2 * DAY, P), call(M2, T0 + 2 * DAY, P), recharge(M, T0 + 10 * DAY + 5, 1000)])
+    assert [(r.index, r.reason) for r in ap.rejects] == [(1, "late")]
     assert eng.counters["rejected_late"] == 1

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from stream.engine import Engine, ReferenceEngine
+from stream.engine.step import Replay
 from stream.engine.shadow import (BANDS, EMPTY, M, BandIndex, PeerSketches, ShadowJoin, band_keys, jaccard, national,
                                   signature)
 
@@ -166,25 +167,16 @@ def _operator():
 
 
 def _run(engine_cls, cfg, events, batch=400):
-    """The backtest's loop: apply, sweeps at day rollover, evaluate, then the join in process."""
+    """The backtest's loop (stream.engine.step.Replay): the batch step, the join in process."""
     eng = engine_cls(cfg, clock=lambda: CLOCK)
-    join = ShadowJoin(cfg)
+    replay = Replay(eng, ShadowJoin(cfg), keep_evidence=True)
     raws = [orjson.dumps(e) for e in events]
-    alarms, evidence, last = [], [], None
+    alarms = []
     for i in range(0, len(raws), batch):
         b, _ = eng.decode(raws[i:i + batch])
-        touched = eng.apply(b)
-        contacts = eng.last_contacts
-        day = eng.day_of(eng.watermark_s)
-        if last is not None and day > last:
-            for dd in range(last + 1, day + 1):
-                alarms += eng.sweep(cfg.day_start_s(dd))
-        last = day if last is None else max(last, day)
-        alarms += eng.evaluate(touched)
-        ev = join.step(contacts, eng.take_shadow_publications(), day)
-        evidence += ev
-        alarms += eng.evaluate(eng.apply_shadow(ev))
-    return eng, alarms, evidence
+        alarms += [a for res in replay.feed(b) for a in res.alarms]
+    eng.contacts_sent = replay.contacts  # (for the tests below)
+    return eng, alarms, replay.kept
 
 
 def _dual(view):
@@ -248,7 +240,7 @@ def test_disabled_join_sends_nothing():
     cfg = quiet_config(shadow_enabled=False)
     eng, alarms, evidence = _run(Engine, cfg, _operator())
     assert evidence == [] and eng.state_of(S)["shadow"][0] == 0
-    assert len(eng.last_contacts[0]) == 0
+    assert eng.contacts_sent == 0
 
 
 # ---------------------------------------------------------------------- the simulated operator

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from stream.contract import ALARM_FIELDS, ALARM_PHASES, REASONS, SIGNALS, TIERS
+from stream.contract import alarm_id
 from stream.engine import Engine, ReferenceEngine
 
 from .gen import CU, DAY, OWN, T0, call, daily_life, num, profile, recharge
@@ -262,10 +263,12 @@ def test_alarm_ids_are_deterministic_and_replays_emit_nothing_new():
     raws = [orjson.dumps(e) for e in sorted(ev, key=lambda e: e["ts"])]
     offs = np.arange(len(raws))
     b, _ = eng2.decode(raws, offsets=offs)
-    first = eng2.evaluate(eng2.apply(b))
+    ap = eng2.apply(b)
+    first = eng2.immediate(ap.immediate) + eng2.evaluate(ap.rows)
     b, _ = eng2.decode(raws, offsets=offs)
-    again = eng2.evaluate(eng2.apply(b))
-    assert eng2.last_skipped == len(raws) and again == []
+    ap = eng2.apply(b)
+    again = eng2.immediate(ap.immediate) + eng2.evaluate(ap.rows)
+    assert ap.skipped == len(raws) and again == []
     assert [a["alarm_id"] for a in first] == [a["alarm_id"] for a in a1]
 
 
@@ -318,18 +321,23 @@ def test_one_quiet_week_is_not_a_drop():
 
 
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
-def test_evaluate_at_an_earlier_complete_time(cls):
-    # the service evaluates at the time up to which every input topic is complete; a hotline
-    # dial after that time is applied but judged only once evaluation time reaches it
+def test_a_care_line_dial_alarms_at_once_on_its_own_day(cls):
+    # the dial trips on the event itself, not at a batch or day boundary; the day decisions that
+    # follow take the alarm over without a second record
     eng = cls(quiet_config(), clock=lambda: CLOCK)
     drive(eng, life(A, 0, 30, C1))
     b, _ = eng.decode([orjson.dumps(call(A, T0 + 30 * DAY + 3600, "10010", dur=200))])
-    touched = eng.apply(b)
-    assert eng.evaluate(touched, now_s=T0 + 29 * DAY) == []  # the dial's day is not reached yet
-    alarms = eng.evaluate(touched)  # at the watermark: the dial counts
+    ap = eng.apply(b)
+    assert eng.evaluate(ap.rows, now_s=T0 + 29 * DAY) == []  # an evaluation before the dial's day does not see it
+    alarms = eng.immediate(ap.immediate)
     assert phases(alarms) == ["alarm"] and alarms[0]["event_time"] == T0 + 30 * DAY + 3600
-    # a later time than the watermark is capped at the watermark
-    assert eng.evaluate(touched, now_s=T0 + 99 * DAY) == []  # same day, nothing new: no repeat
+    assert [s["name"] for s in alarms[0]["signals"]] == ["competitor_hotline"]
+    assert alarms[0]["alarm_id"] == alarm_id(A, "alarm", eng.day_of(T0 + 30 * DAY), 0)
+    D = eng.day_of(T0 + 30 * DAY)
+    assert eng.decide(D + 1).alarms == [] and eng.view(A)["phase"] == "alarm"  # taken over, no second record
+    # a second dial in the same episode does not alarm again
+    b, _ = eng.decode([orjson.dumps(call(A, T0 + 32 * DAY, "10010", dur=200))])
+    assert eng.apply(b).immediate == []
 
 
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
@@ -348,23 +356,25 @@ def _dials(*days):
 
 
 def test_recovery_waits_for_clear_days():
-    # alarm on day 30; the dial leaves the 7-day window on day 37: clear from day 37 on
+    # alarm on day 30 (at once, on the dial); the decision of day D reads the dials of the 7
+    # complete days before it: the day-30 dial leaves that window on day 38: clear from day 38 on
     ev = life(A, 0, 60, C1) + _dials(30)
-    for n, day in ((1, 37), (7, 43), (10, 46)):
+    for n, day in ((1, 38), (7, 44), (10, 47)):
         alarms, _ = run(ev, quiet_config(recover_clear_days=n))
         assert phases(alarms) == ["alarm", "recovered"]
         assert quiet_config().day_of(alarms[1]["event_time"]) == D0 + day, n
 
 
 def test_one_clear_day_inside_an_episode_does_not_recover():
-    # dials on days 30 and 38: day 37 alone is clear. Without hysteresis the episode flip-flops
-    # (alarm, recovered, alarm, recovered); with it, it is one episode
+    # dials on days 30 and 38: the decision of day 38 alone is clear (its window: days 31-37).
+    # Without hysteresis the episode flip-flops (alarm, recovered, alarm, recovered); with it, it
+    # is one episode (and the second dial, in the same episode, no second immediate alarm)
     ev = life(A, 0, 60, C1) + _dials(30, 38)
     alarms, _ = run(ev, quiet_config(recover_clear_days=1))
     assert phases(alarms) == ["alarm", "recovered", "alarm", "recovered"]
     alarms, eng = run(ev, quiet_config(recover_clear_days=7))
     assert phases(alarms) == ["alarm", "recovered"]
-    assert quiet_config().day_of(alarms[1]["event_time"]) == D0 + 45 + 6
+    assert quiet_config().day_of(alarms[1]["event_time"]) == D0 + 46 + 6
     assert {a["episode"] for a in alarms} == {0}
 
 
@@ -372,10 +382,10 @@ def test_hysteresis_state_survives_snapshot():
     ev = life(A, 0, 40, C1) + _dials(30)
     for cls in (Engine, ReferenceEngine):
         eng = cls(quiet_config(), clock=lambda: CLOCK)
-        drive(eng, ev)  # clear since day 37, not recovered yet (day 39)
+        drive(eng, ev)  # clear since day 38, not recovered yet
         assert eng.view(A)["phase"] == "alarm"
         st = eng.state_of(A)["life"]
-        assert st[-1] == D0 + 37
+        assert st[-1] == D0 + 38
         eng2 = cls(quiet_config(), clock=lambda: CLOCK)
         eng2.restore(A, eng.snapshot(A))
         assert eng2.state_of(A) == eng.state_of(A)

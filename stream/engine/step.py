@@ -1,0 +1,177 @@
+"""One batch step, written once: the service and the backtest both run it.
+
+``Step(engine)(batch, complete_s, evidence)`` applies a decoded batch, emits the immediate alarms
+(care-line dials), decides every day that event time has completed, and confirms second-SIM
+evidence. It returns what happened (:class:`StepResult`); nothing is left on attributes.
+
+The decision rule (README "When alarms are decided"):
+
+* **Day decisions.** Day ``D`` is decided once the complete event time (the minimum over the
+  inputs: Flink's and Beam's watermark) has reached ``decision_grace_s`` (default 6 h) into day
+  ``D``: :meth:`Engine.decide` evaluates, as of the start of ``D``, reading only the complete days
+  before it, every subscriber active on day ``D - 1``, silent, lapsing, with live dual-SIM or
+  second-SIM evidence, or not healthy. Events that arrive later than the grace still count
+  for later days, not for days already decided.
+* **Immediate alarms.** A dial to a competitor's care line trips on the event itself
+  (:meth:`Engine.immediate`): judged one dial at a time in arrival order, not at a batch boundary.
+
+A decision reads features as of the start of its day (the ring's days before it; silence and
+recharge lapse from the days before it, whatever arrived for day ``D`` since), so it does not
+depend on how far past the boundary the inputs had read when it ran. Both callers hand in the
+complete time: the service the minimum over its partitions, the backtest the file's running
+watermark, cut at each event that completes a day (:func:`segments`), so that the backtest is the
+same for any batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .core import Applied, _accept_watermark
+from .decode import Batch
+
+__all__ = ["Step", "StepResult", "Replay", "segments", "MAX_CATCHUP_DAYS"]
+
+MAX_CATCHUP_DAYS = 60  # at most this many days decided in one step (an input days behind)
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+class StepResult(NamedTuple):
+    alarms: list  # alarm records (contract): immediate ones first, then each decided day's
+    rejects: list  # Reject(index, "late" | "future", detail) from apply, by batch index
+    rows: np.ndarray  # engine rows whose state changed (applied, decided, confirmed): persist them
+    contacts: tuple  # the second-SIM join's observations (competitor number, member, day)
+    publications: list  # the second-SIM join's circle publications (decided days)
+    skipped: int  # replayed events (at or below the offsets applied)
+    decided: list  # the days decided by this step, in order
+    confirmed: int  # subscribers whose second-SIM evidence was confirmed
+
+
+class Step:
+    """``decided``: the last day decided (None until event time is known; a restarted service
+    passes the day before the one its persisted watermark completes, which is decided again:
+    deciding a day twice changes nothing)."""
+
+    def __init__(self, engine, decided: int | None = None) -> None:
+        self.engine = engine
+        self.grace_s = float(engine.config.decision_grace_s)
+        self.decided = decided
+
+    def due(self, complete_s: float) -> int:
+        """The last day that event time ``complete_s`` lets decide."""
+        return self.engine.day_of(complete_s - self.grace_s)
+
+    def __call__(self, batch: Batch, complete_s: float | None, evidence=()) -> StepResult:
+        eng = self.engine
+        ap: Applied = eng.apply(batch)
+        alarms = eng.immediate(ap.immediate)
+        rows = [ap.rows]
+        confirmed = eng.apply_shadow(evidence) if evidence else _NO_ROWS
+        if len(confirmed):
+            rows.append(confirmed)
+        decided = []
+        if complete_s is not None and math.isfinite(complete_s):
+            decided = self._decide(complete_s, alarms, rows)
+        rows = [r for r in rows if len(r)]
+        out = np.unique(np.concatenate(rows)) if rows else _NO_ROWS
+        return StepResult(alarms, ap.rejects, out, ap.contacts, eng.take_shadow_publications(), ap.skipped, decided,
+                          len(confirmed))
+
+    def _decide(self, complete_s: float, alarms: list, rows: list) -> list[int]:
+        day = self.due(complete_s)
+        last = self.decided
+        if last is None:  # the first time: nothing before it is judged
+            self.decided = day
+            return []
+        if day <= last:
+            return []
+        eng = self.engine
+        days = list(range(max(last + 1, day - MAX_CATCHUP_DAYS + 1), day + 1))
+        for d in days:
+            dec = eng.decide(d)
+            alarms.extend(dec.alarms)
+            rows.append(dec.rows)
+        self.decided = day
+        return days
+
+
+def segments(step: Step, batch: Batch) -> list[tuple[np.ndarray, float | None]]:
+    """Cut a batch read from one ordered stream (a file) where its running watermark completes a
+    day: [(positions, complete time after them)]. Each event that completes a day ends a segment,
+    so the decisions fall between the same two events whatever the batch size. The watermark is
+    the engine's (the running max of the ts it accepts: late events never move it, future ones
+    are rejected against it)."""
+    n = len(batch)
+    if n == 0:
+        return []
+    eng = step.engine
+    cfg = eng.config
+    wm0 = eng.watermark_s
+    wm0 = -math.inf if wm0 is None else wm0
+    acc = _accept_watermark(batch.ts, np.ones(n, dtype=bool), wm0, min(cfg.max_future_s, cfg.max_watermark_jump_s))
+    run = np.maximum.accumulate(np.where(acc, batch.ts, -math.inf))
+    run = np.maximum(run, wm0)
+    ok = np.isfinite(run)
+    due = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    due[ok] = np.floor((run[ok] - step.grace_s + cfg.utc_offset_s) / 86400.0).astype(np.int64)
+    last = step.decided
+    cuts: list[int] = []
+    if last is None:  # the first event with a time starts the clock (Step decides nothing before it)
+        first = np.flatnonzero(ok)
+        if len(first):
+            cuts.append(int(first[0]))
+            last = int(due[first[0]])
+    if last is not None:
+        # positions where the due day first exceeds everything before it (and the last decided)
+        prev = np.maximum.accumulate(np.r_[last, due[:-1]])
+        cuts = sorted(set(cuts) | set(np.flatnonzero(due > np.maximum(prev, last)).tolist()))
+    out = []
+    start = 0
+    for c in cuts:
+        out.append((np.arange(start, c + 1), float(run[c])))
+        start = c + 1
+    if start < n:
+        out.append((np.arange(start, n), float(run[-1]) if ok[-1] else None))
+    return out
+
+
+_EMPTY_OBS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+
+
+class Replay:
+    """One ordered stream (a file, in arrival order) through the step, with the second-SIM join in
+    process: the backtest's loop. Each batch is cut where the stream's watermark completes a day
+    (:func:`segments`); the join observes every segment's contacts and meets the publications of
+    each decided day, and its evidence is confirmed at once, against the state of that decision
+    point. The result is the same for any batch size."""
+
+    def __init__(self, engine, join=None, keep_evidence: bool = False) -> None:
+        self.step = Step(engine)
+        self.join = join
+        self.evidence = 0  # candidate pairs the join produced
+        self.kept: list[dict] | None = [] if keep_evidence else None  # (tests) the pairs themselves
+        self.contacts = 0  # contact observations sent to the join
+
+    def feed(self, batch: Batch) -> list[StepResult]:
+        out: list[StepResult] = []
+        for pos, complete_s in segments(self.step, batch):
+            self._run(batch.take(pos), complete_s, (), out)
+        return out
+
+    def _run(self, part: Batch, complete_s: float | None, evidence, out: list) -> None:
+        res = self.step(part, complete_s, evidence)
+        out.append(res)
+        if self.join is None:
+            return
+        self.contacts += len(res.contacts[0])
+        self.join.observe(res.contacts)
+        if res.decided:  # publications meet the bands once a day is decided
+            ev = self.join.step(_EMPTY_OBS, res.publications, res.decided[-1])
+            self.evidence += len(ev)
+            if self.kept is not None:
+                self.kept.extend(ev)
+            if ev:
+                self._run(Batch.empty(), None, ev, out)
