@@ -34,8 +34,8 @@ def _replay(raws, cfg, batch_size: int, join: bool) -> dict:
         batch, _ = eng.decode(raws[i:i + batch_size])
         if len(batch):
             state["now"] = max(state["now"], float(batch.ts.max()))
-        touched = eng.apply(batch)
-        contacts = eng.last_contacts
+        ap = eng.apply(batch)
+        touched, contacts = ap.rows, ap.contacts
         wm = eng.watermark_s
         if wm is None:
             continue

@@ -11,7 +11,8 @@ Exactness after a crash (at-least-once delivery made exact by idempotent state):
 every subscriber's state carries the highest input offset already applied per source topic, so
 a batch replayed after SIGKILL is skipped event by event. The order of writes for every batch is
 
-    1. engine state updated in memory (decode → apply → evaluate / sweep)
+    1. engine state updated in memory: the batch step (stream/engine/step.py: decode → apply →
+       immediate alarms → decisions of the days event time completed → second-SIM confirmation)
     2. state of every changed subscriber written to the table: local store + changelog message
     3. alarms and dead letters sent
     4. every changelog/alarm/dead-letter send awaited until the broker acknowledged it (acks=all)
@@ -49,6 +50,7 @@ from faust.types import TP
 
 from .contract import SCHEMA_VERSION
 from .engine import Engine, EngineConfig
+from .engine.step import Step
 from .engine.snapshots import snapshot_many
 from .metrics import Metrics
 from .settings import Settings
@@ -173,15 +175,15 @@ class ChurnService:
         self.clock = clock
         self.metrics = Metrics(registry)
         self.engine = Engine(self.engine_config, clock=clock)
+        self.step = Step(self.engine)  # decode -> apply -> immediate alarms -> day decisions -> confirmation
         self.partition_of: dict[str, int] = {}
         self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
-        self._last_swept_day: int | None = None
         self._tp_watermark: dict[TP, float] = {}  # newest event time applied per input partition
         self._tp_next: dict[TP, int] = {}  # next offset per input partition: everything before it is durable
         self._pending_next: dict[TP, int] = {}  # ... processed since the last checkpoint (not durable yet)
         self._processed_next: dict[TP, int] = {}  # ... processed (durable or not)
         self._progress_at: dict[TP, float] = {}  # monotonic time of each partition's last delivered batch
-        self._eval_time: float | None = None  # event time of evaluations and sweeps, never decreasing
+        self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
         self._dirty: list[np.ndarray] = []  # engine rows changed since the last checkpoint
         self._dirty_partitions: set[int] = set()
         self._inflight: list = []  # send futures since the last checkpoint
@@ -490,43 +492,40 @@ class ChurnService:
         n_msgs = int(keep.sum())
         if not n_msgs and not evidence_msgs:
             return 0
-        touched = eng.apply(batch)
-        contacts = eng.last_contacts
-        apply_rejects = list(eng.last_rejects)
-        rejects = list(rejects) + apply_rejects
-        self._advance_partition_time(batch, apply_rejects, tp_of)
-        complete_s = self._complete_time()
-        if complete_s is not None:  # event time only moves forward, also across restarts
-            self._eval_time = complete_s if self._eval_time is None else max(self._eval_time, complete_s)
-        complete_s = self._eval_time
-        # remember each touched subscriber's partition (sweep-time writes need it)
+
+        def complete(ap) -> float | None:
+            # each partition's time moves with its accepted events; decisions follow the minimum
+            self._advance_partition_time(batch, ap.rejects, tp_of)
+            c = self._complete_time()
+            if c is not None:  # event time only moves forward, also across restarts
+                self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
+            return self._eval_time
+
+        res = self.step(batch, complete, self._evidence(evidence_msgs) if evidence_msgs else ())
+        eng = self.engine
+        rejects = list(rejects) + list(res.rejects)
+        # remember each touched subscriber's partition (decision-time writes need it)
         part_of = self.partition_of
         key_part = {msgs[i].key: msgs[i].partition for i in batch.idx.tolist()}
-        for msisdn in eng.msisdns(touched):
+        for msisdn in eng.msisdns(res.applied):
             p = key_part.get(msisdn.encode())
             if p is not None:
                 part_of[msisdn] = p
-        # sweeps for the days the complete time rolled over, then the evaluation of the
-        # subscribers this round touched (nothing is judged before every partition has a time)
-        alarms: list[dict] = []
-        changed = [touched]
-        if complete_s is not None:
-            swept_alarms, swept = self._maybe_sweep(complete_s)
-            alarms.extend(swept_alarms)
-            changed.append(swept)
-            alarms.extend(eng.evaluate(touched, now_s=complete_s))
-        if evidence_msgs:  # second-SIM candidates for our subscribers: confirm against their state
-            confirmed = eng.apply_shadow(self._evidence(evidence_msgs))
-            if len(confirmed):
-                self.metrics.shadow_confirmed.inc(len(confirmed))
-                if complete_s is not None:
-                    alarms.extend(eng.evaluate(confirmed, now_s=complete_s))
-                changed.append(confirmed)
+        alarms = res.alarms
+        if res.confirmed:
+            self.metrics.shadow_confirmed.inc(res.confirmed)
+        if res.decided:
+            self.metrics.sweep_seconds.observe(res.decide_s)
+            self.metrics.sweeps.inc()
+            self.metrics.decided_day.set(res.decided[-1])
+            logger.info("decided event-time day(s) %s..%s over %d subscribers: %d alarms, %.3fs", res.decided[0], res.decided[-1],
+                        len(eng), len(alarms), res.decide_s)
+        changed = [res.rows]
         self._dirty.extend(c for c in changed if len(c))
         self._dirty_partitions.update(tp.partition for tp, first in tp_first.items() if cuts.get(tp, first + 1) > first)
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
-        sends += await self.shadow.route_from_engine(contacts, eng.take_shadow_publications())
+        sends += await self.shadow.route_from_engine(res.contacts, res.publications)
         for a in alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
         for r in rejects:
@@ -646,35 +645,6 @@ class ChurnService:
                 except (TypeError, KeyError, ValueError):
                     self.metrics.shadow_bad.labels(topic=m.topic).inc()
         return out
-
-    def _maybe_sweep(self, complete_s: float | None) -> tuple[list[dict], np.ndarray]:
-        """When event time (complete across the inputs) rolls over to a new day, sweep all
-        subscribers at the start of each day it passed (at most 60, as the backtest does).
-        Returns (alarms, evaluated rows)."""
-        eng = self.engine
-        wm = complete_s
-        none = np.empty(0, dtype=np.int64)
-        if wm is None:
-            return [], none
-        day = eng.day_of(wm)
-        last = self._last_swept_day
-        if last is None or day <= last:
-            self._last_swept_day = day if last is None else last
-            return [], none
-        self._last_swept_day = day
-        t0 = time.perf_counter()
-        alarms: list[dict] = []
-        rows = []
-        for d in range(max(last + 1, day - 60), day + 1):
-            alarms.extend(eng.sweep(eng.config.day_start_s(d)))
-            evaluated = getattr(eng, "last_evaluated", None)
-            if evaluated is not None:
-                rows.append(np.asarray(evaluated, dtype=np.int64))
-        dt = time.perf_counter() - t0
-        self.metrics.sweep_seconds.observe(dt)
-        self.metrics.sweeps.inc()
-        logger.info("event-time sweep to day %s over %d subscribers: %d alarms, %.3fs", day, len(eng), len(alarms), dt)
-        return alarms, (np.unique(np.concatenate(rows)) if rows else none)
 
     # ----------------------------------------------------------- checkpoint
     def _due(self) -> bool:
@@ -1061,9 +1031,10 @@ class ChurnService:
             engine.advance_watermark(watermark)
         self._eval_time = watermark
         self.engine = engine
+        self.step = Step(engine)
+        # redo the last decided day (idempotent): a crash may have cut it short
+        self.step.decided = None if watermark is None else self.step.due(watermark) - 1
         self.partition_of = part_of
-        # redo the last day's sweep (idempotent): a crash may have cut it short
-        self._last_swept_day = None if watermark is None else engine.day_of(watermark) - 1
         self._tp_watermark.clear()
         self._tp_next.clear()
         self._pending_next.clear()

@@ -114,6 +114,8 @@ _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive"
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 _NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+# the snapshot fields an evaluation may change (a decision persists the rows where one did)
+_LIFECYCLE = ("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day", "ep_day", "sh_pub", "sh_hash")
 EVAL_CHUNK = 65536  # rows evaluated at once by a decision (bounds the feature arrays' memory)
 
 
@@ -131,7 +133,7 @@ class Decision(NamedTuple):
     """What :meth:`Engine.decide` decided for one day."""
 
     alarms: list  # alarm records (contract), by msisdn
-    rows: np.ndarray  # rows evaluated (their lifecycle may have changed: persist them)
+    rows: np.ndarray  # rows whose state the decision changed (persist them)
 
 
 def contact_candidates(batch: Batch, ok: np.ndarray) -> np.ndarray:
@@ -1328,11 +1330,18 @@ class Engine:
         cand |= (im != NODAY) & (im < D) & (im >= a["ep_day"][:n]) & (a["phase"][:n] < 2)
         rows = np.flatnonzero(cand & (a["alive"][:n] == 1))
         alarms: list[dict] = []
+        changed = []
         now_s = cfg.day_start_s(D)
         for i in range(0, len(rows), EVAL_CHUNK):
-            alarms.extend(self._evaluate_rows(rows[i : i + EVAL_CHUNK], D, now_s))
+            chunk = rows[i : i + EVAL_CHUNK]
+            before = [a[k][chunk].copy() for k in _LIFECYCLE]
+            alarms.extend(self._evaluate_rows(chunk, D, now_s))
+            diff = np.zeros(len(chunk), dtype=bool)
+            for k, b in zip(_LIFECYCLE, before):
+                diff |= a[k][chunk] != b
+            changed.append(chunk[diff])
         alarms.sort(key=lambda x: x["msisdn"])
-        return Decision(alarms, rows)
+        return Decision(alarms, np.concatenate(changed) if changed else _NO_ROWS)
 
     def immediate(self, hits: list) -> list[dict]:
         """Alarm records for the care-line dials :meth:`apply` found tripping (``Applied.immediate``):

@@ -750,11 +750,14 @@ class ReferenceEngine:
             if c:
                 cands.append(sub)
         cands.sort(key=lambda sub: sub.row)
+        life = ("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day", "ep_day", "sh_pub", "sh_hash")
+        before = [tuple(getattr(sub, k) for k in life) for sub in cands]
         alarms = []
         for i in range(0, len(cands), EVAL_CHUNK):
             alarms.extend(self._run(cands[i : i + EVAL_CHUNK], D, self.config.day_start_s(D)))
         alarms.sort(key=lambda x: x["msisdn"])
-        return Decision(alarms, np.array([sub.row for sub in cands], dtype=np.int64))
+        changed = [sub.row for sub, b in zip(cands, before) if tuple(getattr(sub, k) for k in life) != b]
+        return Decision(alarms, np.array(changed, dtype=np.int64))
 
     def immediate(self, hits: list) -> list[dict]:
         cfg = self.config

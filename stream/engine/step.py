@@ -26,7 +26,8 @@ same for any batch size.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import time
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class StepResult(NamedTuple):
     skipped: int  # replayed events (at or below the offsets applied)
     decided: list  # the days decided by this step, in order
     confirmed: int  # subscribers whose second-SIM evidence was confirmed
+    applied: np.ndarray  # engine rows with applied events (a subset of rows)
+    decide_s: float  # seconds spent deciding days
 
 
 class Step:
@@ -64,21 +67,28 @@ class Step:
         """The last day that event time ``complete_s`` lets decide."""
         return self.engine.day_of(complete_s - self.grace_s)
 
-    def __call__(self, batch: Batch, complete_s: float | None, evidence=()) -> StepResult:
+    def __call__(self, batch: Batch, complete_s: Union[float, None, Callable[[Applied], float | None]],
+                 evidence=()) -> StepResult:
+        """``complete_s``: the complete event time after this batch, or a function of what apply
+        did that returns it (the service's partition times move with the accepted events)."""
         eng = self.engine
         ap: Applied = eng.apply(batch)
+        if callable(complete_s):
+            complete_s = complete_s(ap)
         alarms = eng.immediate(ap.immediate)
         rows = [ap.rows]
         confirmed = eng.apply_shadow(evidence) if evidence else _NO_ROWS
         if len(confirmed):
             rows.append(confirmed)
         decided = []
+        t0 = time.perf_counter()
         if complete_s is not None and math.isfinite(complete_s):
             decided = self._decide(complete_s, alarms, rows)
+        dt = time.perf_counter() - t0 if decided else 0.0
         rows = [r for r in rows if len(r)]
-        out = np.unique(np.concatenate(rows)) if rows else _NO_ROWS
+        out = np.unique(np.concatenate(rows)) if len(rows) > 1 else (rows[0] if rows else _NO_ROWS)
         return StepResult(alarms, ap.rejects, out, ap.contacts, eng.take_shadow_publications(), ap.skipped, decided,
-                          len(confirmed))
+                          len(confirmed), ap.rows, dt)
 
     def _decide(self, complete_s: float, alarms: list, rows: list) -> list[int]:
         day = self.due(complete_s)
