@@ -112,3 +112,96 @@ def test_default_offsets_keep_running_across_batches():
     assert b1.off.tolist() == [0, 1, 2] and b2.off.tolist() == [3, 4]
     b3, _ = eng.decode([orjson.dumps(CALL)] * 2, src=np.array([1, 1]), offsets=np.array([70, 71]))
     assert b3.src.tolist() == [1, 1] and b3.off.tolist() == [70, 71]
+
+
+# ---------------------------------------------------------------- bad lines inside a batch (issue 12)
+
+BAD_LINES = [
+    b"{not json",  # invalid_json
+    b"",  # invalid_json
+    b'{"type":"call","msisdn":"86138',  # invalid_json (a truncated line swallows the next one when joined)
+    b"[1, 2]",  # not_object
+    b"null",  # not_object
+    b'{"type":"fax","msisdn":"8613800001234","ts":1}',  # unknown_type
+    b'{"msisdn":"8613800001234","ts":1760000000}',  # missing_field type
+    orjson.dumps(with_(duration_s=...)),  # missing_field
+    orjson.dumps(with_(direction=None)),  # missing_field (null)
+    orjson.dumps(with_(ts="1760000000")),  # invalid_field
+    orjson.dumps(with_(msisdn="86138abc")),  # invalid_field
+    orjson.dumps(with_(imei="12345")),  # invalid_field
+    orjson.dumps(with_(peer_operator=7)),  # invalid_field
+    orjson.dumps({"type": "recharge", "msisdn": M, "ts": T0, "amount": 0.004}),  # invalid_field (0 cents)
+    orjson.dumps({"type": "sms", "msisdn": M, "ts": T0, "direction": "in", "peer": "+1"}),  # invalid_field
+]
+
+
+def _valid_lines(n: int, seed: int) -> list[bytes]:
+    """Calls/SMS/recharges/profiles, optional fields present or absent, shuffled field order."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for j in range(n):
+        m = f"86138{rng.randrange(10**8):08d}"
+        r = rng.random()
+        if r < 0.6:
+            e = with_(msisdn=m, ts=T0 + j, peer=f"861{rng.choice('0389')}{rng.randrange(10**9):09d}",
+                      direction=rng.choice(["in", "out"]), duration_s=rng.randrange(0, 3600))
+            if rng.random() < 0.5:
+                e["imei"] = f"356{rng.randrange(10**12):012d}"
+            if rng.random() < 0.1:
+                e["peer_operator"] = rng.choice(["cu", "ct", "cm"])
+        elif r < 0.85:
+            e = {"type": "sms", "msisdn": m, "ts": T0 + j + 0.5, "direction": "out", "peer": rng.choice(["10010", "8613012345678"])}
+        elif r < 0.97:
+            e = {"type": "recharge", "msisdn": m, "ts": T0 + j, "amount": rng.choice([10, 30.25, 50])}
+        else:
+            e = {"type": "profile", "msisdn": m, "ts": T0 + j, "plan": "prepaid", "arpu": 55.5}
+        items = list(e.items())
+        rng.shuffle(items)
+        out.append(orjson.dumps(dict(items)))
+    return out
+
+
+def _one_by_one(raws, keys, cls):
+    """Each line decoded alone, as one batch (offsets as in the batch)."""
+    eng = cls(EngineConfig(), clock=lambda: 4e9)
+    rows, rejects = [], []
+    for i, r in enumerate(raws):
+        b, rej = eng.decode([r], keys=None if keys is None else [keys[i]], offsets=np.array([i]))
+        rejects += [(i, x.reason, x.detail) for x in rej]
+        rows.append(b)
+    return rows, rejects
+
+
+@pytest.mark.parametrize("where", ["start", "middle", "end", "everywhere"])
+@pytest.mark.parametrize("n", [7, 300, 2000])
+@pytest.mark.parametrize("with_keys", [False, True])
+def test_bad_lines_in_a_batch_decode_as_one_by_one(where, n, with_keys):
+    raws = _valid_lines(n, seed=n)
+    pos = {"start": [0, 1], "middle": [n // 2, n // 2 + 1], "end": [n - 2, n - 1],
+           "everywhere": sorted({0, n // 3, n // 2, n // 2 + 1, n - 1})}[where]
+    for k, i in enumerate(pos):
+        raws[i] = BAD_LINES[(k * 7 + n) % len(BAD_LINES)]
+    if where == "everywhere":  # every kind once
+        raws = raws[:1] + BAD_LINES + raws[1:]
+    keys = None
+    if with_keys:
+        keys = []
+        for r in raws:
+            try:
+                keys.append(str(orjson.loads(r).get("msisdn")).encode())
+            except Exception:
+                keys.append(None)
+        keys[-3] = b"8613899999999"  # key_mismatch (unless that line is rejected for another reason first)
+    eng = Engine(EngineConfig(), clock=lambda: 4e9)
+    batch, rejects = eng.decode(raws, keys=keys)
+    rows, want_rejects = _one_by_one(raws, keys, Engine)
+    assert [(r.index, r.reason, r.detail) for r in rejects] == want_rejects
+    assert len(want_rejects) >= len(pos)
+    for name in batch.__dataclass_fields__:
+        got = getattr(batch, name)
+        exp = [v for b in rows for v in (b.off if name == "idx" else getattr(b, name))]
+        assert list(got) == exp, name
+        if not isinstance(got, list):
+            assert got.dtype == getattr(rows[0], name).dtype, name
