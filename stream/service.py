@@ -50,6 +50,7 @@ from faust.types import TP
 
 from .contract import SCHEMA_VERSION
 from .engine import Engine, EngineConfig
+from .engine.decode import Batch
 from .engine.step import Step
 from .engine.snapshots import snapshot_many
 from .metrics import Metrics
@@ -309,6 +310,8 @@ class ChurnService:
                     if n < self.settings.batch_size // 4 and self._fetch_may_help():
                         break  # a small round: the next fetch moves the slowest partition further
                     await asyncio.sleep(0)
+                if not records and self._recovered_once:
+                    await self._decide_due()
                 self._align()
         except asyncio.CancelledError:
             raise
@@ -512,6 +515,18 @@ class ChurnService:
             if p is not None:
                 part_of[msisdn] = p
         alarms = res.alarms
+        self._dirty_partitions.update(tp.partition for tp, first in tp_first.items() if cuts.get(tp, first + 1) > first)
+        await self._emit(res)
+        sends = self._inflight
+        for r in rejects:
+            sends.append(await self._send_deadletter(msgs[r.index], r))
+        self._since_checkpoint += n_msgs + len(evidence_msgs)
+        self._observe(n_msgs, before, rejects, alarms, time.perf_counter() - t0)
+        return n_msgs + len(evidence_msgs)
+
+    async def _emit(self, res) -> None:
+        """A step's outputs: alarms and the join's messages handed to the producer, the changed
+        rows kept dirty for the next checkpoint, the decision metrics."""
         if res.confirmed:
             self.metrics.shadow_confirmed.inc(res.confirmed)
         if res.decided:
@@ -519,20 +534,31 @@ class ChurnService:
             self.metrics.sweeps.inc()
             self.metrics.decided_day.set(res.decided[-1])
             logger.info("decided event-time day(s) %s..%s over %d subscribers: %d alarms, %.3fs", res.decided[0], res.decided[-1],
-                        len(eng), len(alarms), res.decide_s)
-        changed = [res.rows]
-        self._dirty.extend(c for c in changed if len(c))
-        self._dirty_partitions.update(tp.partition for tp, first in tp_first.items() if cuts.get(tp, first + 1) > first)
+                        len(self.engine), len(res.alarms), res.decide_s)
+        if len(res.rows):
+            self._dirty.append(res.rows)
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(res.contacts, res.publications)
-        for a in alarms:
+        for a in res.alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
-        for r in rejects:
-            sends.append(await self._send_deadletter(msgs[r.index], r))
-        self._since_checkpoint += n_msgs + len(evidence_msgs)
-        self._observe(n_msgs, before, rejects, alarms, time.perf_counter() - t0)
-        return n_msgs + len(evidence_msgs)
+
+    async def _decide_due(self) -> None:
+        """Decide the days the complete time completed without new input: when the last
+        partitions with a backlog catch up, the complete time moves to the newest event time,
+        and nothing else would run the step."""
+        if self.step.decided is None or self.engine.watermark_s is None:
+            return
+        c = self._complete_time()
+        if c is None:
+            return
+        self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
+        if self.step.due(self._eval_time) <= self.step.decided:
+            return
+        res = self.step(Batch.empty(), self._eval_time)
+        await self._emit(res)
+        self._dirty_partitions.update(self.active_partitions())
+        self.metrics.observe_alarms(res.alarms)
 
     def _advance_partition_time(self, batch, apply_rejects, tp_of: list[TP]) -> None:
         """Each input partition's event time: the newest ts it delivered that the engine

@@ -28,7 +28,7 @@
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages while catching up (at most 2,000 when live) |
-| CHURNWATCH_MAX_SKEW_S | 86400 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up |
+| CHURNWATCH_MAX_SKEW_S | 36000 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up (with the engine's decision_grace_s, < 1 day with the default ring: see stream/engine/step.py) |
 | CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
 | CHURNWATCH_RECOVERY_HOLD_S | 0 | fault injection for tests: hold every recovery this long before the engine is rebuilt; leave 0 in production |
 | CHURNWATCH_SESSION_TIMEOUT_S | 60 | consumer-group session timeout: a worker silent this long loses its partitions; back, it writes nothing before it rejoined |
@@ -99,7 +99,7 @@ class Settings:
     batch_timeout_s: float = 0.5
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
-    max_skew_s: float = 86400.0
+    max_skew_s: float = 36000.0
     stall_s: float = 120.0
     checkpoint_hold_s: float = 0.0
     recovery_hold_s: float = 0.0

@@ -35,6 +35,16 @@ def check_broker(settings: Settings, timeout_s: float = 15.0) -> None:
         raise SettingsError(f"Kafka broker {settings.bootstrap_servers} answered with no live brokers")
 
 
+def check_decision_window(settings: Settings, cfg) -> None:
+    """A day is decided when the slowest input is ``decision_grace_s`` into the next day, and the
+    others may be ``CHURNWATCH_MAX_SKEW_S`` further: the ring must still hold every day the
+    decision reads next to the newest day applied (ring_days - baseline_days - recent_days days)."""
+    room = (cfg.ring_days - cfg.baseline_days - cfg.recent_days) * 86400
+    if settings.max_skew_s + cfg.decision_grace_s >= room:
+        raise SettingsError(f"CHURNWATCH_MAX_SKEW_S ({settings.max_skew_s:g}) + decision_grace_s ({cfg.decision_grace_s:g}) must be "
+                            f"< (ring_days - baseline_days - recent_days) days = {room} s: raise ring_days or lower one of them")
+
+
 def check_web_port(settings: Settings) -> None:
     """Raise SettingsError when the web server could not bind its address (port taken, no such
     local address), before anything else starts."""
@@ -106,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
         from .engine import ConfigError, EngineConfig
 
         try:
-            if settings.config_path:
-                EngineConfig.from_toml(settings.config_path)
+            cfg = EngineConfig.from_toml(settings.config_path) if settings.config_path else EngineConfig()
         except ConfigError as exc:
             raise SettingsError(f"bad threshold file {settings.config_path}: {exc}") from None
+        check_decision_window(settings, cfg)
         check_web_port(settings)
         check_broker(settings, args.broker_timeout)
         from .topics import ensure_topics

@@ -14,10 +14,10 @@ max_watermark_jump_s           2592000    also reject ts > watermark+this (30 da
                                           far-future event must not move event time; generous, so
                                           that a feed outage, or one input topic read days ahead of
                                           another while catching up, never rejects valid events
-decision_grace_s               21600      a day is decided (every subscriber active on it, silent or
+decision_grace_s               43200      a day is decided (every subscriber active on it, silent or
                                           lapsing, or not healthy) once event time, complete across
-                                          the inputs, is this far (6 h) into the next day: events up
-                                          to this late still count for their day
+                                          the inputs, is this far (12 h) into the next day: events
+                                          up to this late still count for their day
 recent_days                    7          recent window: the 7 complete days before "today"
 baseline_days                  28         baseline window: the 28 days before the recent window
 drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
@@ -155,7 +155,7 @@ class EngineConfig:
     ring_days: int = 36
     max_future_s: float = 172800.0
     max_watermark_jump_s: float = 2592000.0
-    decision_grace_s: float = 21600.0
+    decision_grace_s: float = 43200.0
     prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PREFIXES))
     country_code: str = COUNTRY_CODE
     competitor_hotlines: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPETITOR_HOTLINES))

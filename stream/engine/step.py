@@ -7,7 +7,7 @@ evidence. It returns what happened (:class:`StepResult`); nothing is left on att
 The decision rule (README "When alarms are decided"):
 
 * **Day decisions.** Day ``D`` is decided once the complete event time (the minimum over the
-  inputs: Flink's and Beam's watermark) has reached ``decision_grace_s`` (default 6 h) into day
+  inputs: Flink's and Beam's watermark) has reached ``decision_grace_s`` (default 12 h) into day
   ``D``: :meth:`Engine.decide` evaluates, as of the start of ``D``, reading only the complete days
   before it, every subscriber active on day ``D - 1``, silent, lapsing, with live dual-SIM or
   second-SIM evidence, or not healthy. Events that arrive later than the grace still count

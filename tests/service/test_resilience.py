@@ -15,7 +15,8 @@ from stream.engine import Engine, EngineConfig
 from stream.settings import Settings
 from stream.simulate import generate
 
-from .harness import WorkerProc, produce, produce_live, read_alarms, read_table, replay_in_process, scenario_env, wait_caught_up
+from .harness import (WorkerProc, assert_backtest_alarms, backtest_alarms, engine_config, exact_env, produce, produce_live, read_alarms, read_table,
+                      replay_in_process, scenario_env, wait_caught_up)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -29,9 +30,9 @@ def _assert_exact(settings: Settings, records) -> None:
     """The durable state (changelog) holds every valid event exactly once: the day buckets and
     recharge history equal an in-process run over the same events."""
     table = read_table(settings)
-    want = replay_in_process(records, batch_size=4000)
+    want = replay_in_process(records, batch_size=4000, config=engine_config(settings))
     assert len(table) == len(want), (len(table), len(want))
-    got = Engine(EngineConfig())
+    got = Engine(engine_config(settings))
     for msisdn, value in table.items():
         got.restore(msisdn, value[2:])
     bad = [m for m in table if got.state_of(m)["ring"] != want.state_of(m)["ring"] or got.state_of(m)["rch"] != want.state_of(m)["rch"]]
@@ -54,45 +55,49 @@ def _metric(worker: WorkerProc, name: str) -> float:
     return total
 
 
-def test_sigkill_and_restart_ends_with_exact_state(kafka_bootstrap, tmp_path):
+def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_bootstrap, tmp_path):
     unique = uuid.uuid4().hex[:8]
     # Every checkpoint holds 2 s between its acknowledged state and its offset commit (fault
-    # injection), so the kill lands mid-checkpoint: state durable, offsets not committed. The
+    # injection), so each kill lands mid-checkpoint: state durable, offsets not committed. The
     # restart must skip what that state already holds, and re-apply what it does not.
     env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4, CHURNWATCH_BATCH_SIZE="500",
-                       CHURNWATCH_COMMIT_INTERVAL_S="0.3", CHURNWATCH_CHECKPOINT_HOLD_S="2")
+                       CHURNWATCH_COMMIT_INTERVAL_S="0.3", CHURNWATCH_CHECKPOINT_HOLD_S="2", CHURNWATCH_SESSION_TIMEOUT_S="10",
+                       **exact_env(tmp_path))
     settings = Settings.from_env(env)
     records, _ = _records(200, 50, 5)
     worker = WorkerProc(env, "w", tmp_path).start()
+    replayed = 0
     try:
         produce_live(settings, records[: len(records) // 3], chunks=3, workers=[worker], trust_worker_lag=True)
         produce(settings, records[len(records) // 3 :])
-        # kill it mid-stream: some of the backlog applied, not all
-        deadline = time.monotonic() + 120
-        target = len(records) // 3 + 5000
-        while time.monotonic() < deadline:
-            if _metric(worker, "churnwatch_events_total") >= target and _metric(worker, "churnwatch_checkpoint_inflight") == 1:
-                break  # a checkpoint's state is written, its offsets not committed yet (held 2 s)
-            time.sleep(0.05)
-        assert _metric(worker, "churnwatch_checkpoint_inflight") == 1, "no checkpoint in flight to kill"
-        worker.kill()
-        worker.start()  # same data dir: RocksDB + changelog recovery, then the replay is skipped where applied
+        # kill it twice mid-stream: some of the backlog applied, not all
+        for target in (len(records) // 3 + 5000, 2 * len(records) // 3):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if _metric(worker, "churnwatch_events_total") + _metric(worker, "churnwatch_replayed_events_total") >= target \
+                        and _metric(worker, "churnwatch_checkpoint_inflight") == 1:
+                    break  # a checkpoint's state is written, its offsets not committed yet (held 2 s)
+                time.sleep(0.05)
+            assert _metric(worker, "churnwatch_checkpoint_inflight") == 1, "no checkpoint in flight to kill"
+            worker.kill()
+            worker.start()  # same data dir: RocksDB + changelog recovery, then the replay is skipped where applied
+            deadline = time.monotonic() + 120
+            while _metric(worker, "churnwatch_replayed_events_total") == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            replayed += _metric(worker, "churnwatch_replayed_events_total")
         wait_caught_up(settings, timeout_s=240, workers=[worker], trust_worker_lag=True)
-        replayed = _metric(worker, "churnwatch_replayed_events_total")
     finally:
         worker.stop()
     _assert_exact(settings, records)
-    assert replayed > 0, "the restart skipped nothing: the kill did not land between durable state and commit"
-    # alarms sent again after the crash carry the same id
-    ids: dict[tuple, set[str]] = {}
-    for a in read_alarms(settings):
-        ids.setdefault((a["msisdn"], a["phase"], a["event_time"]), set()).add(a["alarm_id"])
-    assert all(len(v) == 1 for v in ids.values())
+    assert replayed > 0, "the restarts skipped nothing: the kills did not land between durable state and commit"
+    # the backtest's alarms; records sent again after a crash repeat the first exactly
+    report = assert_backtest_alarms(read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path))
+    print(f"sigkill x2: {report}")
 
 
 def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
     unique = uuid.uuid4().hex[:8]
-    env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4)
+    env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4, **exact_env(tmp_path))
     settings = Settings.from_env(env)
     records, truth = _records(200, 50, 9)
     half = len(records) // 2
@@ -120,49 +125,42 @@ def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
         b.stop()
         a.stop()
     _assert_exact(settings, records)
+    # the backtest's alarms. Bounded, named in the README: handset dual-SIM evidence only meets
+    # numbers of the same worker; after the rebalance each worker reads its backlog with calls and
+    # SMS (two topics) in another order than the file, and when two peers compete for one bucket
+    # of a subscriber's contact-circle sketch, the order decides which one it keeps (measured: one
+    # contact_erosion warning a day apart, in 1 of 2 runs)
+    report = assert_backtest_alarms(read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path), dual_sim_slack=4,
+                                    other_slack=2)
+    print(f"two workers: {report}")
 
 
-def _pairs(settings: Settings) -> set[tuple[str, str]]:
-    return {(a["msisdn"], a["phase"]) for a in read_alarms(settings)}
-
-
-def test_frozen_past_the_session_timeout_sends_no_extra_alarm(kafka_bootstrap, tmp_path):
+def test_frozen_past_the_session_timeout_sends_the_backtests_alarms(kafka_bootstrap, tmp_path):
     """A worker frozen (SIGSTOP: a GC pause, a starved container) for longer than the group's
     session timeout while traffic keeps arriving, then resumed: the group has dropped it, so it
     must rejoin and replay from its last commit without writing anything first. Its alarms are
-    those of an uninterrupted run over the same events (within the run-to-run difference that
-    fetch boundaries still cause), and its state is exact."""
+    the backtest's over the same events (a freeze that re-judged the backlog at the wrong time,
+    the defect this guards against, added hundreds of warnings), and its state is exact."""
     records, _ = _records(300, 45, 31)
     first, rest = records[: len(records) // 2], records[len(records) // 2 :]
-    runs = {}
-    for mode in ("uninterrupted", "frozen"):
-        unique = uuid.uuid4().hex[:8]
-        (tmp_path / mode).mkdir()
-        env = scenario_env(kafka_bootstrap, unique, tmp_path / mode, partitions=4, CHURNWATCH_SESSION_TIMEOUT_S="8")
-        settings = Settings.from_env(env)
-        worker = WorkerProc(env, "w", tmp_path / mode).start()
+    unique = uuid.uuid4().hex[:8]
+    env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4, CHURNWATCH_SESSION_TIMEOUT_S="8", **exact_env(tmp_path))
+    settings = Settings.from_env(env)
+    worker = WorkerProc(env, "w", tmp_path).start()
+    try:
+        produce_live(settings, first, chunks=2, workers=[worker])
+        worker.proc.send_signal(signal.SIGSTOP)
         try:
-            produce_live(settings, first, chunks=2, workers=[worker])
-            if mode == "frozen":
-                worker.proc.send_signal(signal.SIGSTOP)
-                try:
-                    produce(settings, rest)  # the traffic of the freeze
-                    time.sleep(14)  # well past the 8 s session timeout: the group drops the worker
-                finally:
-                    worker.proc.send_signal(signal.SIGCONT)
-            else:
-                produce(settings, rest)
-            wait_caught_up(settings, timeout_s=240, workers=[worker])
-            # a recovery after the freeze restores the subscribers (the first one found none)
-            runs[mode] = (settings, _pairs(settings), _metric(worker, "churnwatch_restored_subscribers_total"))
+            produce(settings, rest)  # the traffic of the freeze
+            time.sleep(14)  # well past the 8 s session timeout: the group drops the worker
         finally:
-            worker.stop()
-    (_, want, _), (settings, got, restored) = runs["uninterrupted"], runs["frozen"]
-    assert want, "the uninterrupted run sent no alarm: nothing to compare"
-    extra = got - want
-    # Two uninterrupted runs over these events differ by 4-5 of ~95 pairs each way (evaluation
-    # moments still follow fetch boundaries: issue 11); a freeze that re-judged the backlog at the
-    # wrong time (the defect this guards against) added hundreds of warnings.
-    assert len(extra) <= max(3, len(want) // 10), f"{len(extra)} of {len(got)} (msisdn, phase) pairs only after the freeze, e.g. {sorted(extra)[:5]}"
+            worker.proc.send_signal(signal.SIGCONT)
+        wait_caught_up(settings, timeout_s=240, workers=[worker])
+        # a recovery after the freeze restores the subscribers (the first one found none)
+        restored = _metric(worker, "churnwatch_restored_subscribers_total")
+    finally:
+        worker.stop()
     assert restored > 0, "the freeze did not cost the worker its group membership (nothing was tested)"
     _assert_exact(settings, records)
+    report = assert_backtest_alarms(read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path))
+    print(f"frozen: {report}")

@@ -19,7 +19,7 @@ from stream.engine import Engine, EngineConfig
 from stream.settings import Settings
 from stream.simulate import generate
 
-from .harness import WorkerProc, produce_live, read_alarms, read_table, read_topic, read_event_times, replay_in_process, scenario_env, wait_caught_up
+from .harness import WorkerProc, assert_backtest_alarms, backtest_alarms, engine_config, exact_env, produce_live, read_alarms, read_table, read_topic, read_event_times, replay_in_process, scenario_env, wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def scenario(kafka_bootstrap, tmp_path_factory):
 
     unique = uuid.uuid4().hex[:8]
     tmp = tmp_path_factory.mktemp("svc")
-    env = scenario_env(kafka_bootstrap, unique, tmp, partitions=4)
+    env = scenario_env(kafka_bootstrap, unique, tmp, partitions=4, **exact_env(tmp))
     settings = Settings.from_env(env)
     records, truth = population()
     bad = [("calls", k, v) for k, v, _ in BAD]
@@ -143,9 +143,9 @@ def test_a_far_future_event_does_not_move_event_time(scenario):
 
 def test_state_is_every_valid_event_exactly_once(scenario):
     table = read_table(scenario["settings"])
-    expected = replay_in_process(scenario["records"])
+    expected = replay_in_process(scenario["records"], config=engine_config(scenario["settings"]))
     assert len(table) == len(expected)
-    restored = Engine(EngineConfig())
+    restored = Engine(engine_config(scenario["settings"]))
     for msisdn, value in table.items():
         restored.restore(msisdn, value[2:])  # 2-byte partition header
     for msisdn in table:
@@ -286,33 +286,13 @@ def test_logs_mask_msisdns(scenario):
 
 
 def test_service_alarms_match_the_backtest(scenario, tmp_path):
-    """Both run the same engine on the same input, so they raise the same alarms up to the
-    margin that evaluation timing decides: the engine evaluates a subscriber when a batch
-    touches it, and batch boundaries (Kafka's fetches vs the file's 5000 lines) and late CDRs
-    decide whether a borderline week is judged before or after its last records arrive. Exact
-    equality does not hold; measured on this population the sets of alarmed subscribers differ
-    by 0-2 of ~46 and the (subscriber, phase) pairs agree at Jaccard 0.78-0.9 (the difference is
-    borderline traffic_drop warnings raised while the previous day's late CDRs still arrive).
-    Bounded here; README "Limits" says so."""
-    from stream.backtest import backtest
-
-    events = tmp_path / "events.ndjson"
-    events.write_bytes(b"\n".join(v for _, _, v in scenario["records"]) + b"\n")
-    out = tmp_path / "alarms.ndjson"
-    backtest(str(events), str(out))
-    offline = [orjson.loads(line) for line in out.read_bytes().splitlines() if line.strip()]
-    online = read_alarms(scenario["settings"])
-    # the backtest's end-of-file sweep has no counterpart in a service that never sees an end
-    end_day = max(a["event_time"] for a in offline) // 86400
-    offline = [a for a in offline if a["event_time"] // 86400 < end_day]
-
-    def subs(alarms, phase):
-        return {a["msisdn"] for a in alarms if a["phase"] == phase}
-
-    for phase in ("alarm", "churned"):
-        on, off = subs(online, phase), subs(offline, phase)
-        assert len(on ^ off) <= max(2, 0.05 * len(on | off)), (phase, len(on), len(off), len(on ^ off))
-    pairs_off = {(a["msisdn"], a["phase"]) for a in offline if a["phase"] != "recovered"}
-    pairs_on = {(a["msisdn"], a["phase"]) for a in online if a["phase"] != "recovered"}
-    jaccard = len(pairs_off & pairs_on) / len(pairs_off | pairs_on)
-    assert jaccard >= 0.75, (jaccard, len(pairs_off), len(pairs_on), sorted(pairs_off ^ pairs_on)[:10])
+    """Same events, same alarms: the worker (Kafka fetches, 4 partitions, its own complete time)
+    and the backtest (the file, 5000-line batches) run the one batch step, and days are decided
+    in event time, so every record is the same (subscriber, phase, day via alarm_id, signals).
+    The named exception: second-SIM evidence goes through the join's two Kafka hops in the
+    service and returns after a delay that depends on the worker's speed (here the whole history
+    streams in ~30 s, 2-3 event-time days a second), so a record it raises may fall on another
+    day or, measured here, 1 of ~8 be missing: the pairs are bounded (README "When alarms are decided")."""
+    offline = backtest_alarms(scenario["records"], scenario["settings"].config_path, tmp_path)
+    report = assert_backtest_alarms(read_alarms(scenario["settings"]), offline)
+    assert report["resent"] == 0  # no duplicate deliveries in a clean run

@@ -1,0 +1,107 @@
+"""Same events, same alarms: the alarm set is a function of the events and the config, not of
+batch sizes, of how the four input topics interleave, or of how subscribers are split across
+engines (the batch step of stream/engine/step.py, decisions in event time).
+
+The population comes from the simulator with its arrival lateness (0.3% of events 12-30 h late)
+and malformed lines. Batch sizes give identical alarms with the default config: the backtest cuts
+each batch where its watermark completes a day. Interleavings and shards move the points where
+days complete; they give identical alarms when the decision grace covers the lateness (here
+36 h, with a ring of 38 days to hold what a decision reads next to events that far ahead)."""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import pytest
+
+from stream.engine import Engine, EngineConfig, ReferenceEngine
+from stream.engine.shadow import ShadowJoin
+from stream.engine.step import Replay
+from stream.simulate import generate
+
+N, DAYS, SEED = 80, 50, 5
+WIDE = dict(decision_grace_s=36 * 3600.0, ring_days=38)
+
+
+@pytest.fixture(scope="module")
+def records():
+    events, _ = generate(N, DAYS, SEED, fmt="records", malformed_rate=0.002)
+    return list(events)  # (topic kind, key, value) in arrival order
+
+
+def key(a: dict) -> tuple:
+    day = int(a["event_time"] // 86400)
+    return a["msisdn"], a["phase"], day, tuple(s["name"] for s in a["signals"]), a["alarm_id"]
+
+
+def run(values, cfg: EngineConfig, batch: int = 5000, cls=Engine, shadow: bool = True) -> list[dict]:
+    eng = cls(cfg, clock=None)
+    replay = Replay(eng, ShadowJoin(cfg) if shadow and cfg.shadow_enabled else None)
+    alarms = []
+    for i in range(0, len(values), batch):
+        b, _ = eng.decode(values[i:i + batch])
+        for res in replay.feed(b):
+            alarms += res.alarms
+    return alarms
+
+
+def test_batch_sizes_give_the_same_alarms(records):
+    values = [v for _, _, v in records]
+    cfg = EngineConfig()
+    base = run(values, cfg, 5000)
+    assert len(base) >= 15 and {a["phase"] for a in base} >= {"warning", "alarm"}
+    want = sorted(map(key, base))
+    for bs in (100, 1):
+        got = run(values, cfg, bs)
+        assert sorted(map(key, got)) == want, bs
+    assert len({a["alarm_id"] for a in base}) == len(base)
+
+
+def test_the_reference_engine_decides_the_same(records):
+    values = [v for _, _, v in records]
+    cfg = EngineConfig()
+    assert sorted(map(key, run(values, cfg, 700, cls=ReferenceEngine))) == sorted(map(key, run(values, cfg, 5000)))
+
+
+def _interleave(records, rng: random.Random, width: int) -> list[bytes]:
+    """Merge the four topics, each in its own arrival order, with a per-topic delay that drifts
+    at random within [0, width] events (a topic read ahead of or behind the others)."""
+    keyed = []
+    delay = {t: rng.uniform(0, width) for t in {t for t, _, _ in records}}
+    for i, (t, _, v) in enumerate(records):
+        d = delay[t] = min(width, max(0.0, delay[t] + rng.uniform(-0.45, 0.45)))
+        keyed.append((i + d, i, v))  # the delay moves by < 1 per event: each topic keeps its order
+    keyed.sort()
+    return [v for _, _, v in keyed]
+
+
+def test_topic_interleavings_give_the_same_alarms(records):
+    cfg = EngineConfig(**WIDE)
+    base = sorted(map(key, run([v for _, _, v in records], cfg)))
+    assert len(base) >= 15
+    for seed in (1, 2, 3):
+        values = _interleave(records, random.Random(seed), width=300)  # ~ hours of drift
+        assert values != [v for _, _, v in records]
+        assert sorted(map(key, run(values, cfg))) == base, seed
+
+
+def test_three_shards_give_the_same_alarms_as_one(records):
+    """Subscribers split over three engines by key hash (three workers' partitions), each with its
+    own watermark. The second-SIM join and the handset (IMEI) index are shared by all subscribers
+    in one engine and not across engines (issue 11.3: routed by IMEI through Kafka is open): they
+    are off here, and every other signal must give the same alarms."""
+    cfg = EngineConfig(shadow_enabled=False, **WIDE)
+    one = run([v for _, _, v in records], cfg, shadow=False)
+    shards: list[list[bytes]] = [[], [], []]
+    for _, k, v in records:
+        shards[zlib.crc32(k or b"") % 3].append(v)
+    three = [a for part in shards for a in run(part, cfg, shadow=False)]
+
+    def no_handset(alarms):
+        return sorted(key(a) for a in alarms if not any(s["name"] == "dual_sim" for s in a["signals"]))
+
+    handset = {a["msisdn"] for a in one + three if any(s["name"] == "dual_sim" for s in a["signals"])}
+    assert len(handset) <= 0.1 * N, handset
+    assert [k for k in no_handset(one) if k[0] not in handset] == [k for k in no_handset(three) if k[0] not in handset]
+    assert len(one) >= 15 and len(three) >= 15
