@@ -8,7 +8,9 @@ key                            default    meaning
 timezone                       Asia/      day buckets are calendar days in this zone. The UTC offset
                                Shanghai   is fixed at config time (taken on 2025-01-01); zones with
                                           DST get their winter offset (documented limitation).
-ring_days                      36         daily buckets kept (>= 35: 28 baseline + 7 recent + today)
+ring_days                      38         daily buckets kept (>= 35: 28 baseline + 7 recent; the rest
+                                          is room for events of the next days, applied before a day
+                                          is decided: see decision_grace_s)
 max_future_s                   172800     reject ts > clock()+this (2 days)
 max_watermark_jump_s           2592000    also reject ts > watermark+this (30 days): a corrupt
                                           far-future event must not move event time; generous, so
@@ -152,7 +154,7 @@ CN_HOLIDAYS: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class EngineConfig:
     timezone: str = "Asia/Shanghai"
-    ring_days: int = 36
+    ring_days: int = 38
     max_future_s: float = 172800.0
     max_watermark_jump_s: float = 2592000.0
     decision_grace_s: float = 43200.0

@@ -1,6 +1,6 @@
 """The vectorised churn engine: columnar per-subscriber state in numpy arrays, one row per subscriber.
 
-State per subscriber (fixed size, see :data:`FIELDS`; ~1.9 KB with the default 36-day ring):
+State per subscriber (fixed size, see :data:`FIELDS`; ~2.0 KB with the default 38-day ring):
 
 * a ring of ``ring_days`` daily buckets (slot = day % ring_days, with the day stamped in ``stamp``):
   calls/seconds/SMS out and in, calls+SMS with competitor peers, competitor-hotline dials, recharges
@@ -103,10 +103,11 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("rch_prev", (), "f8", -math.inf),  # the latest recharge ts on a day before rch_last's day
     ("imm_day", (), "i4", NODAY),  # the day of the last immediate (care-line dial) alarm
     ("ep_day", (), "i4", NODAY),  # the decision day the current episode began (a recovery)
+    ("dual_prev", (), "i4", NODAY),  # the latest dual-SIM evidence day before dual_day
 )
 _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
 _V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
-_V4_FIELDS = ("rch_prev", "imm_day", "ep_day")  # version 4
+_V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev")  # version 4
 _LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS
 assert tuple(f[0] for f in FIELDS[-len(_LATER):]) == _LATER
 # engine-internal, not part of a subscriber's snapshot (pure caches)
@@ -824,8 +825,12 @@ class Engine:
             # the handset now carries another of our numbers: evidence for those who used it before
             nn = 1
             for x in others:
-                if d > a["dual_day"][x]:
+                dd = int(a["dual_day"][x])
+                if d > dd:
+                    a["dual_prev"][x] = dd
                     a["dual_day"][x] = d
+                elif d < dd:
+                    a["dual_prev"][x] = max(int(a["dual_prev"][x]), d)
                 a["dual_n"][x] = max(int(a["dual_n"][x]), nn)
                 a["dirty"][x] = 1
                 self._extra.add(x)
@@ -940,8 +945,8 @@ class Engine:
         f["recent_active"] = recent_active_all
         # recharge lapse (prepaid): overdue against the usual interval, at the start of day D
         f.update(self._lapse(rows, D))
-        # dual SIM
-        dd = a["dual_day"][rows].astype(np.int64)
+        # dual SIM (evidence of the days before D)
+        dd = self._dual_before(rows, D)
         f["dual"] = np.where((dd != NODAY) & (dd >= D - cfg.dual_sim_days + 1), a["dual_n"][rows].astype(np.int64), 0)
         f.update(self._shadow_features(rows, D))
         # season: a holiday within the recent window or the week before
@@ -1086,6 +1091,12 @@ class Engine:
             never = a["first_day"][rr].astype(np.int64) >= D
             la[fut] = np.where(best != NODAY, best, np.where(never, NODAY, D - self.R - 1))
         return la
+
+    def _dual_before(self, rows: np.ndarray, D: int) -> np.ndarray:
+        """The latest dual-SIM evidence day before D (NODAY: none)."""
+        dd = self._a["dual_day"][rows].astype(np.int64)
+        dp = self._a["dual_prev"][rows].astype(np.int64)
+        return np.where(dd < D, dd, np.where(dp < D, dp, NODAY))
 
     def _silent_days(self, la: np.ndarray, D: int) -> np.ndarray:
         s = np.maximum(D - 1 - la, 0)
@@ -1323,7 +1334,7 @@ class Engine:
             pr = np.flatnonzero(pre)
             cand[pr] |= self._lapse(pr, D)["lapse_trip"]
         lo = D - cfg.dual_sim_days + 1
-        cand |= a["dual_day"][:n] >= lo
+        cand |= self._dual_before(every, D) >= lo
         if cfg.shadow_enabled:
             cand |= (a["sh_peer"][:n] != 0) & (a["sh_day"][:n] >= lo)
         im = a["imm_day"][:n]
@@ -1423,7 +1434,7 @@ class Engine:
             "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r]),
                      int(a["clear_day"][r])),
             "shadow": tuple(int(a[k][r]) for k in _V3_FIELDS),
-            "decisions": (float(a["rch_prev"][r]), int(a["imm_day"][r]), int(a["ep_day"][r])),
+            "decisions": (float(a["rch_prev"][r]), int(a["imm_day"][r]), int(a["ep_day"][r]), int(a["dual_prev"][r])),
         }
 
     def snapshot(self, msisdn: str) -> bytes | None:
@@ -1441,12 +1452,16 @@ class Engine:
         ver, ring = struct.unpack_from("<BB", data, 0)
         if ver not in (1, 2, 3, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
-        if ring != self.R:
-            raise ValueError(f"snapshot ring_days {ring} != configured {self.R}")
+        if not 35 <= ring <= 60:
+            raise ValueError(f"snapshot ring_days {ring} not in 35..60")
+
+        def shape(tail):  # the snapshot's own ring size (a changed ring_days is converted below)
+            return tuple(ring if x == "R" else x for x in tail)
+
         # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
         fields = {1: FIELDS[: -len(_LATER)], 2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS)],
                   3: FIELDS[: -len(_V4_FIELDS)]}.get(ver, FIELDS)
-        expected = 2 + sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields)
+        expected = 2 + sum(np.dtype(dt).itemsize * int(np.prod(shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields)
         if len(data) != expected:
             raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")
         r = self._row.get(msisdn)
@@ -1457,12 +1472,26 @@ class Engine:
         pos = 2
         for name, tail, dt, init in FIELDS[len(fields):]:
             self._a[name][r] = init
+        ring_vals = {}
         for name, tail, dt, _ in fields:
-            shp = self._shape(tail)
+            shp = shape(tail)
             cnt = int(np.prod(shp, dtype=np.int64))
             nb = cnt * np.dtype(dt).itemsize
-            self._a[name][r] = np.frombuffer(data, dtype=dt, count=cnt, offset=pos).reshape(shp)
+            val = np.frombuffer(data, dtype=dt, count=cnt, offset=pos).reshape(shp)
             pos += nb
+            if ring != self.R and tail == ("R",):
+                ring_vals[name] = val
+            else:
+                self._a[name][r] = val
+        if ring_vals:  # written with another ring_days: each day to its slot in this ring, newest kept
+            for name, tail, dt, init in FIELDS:
+                if tail == ("R",):
+                    self._a[name][r] = init
+            st = ring_vals["stamp"].astype(np.int64)
+            for j in np.argsort(st, kind="stable").tolist():
+                if st[j] != NODAY:
+                    for name in ring_vals:
+                        self._a[name][r, st[j] % self.R] = ring_vals[name][j]
         self._a["dirty"][r] = 1
         self._a["eval_day"][r] = NODAY
         for j in range(2):

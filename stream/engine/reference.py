@@ -44,7 +44,7 @@ class _Sub:
     __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
                  "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
                  "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day",
-                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash", "rch_prev", "imm_day", "ep_day")
+                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash", "rch_prev", "imm_day", "ep_day", "dual_prev")
 
     def __init__(self, msisdn: str, row: int) -> None:
         self.msisdn = msisdn
@@ -70,6 +70,7 @@ class _Sub:
         # decisions in event time: the latest recharge on a day before rch_last's day, the day of
         # the last immediate (care-line dial) alarm, the decision day the current episode began
         self.rch_prev, self.imm_day, self.ep_day = -math.inf, NODAY, NODAY
+        self.dual_prev = NODAY  # the latest dual-SIM evidence day before dual_day
 
 
 def _national(v: int, cc: str) -> int:
@@ -358,7 +359,10 @@ class ReferenceEngine:
             nn = 1
             for x in others:
                 s = self._subs[x]
-                s.dual_day = max(s.dual_day, d)
+                if d > s.dual_day:
+                    s.dual_prev, s.dual_day = s.dual_day, d
+                elif d < s.dual_day:
+                    s.dual_prev = max(s.dual_prev, d)
                 s.dual_n = max(s.dual_n, nn)
                 self._extra.add(s.row)
 
@@ -371,6 +375,9 @@ class ReferenceEngine:
         if days:
             return max(days)
         return NODAY if sub.first_day >= D else D - self.R - 1
+
+    def _dual_before(self, sub: _Sub, D: int) -> int:
+        return sub.dual_day if sub.dual_day < D else (sub.dual_prev if sub.dual_prev < D else NODAY)
 
     def _silent(self, sub: _Sub, D: int) -> int:
         la = self._active_before(sub, D)
@@ -489,7 +496,8 @@ class ReferenceEngine:
         f["silence_elig"] = self._active_before(sub, D) != NODAY and ring_active >= cfg.silence_min_active_days
         f["recent_active"] = recent_active
         f["lapse"], f["lapse_trip"], _ = self._lapse(sub, D)
-        f["dual"] = sub.dual_n if (sub.dual_day != NODAY and sub.dual_day >= D - cfg.dual_sim_days + 1) else 0
+        dd = self._dual_before(sub, D)
+        f["dual"] = sub.dual_n if (dd != NODAY and dd >= D - cfg.dual_sim_days + 1) else 0
         f.update(self._shadow_features(sub, D))
         f["in_season"] = any(d in hol for d in range(D - 2 * nr, D + 1))
         return f
@@ -745,7 +753,7 @@ class ReferenceEngine:
             if not c and self._lapse(sub, D)[1]:
                 c = True
             lo = D - cfg.dual_sim_days + 1
-            c = c or sub.dual_day >= lo or (cfg.shadow_enabled and sub.sh_peer != 0 and sub.sh_day >= lo)
+            c = c or self._dual_before(sub, D) >= lo or (cfg.shadow_enabled and sub.sh_peer != 0 and sub.sh_day >= lo)
             c = c or (sub.imm_day != NODAY and sub.imm_day < D and sub.imm_day >= sub.ep_day and sub.phase < 2)
             if c:
                 cands.append(sub)
@@ -809,7 +817,7 @@ class ReferenceEngine:
             "dual": (s.dual_day, s.dual_n),
             "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
             "shadow": (s.sh_peer, s.sh_first, s.sh_day, s.sh_mask, s.sh_j, s.sh_pub, s.sh_hash),
-            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day),
+            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day, s.dual_prev),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:

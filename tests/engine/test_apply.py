@@ -45,8 +45,8 @@ def test_each_event_goes_into_the_bucket_of_its_own_day(eng):
 @pytest.mark.parametrize(
     "offset_days, reason",
     [
-        (-36, "late"),  # older than the 36-day ring behind the watermark: rejected
-        (-35, None),  # the oldest day still in the ring
+        (-38, "late"),  # older than the 38-day ring behind the watermark: rejected
+        (-37, None),  # the oldest day still in the ring
         (2.5, None),  # days ahead of the watermark is no reason to reject (a feed may catch up after an outage)
         (29.5, None),  # within max_watermark_jump_s (30 days)
         (30.5, "future"),  # implausibly far ahead of the watermark
@@ -191,7 +191,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    v4_tail = 8 + 4 + 4  # rch_prev, imm_day, ep_day
+    v4_tail = 8 + 4 + 4 + 4  # rch_prev, imm_day, ep_day, dual_prev
     v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
     v3 = bytes([3]) + snap[1:-v4_tail]
     v2 = bytes([2]) + snap[1:-v3_tail]
@@ -203,7 +203,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
         assert other.state_of(M)["life"][-1] == NODAY
         if old[0] < 3:
             assert other.state_of(M)["shadow"] == (0, NODAY, NODAY, 0, 0, NODAY, 0)
-        assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY)
+        assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY, NODAY)
         with pytest.raises(ValueError):
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
@@ -214,21 +214,37 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
 
 
 def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
-    # a backlog read partition by partition: M is 40 days ahead of M2 when M2's history arrives
-    feed(eng, [call(M, T0 + 40 * DAY, P)])
-    ap, _ = feed(eng, [call(M2, T0 + 60, P), sms(M2, T0 + 3 * DAY, P), call(M2, T0 + 38 * DAY, P)])
+    # a backlog read partition by partition: M is 42 days ahead of M2 when M2's history arrives
+    feed(eng, [call(M, T0 + 42 * DAY, P)])
+    ap, _ = feed(eng, [call(M2, T0 + 60, P), sms(M2, T0 + 3 * DAY, P), call(M2, T0 + 40 * DAY, P)])
     assert ap.rejects == []
     D0 = eng.day_of(T0)
-    assert sorted(eng.state_of(M2)["ring"]) == [D0, D0 + 3, D0 + 38]
-    # M2's own ring now reaches day 39: day 3 is 36 days older, beyond what the ring holds; day 4 fits
-    feed(eng, [call(M2, T0 + 39 * DAY, P)])
+    assert sorted(eng.state_of(M2)["ring"]) == [D0, D0 + 3, D0 + 40]
+    # M2's own ring now reaches day 41: day 3 is 38 days older, beyond what the ring holds; day 4 fits
+    feed(eng, [call(M2, T0 + 41 * DAY, P)])
     ap, _ = feed(eng, [sms(M2, T0 + 3 * DAY + 60, P), sms(M2, T0 + 4 * DAY, P)])
     assert [(r.index, r.reason) for r in ap.rejects] == [(0, "late")]
 
 
 def test_late_within_one_batch_follows_the_subscribers_own_earlier_events(eng):
     # the day-45 event comes first in the batch, so the day-2 event of the same subscriber is late
-    # (2 <= 45 - 36), while another subscriber's day-2 event beside it is not
+    # (2 <= 45 - 38), while another subscriber's day-2 event beside it is not
     ap, _ = feed(eng, [call(M, T0 + 45 * DAY, P), call(M, T0 + 2 * DAY, P), call(M2, T0 + 2 * DAY, P), recharge(M, T0 + 10 * DAY + 5, 1000)])
     assert [(r.index, r.reason) for r in ap.rejects] == [(1, "late")]
     assert eng.counters["rejected_late"] == 1
+
+
+def test_a_snapshot_written_with_another_ring_size_restores_day_by_day():
+    """ring_days went from 36 to 38 (room for the next days' events before a day is decided): a
+    worker upgraded over an existing changelog restores every day of the old ring into its slot."""
+    old = Engine(quiet_config(ring_days=36), clock=lambda: CLOCK)
+    evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(50) for k in range(3)]
+    feed(old, evs)
+    new = Engine(quiet_config(), clock=lambda: CLOCK)
+    assert new.R == 38
+    new.restore(M, old.snapshot(M))
+    assert new.state_of(M)["ring"] == old.state_of(M)["ring"] and len(new.state_of(M)["ring"]) == 36
+    assert {k: v for k, v in new.state_of(M).items() if k != "ring"} == {k: v for k, v in old.state_of(M).items() if k != "ring"}
+    small = Engine(quiet_config(ring_days=36), clock=lambda: CLOCK)  # back to a smaller ring: the newest days
+    small.restore(M, new.snapshot(M))
+    assert small.state_of(M)["ring"] == old.state_of(M)["ring"]

@@ -147,7 +147,7 @@ def test_dual_sim_old_handset_shows_up_with_another_of_our_numbers():
     assert [a["msisdn"] for a in alarms] == [A]  # evidence for the previous user of the handset
     a = alarms[0]
     assert a["phase"] == "warning" and signal_names(a) == ["dual_sim"] and a["reason"] == "competitor_switch"
-    assert eng.day_of(a["event_time"]) == D0 + 31
+    assert eng.day_of(a["event_time"]) == D0 + 32  # the evidence of day 31, decided with that day
 
 
 def test_dual_sim_alarm_level_when_configured():
@@ -405,7 +405,7 @@ def test_trend_catches_a_two_week_fall_the_weekly_drop_misses():
     # 21 days at 16 contacts a day, then two weeks at 6: each week is down ~0.61 against the 21 days
     # before (trend), but the last week against the 28 days before it (which include the first low
     # week) only ~0.55, under a drop_threshold of 0.6
-    ev = life(A, 0, 21, C16, per_day=16) + life(A, 21, 15, C16, per_day=6, seed=2)
+    ev = life(A, 0, 21, C16, per_day=16) + life(A, 21, 16, C16, per_day=6, seed=2)  # (day 36: decides day 35)
     with_trend, eng = run(ev, quiet_config(drop_threshold=0.6))
     without, _ = run(ev, quiet_config(drop_threshold=0.6, trend_threshold=1.0, trend_week_threshold=1.0))
     assert without == []
