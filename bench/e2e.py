@@ -825,14 +825,17 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="latency: how long")
     p.add_argument("--subscribers", type=int, default=None, help="throughput 100,000; latency 20,000 (with history)")
     p.add_argument("--events", type=int, default=300_000, help="throughput: events pre-produced")
+    p.add_argument("--profile", type=int, default=0, metavar="S", help="throughput: py-spy the worker for S seconds, print where the time goes")
     args = p.parse_args(argv)
     work = ROOT / "var" / f"bench-e2e-{args.what}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     with Broker(19895) as broker:
         try:
             if args.what == "throughput":
-                r = asyncio.run(throughput(broker.bootstrap, args.subscribers or 100_000, args.events, 60.0, work, []))
+                r = asyncio.run(throughput(broker.bootstrap, args.subscribers or 100_000, args.events, 60.0, work, [], profile_s=args.profile))
                 out = {"churnwatch_events_per_s": r["churnwatch"].get("events_per_s"), "bare_events_per_s": r.get("bare", {}).get("events_per_s")}
+                if r["churnwatch"].get("profile"):
+                    out["profile"] = r["churnwatch"]["profile"]
             else:
                 r = asyncio.run(latency(broker.bootstrap, args.rate, args.seconds, args.subscribers or 20_000, work))
                 out = {k: r.get(k) for k in ("p50_s", "p99_s", "alarms_seen", "dials", "error")}
