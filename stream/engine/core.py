@@ -104,10 +104,12 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("imm_day", (), "i4", NODAY),  # the day of the last immediate (care-line dial) alarm
     ("ep_day", (), "i4", NODAY),  # the decision day the current episode began (a recovery)
     ("dual_prev", (), "i4", NODAY),  # the latest dual-SIM evidence day before dual_day
+    ("sw_h", (), "u8", 0),  # the handset (IMEI hash) this number last switched to (0: none) ...
+    ("sw_d", (), "i4", NODAY),  # ... and the day
 )
 _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
 _V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
-_V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev")  # version 4
+_V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")  # version 4
 _LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS
 assert tuple(f[0] for f in FIELDS[-len(_LATER):]) == _LATER
 # engine-internal, not part of a subscriber's snapshot (pure caches)
@@ -246,6 +248,7 @@ class Engine:
         self._msisdn: list[str | None] = []
         self._a: dict[str, np.ndarray] = {}
         self._imei_index: dict[int, dict[int, int]] = {}
+        self._switch_index: dict[int, dict[int, int]] = {}  # IMEI -> {row: day it switched to it} (<= 4)
         self._wm: float | None = None
         self._seq = 0
         self._extra: set[int] = set()
@@ -819,21 +822,49 @@ class Engine:
                 ent[row] = d
             else:
                 return
-        lo = d - self.config.dual_sim_days + 1
-        others = [x for x in ent if x != row and ent[x] >= lo]
-        if others and switched:
-            # the handset now carries another of our numbers: evidence for those who used it before
-            nn = 1
-            for x in others:
-                dd = int(a["dual_day"][x])
-                if d > dd:
-                    a["dual_prev"][x] = dd
-                    a["dual_day"][x] = d
-                elif d < dd:
-                    a["dual_prev"][x] = max(int(a["dual_prev"][x]), d)
-                a["dual_n"][x] = max(int(a["dual_n"][x]), nn)
-                a["dirty"][x] = 1
-                self._extra.add(x)
+        dual = self.config.dual_sim_days
+        if switched:
+            # the handset now carries another of our numbers: evidence for those who used it within
+            # dual_sim_days before (or since)
+            for x in [x for x in ent if x != row and ent[x] >= d - dual + 1]:
+                self._dual_evidence(x, d)
+            if d >= int(a["sw_d"][row]):  # the index holds each number's latest switch only (as a restore rebuilds it)
+                old = int(a["sw_h"][row])
+                sw = self._switch_index.get(old)
+                if old != h and sw is not None:
+                    sw.pop(row, None)
+                    if not sw:
+                        del self._switch_index[old]
+                a["sw_h"][row], a["sw_d"][row] = h, d
+                self._index_switch(row, h, d)
+        # ... and the same evidence when a number's use of the handset arrives after the switch
+        # (the order of two numbers' events depends on partitions and topics, the evidence must not)
+        for x, dx in list(self._switch_index.get(h, {}).items()):
+            if x != row and d >= dx - dual + 1:
+                self._dual_evidence(row, dx)
+
+    def _dual_evidence(self, x: int, d: int) -> None:
+        a = self._a
+        dd = int(a["dual_day"][x])
+        if d > dd:
+            a["dual_prev"][x] = dd
+            a["dual_day"][x] = d
+        elif d < dd:
+            a["dual_prev"][x] = max(int(a["dual_prev"][x]), d)
+        a["dual_n"][x] = max(int(a["dual_n"][x]), 1)
+        a["dirty"][x] = 1
+        self._extra.add(x)
+
+    def _index_switch(self, row: int, h: int, d: int) -> None:
+        sw = self._switch_index.setdefault(h, {})
+        ms = self._msisdn
+        if row in sw or len(sw) < IMEI_INDEX_SIZE:
+            sw[row] = max(sw.get(row, NODAY), d)
+            return
+        rr = min(sw, key=lambda x: (sw[x], ms[x]))
+        if (d, ms[row]) > (sw[rr], ms[rr]):
+            del sw[rr]
+            sw[row] = d
 
     # ------------------------------------------------------------------ features
     def _features(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
@@ -1434,7 +1465,8 @@ class Engine:
             "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r]),
                      int(a["clear_day"][r])),
             "shadow": tuple(int(a[k][r]) for k in _V3_FIELDS),
-            "decisions": (float(a["rch_prev"][r]), int(a["imm_day"][r]), int(a["ep_day"][r]), int(a["dual_prev"][r])),
+            "decisions": (float(a["rch_prev"][r]), int(a["imm_day"][r]), int(a["ep_day"][r]), int(a["dual_prev"][r]),
+                          int(a["sw_h"][r]), int(a["sw_d"][r])),
         }
 
     def snapshot(self, msisdn: str) -> bytes | None:
@@ -1500,6 +1532,8 @@ class Engine:
                 ent = self._imei_index.setdefault(h, {})
                 if r in ent or len(ent) < IMEI_INDEX_SIZE:
                     ent[r] = max(ent.get(r, NODAY), int(self._a["imei_d"][r, j]))
+        if int(self._a["sw_h"][r]):
+            self._index_switch(r, int(self._a["sw_h"][r]), int(self._a["sw_d"][r]))
 
     def _unindex(self, r: int) -> None:
         for j in range(2):
@@ -1509,6 +1543,11 @@ class Engine:
                 ent.pop(r, None)
                 if not ent:
                     del self._imei_index[h]
+        sw = self._switch_index.get(int(self._a["sw_h"][r]))
+        if sw is not None:
+            sw.pop(r, None)
+            if not sw:
+                del self._switch_index[int(self._a["sw_h"][r])]
 
     def forget(self, msisdns: Iterable[str]) -> None:
         rows = []

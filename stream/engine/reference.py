@@ -44,7 +44,7 @@ class _Sub:
     __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
                  "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
                  "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day",
-                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash", "rch_prev", "imm_day", "ep_day", "dual_prev")
+                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash", "rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")
 
     def __init__(self, msisdn: str, row: int) -> None:
         self.msisdn = msisdn
@@ -71,6 +71,7 @@ class _Sub:
         # the last immediate (care-line dial) alarm, the decision day the current episode began
         self.rch_prev, self.imm_day, self.ep_day = -math.inf, NODAY, NODAY
         self.dual_prev = NODAY  # the latest dual-SIM evidence day before dual_day
+        self.sw_h, self.sw_d = 0, NODAY  # the handset this number last switched to, and the day
 
 
 def _national(v: int, cc: str) -> int:
@@ -94,6 +95,7 @@ class ReferenceEngine:
         self._by_row: dict[int, _Sub] = {}
         self._next_row = 0
         self._index: dict[int, dict[str, int]] = {}  # imei -> {msisdn: day}
+        self._switches: dict[int, dict[str, int]] = {}  # imei -> {msisdn: day it switched to it}
         self._wm: float | None = None
         self._seq = 0
         self.shadow_publications: list[dict] = []
@@ -353,18 +355,39 @@ class ReferenceEngine:
                 ent[m] = d
             else:
                 return
-        lo = d - self.config.dual_sim_days + 1
-        others = [x for x in ent if x != m and ent[x] >= lo]
-        if others and switched:
-            nn = 1
-            for x in others:
-                s = self._subs[x]
-                if d > s.dual_day:
-                    s.dual_prev, s.dual_day = s.dual_day, d
-                elif d < s.dual_day:
-                    s.dual_prev = max(s.dual_prev, d)
-                s.dual_n = max(s.dual_n, nn)
-                self._extra.add(s.row)
+        dual = self.config.dual_sim_days
+        if switched:
+            for x in [x for x in ent if x != m and ent[x] >= d - dual + 1]:
+                self._evidence(self._subs[x], d)
+            if d >= sub.sw_d:  # the index holds each number's latest switch only (as a restore rebuilds it)
+                sw = self._switches.get(sub.sw_h)
+                if sub.sw_h != h and sw is not None:
+                    sw.pop(m, None)
+                    if not sw:
+                        del self._switches[sub.sw_h]
+                sub.sw_h, sub.sw_d = h, d
+                self._switch(m, h, d)
+        for x, dx in list(self._switches.get(h, {}).items()):
+            if x != m and d >= dx - dual + 1:
+                self._evidence(sub, dx)
+
+    def _evidence(self, s: _Sub, d: int) -> None:
+        if d > s.dual_day:
+            s.dual_prev, s.dual_day = s.dual_day, d
+        elif d < s.dual_day:
+            s.dual_prev = max(s.dual_prev, d)
+        s.dual_n = max(s.dual_n, 1)
+        self._extra.add(s.row)
+
+    def _switch(self, m: str, h: int, d: int) -> None:
+        sw = self._switches.setdefault(h, {})
+        if m in sw or len(sw) < IMEI_INDEX_SIZE:
+            sw[m] = max(sw.get(m, NODAY), d)
+            return
+        mm = min(sw, key=lambda x: (sw[x], x))
+        if (d, m) > (sw[mm], mm):
+            del sw[mm]
+            sw[m] = d
 
     # ---------------------------------------------------------------- signals
     def _active_before(self, sub: _Sub, D: int) -> int:
@@ -817,7 +840,7 @@ class ReferenceEngine:
             "dual": (s.dual_day, s.dual_n),
             "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
             "shadow": (s.sh_peer, s.sh_first, s.sh_day, s.sh_mask, s.sh_j, s.sh_pub, s.sh_hash),
-            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day, s.dual_prev),
+            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day, s.dual_prev, s.sw_h, s.sw_d),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:
@@ -832,6 +855,11 @@ class ReferenceEngine:
                     ent.pop(m, None)
                     if not ent:
                         del self._index[h]
+            sw = self._switches.get(s.sw_h)
+            if sw is not None:
+                sw.pop(m, None)
+                if not sw:
+                    del self._switches[s.sw_h]
 
     def snapshot(self, msisdn: str) -> bytes | None:
         import pickle
@@ -856,3 +884,5 @@ class ReferenceEngine:
             ent = self._index.setdefault(h, {})
             if msisdn in ent or len(ent) < IMEI_INDEX_SIZE:
                 ent[msisdn] = max(ent.get(msisdn, NODAY), d)
+        if s.sw_h:
+            self._switch(msisdn, s.sw_h, s.sw_d)

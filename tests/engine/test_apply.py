@@ -191,7 +191,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    v4_tail = 8 + 4 + 4 + 4  # rch_prev, imm_day, ep_day, dual_prev
+    v4_tail = 8 + 4 + 4 + 4 + 8 + 4  # rch_prev, imm_day, ep_day, dual_prev, sw_h, sw_d
     v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
     v3 = bytes([3]) + snap[1:-v4_tail]
     v2 = bytes([2]) + snap[1:-v3_tail]
@@ -203,7 +203,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
         assert other.state_of(M)["life"][-1] == NODAY
         if old[0] < 3:
             assert other.state_of(M)["shadow"] == (0, NODAY, NODAY, 0, 0, NODAY, 0)
-        assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY, NODAY)
+        assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY, NODAY, 0, NODAY)
         with pytest.raises(ValueError):
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):

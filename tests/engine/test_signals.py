@@ -459,3 +459,20 @@ def test_recharge_lapse_single_gap_has_twice_the_tolerance():
     # three recharges every 30 days: overdue 34.5 days after the last (day 60 + 100 s) -> day 95;
     # with only two, one gap is a rough estimate: 39 days -> day 70 (see above)
     assert lapse_day(run(_prepaid((0, 30, 60), 100))[0]) == 95
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+def test_dual_sim_evidence_does_not_depend_on_which_numbers_events_come_first(cls):
+    # B's switch to A's old handset read before A's history (another partition or topic ahead):
+    # the same evidence for A, on the same day, as in event-time order
+    ev = hand_down()
+    b_first = sorted([e for e in ev if e["msisdn"] == B], key=lambda e: e["ts"]) + sorted(
+        [e for e in ev if e["msisdn"] == A], key=lambda e: e["ts"])
+    in_order = drive(cls(quiet_config(), clock=lambda: CLOCK), ev)
+    eng = cls(quiet_config(), clock=lambda: CLOCK)
+    drive(eng, b_first, sort=False)
+    D = max(eng.day_of(e["ts"]) for e in ev) + 1
+    late = eng.decide(D).alarms
+    assert eng.state_of(A)["dual"][0] == D0 + 31  # the day B took the handset
+    assert [(a["msisdn"], a["phase"], signal_names(a)) for a in in_order] == [(A, "warning", ["dual_sim"])]
+    assert eng.view(A)["phase"] == "warning" or [a["msisdn"] for a in late] == [A]
