@@ -92,7 +92,7 @@ def bench_stream(quick: bool, profile: bool, batch_size: int) -> float:
         base.append(n_events / (time.perf_counter() - t0))
     print(f"baseline orjson.loads only: median {statistics.median(base):,.0f} events/s")
     med = statistics.median(rates)
-    print(f"decode+apply+evaluate: median {med:,.0f} events/s over {rounds} rounds "
+    print(f"decode + batch step: median {med:,.0f} events/s over {rounds} rounds "
           f"({n_subs:,} subscribers, {EVENT_BYTES}-byte call events, batch {batch_size}, target 1,000,000)")
     print(f"state: {eng.state_bytes_per_subscriber} bytes/subscriber (target <= 2048)")
     if prof:

@@ -436,7 +436,7 @@ CATEGORIES = [
                                                                "create_batch", "BatchBuilder.append")),
     ("engine: decode", ("Engine.decode",)),
     ("engine: apply", ("Engine.apply",)),
-    ("engine: evaluate / sweep", ("Engine.evaluate", "Engine.sweep")),
+    ("engine: day decisions", ("Engine.decide", "Engine.evaluate", "Engine.sweep")),
     ("service: rest of ChurnService.process (bookkeeping, metrics, awaiting acks)", ("ChurnService.process",)),
     ("Kafka producer I/O (aiokafka sender, batching, CRC)", ("Sender.", "_sender_routine", "MessageAccumulator", "BatchBuilder", "aiokafka/producer/")),
     ("Faust + aiokafka consumer: per-event pipeline (fetch, Event objects, stream, acks)",

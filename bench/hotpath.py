@@ -1,4 +1,4 @@
-"""In-process benchmarks: the hot path (decode + apply + evaluate), the sweep, state and memory.
+"""In-process benchmarks: the hot path (decode + the service's batch step), the sweep, state and memory.
 
 ``python -m bench.hotpath sweep --subs N`` runs one sweep measurement in this process and prints
 JSON (``bench.run`` starts it in a fresh subprocess per size, so resident memory is per size).
@@ -206,7 +206,7 @@ def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_
 
 def bench_service_path(n_subs: int, n_events: int, batch_size: int = 2000, log=print) -> dict:
     """The in-process share of the worker's per-batch work, stage by stage, at the service's batch
-    size: engine (decode + apply + evaluate), one ``Engine.snapshot`` per touched subscriber, and
+    size: engine (decode + apply), one ``Engine.snapshot`` per touched subscriber, and
     one RocksDB put (rocksdict, as Faust's store) of each snapshot. Kafka I/O and Faust's per-event
     machinery are not in it: the end-to-end profile shows those."""
     import shutil

@@ -322,7 +322,7 @@ def render_markdown(res: dict) -> str:
                  + (f" ({t['note']})" if t.get("note") else "") + " |")
     L.append("")
     if res.get("hotpath"):
-        L.append("### 1. Hot path, in process (decode + apply + evaluate, one core)")
+        L.append("### 1. Hot path, in process (decode + the batch step, one core)")
         L.append("")
         L.append("| subscribers | events/round × rounds | engine ev/s per core (wall) | orjson ceiling ev/s | engine / ceiling | orjson one `loads` per message | reference ev/s | engine / reference |")
         L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -404,7 +404,7 @@ def render_markdown(res: dict) -> str:
         L.append("")
         L.append(f"Snapshots taken with {next(iter(sp.values())).get('snapshot_method', 'Engine.snapshot per row')}.")
         L.append("")
-        L.append("| batch | engine (decode+apply+evaluate) | snapshot | RocksDB put | state writes per event | bytes per write | in-process ceiling ev/s |")
+        L.append("| batch | engine (decode+apply) | snapshot | RocksDB put | state writes per event | bytes per write | in-process ceiling ev/s |")
         L.append("|---:|---:|---:|---:|---:|---:|---:|")
         for b, r in sp.items():
             L.append(f"| {int(b):,} | {r['engine_us_per_event']:.1f} | {r['snapshot_us_per_event']:.1f} | {r['rocksdb_put_us_per_event']:.1f} | "

@@ -1350,9 +1350,13 @@ class Engine:
         dual-SIM or second-SIM evidence, with an immediate alarm to take over, or not healthy.
         The set and every feature read are functions of event time: a decision made after events
         of day D arrived (within the grace) decides the same as one made before them."""
+        return self.decide_rows(D, self.decide_candidates(D))
+
+    def decide_candidates(self, D: int) -> np.ndarray:
+        """The rows :meth:`decide` evaluates for day ``D`` (see there)."""
         n = self._n
         if n == 0:
-            return Decision([], _NO_ROWS)
+            return _NO_ROWS
         cfg = self.config
         a = self._a
         every = np.arange(n, dtype=np.int64)
@@ -1370,7 +1374,14 @@ class Engine:
             cand |= (a["sh_peer"][:n] != 0) & (a["sh_day"][:n] >= lo)
         im = a["imm_day"][:n]
         cand |= (im != NODAY) & (im < D) & (im >= a["ep_day"][:n]) & (a["phase"][:n] < 2)
-        rows = np.flatnonzero(cand & (a["alive"][:n] == 1))
+        return np.flatnonzero(cand & (a["alive"][:n] == 1))
+
+    def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
+        """Decide day ``D`` for ``rows`` (a part of :meth:`decide_candidates`: a worker decides a
+        large population in parts, between batches, so that events keep flowing)."""
+        cfg = self.config
+        a = self._a
+        rows = rows[a["alive"][rows] == 1] if len(rows) else rows
         alarms: list[dict] = []
         changed = []
         now_s = cfg.day_start_s(D)

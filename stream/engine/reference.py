@@ -767,6 +767,9 @@ class ReferenceEngine:
         return self.decide(self.day_of(now_s)).alarms
 
     def decide(self, D: int) -> Decision:
+        return self.decide_rows(D, self.decide_candidates(D))
+
+    def decide_candidates(self, D: int) -> np.ndarray:
         cfg = self.config
         cands = []
         for sub in self._subs.values():
@@ -780,7 +783,10 @@ class ReferenceEngine:
             c = c or (sub.imm_day != NODAY and sub.imm_day < D and sub.imm_day >= sub.ep_day and sub.phase < 2)
             if c:
                 cands.append(sub)
-        cands.sort(key=lambda sub: sub.row)
+        return np.array(sorted(sub.row for sub in cands), dtype=np.int64)
+
+    def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
+        cands = [self._by_row[int(r)] for r in rows if int(r) in self._by_row]
         life = ("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day", "ep_day", "sh_pub", "sh_hash")
         before = [tuple(getattr(sub, k) for k in life) for sub in cands]
         alarms = []

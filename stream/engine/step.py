@@ -58,10 +58,17 @@ class Step:
     passes the day before the one its persisted watermark completes, which is decided again:
     deciding a day twice changes nothing)."""
 
-    def __init__(self, engine, decided: int | None = None) -> None:
+    def __init__(self, engine, decided: int | None = None, chunk_rows: int | None = None) -> None:
         self.engine = engine
         self.grace_s = float(engine.config.decision_grace_s)
         self.decided = decided
+        # rows decided per call at most (None: every due day at once, as the backtest does). A
+        # worker holding a million subscribers needs ~11 s to decide a day (bench/README, section
+        # 2); in parts of chunk_rows between its batches, events and immediate alarms keep flowing.
+        # A part decided after more events arrived reads the same (decisions read the days
+        # before theirs), but for events later than the grace, which count anyway only then.
+        self.chunk_rows = chunk_rows
+        self._pending: tuple[int, np.ndarray, int] | None = None  # (day, candidate rows, next position)
 
     def due(self, complete_s: float) -> int:
         """The last day that event time ``complete_s`` lets decide."""
@@ -84,28 +91,47 @@ class Step:
         t0 = time.perf_counter()
         if complete_s is not None and math.isfinite(complete_s):
             decided = self._decide(complete_s, alarms, rows)
-        dt = time.perf_counter() - t0 if decided else 0.0
+        dt = time.perf_counter() - t0
         rows = [r for r in rows if len(r)]
         out = np.unique(np.concatenate(rows)) if len(rows) > 1 else (rows[0] if rows else _NO_ROWS)
         return StepResult(alarms, ap.rejects, out, ap.contacts, eng.take_shadow_publications(), ap.skipped, decided,
                           len(confirmed), ap.rows, dt)
 
+    @property
+    def deciding(self) -> bool:
+        """A day's decision is under way (in parts)."""
+        return self._pending is not None
+
     def _decide(self, complete_s: float, alarms: list, rows: list) -> list[int]:
         day = self.due(complete_s)
-        last = self.decided
-        if last is None:  # the first time: nothing before it is judged
+        if self.decided is None:  # the first time: nothing before it is judged
             self.decided = day
             return []
-        if day <= last:
-            return []
         eng = self.engine
-        days = list(range(max(last + 1, day - MAX_CATCHUP_DAYS + 1), day + 1))
-        for d in days:
-            dec = eng.decide(d)
+        done: list[int] = []
+        budget = self.chunk_rows if self.chunk_rows else None
+        while True:
+            if self._pending is None:
+                if day <= self.decided:
+                    break
+                d = max(self.decided + 1, day - MAX_CATCHUP_DAYS + 1)
+                self._pending = (d, eng.decide_candidates(d), 0)
+            d, cand, pos = self._pending
+            end = len(cand) if budget is None else min(len(cand), pos + budget)
+            dec = eng.decide_rows(d, cand[pos:end])
             alarms.extend(dec.alarms)
             rows.append(dec.rows)
-        self.decided = day
-        return days
+            if budget is not None:
+                budget -= end - pos
+            if end < len(cand):
+                self._pending = (d, cand, end)
+                break
+            self._pending = None
+            self.decided = d
+            done.append(d)
+            if budget is not None and budget <= 0:
+                break
+        return done
 
 
 def segments(step: Step, batch: Batch) -> list[tuple[np.ndarray, float | None]]:

@@ -105,3 +105,33 @@ def test_three_shards_give_the_same_alarms_as_one(records):
     assert len(handset) <= 0.1 * N, handset
     assert [k for k in no_handset(one) if k[0] not in handset] == [k for k in no_handset(three) if k[0] not in handset]
     assert len(one) >= 15 and len(three) >= 15
+
+
+def test_a_day_decided_in_parts_decides_the_same(records):
+    """A worker decides a large population's day in parts between its batches (Step.chunk_rows):
+    the same alarms as one decision, and the next day waits for the last part."""
+    from stream.engine.decode import Batch
+    from stream.engine.step import Step
+
+    values = [v for _, _, v in records]
+    cut = len(values) * 3 // 4
+    outs = []
+    for chunk in (None, 7):
+        eng = Engine(EngineConfig(), clock=None)
+        step = Step(eng, chunk_rows=chunk)
+        b, _ = eng.decode(values[:cut])
+        step(b, None)  # state of three quarters of the history, nothing decided yet
+        step.decided = eng.day_of(eng.watermark_s) - 15
+        alarms, calls, days = [], 0, []
+        while True:
+            res = step(Batch.empty(), eng.watermark_s)
+            alarms += res.alarms
+            days += res.decided
+            calls += 1
+            if not step.deciding and step.decided >= step.due(eng.watermark_s):
+                break
+        outs.append((sorted(map(key, alarms)), days, calls))
+    (whole, days_whole, calls_whole), (parts, days_parts, calls_parts) = outs
+    assert whole == parts and len(whole) > 0
+    assert days_whole == days_parts and len(days_whole) >= 14
+    assert calls_whole == 1 and calls_parts > len(days_parts)  # decided in parts, day after day
