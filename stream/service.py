@@ -500,10 +500,7 @@ class ChurnService:
         def complete(ap) -> float | None:
             # each partition's time moves with its accepted events; decisions follow the minimum
             self._advance_partition_time(batch, ap.rejects, tp_of)
-            c = self._complete_time()
-            if c is not None:  # event time only moves forward, also across restarts
-                self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
-            return self._eval_time
+            return self._advance_eval_time()
 
         res = self.step(batch, complete, self._evidence(evidence_msgs) if evidence_msgs else ())
         eng = self.engine
@@ -544,16 +541,21 @@ class ChurnService:
         for a in res.alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
 
+    def _advance_eval_time(self) -> float | None:
+        """The complete time, moved forward only (also across restarts): decisions follow it."""
+        c = self._complete_time()
+        if c is not None:
+            self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
+        return self._eval_time
+
     async def _decide_due(self) -> None:
         """Decide the days the complete time completed without new input: when the last
         partitions with a backlog catch up, the complete time moves to the newest event time,
         and nothing else would run the step."""
         if self.step.decided is None or self.engine.watermark_s is None:
             return
-        c = self._complete_time()
-        if c is None:
+        if self._advance_eval_time() is None:
             return
-        self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
         if self.step.due(self._eval_time) <= self.step.decided and not self.step.deciding:
             return
         res = self.step(Batch.empty(), self._eval_time)

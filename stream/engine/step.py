@@ -31,13 +31,13 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from .core import Applied, _accept_watermark
+from .core import _NO_CONTACTS as _EMPTY_OBS
+from .core import _NO_ROWS, Applied, _accept_watermark
 from .decode import Batch
 
 __all__ = ["Step", "StepResult", "Replay", "segments", "MAX_CATCHUP_DAYS"]
 
 MAX_CATCHUP_DAYS = 60  # at most this many days decided in one step (an input days behind)
-_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 class StepResult(NamedTuple):
@@ -172,9 +172,6 @@ def segments(step: Step, batch: Batch) -> list[tuple[np.ndarray, float | None]]:
     if start < n:
         out.append((np.arange(start, n), float(run[-1]) if ok[-1] else None))
     return out
-
-
-_EMPTY_OBS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 
 
 class Replay:

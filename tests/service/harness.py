@@ -284,10 +284,10 @@ def read_event_times(settings: Settings) -> dict[int, float]:
     return {m.partition: _WM.unpack_from(m.value, 2)[0] for m in read_topic(settings.bootstrap_servers, topic) if m.key == WATERMARK_KEY}
 
 
-# a decision grace that covers the simulator's lateness (0.3% of events 12-30 h late) and a ring
-# that holds what a decision reads next to events that far ahead: the worker's alarms are then the
-# backtest's exactly (README "When alarms are decided"); CHURNWATCH_MAX_SKEW_S must stay small
-EXACT_ENGINE_TOML = "decision_grace_s = 111600\nring_days = 38\n"
+# a decision grace that covers the simulator's lateness (0.3% of events 12-30 h late): the worker's
+# alarms are then the backtest's (README "When alarms are decided"); with the default 38-day ring,
+# CHURNWATCH_MAX_SKEW_S must stay small beside it (the worker checks)
+EXACT_ENGINE_TOML = "decision_grace_s = 111600\n"
 EXACT_ENV = {"CHURNWATCH_MAX_SKEW_S": "14400"}
 
 
