@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 kafka-jars: $(JARS)
 $(JARS): deploy/kafka/pom.xml | $(STAMP)
 	@echo "[setup] assembling Apache Kafka 3.9.1 from Maven Central into .cache/kafka (about a minute, once)..."
-	$(PY) -m stream.devkafka fetch
+	$(PY) -m stream.dev.kafka fetch
 
 # Prometheus and promtool from Debian's package (for the metrics checks of the test suite), once;
 # where apt cannot fetch it the suite says so and those checks skip.
@@ -34,6 +34,8 @@ prometheus-bin:
 	    || echo "[setup] could not fetch Debian's prometheus package here: the promtool and scrape checks will skip"; }
 
 test: venv kafka-jars prometheus-bin
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: venv kafka-jars
@@ -46,11 +48,11 @@ bench-quick: venv kafka-jars
 	$(PY) -m bench.run --quick
 
 kafka-start: venv kafka-jars
-	$(PY) -m stream.devkafka start
+	$(PY) -m stream.dev.kafka start
 
 kafka-stop: venv
-	$(PY) -m stream.devkafka stop
+	$(PY) -m stream.dev.kafka stop
 
 clean:
-	-$(PY) -m stream.devkafka stop
+	-$(PY) -m stream.dev.kafka stop
 	rm -rf $(VENV) var .pytest_cache

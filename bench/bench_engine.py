@@ -17,11 +17,10 @@ import random
 import statistics
 import time
 
-import numpy as np
 import orjson
 
-from stream.engine.step import Step
 from stream.engine import Engine, EngineConfig
+from stream.engine.step import Step
 
 T0 = 1_760_000_000 - (1_760_000_000 + 8 * 3600) % 86400  # Shanghai midnight
 EVENT_BYTES = 180
@@ -39,8 +38,10 @@ def make_events(n_subs: int, n_events: int, seed: int, t_start: float, span_s: f
         else:
             peer = 8613000000000 + rng.randrange(10**10)
         ts = int(t_start + i * step)
-        line = (f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{ts},"direction":"{"out" if i % 3 else "in"}",'
-                f'"peer":"{peer}","duration_s":{rng.randrange(1, 600)},"imei":"{356000000000000 + s}","cell_id":"')
+        line = (
+            f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{ts},"direction":"{"out" if i % 3 else "in"}",'
+            f'"peer":"{peer}","duration_s":{rng.randrange(1, 600)},"imei":"{356000000000000 + s}","cell_id":"'
+        )
         pad = EVENT_BYTES - len(line) - 2
         line += "4" * pad + '"}'
         b = line.encode()
@@ -58,7 +59,7 @@ def bench_stream(quick: bool, profile: bool, batch_size: int) -> float:
     # warm-up: one full day of traffic so that every subscriber has state
     warm = make_events(n_subs, n_events, seed=1, t_start=T0, span_s=0.4 * 86400)
     for i in range(0, len(warm), batch_size):
-        b, rej = eng.decode(warm[i:i + batch_size])
+        b, rej = eng.decode(warm[i : i + batch_size])
         step(b, lambda ap: eng.watermark_s)
     gc.collect()
     gc.freeze()
@@ -72,7 +73,7 @@ def bench_stream(quick: bool, profile: bool, batch_size: int) -> float:
             prof.enable()
         t0 = time.perf_counter()
         for i in range(0, n_events, batch_size):
-            b, rej = eng.decode(evs[i:i + batch_size])
+            b, rej = eng.decode(evs[i : i + batch_size])
             res = step(b, lambda ap: eng.watermark_s)
             alarms += len(res.alarms)
             if rej or res.rejects:  # correctness inside the timed region
@@ -85,15 +86,17 @@ def bench_stream(quick: bool, profile: bool, batch_size: int) -> float:
         print(f"round {r}: {n_events:,} events in {dt:.3f} s = {n_events / dt:,.0f} events/s ({alarms} alarms)")
     # baseline: orjson.loads of the same batches alone (the floor any decode pays)
     base = []
-    for r in range(rounds):
+    for _ in range(rounds):
         t0 = time.perf_counter()
         for i in range(0, n_events, batch_size):
-            orjson.loads(b"[" + b",".join(evs[i:i + batch_size]) + b"]")
+            orjson.loads(b"[" + b",".join(evs[i : i + batch_size]) + b"]")
         base.append(n_events / (time.perf_counter() - t0))
     print(f"baseline orjson.loads only: median {statistics.median(base):,.0f} events/s")
     med = statistics.median(rates)
-    print(f"decode + batch step: median {med:,.0f} events/s over {rounds} rounds "
-          f"({n_subs:,} subscribers, {EVENT_BYTES}-byte call events, batch {batch_size}, target 1,000,000)")
+    print(
+        f"decode + batch step: median {med:,.0f} events/s over {rounds} rounds "
+        f"({n_subs:,} subscribers, {EVENT_BYTES}-byte call events, batch {batch_size}, target 1,000,000)"
+    )
     print(f"state: {eng.state_bytes_per_subscriber} bytes/subscriber (target <= 2048)")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
@@ -107,10 +110,15 @@ def bench_sweep(quick: bool) -> float:
     batch = 50_000
     old = set(range(0, n, 100))
     t = time.perf_counter()
+
     def mk(day, subs, base):
-        return [(f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * 86400 + 3600 + (base + j) // 1000},'
-                 f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}').encode()
-                for j, s in enumerate(subs)]
+        return [
+            (
+                f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * 86400 + 3600 + (base + j) // 1000},'
+                f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}'
+            ).encode()
+            for j, s in enumerate(subs)
+        ]
 
     for day in range(9):
         if day == 0:
@@ -120,7 +128,7 @@ def bench_sweep(quick: bool) -> float:
         else:
             subs = [n + day]  # a subscriber of the day moves the watermark on (a day at most per step)
         for i in range(0, len(subs), batch):
-            b, _ = eng.decode(mk(day, subs[i:i + batch], i))
+            b, _ = eng.decode(mk(day, subs[i : i + batch], i))
             eng.apply(b)
     print(f"sweep setup: {len(eng):,} subscribers in {time.perf_counter() - t:.1f} s")
     times = []
@@ -129,8 +137,10 @@ def bench_sweep(quick: bool) -> float:
         t0 = time.perf_counter()
         alarms = eng.sweep(now + r)
         times.append(time.perf_counter() - t0)
-    print(f"sweep over {len(eng):,} subscribers: median {statistics.median(times) * 1000:.1f} ms "
-          f"(rounds {', '.join(f'{x * 1000:.1f}' for x in times)} ms; {len(alarms)} alarms; target <= 100 ms for 1,000,000)")
+    print(
+        f"sweep over {len(eng):,} subscribers: median {statistics.median(times) * 1000:.1f} ms "
+        f"(rounds {', '.join(f'{x * 1000:.1f}' for x in times)} ms; {len(alarms)} alarms; target <= 100 ms for 1,000,000)"
+    )
     return statistics.median(times)
 
 

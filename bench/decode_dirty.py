@@ -33,7 +33,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import orjson
 
 from stream.engine import EngineConfig
@@ -56,9 +55,11 @@ def _malformed(reason: str, obj: dict, line: bytes, rng: random.Random) -> bytes
     if reason == "unknown_type":
         o["type"] = rng.choice(["fax", "mms", "CALL", 7])
     elif reason == "missing_field":
-        req = {"call": ("type", "msisdn", "ts", "direction", "peer", "duration_s"),
-               "sms": ("type", "msisdn", "ts", "direction", "peer"),
-               "recharge": ("type", "msisdn", "ts", "amount")}[o["type"]]
+        req = {
+            "call": ("type", "msisdn", "ts", "direction", "peer", "duration_s"),
+            "sms": ("type", "msisdn", "ts", "direction", "peer"),
+            "recharge": ("type", "msisdn", "ts", "amount"),
+        }[o["type"]]
         o.pop(rng.choice(req))
     elif reason == "invalid_field":
         bad = [("msisdn", "86138abc"), ("msisdn", int(o["msisdn"])), ("ts", str(o["ts"])), ("ts", -5), ("ts", True)]
@@ -122,8 +123,12 @@ def _load_baseline(rev: str):
 
     import stream.engine
 
-    src = subprocess.run(["git", "show", f"{rev}:stream/engine/decode.py"], check=True, capture_output=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout
+    src = subprocess.run(
+        ["git", "show", f"{rev}:stream/engine/decode.py"],
+        check=True,
+        capture_output=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    ).stdout
     with tempfile.NamedTemporaryFile("wb", suffix=".py", delete=False) as f:
         f.write(src)
     name = "stream.engine._decode_baseline"
@@ -140,7 +145,7 @@ def _decode_all(lines, keys, batch, cfg, decode=decode):
     rej = []
     out = []
     for i in range(0, len(lines), batch):
-        b, r = decode(lines[i:i + batch], None if keys is None else keys[i:i + batch], config=cfg, seq_start=i)
+        b, r = decode(lines[i : i + batch], None if keys is None else keys[i : i + batch], config=cfg, seq_start=i)
         rej += [(x.index + i, x.reason) for x in r]
         out.append(b)
     return out, rej
@@ -158,7 +163,7 @@ def _per_line(lines):
 def _joined(lines, batch):
     loads = orjson.loads
     for i in range(0, len(lines), batch):
-        loads(b"[" + b",".join(lines[i:i + batch]) + b"]")
+        loads(b"[" + b",".join(lines[i : i + batch]) + b"]")
 
 
 def _check(clean, keys, dirty, dkeys, expect, batch, cfg) -> None:
@@ -169,7 +174,10 @@ def _check(clean, keys, dirty, dkeys, expect, batch, cfg) -> None:
     assert {r for _, r in rej} == set(DECODE_REASONS), {r for _, r in rej}
     # the valid lines of a dirty batch decode as they do one at a time (first batch, all columns)
     b, _ = decode(dirty[:batch], dkeys[:batch], config=cfg)
-    singles = [decode([x], [k], config=cfg, seq_start=j) for j, (x, k) in enumerate(zip(dirty[:batch], dkeys[:batch]))]
+    singles = [
+        decode([x], [k], config=cfg, seq_start=j)
+        for j, (x, k) in enumerate(zip(dirty[:batch], dkeys[:batch], strict=False))
+    ]
     for name in b.__dataclass_fields__:
         got = getattr(b, name)
         want = [v for s, _ in singles for v in (getattr(s, name) if name != "idx" else s.idx + s.off)]
@@ -188,9 +196,12 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     clean, keys, dirty, dkeys, expect = make_payloads(n, seed=args.seed)
     cfg = EngineConfig()
-    print(f"payloads: {n:,} lines, {sum(map(len, clean)) / n:.0f} B clean / {sum(map(len, dirty)) / n:.0f} B dirty; "
-          f"{len(expect)} malformed in dirty ({', '.join(f'{r} {list(expect.values()).count(r)}' for r in DECODE_REASONS)}); "
-          f"batch {batch:,}; built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    print(
+        f"payloads: {n:,} lines, {sum(map(len, clean)) / n:.0f} B clean / {sum(map(len, dirty)) / n:.0f} B dirty; "
+        f"{len(expect)} malformed in dirty ({', '.join(f'{r} {list(expect.values()).count(r)}' for r in DECODE_REASONS)}); "
+        f"batch {batch:,}; built in {time.perf_counter() - t:.1f} s",
+        file=sys.stderr,
+    )
     valid = [x for i, x in enumerate(dirty) if i not in expect]  # the dirty lines minus the malformed
     gc.collect()
     gc.freeze()
@@ -202,12 +213,14 @@ def main(argv=None) -> int:
     }
     if args.baseline:
         old = _load_baseline(args.baseline)
-        rows.update({
-            f"{args.baseline} decode clean, keys": lambda: _decode_all(clean, keys, batch, cfg, old),
-            f"{args.baseline} decode dirty, keys": lambda: _decode_all(dirty, dkeys, batch, cfg, old),
-            f"{args.baseline} decode clean, no keys": lambda: _decode_all(clean, None, batch, cfg, old),
-            f"{args.baseline} decode dirty, no keys": lambda: _decode_all(dirty, None, batch, cfg, old),
-        })
+        rows.update(
+            {
+                f"{args.baseline} decode clean, keys": lambda: _decode_all(clean, keys, batch, cfg, old),
+                f"{args.baseline} decode dirty, keys": lambda: _decode_all(dirty, dkeys, batch, cfg, old),
+                f"{args.baseline} decode clean, no keys": lambda: _decode_all(clean, None, batch, cfg, old),
+                f"{args.baseline} decode dirty, no keys": lambda: _decode_all(dirty, None, batch, cfg, old),
+            }
+        )
     rows |= {
         "orjson.loads per line, clean": lambda: _per_line(clean),
         "orjson.loads per line, dirty": lambda: _per_line(dirty),
@@ -230,8 +243,10 @@ def main(argv=None) -> int:
     print(f"dirty / clean, no keys: {rate['decode dirty, no keys'] / rate['decode clean, no keys']:.3f}")
     if args.baseline:
         b = args.baseline
-        print(f"{b}: dirty / clean, keys: {rate[f'{b} decode dirty, keys'] / rate[f'{b} decode clean, keys']:.3f}, "
-              f"no keys: {rate[f'{b} decode dirty, no keys'] / rate[f'{b} decode clean, no keys']:.3f}")
+        print(
+            f"{b}: dirty / clean, keys: {rate[f'{b} decode dirty, keys'] / rate[f'{b} decode clean, keys']:.3f}, "
+            f"no keys: {rate[f'{b} decode dirty, no keys'] / rate[f'{b} decode clean, no keys']:.3f}"
+        )
         for k in ("clean, keys", "dirty, keys", "clean, no keys", "dirty, no keys"):
             print(f"now / {b}, {k}: {rate[f'decode {k}'] / rate[f'{b} decode {k}']:.3f}")
     print("checks: clean no rejects; dirty rejects == injected (index, reason); first dirty batch == lines one by one")

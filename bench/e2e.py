@@ -1,6 +1,6 @@
 """End to end on a real local Kafka broker: throughput, peers, latency, catch-up.
 
-Everything runs against one broker (``stream.devkafka.LocalKafka`` on its own port, reset first,
+Everything runs against one broker (``stream.dev.kafka.LocalKafka`` on its own port, reset first,
 stopped at the end; or ``KAFKA_BOOTSTRAP_SERVERS`` when set), with fresh topic and group names per
 run (12 partitions), input pre-produced before any consumer starts.
 
@@ -27,13 +27,12 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .events import MSISDN0, T0, hotline_event, key_of, key_partition, kind_of, make_events
@@ -58,9 +57,9 @@ class Broker:
         self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
         self.external = bool(self.bootstrap)
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         if not self.external:
-            from stream.devkafka import LocalKafka
+            from stream.dev.kafka import LocalKafka
 
             self.kafka = LocalKafka(port=self.port)
             self.kafka.reset()
@@ -72,7 +71,7 @@ class Broker:
             self.kafka.reset()  # stop and delete this run's data
 
     def pid(self) -> int | None:
-        return self.kafka._pid() if self.kafka is not None else None
+        return self.kafka.pid() if self.kafka is not None else None
 
 
 def free_port() -> int:
@@ -122,7 +121,7 @@ class TopicSet:
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = PARTITIONS) -> None:
     from stream.settings import Settings
-    from stream.simulate import ensure_topics
+    from stream.tools.simulate import ensure_topics
 
     await ensure_topics(Settings(bootstrap_servers=bootstrap, partitions=partitions), names)
 
@@ -143,8 +142,14 @@ async def produce_fast(bootstrap: str, topics: TopicSet, values: list[bytes], pa
         if p is None:
             p = part_of[k] = key_partition(k, partitions)
         groups[(kind_of(v), p)].append((k, v))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, max_batch_size=1024 * 1024,
-                                max_request_size=4 * 1024 * 1024, enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        enable_idempotence=False,
+    )
     await producer.start()
     t0 = time.perf_counter()
     try:
@@ -188,7 +193,9 @@ class Consumer:
 
     live: set = set()  # started and not yet stopped (``stop_all`` on the way out)
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], group: str, log_dir: Path, web_port: int | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], group: str, log_dir: Path, web_port: int | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = env
@@ -198,12 +205,19 @@ class Consumer:
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
 
-    def start(self) -> "Consumer":
+    def start(self) -> Consumer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         Consumer.live.add(self)
         return self
 
@@ -286,41 +300,56 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def churnwatch_consumer(bootstrap: str, topics: TopicSet, app_id: str, data_dir: Path, log_dir: Path, **extra: str) -> Consumer:
+def churnwatch_consumer(
+    bootstrap: str, topics: TopicSet, app_id: str, data_dir: Path, log_dir: Path, **extra: str
+) -> Consumer:
     port = free_port()
     env = base_env()
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CHURNWATCH_APP_ID": app_id,
-        "CHURNWATCH_TOPIC_CALLS": topics.calls,
-        "CHURNWATCH_TOPIC_SMS": topics.sms,
-        "CHURNWATCH_TOPIC_RECHARGES": topics.recharges,
-        "CHURNWATCH_TOPIC_PROFILES": topics.profiles,
-        "CHURNWATCH_TOPIC_ALARMS": topics.alarms,
-        "CHURNWATCH_TOPIC_DEADLETTER": topics.deadletter,
-        "CHURNWATCH_PARTITIONS": str(PARTITIONS),
-        "CHURNWATCH_DATA_DIR": str(data_dir),
-        "CHURNWATCH_WEB_PORT": str(port),
-        "CHURNWATCH_LOG_LEVEL": "warn",
-    })
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CHURNWATCH_APP_ID": app_id,
+            "CHURNWATCH_TOPIC_CALLS": topics.calls,
+            "CHURNWATCH_TOPIC_SMS": topics.sms,
+            "CHURNWATCH_TOPIC_RECHARGES": topics.recharges,
+            "CHURNWATCH_TOPIC_PROFILES": topics.profiles,
+            "CHURNWATCH_TOPIC_ALARMS": topics.alarms,
+            "CHURNWATCH_TOPIC_DEADLETTER": topics.deadletter,
+            "CHURNWATCH_PARTITIONS": str(PARTITIONS),
+            "CHURNWATCH_DATA_DIR": str(data_dir),
+            "CHURNWATCH_WEB_PORT": str(port),
+            "CHURNWATCH_LOG_LEVEL": "warn",
+        }
+    )
     env.update(extra)
-    return Consumer("churnwatch" + ("-" + extra.get("_suffix", "") if extra.get("_suffix") else ""),
-                    [PY, "-m", "stream.cli", "worker"], {k: v for k, v in env.items() if not k.startswith("_")},
-                    app_id, log_dir, web_port=port)
+    return Consumer(
+        "churnwatch" + ("-" + extra.get("_suffix", "") if extra.get("_suffix") else ""),
+        [PY, "-m", "stream.cli", "worker"],
+        {k: v for k, v in env.items() if not k.startswith("_")},
+        app_id,
+        log_dir,
+        web_port=port,
+    )
 
 
 def peer_consumer(kind: str, bootstrap: str, topics: TopicSet, group: str, data_dir: Path, log_dir: Path) -> Consumer:
     env = base_env()
     port = free_port()
-    env.update({
-        "BENCH_BOOTSTRAP": bootstrap,
-        "BENCH_GROUP": group,
-        "BENCH_TOPICS": ",".join(topics.by_kind),
-        "BENCH_PARTITIONS": str(PARTITIONS),
-        "BENCH_DATA_DIR": str(data_dir),
-        "BENCH_WEB_PORT": str(port),
-    })
-    module = {"bare": "bench.peers.bare_consumer", "faust": "bench.peers.faust_windowed", "quix": "bench.peers.quix_app"}[kind]
+    env.update(
+        {
+            "BENCH_BOOTSTRAP": bootstrap,
+            "BENCH_GROUP": group,
+            "BENCH_TOPICS": ",".join(topics.by_kind),
+            "BENCH_PARTITIONS": str(PARTITIONS),
+            "BENCH_DATA_DIR": str(data_dir),
+            "BENCH_WEB_PORT": str(port),
+        }
+    )
+    module = {
+        "bare": "bench.peers.bare_consumer",
+        "faust": "bench.peers.faust_windowed",
+        "quix": "bench.peers.quix_app",
+    }[kind]
     argv = [PY, "-m", module]
     if kind == "faust":
         argv += ["worker", "-l", "warn"]
@@ -337,8 +366,15 @@ async def _committed_sum(admin, group: str, want: dict) -> int:
     return total
 
 
-async def run_consumer(c: Consumer, bootstrap: str, end: dict, cap_s: float, startup_timeout_s: float = 120.0,
-                       on_progress=None, poll_s: float = 0.25) -> dict:
+async def run_consumer(
+    c: Consumer,
+    bootstrap: str,
+    end: dict,
+    cap_s: float,
+    startup_timeout_s: float = 120.0,
+    on_progress=None,
+    poll_s: float = 0.25,
+) -> dict:
     """Start ``c``, poll its committed offsets until they reach ``end`` (or ``cap_s`` after the first
     commit), then stop it. Returns the measurement (see the module docstring)."""
     from aiokafka.admin import AIOKafkaAdminClient
@@ -384,10 +420,19 @@ async def run_consumer(c: Consumer, bootstrap: str, end: dict, cap_s: float, sta
         if error is not None:
             c.stop()
     res = _rate(series, total)
-    res.update({"name": c.name, "done": done, "error": error, "events": total,
-                "committed": series[-1][1] if series else 0,
-                "rss_bytes": rss[0], "peak_rss_bytes": rss[1], "cpu_s": cpu,
-                "log": str(c.log_path.relative_to(ROOT)) if c.log_path.is_relative_to(ROOT) else str(c.log_path)})
+    res.update(
+        {
+            "name": c.name,
+            "done": done,
+            "error": error,
+            "events": total,
+            "committed": series[-1][1] if series else 0,
+            "rss_bytes": rss[0],
+            "peak_rss_bytes": rss[1],
+            "cpu_s": cpu,
+            "log": str(c.log_path.relative_to(ROOT)) if c.log_path.is_relative_to(ROOT) else str(c.log_path),
+        }
+    )
     return res
 
 
@@ -395,8 +440,14 @@ def _rate(series: list[tuple[float, int, float]], total: int) -> dict:
     """Sustained rate between the first poll at >= 5% of the input and the first poll that saw the
     final committed count; CPU seconds of the consumer process over the same window."""
     if not series or series[-1][1] == 0:
-        return {"events_per_s": 0.0, "elapsed_s": None, "window_s": 0.0, "window_events": 0, "first_commit_s": None,
-                "events_per_cpu_s": None}
+        return {
+            "events_per_s": 0.0,
+            "elapsed_s": None,
+            "window_s": 0.0,
+            "window_events": 0,
+            "first_commit_s": None,
+            "events_per_cpu_s": None,
+        }
     lo = max(1, int(0.05 * total))
     start = next((p for p in series if p[1] >= lo), series[-1])
     last_n = series[-1][1]
@@ -407,9 +458,16 @@ def _rate(series: list[tuple[float, int, float]], total: int) -> dict:
     first = next(p[0] for p in series if p[1] > 0)
     if window <= 0 or ev <= 0:  # everything committed in one step: the whole run
         window, ev, cpu = max(end_pt[0], 1e-9), end_pt[1], end_pt[2]
-    return {"events_per_s": ev / window, "elapsed_s": end_pt[0] if last_n >= total else None, "window_s": window,
-            "window_events": ev, "first_commit_s": first, "window_cpu_s": cpu,
-            "events_per_cpu_s": ev / cpu if cpu > 0 else None, "cpu_share_of_a_core": cpu / window if window > 0 else None}
+    return {
+        "events_per_s": ev / window,
+        "elapsed_s": end_pt[0] if last_n >= total else None,
+        "window_s": window,
+        "window_events": ev,
+        "first_commit_s": first,
+        "window_cpu_s": cpu,
+        "events_per_cpu_s": ev / cpu if cpu > 0 else None,
+        "cpu_share_of_a_core": cpu / window if window > 0 else None,
+    }
 
 
 # ----------------------------------------------------------------------------- py-spy
@@ -422,9 +480,25 @@ def pyspy_start(pid: int, out: Path, duration_s: int, rate: int = 50) -> subproc
     exe = pyspy_available()
     if exe is None:
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(duration_s), "--rate", str(rate),
-                             "--nonblocking", "--format", "raw", "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(duration_s),
+            "--rate",
+            str(rate),
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # Where the worker's time goes: each sample goes to the first category whose marker appears in
@@ -432,25 +506,67 @@ def pyspy_start(pid: int, out: Path, duration_s: int, rate: int = 50) -> subproc
 CATEGORIES = [
     ("state: snapshots of touched subscribers", ("Engine.snapshot", "snapshot_many")),
     ("state: RocksDB write via Faust's store", ("SerializedStore.__setitem__", "Store._set")),
-    ("sends: changelog/alarm messages handed to the producer", ("Producer.send", "AIOKafkaProducer.send", "_send_batches", "send_batch",
-                                                               "create_batch", "BatchBuilder.append")),
+    (
+        "sends: changelog/alarm messages handed to the producer",
+        (
+            "Producer.send",
+            "AIOKafkaProducer.send",
+            "_send_batches",
+            "send_batch",
+            "create_batch",
+            "BatchBuilder.append",
+        ),
+    ),
     ("engine: decode", ("Engine.decode",)),
     ("engine: apply", ("Engine.apply",)),
     ("engine: day decisions", ("Engine.decide", "Engine.evaluate", "Engine.sweep")),
     ("service: rest of ChurnService.process (bookkeeping, metrics, awaiting acks)", ("ChurnService.process",)),
-    ("Kafka producer I/O (aiokafka sender, batching, CRC)", ("Sender.", "_sender_routine", "MessageAccumulator", "BatchBuilder", "aiokafka/producer/")),
-    ("Faust + aiokafka consumer: per-event pipeline (fetch, Event objects, stream, acks)",
-     ("Consumer._drain_messages", "Fetcher.", "Conductor", "on_message", "Stream.", "take_events", "aiokafka/consumer/", "faust/transport/consumer",
-      "App.create_event", "faust/serializers", "TopicBuffer", "FlowControlQueue", "Service.wait_first", "mode/utils")),
+    (
+        "Kafka producer I/O (aiokafka sender, batching, CRC)",
+        ("Sender.", "_sender_routine", "MessageAccumulator", "BatchBuilder", "aiokafka/producer/"),
+    ),
+    (
+        "Faust + aiokafka consumer: per-event pipeline (fetch, Event objects, stream, acks)",
+        (
+            "Consumer._drain_messages",
+            "Fetcher.",
+            "Conductor",
+            "on_message",
+            "Stream.",
+            "take_events",
+            "aiokafka/consumer/",
+            "faust/transport/consumer",
+            "App.create_event",
+            "faust/serializers",
+            "TopicBuffer",
+            "FlowControlQueue",
+            "Service.wait_first",
+            "mode/utils",
+        ),
+    ),
     ("offset commits", ("commit",)),
     ("waiting for I/O (select)", ("EpollSelector.select",)),
-    ("asyncio scheduling (a future and callbacks per message)", ("Handle._run", "BaseEventLoop._run_once", "asyncio/tasks.py", "asyncio/locks.py", "asyncio/queues.py")),
+    (
+        "asyncio scheduling (a future and callbacks per message)",
+        ("Handle._run", "BaseEventLoop._run_once", "asyncio/tasks.py", "asyncio/locks.py", "asyncio/queues.py"),
+    ),
     ("event loop / other", ("",)),
 ]
 
 
-_GENERIC_FRAMES = ("<module>", "run_forever", "run_until_complete", "_run_once", "execute_from_commandline", "_run_code",
-                   "_run_module_as_main", "Handle._run", "Thread._bootstrap", "main (", "run (")
+_GENERIC_FRAMES = (
+    "<module>",
+    "run_forever",
+    "run_until_complete",
+    "_run_once",
+    "execute_from_commandline",
+    "_run_code",
+    "_run_module_as_main",
+    "Handle._run",
+    "Thread._bootstrap",
+    "main (",
+    "run (",
+)
 
 
 def categorize(stack: list[str]) -> str:
@@ -489,13 +605,16 @@ def summarize_collapsed(path: Path, limit: int = 15) -> dict:
         "samples": total,
         "breakdown": [{"category": c, "pct": pct(cats.get(c, 0))} for c, _ in CATEGORIES if cats.get(c)],
         "by_self": [{"function": f, "pct": pct(c)} for f, c in self_c.most_common(limit)],
-        "by_inclusive": [{"function": f, "pct": pct(c)} for f, c in incl.most_common(limit * 4)
-                         if not any(x in f for x in _GENERIC_FRAMES)][:limit * 2],
+        "by_inclusive": [
+            {"function": f, "pct": pct(c)}
+            for f, c in incl.most_common(limit * 4)
+            if not any(x in f for x in _GENERIC_FRAMES)
+        ][: limit * 2],
     }
 
 
 def _short(frame: str) -> str:
-    # "process (stream/service.py:170)" or "process (/abs/path/stream/service.py:170)"
+    # "process (stream/service/churn.py:170)" or "process (/abs/path/stream/service/churn.py:170)"
     name, _, loc = frame.partition(" (")
     loc = loc.rstrip(")")
     path, _, line = loc.rpartition(":")
@@ -512,11 +631,17 @@ def _f(x) -> str:
 def worker_metrics(c: Consumer) -> dict:
     """The worker's own counters (Prometheus text from /metrics)."""
     text = c.metrics_text()
-    want = {"churnwatch_events_total": "events_total", "churnwatch_deadletters_total": "deadletters_total",
-            "churnwatch_batch_seconds_sum": "batch_seconds_sum", "churnwatch_batch_seconds_count": "batches",
-            "churnwatch_batch_size_sum": "batch_events_sum", "churnwatch_sweeps_total": "sweeps",
-            "churnwatch_sweep_seconds_sum": "sweep_seconds_sum", "churnwatch_subscribers": "subscribers",
-            "churnwatch_alarms_total": "alarms_total"}
+    want = {
+        "churnwatch_events_total": "events_total",
+        "churnwatch_deadletters_total": "deadletters_total",
+        "churnwatch_batch_seconds_sum": "batch_seconds_sum",
+        "churnwatch_batch_seconds_count": "batches",
+        "churnwatch_batch_size_sum": "batch_events_sum",
+        "churnwatch_sweeps_total": "sweeps",
+        "churnwatch_sweep_seconds_sum": "sweep_seconds_sum",
+        "churnwatch_subscribers": "subscribers",
+        "churnwatch_alarms_total": "alarms_total",
+    }
     out: dict = {}
     for line in text.splitlines():
         if line.startswith("#"):
@@ -540,8 +665,18 @@ def _tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, work: Path, peers: list[str],
-                     profile_s: int = 0, parallel: bool = False, variants: list[dict] | None = None, log=print) -> dict:
+async def throughput(
+    bootstrap: str,
+    n_subs: int,
+    n_events: int,
+    cap_s: float,
+    work: Path,
+    peers: list[str],
+    profile_s: int = 0,
+    parallel: bool = False,
+    variants: list[dict] | None = None,
+    log=print,
+) -> dict:
     """Item 3: the same pre-produced input for the churnwatch worker, the bare consumer and the peers."""
     topics = TopicSet(_tag())
     await create_topics(bootstrap, topics.inputs + [topics.alarms, topics.deadletter])
@@ -553,9 +688,18 @@ async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, w
     del values
     end = await end_offsets(bootstrap, topics.inputs)
     assert sum(end.values()) == n_events, (sum(end.values()), n_events)
-    log(f"  produced {n_events:,} events ({n_subs:,} subscribers) in {prod['seconds']:.1f} s (+{gen_s:.1f} s generating)")
-    out: dict = {"subscribers": n_subs, "events": n_events, "mean_event_bytes": round(mean_bytes, 1), "partitions": PARTITIONS,
-                 "produce": prod, "cap_s": cap_s, "topics": topics.tag}
+    log(
+        f"  produced {n_events:,} events ({n_subs:,} subscribers) in {prod['seconds']:.1f} s (+{gen_s:.1f} s generating)"
+    )
+    out: dict = {
+        "subscribers": n_subs,
+        "events": n_events,
+        "mean_event_bytes": round(mean_bytes, 1),
+        "partitions": PARTITIONS,
+        "produce": prod,
+        "cap_s": cap_s,
+        "topics": topics.tag,
+    }
 
     # churnwatch first (it must finish; the correctness check), then the ceiling and the peers;
     # with parallel=True (quick mode: "does it run", not "how fast") all at once
@@ -586,28 +730,46 @@ async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, w
             res["profile"] = summarize_collapsed(spy["out"])
             res["profile"]["file"] = str(spy["out"])
         out["churnwatch"] = res
-        log(f"  churnwatch worker: {res['events_per_s']:,.0f} ev/s sustained ({_f(res.get('events_per_cpu_s'))} per CPU s), "
-            f"done={res['done']} applied={applied} elapsed={_f(res['elapsed_s'])} s rss={res['rss_bytes'] / 2**20:.0f} MiB")
+        log(
+            f"  churnwatch worker: {res['events_per_s']:,.0f} ev/s sustained ({_f(res.get('events_per_cpu_s'))} per CPU s), "
+            f"done={res['done']} applied={applied} elapsed={_f(res['elapsed_s'])} s rss={res['rss_bytes'] / 2**20:.0f} MiB"
+        )
         if not res["correct"]:
             log(f"  !! churnwatch run not correct: {res.get('error')}\n{cw.log_tail()}")
 
     async def run_peer(kind):
-        c = peer_consumer(kind, bootstrap, topics, f"bench-{kind}-{topics.tag}", work / f"{kind}-{topics.tag}", work / "logs")
+        c = peer_consumer(
+            kind, bootstrap, topics, f"bench-{kind}-{topics.tag}", work / f"{kind}-{topics.tag}", work / "logs"
+        )
         try:
-            r = await run_consumer(c, bootstrap, end, cap_s=cap_s if kind != "bare" else max(cap_s, 300),
-                                   poll_s=0.1 if kind == "bare" else 0.25)
+            r = await run_consumer(
+                c,
+                bootstrap,
+                end,
+                cap_s=cap_s if kind != "bare" else max(cap_s, 300),
+                poll_s=0.1 if kind == "bare" else 0.25,
+            )
         finally:
             c.stop()
         out[kind] = r
-        log(f"  {kind}: {r['events_per_s']:,.0f} ev/s sustained over {r['window_events']:,} events "
+        log(
+            f"  {kind}: {r['events_per_s']:,.0f} ev/s sustained over {r['window_events']:,} events "
             f"({r['window_s']:.1f} s; {_f(r.get('events_per_cpu_s'))} per CPU s), done={r['done']}"
-            + (f" ERROR {r['error'][:300]}" if r["error"] else ""))
+            + (f" ERROR {r['error'][:300]}" if r["error"] else "")
+        )
 
     async def run_variant(extra: dict):
         """The worker with other settings (e.g. a larger batch), its own group, same input."""
         tag = "-".join(f"{k.removeprefix('CHURNWATCH_').lower()}{v}" for k, v in extra.items())
-        c = churnwatch_consumer(bootstrap, topics, f"bench-cw-{tag}-{topics.tag}", work / f"cw-{tag}-{topics.tag}", work / "logs",
-                                _suffix=tag, **extra)
+        c = churnwatch_consumer(
+            bootstrap,
+            topics,
+            f"bench-cw-{tag}-{topics.tag}",
+            work / f"cw-{tag}-{topics.tag}",
+            work / "logs",
+            _suffix=tag,
+            **extra,
+        )
         try:
             r = await run_consumer(c, bootstrap, end, cap_s=max(cap_s, 1800))
             r["metrics"] = worker_metrics(c)
@@ -616,8 +778,10 @@ async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, w
         r["settings"] = extra
         r["correct"] = bool(r["done"] and r["metrics"].get("events_total") == n_events)
         out.setdefault("churnwatch_variants", []).append(r)
-        log(f"  churnwatch worker {extra}: {r['events_per_s']:,.0f} ev/s sustained ({_f(r.get('events_per_cpu_s'))} per CPU s), "
-            f"correct={r['correct']}")
+        log(
+            f"  churnwatch worker {extra}: {r['events_per_s']:,.0f} ev/s sustained ({_f(r.get('events_per_cpu_s'))} per CPU s), "
+            f"correct={r['correct']}"
+        )
 
     if parallel:
         await asyncio.gather(run_cw(), *(run_peer(k) for k in ["bare"] + peers))
@@ -628,7 +792,9 @@ async def throughput(bootstrap: str, n_subs: int, n_events: int, cap_s: float, w
         for kind in ["bare"] + peers:
             await run_peer(kind)
     base = out["churnwatch"]["events_per_s"]
-    out["ratios"] = {f"vs_{k}": (base / out[k]["events_per_s"] if out[k]["events_per_s"] else None) for k in ["bare"] + peers}
+    out["ratios"] = {
+        f"vs_{k}": (base / out[k]["events_per_s"] if out[k]["events_per_s"] else None) for k in ["bare"] + peers
+    }
     return out
 
 
@@ -651,7 +817,9 @@ async def latency(bootstrap: str, rate: float, duration_s: float, n_hist_subs: i
     if not hist_res["done"]:
         cw.stop()
         return {"error": f"history not consumed: {hist_res.get('error')}"}
-    log(f"  latency: worker holds {n_hist_subs:,} subscribers with history; producing at {rate:,.0f} ev/s for {duration_s:.0f} s")
+    log(
+        f"  latency: worker holds {n_hist_subs:,} subscribers with history; producing at {rate:,.0f} ev/s for {duration_s:.0f} s"
+    )
 
     n_total = int(rate * duration_s)
     traffic = make_events(n_hist_subs, n_total, seed=12, t_start=T0 + DAY + 0.3 * DAY, span_s=0.2 * DAY)
@@ -659,7 +827,9 @@ async def latency(bootstrap: str, rate: float, duration_s: float, n_hist_subs: i
     sent_at: dict[str, float] = {}
     recv_at: dict[str, float] = {}
     emitted_at: dict[str, float] = {}
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="latest")
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="latest"
+    )
     await reader.start()
     tps = [TopicPartition(topics.alarms, p) for p in range(PARTITIONS)]
     reader.assign(tps)
@@ -733,10 +903,18 @@ async def latency(bootstrap: str, rate: float, duration_s: float, n_hist_subs: i
         return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
     return {
-        "target_rate": rate, "achieved_rate": achieved, "duration_s": duration_s, "events": sent,
-        "dials": len(sent_at), "alarms_seen": len(recv_at), "history_subscribers": n_hist_subs,
-        "p50_s": pct(lat, 0.5), "p99_s": pct(lat, 0.99), "max_s": lat[-1] if lat else None,
-        "worker_emit_p50_s": pct(lat_w, 0.5), "worker_emit_p99_s": pct(lat_w, 0.99),
+        "target_rate": rate,
+        "achieved_rate": achieved,
+        "duration_s": duration_s,
+        "events": sent,
+        "dials": len(sent_at),
+        "alarms_seen": len(recv_at),
+        "history_subscribers": n_hist_subs,
+        "p50_s": pct(lat, 0.5),
+        "p99_s": pct(lat, 0.99),
+        "max_s": lat[-1] if lat else None,
+        "worker_emit_p50_s": pct(lat_w, 0.5),
+        "worker_emit_p99_s": pct(lat_w, 0.99),
     }
 
 
@@ -752,8 +930,14 @@ async def catchup(bootstrap: str, n_subs: int, n_events: int, work: Path, profil
     span = DAY * n_events / (n_subs * 20)  # the fraction of the day these events cover
     for i in range(0, n_events, chunk):  # generate and produce in chunks (bounded memory)
         m = min(chunk, n_events - i)
-        vals = make_events(n_subs, m, seed=21 + i, t_start=T0 + DAY + span * i / n_events, span_s=span * m / n_events,
-                           cover_first=(i == 0))
+        vals = make_events(
+            n_subs,
+            m,
+            seed=21 + i,
+            t_start=T0 + DAY + span * i / n_events,
+            span_s=span * m / n_events,
+            cover_first=(i == 0),
+        )
         p = await produce_fast(bootstrap, topics, vals)
         prod["events"] += p["events"]
         prod["seconds"] += p["seconds"]
@@ -797,7 +981,9 @@ async def catchup(bootstrap: str, n_subs: int, n_events: int, work: Path, profil
         cold_t = marks["t_all_subs"] - (res.get("first_commit_s") or 0.0)
         warm_t = res["elapsed_s"] - marks["t_all_subs"]
         res["cold_events_per_s"] = marks["n_all_subs"] / cold_t if cold_t > 0 else None
-        res["warm_events_per_s"] = (total - marks["n_all_subs"]) / warm_t if warm_t > 0 and total > marks["n_all_subs"] else None
+        res["warm_events_per_s"] = (
+            (total - marks["n_all_subs"]) / warm_t if warm_t > 0 and total > marks["n_all_subs"] else None
+        )
     rate = res.get("warm_events_per_s") or res["events_per_s"]
     res["day_minutes_extrapolated"] = (n_subs * 20) / rate / 60 if rate else None
     res["measured_minutes"] = (res["elapsed_s"] or 0) / 60
@@ -807,9 +993,11 @@ async def catchup(bootstrap: str, n_subs: int, n_events: int, work: Path, profil
         except subprocess.TimeoutExpired:
             spy["proc"].kill()
         res["profile"] = summarize_collapsed(spy["out"])
-    log(f"  catch-up: {total:,} events in {res['measured_minutes']:.2f} min (sustained {res['events_per_s']:,.0f} ev/s; "
+    log(
+        f"  catch-up: {total:,} events in {res['measured_minutes']:.2f} min (sustained {res['events_per_s']:,.0f} ev/s; "
         f"cold {res.get('cold_events_per_s') or 0:,.0f}, warm {res.get('warm_events_per_s') or 0:,.0f}); "
-        f"RSS with all subscribers {((marks.get('rss_at_all_subs') or 0) / 2**20):.0f} MiB; correct={res['correct']}")
+        f"RSS with all subscribers {((marks.get('rss_at_all_subs') or 0) / 2**20):.0f} MiB; correct={res['correct']}"
+    )
     return res
 
 
@@ -817,7 +1005,6 @@ def main(argv=None) -> int:
     """``python -m bench.e2e throughput|latency [...]``: one end-to-end measurement on its own
     broker (port 19895), without the rest of ``bench.run`` (figures quoted in bench/README)."""
     import argparse
-    import json
 
     p = argparse.ArgumentParser(prog="python -m bench.e2e", description=main.__doc__.split("\n")[0])
     p.add_argument("what", choices=["throughput", "latency"])
@@ -825,15 +1012,34 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="latency: how long")
     p.add_argument("--subscribers", type=int, default=None, help="throughput 100,000; latency 20,000 (with history)")
     p.add_argument("--events", type=int, default=300_000, help="throughput: events pre-produced")
-    p.add_argument("--profile", type=int, default=0, metavar="S", help="throughput: py-spy the worker for S seconds, print where the time goes")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="S",
+        help="throughput: py-spy the worker for S seconds, print where the time goes",
+    )
     args = p.parse_args(argv)
     work = ROOT / "var" / f"bench-e2e-{args.what}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     with Broker(19895) as broker:
         try:
             if args.what == "throughput":
-                r = asyncio.run(throughput(broker.bootstrap, args.subscribers or 100_000, args.events, 60.0, work, [], profile_s=args.profile))
-                out = {"churnwatch_events_per_s": r["churnwatch"].get("events_per_s"), "bare_events_per_s": r.get("bare", {}).get("events_per_s")}
+                r = asyncio.run(
+                    throughput(
+                        broker.bootstrap,
+                        args.subscribers or 100_000,
+                        args.events,
+                        60.0,
+                        work,
+                        [],
+                        profile_s=args.profile,
+                    )
+                )
+                out = {
+                    "churnwatch_events_per_s": r["churnwatch"].get("events_per_s"),
+                    "bare_events_per_s": r.get("bare", {}).get("events_per_s"),
+                }
                 if r["churnwatch"].get("profile"):
                     out["profile"] = r["churnwatch"]["profile"]
             else:

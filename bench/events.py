@@ -2,7 +2,7 @@
 
 One generator feeds every benchmark (in-process hot path, end to end, peers, catch-up), so the
 input is identical for all of them. It is vectorised with numpy and needs no simulator plan, so it
-scales to 1M subscribers and millions of events in seconds (``stream.simulate`` plans a whole
+scales to 1M subscribers and millions of events in seconds (``stream.tools.simulate`` plans a whole
 synthetic operator first, which costs minutes and gigabytes at that size).
 
 Shape of the traffic (deterministic for a seed):
@@ -24,7 +24,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["T0", "MSISDN0", "msisdn", "make_events", "hotline_event", "key_of", "murmur2", "key_partition", "EVENTS_PER_SUB_DAY"]
+__all__ = [
+    "T0",
+    "MSISDN0",
+    "msisdn",
+    "make_events",
+    "hotline_event",
+    "key_of",
+    "murmur2",
+    "key_partition",
+    "EVENTS_PER_SUB_DAY",
+]
 
 # Shanghai midnight (same origin as bench/bench_engine.py)
 T0 = 1_760_000_000 - (1_760_000_000 + 8 * 3600) % 86400
@@ -40,8 +50,9 @@ def msisdn(s: int) -> str:
     return str(MSISDN0 + s)
 
 
-def make_events(n_subs: int, n_events: int, seed: int, t_start: float, span_s: float,
-                cover_first: bool = False, sub_offset: int = 0) -> list[bytes]:
+def make_events(
+    n_subs: int, n_events: int, seed: int, t_start: float, span_s: float, cover_first: bool = False, sub_offset: int = 0
+) -> list[bytes]:
     """``n_events`` JSON events (bytes, no newline) for subscribers ``sub_offset .. sub_offset+n_subs-1``."""
     rng = np.random.default_rng(seed)
     subs = rng.integers(0, n_subs, n_events)
@@ -55,7 +66,9 @@ def make_events(n_subs: int, n_events: int, seed: int, t_start: float, span_s: f
     w = rng.random(n_events)
     circle = PEER0 + (subs * 7919 + rng.integers(0, 8, n_events) * 104729) % 100_000_000
     other = PEER0 + rng.integers(0, 100_000_000, n_events)
-    comp = np.where(rng.random(n_events) < 0.5, _COMP_PREFIX[0], _COMP_PREFIX[1]) + rng.integers(0, 100_000_000, n_events)
+    comp = np.where(rng.random(n_events) < 0.5, _COMP_PREFIX[0], _COMP_PREFIX[1]) + rng.integers(
+        0, 100_000_000, n_events
+    )
     peer = np.where(w < 0.8, circle, np.where(w < 0.95, other, comp))
     dur = rng.integers(1, 601, n_events)
     cell = rng.integers(1000, 9999, n_events)
@@ -71,20 +84,27 @@ def make_events(n_subs: int, n_events: int, seed: int, t_start: float, span_s: f
         k = k_l[j]
         m = m_l[j]
         if k == 0:
-            append(f'{{"type":"call","msisdn":"{m}","ts":{t_l[j]},"direction":"{"out" if o_l[j] else "in"}","peer":"{p_l[j]}",'
-                   f'"duration_s":{d_l[j]},"imei":"{m + 356000000000000 - MSISDN0}","cell_id":"46000-{c_l[j]}"}}')
+            append(
+                f'{{"type":"call","msisdn":"{m}","ts":{t_l[j]},"direction":"{"out" if o_l[j] else "in"}","peer":"{p_l[j]}",'
+                f'"duration_s":{d_l[j]},"imei":"{m + 356000000000000 - MSISDN0}","cell_id":"46000-{c_l[j]}"}}'
+            )
         elif k == 1:
-            append(f'{{"type":"sms","msisdn":"{m}","ts":{t_l[j]},"direction":"{"out" if o_l[j] else "in"}","peer":"{p_l[j]}"}}')
+            append(
+                f'{{"type":"sms","msisdn":"{m}","ts":{t_l[j]},"direction":"{"out" if o_l[j] else "in"}","peer":"{p_l[j]}"}}'
+            )
         else:
-            append(f'{{"type":"recharge","msisdn":"{m}","ts":{t_l[j]},"amount":{_AMOUNTS[a_l[j]]},"channel":"{_CHANNELS[ch_l[j]]}"}}')
+            append(
+                f'{{"type":"recharge","msisdn":"{m}","ts":{t_l[j]},"amount":{_AMOUNTS[a_l[j]]},"channel":"{_CHANNELS[ch_l[j]]}"}}'
+            )
     return "\n".join(lines).encode().split(b"\n") if lines else []
 
 
 def hotline_event(s: int, ts: int, sent_at: float | None = None) -> bytes:
     """An outgoing call to a competitor's care hotline (10010): trips ``competitor_hotline`` (alarm)."""
     extra = f',"bench_sent_at":{sent_at:.6f}' if sent_at is not None else ""
-    return (f'{{"type":"call","msisdn":"{MSISDN0 + s}","ts":{ts},"direction":"out","peer":"10010",'
-            f'"duration_s":42{extra}}}').encode()
+    return (
+        f'{{"type":"call","msisdn":"{MSISDN0 + s}","ts":{ts},"direction":"out","peer":"10010","duration_s":42{extra}}}'
+    ).encode()
 
 
 TOPIC_OF_TYPE = {b"call": 0, b"sms": 1, b"recharge": 2}
@@ -93,13 +113,13 @@ TOPIC_OF_TYPE = {b"call": 0, b"sms": 1, b"recharge": 2}
 def kind_of(value: bytes) -> int:
     """0 calls, 1 sms, 2 recharges (from the fixed layout of the generated lines)."""
     t = value[9:13]
-    return 0 if t == b"call" else (1 if t == b"sms\"" else 2)
+    return 0 if t == b"call" else (1 if t == b'sms"' else 2)
 
 
 def key_of(value: bytes) -> bytes:
     """The msisdn of a generated line (fixed layout: ``..."msisdn":"<13 digits>"...``)."""
     i = value.index(b'"msisdn":"') + 10
-    return value[i:value.index(b'"', i)]
+    return value[i : value.index(b'"', i)]
 
 
 def murmur2(data: bytes) -> int:
@@ -112,7 +132,12 @@ def murmur2(data: bytes) -> int:
     length4 = length // 4
     for i in range(length4):
         i4 = i * 4
-        k = (data[i4] & 0xFF) + ((data[i4 + 1] & 0xFF) << 8) + ((data[i4 + 2] & 0xFF) << 16) + ((data[i4 + 3] & 0xFF) << 24)
+        k = (
+            (data[i4] & 0xFF)
+            + ((data[i4 + 1] & 0xFF) << 8)
+            + ((data[i4 + 2] & 0xFF) << 16)
+            + ((data[i4 + 3] & 0xFF) << 24)
+        )
         k = (k * m) & 0xFFFFFFFF
         k ^= (k % 0x100000000) >> r
         k = (k * m) & 0xFFFFFFFF

@@ -69,7 +69,7 @@ def _run_batches(eng, evs: list[bytes], batch_size: int) -> int:
     step = Step(eng)
     alarms = 0
     for i in range(0, len(evs), batch_size):
-        b, rej = eng.decode(evs[i:i + batch_size])
+        b, rej = eng.decode(evs[i : i + batch_size])
         res = step(b, lambda ap: eng.watermark_s)
         alarms += len(res.alarms)
         if rej or res.rejects:
@@ -88,9 +88,15 @@ def _profile_summary(prof: cProfile.Profile, limit: int = 18) -> dict:
     st = pstats.Stats(prof)
     total = max(st.total_tt, 1e-9)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
-        rows.append({"function": f"{os.path.relpath(file) if file.startswith('/') else file}:{line}({func})",
-                     "self_s": tt, "cum_s": ct, "calls": nc})
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():
+        rows.append(
+            {
+                "function": f"{os.path.relpath(file) if file.startswith('/') else file}:{line}({func})",
+                "self_s": tt,
+                "cum_s": ct,
+                "calls": nc,
+            }
+        )
     by_self = sorted(rows, key=lambda r: -r["self_s"])[:limit]
     by_cum = sorted(rows, key=lambda r: -r["cum_s"])[:limit]
     for r in by_self + by_cum:
@@ -101,8 +107,16 @@ def _profile_summary(prof: cProfile.Profile, limit: int = 18) -> dict:
     return {"total_s": total, "by_self": by_self, "by_cum": by_cum, "text": s.getvalue()}
 
 
-def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_000, ref_events: int = 50_000,
-                  profile: bool = True, reference: bool = True, log=print) -> dict:
+def bench_hotpath(
+    n_subs: int,
+    n_events: int,
+    rounds: int,
+    batch_size: int = 10_000,
+    ref_events: int = 50_000,
+    profile: bool = True,
+    reference: bool = True,
+    log=print,
+) -> dict:
     cfg = EngineConfig()
     clock = lambda: 4e9  # noqa: E731 - events are in 2025: never "future"
     warm_n = max(n_subs, min(2 * n_subs, 400_000))
@@ -114,14 +128,22 @@ def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_
     assert len(eng) == n_subs, (len(eng), n_subs)
     gc.collect()
     gc.freeze()
-    payloads = [make_events(n_subs, n_events, seed=100 + r, t_start=T0 + (0.4 + 0.5 * r / max(1, rounds)) * DAY,
-                            span_s=0.5 * DAY / max(1, rounds)) for r in range(rounds + 1)]
+    payloads = [
+        make_events(
+            n_subs,
+            n_events,
+            seed=100 + r,
+            t_start=T0 + (0.4 + 0.5 * r / max(1, rounds)) * DAY,
+            span_s=0.5 * DAY / max(1, rounds),
+        )
+        for r in range(rounds + 1)
+    ]
     nbytes = sum(map(len, payloads[0])) / n_events
     wall, cpu = [], []
     for r in range(rounds):
         evs = payloads[r]
         a0 = _applied(eng)
-        alarms, dw, dc = _timed(lambda: _run_batches(eng, evs, batch_size))
+        alarms, dw, dc = _timed(lambda eng=eng, evs=evs: _run_batches(eng, evs, batch_size))
         got = _applied(eng) - a0
         assert got == n_events, f"applied {got} of {n_events}"
         wall.append(n_events / dw)
@@ -138,7 +160,7 @@ def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_
     def joined(evs):
         loads = orjson.loads
         for i in range(0, len(evs), batch_size):
-            loads(b"[" + b",".join(evs[i:i + batch_size]) + b"]")
+            loads(b"[" + b",".join(evs[i : i + batch_size]) + b"]")
 
     def per_message(evs):
         loads = orjson.loads
@@ -147,10 +169,10 @@ def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_
 
     ceil_w, ceil_c, per_w, per_c = [], [], [], []
     for r in range(rounds):
-        _, dw, dc = _timed(lambda: joined(payloads[r]))
+        _, dw, dc = _timed(lambda r=r: joined(payloads[r]))
         ceil_w.append(n_events / dw)
         ceil_c.append(n_events / max(dc, 1e-9))
-        _, dw, dc = _timed(lambda: per_message(payloads[r]))
+        _, dw, dc = _timed(lambda r=r: per_message(payloads[r]))
         per_w.append(n_events / dw)
         per_c.append(n_events / max(dc, 1e-9))
 
@@ -188,7 +210,7 @@ def bench_hotpath(n_subs: int, n_events: int, rounds: int, batch_size: int = 10_
         for r in range(min(rounds, 3)):
             evs = payloads[r][:m]
             a0 = _applied(ref)
-            _, dw, dc = _timed(lambda: _run_batches(ref, evs, batch_size))
+            _, dw, dc = _timed(lambda evs=evs: _run_batches(ref, evs, batch_size))
             assert _applied(ref) - a0 == m
             rw.append(m / dw)
             rc.append(m / max(dc, 1e-9))
@@ -214,11 +236,6 @@ def bench_service_path(n_subs: int, n_events: int, batch_size: int = 2000, log=p
 
     from rocksdict import Rdict
 
-    try:  # as the service does it: all of a batch's snapshots in one gather, when the engine has it
-        from stream.engine.snapshots import snapshot_many
-    except ImportError:
-        snapshot_many = None
-
     eng = Engine(EngineConfig(), clock=lambda: 4e9)
     warm = make_events(n_subs, n_subs, seed=1, t_start=T0, span_s=0.4 * DAY, cover_first=True)
     _run_batches(eng, warm, 10_000)
@@ -232,13 +249,13 @@ def bench_service_path(n_subs: int, n_events: int, batch_size: int = 2000, log=p
     try:
         for i in range(0, n_events, batch_size):
             c0 = time.process_time()
-            b, rej = eng.decode(evs[i:i + batch_size])
+            b, rej = eng.decode(evs[i : i + batch_size])
             touched = eng.apply(b).rows
             c1 = time.process_time()
             ms = eng.msisdns(touched)
-            snaps = snapshot_many(eng, touched) if snapshot_many is not None else [eng.snapshot(m) for m in ms]
+            snaps = eng.snapshot_many(touched)  # as the service does it: all of a batch's snapshots in one gather
             c2 = time.process_time()
-            for m, v in zip(ms, snaps):
+            for m, v in zip(ms, snaps, strict=False):
                 db[m.encode()] = v
             c3 = time.process_time()
             t_eng += c1 - c0
@@ -250,14 +267,23 @@ def bench_service_path(n_subs: int, n_events: int, batch_size: int = 2000, log=p
         db.close()
         shutil.rmtree(tmp, ignore_errors=True)
     us = lambda t: 1e6 * t / n_events  # noqa: E731
-    res = {"subscribers": n_subs, "events": n_events, "batch_size": batch_size,
-           "state_writes_per_event": writes / n_events, "snapshot_bytes": nbytes / max(1, writes),
-           "engine_us_per_event": us(t_eng), "snapshot_us_per_event": us(t_snap), "rocksdb_put_us_per_event": us(t_put),
-           "in_process_events_per_s": n_events / (t_eng + t_snap + t_put),
-           "snapshot_method": "stream.engine.snapshots.snapshot_many" if snapshot_many is not None else "Engine.snapshot per row"}
-    log(f"  service path in process (batch {batch_size:,}): engine {res['engine_us_per_event']:.1f} us/event, snapshot "
+    res = {
+        "subscribers": n_subs,
+        "events": n_events,
+        "batch_size": batch_size,
+        "state_writes_per_event": writes / n_events,
+        "snapshot_bytes": nbytes / max(1, writes),
+        "engine_us_per_event": us(t_eng),
+        "snapshot_us_per_event": us(t_snap),
+        "rocksdb_put_us_per_event": us(t_put),
+        "in_process_events_per_s": n_events / (t_eng + t_snap + t_put),
+        "snapshot_method": "Engine.snapshot_many",
+    }
+    log(
+        f"  service path in process (batch {batch_size:,}): engine {res['engine_us_per_event']:.1f} us/event, snapshot "
         f"{res['snapshot_us_per_event']:.1f}, RocksDB put {res['rocksdb_put_us_per_event']:.1f} "
-        f"({res['state_writes_per_event']:.2f} state writes of {res['snapshot_bytes']:,.0f} B per event) -> {res['in_process_events_per_s']:,.0f} ev/s")
+        f"({res['state_writes_per_event']:.2f} state writes of {res['snapshot_bytes']:,.0f} B per event) -> {res['in_process_events_per_s']:,.0f} ev/s"
+    )
     return res
 
 
@@ -265,10 +291,15 @@ def _populate_for_sweep(eng: Engine, n: int, batch: int = 50_000) -> None:
     """As bench/bench_engine.py's sweep set-up: one call per subscriber on day 8, 1% of them only a
     week earlier (day 0: silent by the sweep), and one subscriber per day in between to move the
     watermark on."""
+
     def mk(day, subs, base):
-        return [(f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * DAY + 3600 + (base + j) // 1000},'
-                 f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}').encode()
-                for j, s in enumerate(subs)]
+        return [
+            (
+                f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * DAY + 3600 + (base + j) // 1000},'
+                f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}'
+            ).encode()
+            for j, s in enumerate(subs)
+        ]
 
     for day in range(9):
         if day == 0:
@@ -279,7 +310,7 @@ def _populate_for_sweep(eng: Engine, n: int, batch: int = 50_000) -> None:
             subs = [n + day]
         subs = list(subs)
         for i in range(0, len(subs), batch):
-            b, _ = eng.decode(mk(day, subs[i:i + batch], i))
+            b, _ = eng.decode(mk(day, subs[i : i + batch], i))
             eng.apply(b)
 
 

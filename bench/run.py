@@ -43,12 +43,20 @@ MODES = {
         port=19894,
     ),
     "full": dict(
-        hot=[dict(subs=100_000, events=500_000, rounds=5, ref_events=50_000),
-             dict(subs=1_000_000, events=1_000_000, rounds=3, ref_events=50_000)],
+        hot=[
+            dict(subs=100_000, events=500_000, rounds=5, ref_events=50_000),
+            dict(subs=1_000_000, events=1_000_000, rounds=3, ref_events=50_000),
+        ],
         sweep=[1_000_000, 2_000_000, 4_000_000, 10_000_000],
         service=dict(subs=100_000, events=200_000),
-        e2e=dict(subs=100_000, events=300_000, cap_s=60.0, parallel=False, profile_s=20,
-                 variants=[{"CHURNWATCH_BATCH_SIZE": "10000"}]),
+        e2e=dict(
+            subs=100_000,
+            events=300_000,
+            cap_s=60.0,
+            parallel=False,
+            profile_s=20,
+            variants=[{"CHURNWATCH_BATCH_SIZE": "10000"}],
+        ),
         latency=dict(hist_subs=20_000, duration_s=30.0, rate=None),
         catchup=dict(subs=1_000_000, events=1_200_000, profile_s=20),
         shadow=dict(subs=5_000, days=60),
@@ -96,7 +104,16 @@ def ensure_extras() -> dict:
     try:
         from importlib.metadata import version
 
-        for name in ("quixstreams", "faust-streaming", "aiokafka", "orjson", "numpy", "py-spy", "confluent-kafka", "rocksdict"):
+        for name in (
+            "quixstreams",
+            "faust-streaming",
+            "aiokafka",
+            "orjson",
+            "numpy",
+            "py-spy",
+            "confluent-kafka",
+            "rocksdict",
+        ):
             try:
                 out[name] = version(name)
             except Exception:  # noqa: BLE001
@@ -123,19 +140,30 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = ""
     try:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "stream"], cwd=ROOT, capture_output=True, text=True).stdout.split("\n")
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "stream"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.split("\n")
         dirty = [line[3:] for line in dirty if line.strip()]
     except OSError:
         dirty = []
     return {
         "git_dirty_stream_files": dirty,
-        "cpu": cpu, "logical_cpus": os.cpu_count(), "mem_bytes": mem, "os": platform.platform(),
-        "python": platform.python_version(), "kafka": "3.9.1 (local KRaft, stream.devkafka)" if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        "loadavg_at_start": os.getloadavg(), "git_commit": commit,
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "mem_bytes": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "kafka": "3.9.1 (local KRaft, stream.dev.kafka)"
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        else os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        "loadavg_at_start": os.getloadavg(),
+        "git_commit": commit,
     }
 
 
@@ -157,8 +185,10 @@ def run_hotpath(cfg: dict) -> list[dict]:
     for h in cfg["hot"]:
         log(f"[1] hot path: {h['subs']:,} subscribers, {h['events']:,} events x {h['rounds']} rounds")
         r = bench_hotpath(h["subs"], h["events"], h["rounds"], ref_events=h["ref_events"], log=log)
-        log(f"    engine {r['engine_events_per_s_cpu']:,.0f} ev/s per core | orjson ceiling {r['ceiling_events_per_s_cpu']:,.0f} "
-            f"({r['ratio_to_ceiling']:.2f}x) | reference {r.get('reference_events_per_s_cpu', 0):,.0f} ({r.get('ratio_to_reference', 0):.1f}x)")
+        log(
+            f"    engine {r['engine_events_per_s_cpu']:,.0f} ev/s per core | orjson ceiling {r['ceiling_events_per_s_cpu']:,.0f} "
+            f"({r['ratio_to_ceiling']:.2f}x) | reference {r.get('reference_events_per_s_cpu', 0):,.0f} ({r.get('ratio_to_reference', 0):.1f}x)"
+        )
         out.append(r)
     # one reference for every size: where the reference was not warmed (1M), use the warmed one
     warmed = [r for r in out if r.get("reference_warmed")]
@@ -181,15 +211,21 @@ def run_sweep(cfg: dict) -> dict:
         avail = mem_available()
         if need > 0.6 * avail:
             skipped.append({"subscribers": n, "needed_bytes": need, "available_bytes": avail})
-            log(f"[2] sweep {n:,}: skipped (needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available on a shared machine)")
+            log(
+                f"[2] sweep {n:,}: skipped (needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available on a shared machine)"
+            )
             continue
         log(f"[2] sweep over {n:,} subscribers")
-        p = subprocess.run([sys.executable, "-m", "bench.hotpath", "sweep", "--subs", str(n)], cwd=ROOT, capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "bench.hotpath", "sweep", "--subs", str(n)], cwd=ROOT, capture_output=True, text=True
+        )
         if p.returncode != 0:
             raise RuntimeError(f"sweep {n} failed: {p.stderr[-3000:]}")
         r = json.loads(p.stdout.strip().splitlines()[-1])
-        log(f"    {r['sweep_s_median'] * 1000:.1f} ms ({r['sweep_s_per_million']:.3f} s per million), "
-            f"RSS {r['rss_bytes_after'] / 2**20:,.0f} MiB ({r['rss_bytes_per_subscriber']:,.0f} B/subscriber), set-up {r['setup_s']:.1f} s")
+        log(
+            f"    {r['sweep_s_median'] * 1000:.1f} ms ({r['sweep_s_per_million']:.3f} s per million), "
+            f"RSS {r['rss_bytes_after'] / 2**20:,.0f} MiB ({r['rss_bytes_per_subscriber']:,.0f} B/subscriber), set-up {r['setup_s']:.1f} s"
+        )
         measured.append(r)
     out = {"measured": measured, "skipped": skipped}
     if measured:
@@ -209,7 +245,9 @@ def run_e2e(cfg: dict, work: Path) -> dict:
     e, lat, cu = cfg["e2e"], cfg["latency"], cfg["catchup"]
     t = time.perf_counter()
     with Broker(cfg["port"]) as broker:
-        log(f"[3] local broker at {broker.bootstrap} ({'external' if broker.external else 'started'} in {time.perf_counter() - t:.1f} s)")
+        log(
+            f"[3] local broker at {broker.bootstrap} ({'external' if broker.external else 'started'} in {time.perf_counter() - t:.1f} s)"
+        )
 
         async def all_e2e():
             peers = ["faust"]
@@ -220,16 +258,30 @@ def run_e2e(cfg: dict, work: Path) -> dict:
             except ImportError:
                 out["quix_skipped"] = "quixstreams is not installed and could not be installed"
                 log(f"!! {out['quix_skipped']}: the Quix Streams peer is skipped")
-            out["throughput"] = await throughput(broker.bootstrap, e["subs"], e["events"], e["cap_s"], work, peers,
-                                                 profile_s=e["profile_s"], parallel=e["parallel"], variants=e.get("variants"), log=log)
+            out["throughput"] = await throughput(
+                broker.bootstrap,
+                e["subs"],
+                e["events"],
+                e["cap_s"],
+                work,
+                peers,
+                profile_s=e["profile_s"],
+                parallel=e["parallel"],
+                variants=e.get("variants"),
+                log=log,
+            )
             rate = lat["rate"] or max(100.0, 0.5 * out["throughput"]["churnwatch"]["events_per_s"])
             log(f"[4] latency at {rate:,.0f} ev/s (half the measured maximum)")
             out["latency"] = await latency(broker.bootstrap, rate, lat["duration_s"], lat["hist_subs"], work, log=log)
             L = out["latency"]
             if L.get("p99_s") is not None:
-                log(f"    p50 {L['p50_s']:.3f} s, p99 {L['p99_s']:.3f} s over {L['alarms_seen']} alarms ({L['dials']} dials)")
+                log(
+                    f"    p50 {L['p50_s']:.3f} s, p99 {L['p99_s']:.3f} s over {L['alarms_seen']} alarms ({L['dials']} dials)"
+                )
             log(f"[5] catch-up: {cu['events']:,} events of a {cu['subs']:,}-subscriber day")
-            out["catchup"] = await catchup(broker.bootstrap, cu["subs"], cu["events"], work, profile_s=cu["profile_s"], log=log)
+            out["catchup"] = await catchup(
+                broker.bootstrap, cu["subs"], cu["events"], work, profile_s=cu["profile_s"], log=log
+            )
 
         try:
             asyncio.run(all_e2e())
@@ -244,42 +296,101 @@ def evaluate_targets(res: dict) -> list[dict]:
 
     def add(name, value, goal, higher_is_better=True, unit="", note=""):
         if value is None:
-            rows.append({"target": name, "value": None, "goal": goal, "met": None, "note": note or "not measured",
-                         "higher_is_better": higher_is_better})
+            rows.append(
+                {
+                    "target": name,
+                    "value": None,
+                    "goal": goal,
+                    "met": None,
+                    "note": note or "not measured",
+                    "higher_is_better": higher_is_better,
+                }
+            )
             return
         met = value >= goal if higher_is_better else value <= goal
         # how far from the goal, as a factor >= 1: "short by", "over by", or the margin when met
         factor = (goal / value if value else float("inf")) if higher_is_better else (value / goal)
         if met:
             factor = 1 / factor if factor else float("inf")
-        gap = (f"met, {factor:.2f}x margin" if met else
-               (f"missed: {factor:.1f}x short ({value / goal * 100:.0f}% of the goal)" if higher_is_better
-                else f"missed: {factor:.1f}x over"))
-        rows.append({"target": name, "value": value, "goal": goal, "met": met, "unit": unit, "gap": gap,
-                     "gap_factor": factor, "higher_is_better": higher_is_better, "note": note})
+        gap = (
+            f"met, {factor:.2f}x margin"
+            if met
+            else (
+                f"missed: {factor:.1f}x short ({value / goal * 100:.0f}% of the goal)"
+                if higher_is_better
+                else f"missed: {factor:.1f}x over"
+            )
+        )
+        rows.append(
+            {
+                "target": name,
+                "value": value,
+                "goal": goal,
+                "met": met,
+                "unit": unit,
+                "gap": gap,
+                "gap_factor": factor,
+                "higher_is_better": higher_is_better,
+                "note": note,
+            }
+        )
 
     for h in res.get("hotpath", []):
         n = f"{h['subscribers'] // 1000}k" if h["subscribers"] < 1_000_000 else f"{h['subscribers'] // 1_000_000}M"
         add(f"hot path events/s per core ({n})", h["engine_events_per_s_cpu"], TARGETS["hot_events_per_s"], unit="ev/s")
         add(f"hot path / orjson ceiling ({n})", h["ratio_to_ceiling"], TARGETS["hot_ratio_to_ceiling"], unit="x")
-        add(f"hot path / reference ({n})", h.get("ratio_to_reference"), TARGETS["hot_ratio_to_reference"], unit="x",
-            note=h.get("reference_note", ""))
+        add(
+            f"hot path / reference ({n})",
+            h.get("ratio_to_reference"),
+            TARGETS["hot_ratio_to_reference"],
+            unit="x",
+            note=h.get("reference_note", ""),
+        )
     sw = res.get("sweep", {})
     for m in sw.get("measured", []):
-        add(f"sweep s per million ({round(m['subscribers'] / 1e6, 1):g}M)", m["sweep_s_per_million"], TARGETS["sweep_s_per_million"], False, "s")
+        add(
+            f"sweep s per million ({round(m['subscribers'] / 1e6, 1):g}M)",
+            m["sweep_s_per_million"],
+            TARGETS["sweep_s_per_million"],
+            False,
+            "s",
+        )
     for s in sw.get("skipped", []):
         if s.get("sweep_s_extrapolated") is not None:
-            add(f"sweep s per million ({s['subscribers'] / 1e6:g}M, extrapolated)", s["sweep_s_extrapolated"] / (s["subscribers"] / 1e6),
-                TARGETS["sweep_s_per_million"], False, "s", note=f"linear from {s['extrapolated_from']:,}")
+            add(
+                f"sweep s per million ({s['subscribers'] / 1e6:g}M, extrapolated)",
+                s["sweep_s_extrapolated"] / (s["subscribers"] / 1e6),
+                TARGETS["sweep_s_per_million"],
+                False,
+                "s",
+                note=f"linear from {s['extrapolated_from']:,}",
+            )
     if res.get("hotpath"):
-        add("state bytes per subscriber", res["hotpath"][0]["state_bytes_per_subscriber"], TARGETS["state_bytes_per_subscriber"], False, "B")
+        add(
+            "state bytes per subscriber",
+            res["hotpath"][0]["state_bytes_per_subscriber"],
+            TARGETS["state_bytes_per_subscriber"],
+            False,
+            "B",
+        )
     tp = res.get("e2e", {}).get("throughput")
     if tp:
-        add("end to end events/s (1 worker, 12 partitions)", tp["churnwatch"]["events_per_s"], TARGETS["e2e_events_per_s"], unit="ev/s")
+        add(
+            "end to end events/s (1 worker, 12 partitions)",
+            tp["churnwatch"]["events_per_s"],
+            TARGETS["e2e_events_per_s"],
+            unit="ev/s",
+        )
         r = tp.get("ratios", {})
         add("end to end / bare consumer", r.get("vs_bare"), TARGETS["e2e_ratio_to_bare"], unit="x")
         add("end to end / idiomatic Faust", r.get("vs_faust"), TARGETS["e2e_ratio_to_faust"], unit="x")
-        add("end to end / Quix Streams", r.get("vs_quix"), TARGETS["e2e_ratio_to_quix"], unit="x", note="target: ahead (> 1x)")
+        add(
+            "end to end / Quix Streams",
+            r.get("vs_quix"),
+            TARGETS["e2e_ratio_to_quix"],
+            unit="x",
+            note="target: ahead (> 1x)",
+        )
     lat = res.get("e2e", {}).get("latency")
     if lat:
         add("latency p99 at half the max rate", lat.get("p99_s"), TARGETS["latency_p99_s"], False, "s")
@@ -300,16 +411,24 @@ def fmt_n(x, unit="") -> str:
 def render_markdown(res: dict) -> str:
     m = res["machine"]
     L = []
-    L.append(f"Generated by `python -m bench.run{' --quick' if res['mode'] == 'quick' else ''}` on **{res['date_utc']}** "
-             f"({res['duration_s'] / 60:.1f} min), commit `{m['git_commit']}`"
-             + (f" with uncommitted changes by other engineers in {', '.join(f'`{x}`' for x in m['git_dirty_stream_files'])}"
-                if m.get("git_dirty_stream_files") else "") + ".")
+    L.append(
+        f"Generated by `python -m bench.run{' --quick' if res['mode'] == 'quick' else ''}` on **{res['date_utc']}** "
+        f"({res['duration_s'] / 60:.1f} min), commit `{m['git_commit']}`"
+        + (
+            f" with uncommitted changes by other engineers in {', '.join(f'`{x}`' for x in m['git_dirty_stream_files'])}"
+            if m.get("git_dirty_stream_files")
+            else ""
+        )
+        + "."
+    )
     L.append("")
-    L.append(f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs **shared with other work** (load average "
-             f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])} at start, "
-             f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_end') or ())} at the end), {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
-             f"{m['os']}, Python {m['python']}, Kafka {m['kafka']} on the same machine. "
-             f"Versions: " + ", ".join(f"{k} {v}" for k, v in res.get("versions", {}).items() if v) + ".")
+    L.append(
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs **shared with other work** (load average "
+        f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])} at start, "
+        f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_end') or ())} at the end), {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
+        f"{m['os']}, Python {m['python']}, Kafka {m['kafka']} on the same machine. "
+        f"Versions: " + ", ".join(f"{k} {v}" for k, v in res.get("versions", {}).items() if v) + "."
+    )
     L.append("")
     L.append("### Targets")
     L.append("")
@@ -318,107 +437,163 @@ def render_markdown(res: dict) -> str:
     for t in res["targets"]:
         met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
         op = "≥" if t.get("higher_is_better", True) else "≤"
-        L.append(f"| {t['target']} | {fmt_n(t['value'], t.get('unit', ''))} | {op} {fmt_n(t['goal'], t.get('unit', ''))} | {met} | {t.get('gap', '–')}"
-                 + (f" ({t['note']})" if t.get("note") else "") + " |")
+        L.append(
+            f"| {t['target']} | {fmt_n(t['value'], t.get('unit', ''))} | {op} {fmt_n(t['goal'], t.get('unit', ''))} | {met} | {t.get('gap', '–')}"
+            + (f" ({t['note']})" if t.get("note") else "")
+            + " |"
+        )
     L.append("")
     if res.get("hotpath"):
         L.append("### 1. Hot path, in process (decode + the batch step, one core)")
         L.append("")
-        L.append("| subscribers | events/round × rounds | engine ev/s per core (wall) | orjson ceiling ev/s | engine / ceiling | orjson one `loads` per message | reference ev/s | engine / reference |")
+        L.append(
+            "| subscribers | events/round × rounds | engine ev/s per core (wall) | orjson ceiling ev/s | engine / ceiling | orjson one `loads` per message | reference ev/s | engine / reference |"
+        )
         L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for h in res["hotpath"]:
-            L.append(f"| {h['subscribers']:,} | {h['events_per_round']:,} × {h['rounds']} | {h['engine_events_per_s_cpu']:,.0f} ({h['engine_events_per_s_wall']:,.0f}) | "
-                     f"{h['ceiling_events_per_s_cpu']:,.0f} | {h['ratio_to_ceiling']:.2f}x | {h['orjson_per_message_events_per_s_cpu']:,.0f} | "
-                     f"{h.get('reference_events_per_s_cpu', 0):,.0f}{' *' if h.get('reference_note') else ''} | {h.get('ratio_to_reference', 0):.1f}x |")
+            L.append(
+                f"| {h['subscribers']:,} | {h['events_per_round']:,} × {h['rounds']} | {h['engine_events_per_s_cpu']:,.0f} ({h['engine_events_per_s_wall']:,.0f}) | "
+                f"{h['ceiling_events_per_s_cpu']:,.0f} | {h['ratio_to_ceiling']:.2f}x | {h['orjson_per_message_events_per_s_cpu']:,.0f} | "
+                f"{h.get('reference_events_per_s_cpu', 0):,.0f}{' *' if h.get('reference_note') else ''} | {h.get('ratio_to_reference', 0):.1f}x |"
+            )
         L.append("")
-        L.append(f"Events: {res['hotpath'][0]['mean_event_bytes']:.0f} bytes on average (66% calls, 31% SMS, 3% recharges), batches of "
-                 f"{res['hotpath'][0]['batch_size']:,}. The ceiling is the faster of orjson's two ways over the same payloads "
-                 f"(one `loads` of the joined batch, as the engine does, or one per message). "
-                 + ("* " + next(h["reference_note"] for h in res["hotpath"] if h.get("reference_note")) + " (warming the plain-Python engine with 1M subscribers costs minutes)." if any(h.get("reference_note") for h in res["hotpath"]) else ""))
+        L.append(
+            f"Events: {res['hotpath'][0]['mean_event_bytes']:.0f} bytes on average (66% calls, 31% SMS, 3% recharges), batches of "
+            f"{res['hotpath'][0]['batch_size']:,}. The ceiling is the faster of orjson's two ways over the same payloads "
+            f"(one `loads` of the joined batch, as the engine does, or one per message). "
+            + (
+                "* "
+                + next(h["reference_note"] for h in res["hotpath"] if h.get("reference_note"))
+                + " (warming the plain-Python engine with 1M subscribers costs minutes)."
+                if any(h.get("reference_note") for h in res["hotpath"])
+                else ""
+            )
+        )
         L.append("")
     sw = res.get("sweep")
     if sw:
         L.append("### 2. Sweep and memory")
         L.append("")
-        L.append("| subscribers | sweep (median of 3) | s per million | resident memory (engine process) | resident bytes per subscriber |")
+        L.append(
+            "| subscribers | sweep (median of 3) | s per million | resident memory (engine process) | resident bytes per subscriber |"
+        )
         L.append("|---:|---:|---:|---:|---:|")
         for s in sw["measured"]:
-            L.append(f"| {s['subscribers']:,} | {s['sweep_s_median'] * 1000:.0f} ms | {s['sweep_s_per_million']:.3f} | {s['rss_bytes_after'] / 2**20:,.0f} MiB | {s['rss_bytes_per_subscriber']:,.0f} |")
+            L.append(
+                f"| {s['subscribers']:,} | {s['sweep_s_median'] * 1000:.0f} ms | {s['sweep_s_per_million']:.3f} | {s['rss_bytes_after'] / 2**20:,.0f} MiB | {s['rss_bytes_per_subscriber']:,.0f} |"
+            )
         for s in sw["skipped"]:
             if s.get("sweep_s_extrapolated") is not None:
-                L.append(f"| {s['subscribers']:,} (extrapolated) | ~{s['sweep_s_extrapolated'] * 1000:.0f} ms | {s['sweep_s_extrapolated'] / (s['subscribers'] / 1e6):.3f} | ~{s['rss_bytes_extrapolated'] / 2**30:.1f} GiB | – |")
+                L.append(
+                    f"| {s['subscribers']:,} (extrapolated) | ~{s['sweep_s_extrapolated'] * 1000:.0f} ms | {s['sweep_s_extrapolated'] / (s['subscribers'] / 1e6):.3f} | ~{s['rss_bytes_extrapolated'] / 2**30:.1f} GiB | – |"
+                )
         L.append("")
         if sw["skipped"]:
-            L.append("Not run, extrapolated linearly from the largest measured size: "
-                     + "; ".join(f"{s['subscribers']:,} subscribers would need ~{s['needed_bytes'] / 2**30:.0f} GiB with "
-                                 f"{s['available_bytes'] / 2**30:.0f} GiB available on this shared machine" for s in sw["skipped"]) + ".")
+            L.append(
+                "Not run, extrapolated linearly from the largest measured size: "
+                + "; ".join(
+                    f"{s['subscribers']:,} subscribers would need ~{s['needed_bytes'] / 2**30:.0f} GiB with "
+                    f"{s['available_bytes'] / 2**30:.0f} GiB available on this shared machine"
+                    for s in sw["skipped"]
+                )
+                + "."
+            )
             L.append("")
         if res.get("hotpath"):
-            L.append(f"State: **{res['hotpath'][0]['state_bytes_per_subscriber']:,} bytes per subscriber** (`Engine.state_bytes_per_subscriber`).")
+            L.append(
+                f"State: **{res['hotpath'][0]['state_bytes_per_subscriber']:,} bytes per subscriber** (`Engine.state_bytes_per_subscriber`)."
+            )
         cu = res.get("e2e", {}).get("catchup", {})
         if cu.get("rss_at_all_subs"):
-            L.append(f"Worker (`churnwatch worker`, Faust + RocksDB) holding {int(cu.get('subscribers_metric') or 0):,} subscribers: "
-                     f"**{cu['rss_at_all_subs'] / 2**20:,.0f} MiB resident** (peak {cu.get('peak_rss_bytes', 0) / 2**20:,.0f} MiB by the end of the catch-up run).")
+            L.append(
+                f"Worker (`churnwatch worker`, Faust + RocksDB) holding {int(cu.get('subscribers_metric') or 0):,} subscribers: "
+                f"**{cu['rss_at_all_subs'] / 2**20:,.0f} MiB resident** (peak {cu.get('peak_rss_bytes', 0) / 2**20:,.0f} MiB by the end of the catch-up run)."
+            )
         L.append("")
     e2e = res.get("e2e", {})
     tp = e2e.get("throughput")
     if tp:
         L.append(f"### 3. End to end, local broker, {tp['partitions']} partitions, one process each")
         L.append("")
-        L.append(f"Same pre-produced input for all: {tp['events']:,} events of {tp['subscribers']:,} subscribers "
-                 f"({tp['mean_event_bytes']:.0f} bytes; produced at {tp['produce']['events_per_s']:,.0f} ev/s before any consumer starts). "
-                 f"Sustained = committed events between 5% of the input and the end (or the {tp['cap_s']:.0f} s cap for slow peers) / time.")
+        L.append(
+            f"Same pre-produced input for all: {tp['events']:,} events of {tp['subscribers']:,} subscribers "
+            f"({tp['mean_event_bytes']:.0f} bytes; produced at {tp['produce']['events_per_s']:,.0f} ev/s before any consumer starts). "
+            f"Sustained = committed events between 5% of the input and the end (or the {tp['cap_s']:.0f} s cap for slow peers) / time."
+        )
         L.append("")
-        L.append("| consumer | sustained ev/s | ev per CPU-second | CPU (cores) | events measured | start-up to first commit | done | churnwatch / this |")
+        L.append(
+            "| consumer | sustained ev/s | ev per CPU-second | CPU (cores) | events measured | start-up to first commit | done | churnwatch / this |"
+        )
         L.append("|---|---:|---:|---:|---:|---:|:-:|---:|")
-        names = {"churnwatch": "churnwatch worker (batches → numpy engine → RocksDB table + changelog)",
-                 "bare": "ceiling: bare aiokafka consumer (reads, does nothing)",
-                 "faust": "idiomatic Faust: tumbling-window table, one event at a time",
-                 "quix": "Quix Streams: 1-day tumbling window Count/Sum"}
+        names = {
+            "churnwatch": "churnwatch worker (batches → numpy engine → RocksDB table + changelog)",
+            "bare": "ceiling: bare aiokafka consumer (reads, does nothing)",
+            "faust": "idiomatic Faust: tumbling-window table, one event at a time",
+            "quix": "Quix Streams: 1-day tumbling window Count/Sum",
+        }
         for k in ("churnwatch", "bare", "faust", "quix"):
             r = tp.get(k)
             if not r:
                 continue
-            ratio = "–" if k == "churnwatch" else (f"{tp['ratios'].get('vs_' + k):.2f}x" if tp["ratios"].get("vs_" + k) else "–")
-            L.append(f"| {names[k]} | {r['events_per_s']:,.0f} | {fmt_n(r.get('events_per_cpu_s'))} | {fmt_n(r.get('cpu_share_of_a_core'))} | "
-                     f"{r['window_events']:,} | {fmt_n(r.get('first_commit_s'))} s | {'yes' if r['done'] else 'capped'}"
-                     + (f" (error)" if r.get("error") else "") + f" | {ratio} |")
+            ratio = (
+                "–"
+                if k == "churnwatch"
+                else (f"{tp['ratios'].get('vs_' + k):.2f}x" if tp["ratios"].get("vs_" + k) else "–")
+            )
+            L.append(
+                f"| {names[k]} | {r['events_per_s']:,.0f} | {fmt_n(r.get('events_per_cpu_s'))} | {fmt_n(r.get('cpu_share_of_a_core'))} | "
+                f"{r['window_events']:,} | {fmt_n(r.get('first_commit_s'))} s | {'yes' if r['done'] else 'capped'}"
+                + (" (error)" if r.get("error") else "")
+                + f" | {ratio} |"
+            )
         for v in tp.get("churnwatch_variants", []):
-            L.append(f"| churnwatch worker with {', '.join(f'`{k}={x}`' for k, x in v['settings'].items())} (not a target row) | "
-                     f"{v['events_per_s']:,.0f} | {fmt_n(v.get('events_per_cpu_s'))} | {fmt_n(v.get('cpu_share_of_a_core'))} | "
-                     f"{v['window_events']:,} | {fmt_n(v.get('first_commit_s'))} s | {'yes' if v['done'] else 'capped'} | – |")
+            L.append(
+                f"| churnwatch worker with {', '.join(f'`{k}={x}`' for k, x in v['settings'].items())} (not a target row) | "
+                f"{v['events_per_s']:,.0f} | {fmt_n(v.get('events_per_cpu_s'))} | {fmt_n(v.get('cpu_share_of_a_core'))} | "
+                f"{v['window_events']:,} | {fmt_n(v.get('first_commit_s'))} s | {'yes' if v['done'] else 'capped'} | – |"
+            )
         L.append("")
         cw = tp["churnwatch"]
         mt = cw.get("metrics", {})
         if mt.get("batches"):
-            L.append(f"Worker correctness: committed == end offsets on every partition: {cw['done']}; `churnwatch_events_total` = "
-                     f"{int(mt.get('events_total') or 0):,} of {tp['events']:,}; dead letters {int(mt.get('deadletters_total') or 0)}. "
-                     f"{int(mt['batches']):,} batches of {mt.get('mean_batch_events', 0):,.0f} events on average, "
-                     f"{mt.get('mean_batch_seconds', 0) * 1000:,.0f} ms each inside `ChurnService.process` "
-                     f"({mt.get('batch_seconds_sum', 0):,.1f} s of the {cw['window_s']:,.1f} s window+start).")
+            L.append(
+                f"Worker correctness: committed == end offsets on every partition: {cw['done']}; `churnwatch_events_total` = "
+                f"{int(mt.get('events_total') or 0):,} of {tp['events']:,}; dead letters {int(mt.get('deadletters_total') or 0)}. "
+                f"{int(mt['batches']):,} batches of {mt.get('mean_batch_events', 0):,.0f} events on average, "
+                f"{mt.get('mean_batch_seconds', 0) * 1000:,.0f} ms each inside `ChurnService.process` "
+                f"({mt.get('batch_seconds_sum', 0):,.1f} s of the {cw['window_s']:,.1f} s window+start)."
+            )
             L.append("")
     sp = res.get("service_path")
     if sp:
-        L.append("What the worker does per event in process, without Kafka or Faust (`bench_service_path`: engine, then one "
-                 "`Engine.snapshot` and one RocksDB put per touched subscriber, as `ChurnService._write_state` does), CPU µs per event:")
+        L.append(
+            "What the worker does per event in process, without Kafka or Faust (`bench_service_path`: engine, then one "
+            "`Engine.snapshot` and one RocksDB put per touched subscriber, as `ChurnService._write_state` does), CPU µs per event:"
+        )
         L.append("")
         L.append(f"Snapshots taken with {next(iter(sp.values())).get('snapshot_method', 'Engine.snapshot per row')}.")
         L.append("")
-        L.append("| batch | engine (decode+apply) | snapshot | RocksDB put | state writes per event | bytes per write | in-process ceiling ev/s |")
+        L.append(
+            "| batch | engine (decode+apply) | snapshot | RocksDB put | state writes per event | bytes per write | in-process ceiling ev/s |"
+        )
         L.append("|---:|---:|---:|---:|---:|---:|---:|")
         for b, r in sp.items():
-            L.append(f"| {int(b):,} | {r['engine_us_per_event']:.1f} | {r['snapshot_us_per_event']:.1f} | {r['rocksdb_put_us_per_event']:.1f} | "
-                     f"{r['state_writes_per_event']:.2f} | {r['snapshot_bytes']:,.0f} | {r['in_process_events_per_s']:,.0f} |")
+            L.append(
+                f"| {int(b):,} | {r['engine_us_per_event']:.1f} | {r['snapshot_us_per_event']:.1f} | {r['rocksdb_put_us_per_event']:.1f} | "
+                f"{r['state_writes_per_event']:.2f} | {r['snapshot_bytes']:,.0f} | {r['in_process_events_per_s']:,.0f} |"
+            )
         L.append("")
     lat = e2e.get("latency")
     if lat:
         L.append("### 4. Latency (produce → alarm on the alarm topic)")
         L.append("")
         if lat.get("p99_s") is not None:
-            L.append(f"At {lat['achieved_rate']:,.0f} ev/s (target {lat['target_rate']:,.0f}: half the measured maximum) for {lat['duration_s']:.0f} s, "
-                     f"1% of the events competitor-hotline dials by {lat['history_subscribers']:,} subscribers with history: "
-                     f"**p50 {lat['p50_s']:.3f} s, p99 {lat['p99_s']:.3f} s** (max {lat['max_s']:.3f} s) over {lat['alarms_seen']} of {lat['dials']} alarms; "
-                     f"worker side (alarm `emitted_at` − send time): p50 {fmt_n(lat.get('worker_emit_p50_s'))} s, p99 {fmt_n(lat.get('worker_emit_p99_s'))} s.")
+            L.append(
+                f"At {lat['achieved_rate']:,.0f} ev/s (target {lat['target_rate']:,.0f}: half the measured maximum) for {lat['duration_s']:.0f} s, "
+                f"1% of the events competitor-hotline dials by {lat['history_subscribers']:,} subscribers with history: "
+                f"**p50 {lat['p50_s']:.3f} s, p99 {lat['p99_s']:.3f} s** (max {lat['max_s']:.3f} s) over {lat['alarms_seen']} of {lat['dials']} alarms; "
+                f"worker side (alarm `emitted_at` − send time): p50 {fmt_n(lat.get('worker_emit_p50_s'))} s, p99 {fmt_n(lat.get('worker_emit_p99_s'))} s."
+            )
         else:
             L.append(f"Not measured: {lat.get('error') or 'no alarms seen'}")
         L.append("")
@@ -427,32 +602,44 @@ def render_markdown(res: dict) -> str:
         L.append("### 5. Catch-up (replay of one simulated day, 1 worker)")
         L.append("")
         frac = cu.get("fraction_of_day", 0)
-        L.append(f"Replayed {cu['events']:,} events = {frac * 100:.1f}% of a {cu['day_events']:,}-event day "
-                 f"({cu['day_events'] // 20:,} subscribers × 20 events) in **{cu['measured_minutes']:.2f} min** "
-                 f"(sustained {cu['events_per_s']:,.0f} ev/s; first pass creating every subscriber {fmt_n(cu.get('cold_events_per_s'))} ev/s, "
-                 f"then {fmt_n(cu.get('warm_events_per_s'))} ev/s). "
-                 f"**The whole day would take ~{fmt_n(cu.get('day_minutes_extrapolated'))} min — extrapolated** from the measured rate"
-                 f"{' after every subscriber had state' if cu.get('warm_events_per_s') else ''}, not measured. Correct (committed == end, every event applied): {cu.get('correct')}.")
+        L.append(
+            f"Replayed {cu['events']:,} events = {frac * 100:.1f}% of a {cu['day_events']:,}-event day "
+            f"({cu['day_events'] // 20:,} subscribers × 20 events) in **{cu['measured_minutes']:.2f} min** "
+            f"(sustained {cu['events_per_s']:,.0f} ev/s; first pass creating every subscriber {fmt_n(cu.get('cold_events_per_s'))} ev/s, "
+            f"then {fmt_n(cu.get('warm_events_per_s'))} ev/s). "
+            f"**The whole day would take ~{fmt_n(cu.get('day_minutes_extrapolated'))} min — extrapolated** from the measured rate"
+            f"{' after every subscriber had state' if cu.get('warm_events_per_s') else ''}, not measured. Correct (committed == end, every event applied): {cu.get('correct')}."
+        )
         L.append("")
     sh = res.get("shadow")
     if sh:
         on, off = sh["on"], sh["off"]
-        L.append(f"### 6. Second-SIM join, added cost per event ({sh['subscribers']:,} simulated subscribers × {sh['days']} days, "
-                 f"{on['events']:,} events, in process, one core)")
+        L.append(
+            f"### 6. Second-SIM join, added cost per event ({sh['subscribers']:,} simulated subscribers × {sh['days']} days, "
+            f"{on['events']:,} events, in process, one core)"
+        )
         L.append("")
         L.append("| | CPU µs per event | events/s per core |")
         L.append("|---|---:|---:|")
         L.append(f"| engine, join off | {sh['base_us_per_event']:.2f} | {off['engine_events_per_s_cpu']:,} |")
-        L.append(f"| engine, join on (contacts, circle publications, confirmation) | {sh['base_us_per_event'] + sh['added_us_per_event_engine']:.2f} | {on['engine_events_per_s_cpu']:,} |")
-        L.append(f"| stages 1 + 2 (sketches, bands), run by their own agents in the service | {sh['added_us_per_event_stages']:.2f} | |")
-        L.append(f"| **added, total** | **{sh['added_us_per_event_total']:.2f}** | (on/off throughput {sh['ratio_on_to_off']:.2f}x) |")
+        L.append(
+            f"| engine, join on (contacts, circle publications, confirmation) | {sh['base_us_per_event'] + sh['added_us_per_event_engine']:.2f} | {on['engine_events_per_s_cpu']:,} |"
+        )
+        L.append(
+            f"| stages 1 + 2 (sketches, bands), run by their own agents in the service | {sh['added_us_per_event_stages']:.2f} | |"
+        )
+        L.append(
+            f"| **added, total** | **{sh['added_us_per_event_total']:.2f}** | (on/off throughput {sh['ratio_on_to_off']:.2f}x) |"
+        )
         L.append("")
-        L.append(f"Records per 1,000 input events: {on['contact_records_per_1k_events']} contacts, {on['band_records_per_1k_events_subscribers']} "
-                 f"subscriber band entries, {on['band_records_per_1k_events_numbers']} number band entries; the engine agent sends them as "
-                 f"{on['engine_envelopes_per_1k_events_12_partitions']} messages per 1,000 events (one envelope per partition and batch, 12 partitions). "
-                 f"{on['competitor_numbers_sketched']:,} competitor numbers sketched ({on['competitor_numbers_sketched'] / max(on['subscribers'], 1):.1f} per subscriber), "
-                 f"{on['band_keys']:,} band keys, {on['evidence_messages']:,} candidates, {on['shadows_confirmed']} shadows confirmed. "
-                 "The engine-share difference is within the machine's noise when it comes out negative.")
+        L.append(
+            f"Records per 1,000 input events: {on['contact_records_per_1k_events']} contacts, {on['band_records_per_1k_events_subscribers']} "
+            f"subscriber band entries, {on['band_records_per_1k_events_numbers']} number band entries; the engine agent sends them as "
+            f"{on['engine_envelopes_per_1k_events_12_partitions']} messages per 1,000 events (one envelope per partition and batch, 12 partitions). "
+            f"{on['competitor_numbers_sketched']:,} competitor numbers sketched ({on['competitor_numbers_sketched'] / max(on['subscribers'], 1):.1f} per subscriber), "
+            f"{on['band_keys']:,} band keys, {on['evidence_messages']:,} candidates, {on['shadows_confirmed']} shadows confirmed. "
+            "The engine-share difference is within the machine's noise when it comes out negative."
+        )
         L.append("")
     return "\n".join(L)
 
@@ -464,8 +651,10 @@ def render_profiles(res: dict) -> str:
         p = h.get("profile")
         if not p:
             continue
-        L.append(f"Hot path, cProfile of one extra round ({h['subscribers']:,} subscribers), top functions by own time "
-                 f"(total {p['total_s']:.2f} s):")
+        L.append(
+            f"Hot path, cProfile of one extra round ({h['subscribers']:,} subscribers), top functions by own time "
+            f"(total {p['total_s']:.2f} s):"
+        )
         L.append("")
         L.append("| function | own time | cumulative |")
         L.append("|---|---:|---:|")
@@ -473,11 +662,16 @@ def render_profiles(res: dict) -> str:
             L.append(f"| `{r['function']}` | {r['self_pct']}% | {r['cum_pct']}% |")
         L.append("")
     tp = res.get("e2e", {}).get("throughput", {}).get("churnwatch", {})
-    for label, prof in (("throughput run", tp.get("profile")), ("catch-up run (1M subscribers)", res.get("e2e", {}).get("catchup", {}).get("profile"))):
+    for label, prof in (
+        ("throughput run", tp.get("profile")),
+        ("catch-up run (1M subscribers)", res.get("e2e", {}).get("catchup", {}).get("profile")),
+    ):
         if not prof or not prof.get("samples"):
             continue
-        L.append(f"Worker, py-spy ({label}, {prof['samples']} samples over all threads). Where the time goes "
-                 f"(each sample counted once, in the first matching category, `bench.e2e.CATEGORIES`):")
+        L.append(
+            f"Worker, py-spy ({label}, {prof['samples']} samples over all threads). Where the time goes "
+            f"(each sample counted once, in the first matching category, `bench.e2e.CATEGORIES`):"
+        )
         L.append("")
         L.append("| category | share of samples |")
         L.append("|---|---:|")
@@ -511,13 +705,25 @@ def update_readme(res: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny inputs, < 90 s: checks that every benchmark runs (CI smoke test)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny inputs, < 90 s: checks that every benchmark runs (CI smoke test)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the results JSON (default bench/results)")
-    p.add_argument("--only", choices=["hotpath", "sweep", "e2e", "shadow"], action="append", help="run only these sections")
-    p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
-                   help="regenerate bench/README.md's results section (default: in full mode with every section)")
-    p.add_argument("--catchup-events", type=int, metavar="N",
-                   help="events of the catch-up replay (item 5); 20000000 = a whole 1M-subscriber day, measured in full (~15 min)")
+    p.add_argument(
+        "--only", choices=["hotpath", "sweep", "e2e", "shadow"], action="append", help="run only these sections"
+    )
+    p.add_argument(
+        "--readme",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="regenerate bench/README.md's results section (default: in full mode with every section)",
+    )
+    p.add_argument(
+        "--catchup-events",
+        type=int,
+        metavar="N",
+        help="events of the catch-up replay (item 5); 20000000 = a whole 1M-subscriber day, measured in full (~15 min)",
+    )
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     cfg = {**MODES[mode]}
@@ -525,10 +731,16 @@ def main(argv=None) -> int:
         cfg["catchup"] = {**cfg["catchup"], "events": args.catchup_events}
     sections = args.only or ["hotpath", "sweep", "e2e", "shadow"]
     t0 = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     versions = ensure_extras() if "e2e" in sections else {}
-    res: dict = {"mode": mode, "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "versions": versions,
-                 "sections": sections, "targets_goal": TARGETS}
+    res: dict = {
+        "mode": mode,
+        "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "versions": versions,
+        "sections": sections,
+        "targets_goal": TARGETS,
+    }
     work = ROOT / "var" / f"bench-{mode}-{started.strftime('%Y%m%dT%H%M%S')}"
     work.mkdir(parents=True, exist_ok=True)
     ok = True
@@ -538,8 +750,10 @@ def main(argv=None) -> int:
             from .hotpath import bench_service_path
 
             log("[1b] the worker's in-process share per batch, stage by stage")
-            res["service_path"] = {str(b): bench_service_path(cfg["service"]["subs"], cfg["service"]["events"], batch_size=b, log=log)
-                                   for b in (2000, 10_000)}
+            res["service_path"] = {
+                str(b): bench_service_path(cfg["service"]["subs"], cfg["service"]["events"], batch_size=b, log=log)
+                for b in (2000, 10_000)
+            }
         if "sweep" in sections:
             res["sweep"] = run_sweep(cfg)
         if "shadow" in sections:
@@ -551,8 +765,12 @@ def main(argv=None) -> int:
             res["e2e"] = run_e2e(cfg, work)
             tp = res["e2e"]["throughput"]
             errors = {k: tp[k]["error"] for k in ("churnwatch", "bare", "faust", "quix") if tp.get(k, {}).get("error")}
-            if errors or not tp["churnwatch"].get("correct") or not res["e2e"]["catchup"].get("correct") \
-                    or not res["e2e"]["latency"].get("alarms_seen"):
+            if (
+                errors
+                or not tp["churnwatch"].get("correct")
+                or not res["e2e"]["catchup"].get("correct")
+                or not res["e2e"]["latency"].get("alarms_seen")
+            ):
                 ok = False
                 res["errors"] = errors or {"churnwatch": "incorrect run (see results)"}
                 log(f"!! errors: {json.dumps(res['errors'])[:2000]}")
@@ -577,7 +795,9 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True) if ok and mode == "quick" else None
     for t in res["targets"]:
         if t["met"] is not None:
-            log(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt_n(t['value'], t.get('unit', ''))} (goal {fmt_n(t['goal'], t.get('unit', ''))})")
+            log(
+                f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt_n(t['value'], t.get('unit', ''))} (goal {fmt_n(t['goal'], t.get('unit', ''))})"
+            )
     return 0 if ok else 1
 
 

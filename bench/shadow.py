@@ -1,6 +1,6 @@
 """``python -m bench.shadow [--subs N --days D]``: the second-SIM join's added cost per event.
 
-One simulated operator (``stream.simulate``: its competitor traffic, switchers' shadow numbers),
+One simulated operator (``stream.tools.simulate``: its competitor traffic, switchers' shadow numbers),
 replayed in process twice over the same bytes, side by side in one run: the engine with the join
 off (``shadow_enabled = false``) and on (the engine's share: contact extraction, circle
 publications, confirmation; plus stages 1 and 2 in process, as the backtest runs them). Reports
@@ -20,7 +20,7 @@ __all__ = ["bench_shadow"]
 def _replay(raws, cfg, batch_size: int, join: bool) -> dict:
     from stream.engine import Engine
     from stream.engine.shadow import BANDS, ShadowJoin
-    from stream.shadow_service import band_messages, contact_messages
+    from stream.service.shadow import band_messages, contact_messages
 
     state = {"now": 0.0}
     eng = Engine(cfg, clock=lambda: state["now"] + 2 * 86400)
@@ -31,7 +31,7 @@ def _replay(raws, cfg, batch_size: int, join: bool) -> dict:
     last_day = None
     for i in range(0, len(raws), batch_size):
         t0 = time.process_time()
-        batch, _ = eng.decode(raws[i:i + batch_size])
+        batch, _ = eng.decode(raws[i : i + batch_size])
         if len(batch):
             state["now"] = max(state["now"], float(batch.ts.max()))
         ap = eng.apply(batch)
@@ -61,21 +61,30 @@ def _replay(raws, cfg, batch_size: int, join: bool) -> dict:
             t_stage += t2 - t1
             t_engine += t3 - t2
     n = len(raws)
-    out = {"events": n, "engine_cpu_s": round(t_engine, 3), "engine_events_per_s_cpu": round(n / t_engine) if t_engine else None}
+    out = {
+        "events": n,
+        "engine_cpu_s": round(t_engine, 3),
+        "engine_events_per_s_cpu": round(n / t_engine) if t_engine else None,
+    }
     if sj is not None:
-        out.update(stage_cpu_s=round(t_stage, 3), competitor_numbers_sketched=len(sj.peers), band_keys=len(sj.bands),
-                   contact_records_per_1k_events=round(1000 * n_contacts / n, 2),
-                   band_records_per_1k_events_subscribers=round(1000 * n_bands / n, 2),
-                   band_records_per_1k_events_numbers=round(1000 * BANDS * sj.x_publications / n, 2),
-                   engine_envelopes_per_1k_events_12_partitions=round(1000 * n_env / n, 2),
-                   evidence_messages=n_evidence,
-                   subscribers=len(eng), shadows_confirmed=sum(1 for m in eng._row if eng.state_of(m)["shadow"][0] != 0))
+        out.update(
+            stage_cpu_s=round(t_stage, 3),
+            competitor_numbers_sketched=len(sj.peers),
+            band_keys=len(sj.bands),
+            contact_records_per_1k_events=round(1000 * n_contacts / n, 2),
+            band_records_per_1k_events_subscribers=round(1000 * n_bands / n, 2),
+            band_records_per_1k_events_numbers=round(1000 * BANDS * sj.x_publications / n, 2),
+            engine_envelopes_per_1k_events_12_partitions=round(1000 * n_env / n, 2),
+            evidence_messages=n_evidence,
+            subscribers=len(eng),
+            shadows_confirmed=sum(1 for m in eng if eng.state_of(m)["shadow"][0] != 0),
+        )
     return out
 
 
 def bench_shadow(subs: int, days: int, seed: int = 5, batch_size: int = 5000, log=print) -> dict:
     from stream.engine import EngineConfig
-    from stream.simulate import generate
+    from stream.tools.simulate import generate
 
     log(f"[shadow] simulating {subs:,} subscribers x {days} days (seed {seed})")
     events, _ = generate(subs, days, seed, fmt="records", malformed_rate=0.0)
@@ -85,17 +94,27 @@ def bench_shadow(subs: int, days: int, seed: int = 5, batch_size: int = 5000, lo
     n = len(raws)
     added_engine = 1e6 * (on["engine_cpu_s"] - off["engine_cpu_s"]) / n
     added_stage = 1e6 * on["stage_cpu_s"] / n
-    res = {"subscribers": subs, "days": days, "seed": seed, "batch_size": batch_size, "off": off, "on": on,
-           "added_us_per_event_engine": round(added_engine, 3), "added_us_per_event_stages": round(added_stage, 3),
-           "added_us_per_event_total": round(added_engine + added_stage, 3),
-           "base_us_per_event": round(1e6 * off["engine_cpu_s"] / n, 3),
-           "ratio_on_to_off": round((off["engine_cpu_s"]) / (on["engine_cpu_s"] + on["stage_cpu_s"]), 3)}
-    log(f"    off {off['engine_events_per_s_cpu']:,} ev/s | on: engine {on['engine_events_per_s_cpu']:,} ev/s + stages "
+    res = {
+        "subscribers": subs,
+        "days": days,
+        "seed": seed,
+        "batch_size": batch_size,
+        "off": off,
+        "on": on,
+        "added_us_per_event_engine": round(added_engine, 3),
+        "added_us_per_event_stages": round(added_stage, 3),
+        "added_us_per_event_total": round(added_engine + added_stage, 3),
+        "base_us_per_event": round(1e6 * off["engine_cpu_s"] / n, 3),
+        "ratio_on_to_off": round((off["engine_cpu_s"]) / (on["engine_cpu_s"] + on["stage_cpu_s"]), 3),
+    }
+    log(
+        f"    off {off['engine_events_per_s_cpu']:,} ev/s | on: engine {on['engine_events_per_s_cpu']:,} ev/s + stages "
         f"{on['stage_cpu_s']} s | added {res['added_us_per_event_total']} us/event on a base of {res['base_us_per_event']} "
         f"(engine {res['added_us_per_event_engine']}, stages {res['added_us_per_event_stages']}) | "
         f"per 1k events: {on['contact_records_per_1k_events']} contact records, {on['band_records_per_1k_events_subscribers']} "
         f"+ {on['band_records_per_1k_events_numbers']} band records, {on['engine_envelopes_per_1k_events_12_partitions']} envelopes "
-        f"from the engine agent (12 partitions, batches of {batch_size})")
+        f"from the engine agent (12 partitions, batches of {batch_size})"
+    )
     return res
 
 

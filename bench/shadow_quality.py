@@ -18,8 +18,8 @@ __all__ = ["measure"]
 
 
 def measure(events: str, truth_path: str, alarms_out: str, config=None) -> dict:
-    from stream import backtest as bt
     from stream.engine import Engine, EngineConfig
+    from stream.tools import backtest as bt
 
     first: dict[str, tuple[int, int]] = {}
     orig = Engine._shadow_features
@@ -48,12 +48,19 @@ def measure(events: str, truth_path: str, alarms_out: str, config=None) -> dict:
         if t["second_sim"] and int(t["second_sim"][-11:]) == x and t["churn_ts"]:
             leads.append(cfg.day_of(float(t["churn_ts"])) - D)
     sw = n["switcher"]
-    return {"shadow_by_archetype": dict(got), "n": dict(n), "switchers": sw, "switchers_own_second_sim": len(leads),
-            "recall_own_second_sim": round(len(leads) / sw, 4) if sw else None,
-            "found_ge7d_before_churn": sum(v >= 7 for v in leads), "found_ge14d_before_churn": sum(v >= 14 for v in leads),
-            "median_days_before_churn": statistics.median(leads) if leads else None,
-            "loyal_false_pairs": got["loyal"], "loyal_false_pair_rate": round(got["loyal"] / n["loyal"], 5) if n["loyal"] else None,
-            "candidates": summary["shadow_evidence"]}
+    return {
+        "shadow_by_archetype": dict(got),
+        "n": dict(n),
+        "switchers": sw,
+        "switchers_own_second_sim": len(leads),
+        "recall_own_second_sim": round(len(leads) / sw, 4) if sw else None,
+        "found_ge7d_before_churn": sum(v >= 7 for v in leads),
+        "found_ge14d_before_churn": sum(v >= 14 for v in leads),
+        "median_days_before_churn": statistics.median(leads) if leads else None,
+        "loyal_false_pairs": got["loyal"],
+        "loyal_false_pair_rate": round(got["loyal"] / n["loyal"], 5) if n["loyal"] else None,
+        "candidates": summary["shadow_evidence"],
+    }
 
 
 def main(argv=None) -> int:

@@ -15,13 +15,13 @@ __all__ = ["main", "COMMANDS"]
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "worker": ("stream.worker", "run the streaming worker (Faust agents over Kafka)"),
-    "backtest": ("stream.backtest", "run the engine over an NDJSON file of events and write alarms"),
-    "simulate": ("stream.simulate", "generate a synthetic operator's events with ground truth"),
-    "report": ("stream.report", "measure alarm quality against simulator ground truth"),
-    "alarms": ("stream.alarms_cli", "read (and --follow) the alarm topic"),
-    "demo": ("stream.demo", "local broker + worker + simulated traffic + live alarms"),
-    "devkafka": ("stream.devkafka_cli", "fetch/start/stop the local Kafka broker"),
+    "worker": ("stream.service.worker", "run the streaming worker (Faust agents over Kafka)"),
+    "backtest": ("stream.tools.backtest", "run the engine over an NDJSON file of events and write alarms"),
+    "simulate": ("stream.tools.simulate", "generate a synthetic operator's events with ground truth"),
+    "report": ("stream.tools.report", "measure alarm quality against simulator ground truth"),
+    "alarms": ("stream.tools.alarms", "read (and --follow) the alarm topic"),
+    "demo": ("stream.tools.demo", "local broker + worker + simulated traffic + live alarms"),
+    "devkafka": ("stream.dev.cli", "fetch/start/stop the local Kafka broker"),
 }
 
 
@@ -34,14 +34,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
     for name, (modname, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(_module=modname)
+        p.set_defaults(command_module=modname)
         if argv and argv[0] != name and not argv[0].startswith("-"):
             continue  # only import the module of the command being run
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("stream."):
-                p.set_defaults(_missing=str(exc))
+                p.set_defaults(command_missing=str(exc))
                 continue
             raise
         mod.add_arguments(p)
@@ -51,9 +51,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    if getattr(args, "_missing", None):
-        parser.error(f"{args.command}: not available in this build ({args._missing})")
-    mod = importlib.import_module(args._module)
+    if getattr(args, "command_missing", None):
+        parser.error(f"{args.command}: not available in this build ({args.command_missing})")
+    mod = importlib.import_module(args.command_module)
     try:
         return int(mod.run(args) or 0)
     except KeyboardInterrupt:

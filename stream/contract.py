@@ -43,7 +43,7 @@ DEFAULT_TOPICS = {
     "alarms": "churn.alarms",
     "deadletter": "churn.deadletter",
 }
-# The second-SIM join's internal routing topics (stream/shadow_service.py) are named after the app
+# The second-SIM join's internal routing topics (stream/service/shadow.py) are named after the app
 # id, like Faust's changelogs: ``<app id>.shadow.contacts`` (keyed by competitor number),
 # ``<app id>.shadow.bands`` (keyed by LSH band), ``<app id>.shadow.evidence`` (keyed by subscriber,
 # co-partitioned with the inputs).

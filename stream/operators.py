@@ -13,7 +13,31 @@ COUNTRY_CODE = "86"
 
 # national-number prefix (after the country code) -> operator code
 DEFAULT_PREFIXES: dict[str, str] = {
-    **{p: "own" for p in ("134", "135", "136", "137", "138", "139", "147", "150", "151", "152", "157", "158", "159", "178", "182", "183", "184", "187", "188", "198")},
+    **{
+        p: "own"
+        for p in (
+            "134",
+            "135",
+            "136",
+            "137",
+            "138",
+            "139",
+            "147",
+            "150",
+            "151",
+            "152",
+            "157",
+            "158",
+            "159",
+            "178",
+            "182",
+            "183",
+            "184",
+            "187",
+            "188",
+            "198",
+        )
+    },
     **{p: "cu" for p in ("130", "131", "132", "145", "155", "156", "166", "175", "176", "185", "186")},
     **{p: "ct" for p in ("133", "149", "153", "173", "177", "180", "181", "189", "191", "199")},
 }
@@ -25,7 +49,7 @@ DEFAULT_OWN_HOTLINES: tuple[str, ...] = ("10086",)
 
 def operator_of(number: str, prefixes: dict[str, str] = DEFAULT_PREFIXES, country_code: str = COUNTRY_CODE) -> str:
     """Operator code for a peer number by prefix; ``"unknown"`` when no prefix matches."""
-    national = number[len(country_code):] if number.startswith(country_code) and len(number) > 11 else number
+    national = number[len(country_code) :] if number.startswith(country_code) and len(number) > 11 else number
     for n in (4, 3):
         op = prefixes.get(national[:n])
         if op is not None:

@@ -40,12 +40,11 @@ Any other ``CHURNWATCH_*`` variable is a misconfiguration and fails start-up.
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 from .contract import DEFAULT_TOPICS, SHADOW_TOPIC_SUFFIXES
 
@@ -60,13 +59,20 @@ _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-
 # identity settings: an empty value is a mistake, never "the default" (it would join another group or topic)
-_NAMES = {"CHURNWATCH_APP_ID", "CHURNWATCH_TOPIC_CALLS", "CHURNWATCH_TOPIC_SMS", "CHURNWATCH_TOPIC_RECHARGES",
-          "CHURNWATCH_TOPIC_PROFILES", "CHURNWATCH_TOPIC_ALARMS", "CHURNWATCH_TOPIC_DEADLETTER"}
+_NAMES = {
+    "CHURNWATCH_APP_ID",
+    "CHURNWATCH_TOPIC_CALLS",
+    "CHURNWATCH_TOPIC_SMS",
+    "CHURNWATCH_TOPIC_RECHARGES",
+    "CHURNWATCH_TOPIC_PROFILES",
+    "CHURNWATCH_TOPIC_ALARMS",
+    "CHURNWATCH_TOPIC_DEADLETTER",
+}
 _APP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _LOG_LEVELS = {"debug", "info", "warn", "warning", "error", "critical"}
 _HOST = re.compile(r"[A-Za-z0-9.:_-]{1,253}|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4 or IPv6 (bare or bracketed)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -117,7 +123,9 @@ class Settings:
             if not host or not port.isdigit():
                 raise SettingsError(f"KAFKA_BOOTSTRAP_SERVERS: {hp!r} is not host:port")
         if self.security_protocol not in _SECURITY_PROTOCOLS:
-            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of {_SECURITY_PROTOCOLS}")
+            raise SettingsError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of {_SECURITY_PROTOCOLS}"
+            )
         if self.security_protocol.startswith("SASL"):
             if self.sasl_mechanism not in _SASL_MECHANISMS:
                 raise SettingsError(f"KAFKA_SASL_MECHANISM={self.sasl_mechanism!r}: expected one of {_SASL_MECHANISMS}")
@@ -146,8 +154,10 @@ class Settings:
         if not 0 <= self.checkpoint_hold_s <= 3600:
             raise SettingsError("CHURNWATCH_CHECKPOINT_HOLD_S must be in [0, 3600]")
         if not self.app_id.strip() or not _APP_ID.fullmatch(self.app_id):
-            raise SettingsError(f"CHURNWATCH_APP_ID={self.app_id!r}: expected letters, digits, '.', '_' or '-' (it names the "
-                                "consumer group and the internal topics; empty would join another deployment's group)")
+            raise SettingsError(
+                f"CHURNWATCH_APP_ID={self.app_id!r}: expected letters, digits, '.', '_' or '-' (it names the "
+                "consumer group and the internal topics; empty would join another deployment's group)"
+            )
         if self.log_level.lower() not in _LOG_LEVELS:
             raise SettingsError(f"CHURNWATCH_LOG_LEVEL={self.log_level!r}: expected one of {sorted(_LOG_LEVELS)}")
         if not _HOST.fullmatch(self.web_host):
@@ -158,8 +168,17 @@ class Settings:
             raise SettingsError("CHURNWATCH_STALL_S must be in (0, 86400]")
         if self.config_path is not None and not Path(self.config_path).is_file():
             raise SettingsError(f"CHURNWATCH_CONFIG={self.config_path!r}: no such file")
-        names = [self.topic_calls, self.topic_sms, self.topic_recharges, self.topic_profiles, self.topic_alarms, self.topic_deadletter,
-                 self.topic_shadow_contacts, self.topic_shadow_bands, self.topic_shadow_evidence]
+        names = [
+            self.topic_calls,
+            self.topic_sms,
+            self.topic_recharges,
+            self.topic_profiles,
+            self.topic_alarms,
+            self.topic_deadletter,
+            self.topic_shadow_contacts,
+            self.topic_shadow_bands,
+            self.topic_shadow_evidence,
+        ]
         if len(set(names)) != len(names):
             raise SettingsError(f"topic names must be distinct: {names}")
 
@@ -177,15 +196,21 @@ class Settings:
         """Keyword arguments for aiokafka clients (producer/consumer/admin), security included."""
         kw: dict = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL"):
-            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username, sasl_plain_password=self.sasl_password)
+            kw.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
         if "SSL" in self.security_protocol:
             from aiokafka.helpers import create_ssl_context
 
-            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile)
+            kw["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
         return kw
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         unknown = sorted(k for k in env if k.startswith("CHURNWATCH_") and k not in ENV_VARS and k not in _TOOLING_VARS)
         if unknown:
@@ -195,8 +220,10 @@ class Settings:
         for var, name in ENV_VARS.items():
             raw = env.get(var)
             if raw == "" and var in _NAMES:
-                raise SettingsError(f"{var} is set but empty: it names a consumer group or a topic (unset it for the default "
-                                    f"{getattr(cls, name)!r})")
+                raise SettingsError(
+                    f"{var} is set but empty: it names a consumer group or a topic (unset it for the default "
+                    f"{getattr(cls, name)!r})"
+                )
             if raw is None or raw == "":
                 continue
             typ = types[name]
@@ -251,4 +278,9 @@ ENV_VARS: dict[str, str] = {
 }
 
 # Variables read by the dev tooling (devkafka, tests), not by the worker.
-_TOOLING_VARS = {"CHURNWATCH_KAFKA_CACHE", "CHURNWATCH_KAFKA_VAR", "CHURNWATCH_DEVKAFKA_PORT", "CHURNWATCH_TEST_KAFKA_PORT"}
+_TOOLING_VARS = {
+    "CHURNWATCH_KAFKA_CACHE",
+    "CHURNWATCH_KAFKA_VAR",
+    "CHURNWATCH_DEVKAFKA_PORT",
+    "CHURNWATCH_TEST_KAFKA_PORT",
+}

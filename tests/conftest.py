@@ -1,5 +1,5 @@
 """Shared fixtures. The Kafka broker is real: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the local
-KRaft broker that ``stream.devkafka`` assembles from Maven Central, started once per session on
+KRaft broker that ``stream.dev.kafka`` assembles from Maven Central, started once per session on
 its own port and data dir (so a running demo broker is never touched) and stopped at the end."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from stream.devkafka import LocalKafka
+from stream.dev.kafka import LocalKafka
 
 TEST_KAFKA_PORT = int(os.environ.get("CHURNWATCH_TEST_KAFKA_PORT", "19192"))
 

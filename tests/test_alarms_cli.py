@@ -10,15 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from stream.alarms_cli import COLUMNS, _ndjson_line, format_header, format_row, format_table, parse_record
 from stream.contract import alarm_id
+from stream.tools.alarms import COLUMNS, _ndjson_line, format_header, format_row, format_table, parse_record
 
 ROOT = Path(__file__).resolve().parent.parent
 ALARM_SCHEMA = json.loads((ROOT / "schemas" / "alarm.schema.json").read_text(encoding="utf-8"))
@@ -67,11 +67,11 @@ def test_format_row_names_the_masked_second_sim():
 
 def test_format_row_tolerates_missing_and_malformed_fields():
     # a trusted topic can still carry an old or odd record: show '?' and never raise
-    row = format_row({"msisdn": "8613800001234", "score": "high", "signals": "x", "event_time": True}, tz=timezone.utc)
+    row = format_row({"msisdn": "8613800001234", "score": "high", "signals": "x", "event_time": True}, tz=UTC)
     cells = row.split()
     assert cells == ["?", "*********1234", "?", "?", "?", "?", "?"]
-    assert format_row({}, tz=timezone.utc).split() == ["?"] * 7
-    assert format_row({"event_time": 1e20, "signals": []}, tz=timezone.utc).split()[0] == "?"  # out of range
+    assert format_row({}, tz=UTC).split() == ["?"] * 7
+    assert format_row({"event_time": 1e20, "signals": []}, tz=UTC).split()[0] == "?"  # out of range
     assert format_row({"signals": []}).split()[-1] == "-"  # no signals (e.g. recovered)
     assert format_row({"signals": [{"value": 1}, 7]}).split()[-1] == "?,?"
 
@@ -82,7 +82,7 @@ def test_columns_are_aligned_across_rows():
         make_alarm(2, phase="recovered", signals=[], reason="unknown", value_tier="low", score=0.1),
         dict(make_alarm(3, phase="churned"), msisdn="12345"),  # short msisdn
     ]
-    lines = format_table(records, tz=timezone.utc).splitlines()
+    lines = format_table(records, tz=UTC).splitlines()
     assert lines[0] == format_header() and lines[0].split() == [title for title, _ in COLUMNS]
     starts = []
     pos = 0
@@ -144,7 +144,9 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.close()
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes], partition: int | None = None, keys: list[bytes] | None = None) -> None:
+async def produce(
+    bootstrap: str, topic: str, values: list[bytes], partition: int | None = None, keys: list[bytes] | None = None
+) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -164,7 +166,9 @@ async def test_ndjson_max_passes_records_through_and_skips_garbage(kafka_bootstr
     records = [make_alarm(i, previous_phase="warning") for i in range(4)]
     values = [orjson.dumps(r) for r in records]
     # garbage in second place: reported and skipped, not counted towards --max
-    await produce(kafka_bootstrap, topic, [values[0], b"{not json", values[1], b"[1,2]", values[2], values[3]], partition=0)
+    await produce(
+        kafka_bootstrap, topic, [values[0], b"{not json", values[1], b"[1,2]", values[2], values[3]], partition=0
+    )
 
     proc = run_cli(kafka_bootstrap, "--topic", topic, "--max", "3", "--format", "ndjson")
     assert proc.returncode == 0, proc.stderr.decode()
@@ -183,7 +187,9 @@ async def test_reads_all_partitions_and_exits_when_caught_up(kafka_bootstrap, un
     topic = f"test.alarms.{unique}"
     await create_topic(kafka_bootstrap, topic, 3)
     records = [make_alarm(i) for i in range(7)]
-    await produce(kafka_bootstrap, topic, [orjson.dumps(r) for r in records], keys=[r["msisdn"].encode() for r in records])
+    await produce(
+        kafka_bootstrap, topic, [orjson.dumps(r) for r in records], keys=[r["msisdn"].encode() for r in records]
+    )
 
     # piped stdout + --format auto = NDJSON; no --max: stops at the end offsets seen at start
     proc = run_cli(kafka_bootstrap, "--topic", topic)
@@ -210,7 +216,14 @@ async def test_table_output(kafka_bootstrap, unique):
     await create_topic(kafka_bootstrap, topic, 1)
     records = [
         make_alarm(1),
-        make_alarm(2, phase="warning", signals=[{"name": "silence", "value": 9, "threshold": 7}], reason="low_usage", value_tier="mid", score=0.4),
+        make_alarm(
+            2,
+            phase="warning",
+            signals=[{"name": "silence", "value": 9, "threshold": 7}],
+            reason="low_usage",
+            value_tier="mid",
+            score=0.4,
+        ),
         make_alarm(3, phase="recovered", signals=[], reason="unknown", value_tier="low", score=0.05),
     ]
     await produce(kafka_bootstrap, topic, [orjson.dumps(r) for r in records], partition=0)
@@ -223,7 +236,14 @@ async def test_table_output(kafka_bootstrap, unique):
     assert len(lines) == 4
     for rec in records:
         assert rec["msisdn"] not in out  # masked
-    assert lines[1].split()[1:] == ["*********0001", "alarm", "high", "0.51", "competitor_switch", "competitor_hotline,traffic_drop"]
+    assert lines[1].split()[1:] == [
+        "*********0001",
+        "alarm",
+        "high",
+        "0.51",
+        "competitor_switch",
+        "competitor_hotline,traffic_drop",
+    ]
     assert lines[2].split()[1:] == ["*********0002", "warning", "mid", "0.40", "low_usage", "silence"]
     assert lines[3].split()[1:] == ["*********0003", "recovered", "low", "0.05", "unknown", "-"]
     # the time column is the local ISO time with its offset, the same as the pure formatter's
@@ -312,6 +332,8 @@ def test_unreachable_broker_is_a_clean_error():
 
 def test_bad_settings_exit_2(tmp_path):
     env = dict(cli_env("127.0.0.1:1"), CHURNWATCH_NO_SUCH_SETTING="1")
-    proc = subprocess.run([sys.executable, "-m", "stream.cli", "alarms"], env=env, cwd=ROOT, capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "alarms"], env=env, cwd=ROOT, capture_output=True, timeout=60
+    )
     assert proc.returncode == 2
     assert b"CHURNWATCH_NO_SUCH_SETTING" in proc.stderr

@@ -24,8 +24,15 @@ def test_quick_bench_runs_and_writes_results(kafka_bootstrap, tmp_path):
     # its own process group: on a timeout the bench's worker children go too (a killed bench.run
     # alone left its worker spinning against the stopped test broker); ~90 s when the machine is
     # quiet, over 300 s seen under load
-    proc = subprocess.Popen([sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path), "--no-readme"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path), "--no-readme"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=900)
     except subprocess.TimeoutExpired:
@@ -39,13 +46,21 @@ def test_quick_bench_runs_and_writes_results(kafka_bootstrap, tmp_path):
     sh = res["shadow"]
     assert sh["on"]["events"] == sh["off"]["events"] > 0 and "added_us_per_event_total" in sh
     hot = res["hotpath"][0]
-    assert {"engine_events_per_s_cpu", "ceiling_events_per_s_cpu", "reference_events_per_s_cpu",
-            "ratio_to_ceiling", "ratio_to_reference", "state_bytes_per_subscriber"} <= hot.keys()
+    assert {
+        "engine_events_per_s_cpu",
+        "ceiling_events_per_s_cpu",
+        "reference_events_per_s_cpu",
+        "ratio_to_ceiling",
+        "ratio_to_reference",
+        "state_bytes_per_subscriber",
+    } <= hot.keys()
     assert res["sweep"]["measured"] and "sweep_s_per_million" in res["sweep"]["measured"][0]
     e2e = res["e2e"]
     assert {"throughput", "latency", "catchup"} <= e2e.keys()
     tp = e2e["throughput"]
-    names = ("churnwatch", "bare", "faust") + (() if e2e.get("quix_skipped") else ("quix",))  # quix: only if installable
+    names = ("churnwatch", "bare", "faust") + (
+        () if e2e.get("quix_skipped") else ("quix",)
+    )  # quix: only if installable
     for name in names:
         assert tp[name]["error"] is None, tp[name]["error"]
         assert tp[name]["events_per_s"] > 0
@@ -60,7 +75,7 @@ def test_shadow_quality_measure_runs(tmp_path):
     """bench.shadow_quality (the README's "second SIM found" figures) runs on a small population
     and accounts for every archetype; no rate is asserted."""
     from bench.shadow_quality import measure
-    from stream.simulate import generate, write_truth
+    from stream.tools.simulate import generate, write_truth
 
     events, truth = generate(300, 40, 3, fmt="bytes")
     (tmp_path / "sim.ndjson").write_bytes(b"".join(e + b"\n" for e in events))

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.devkafka import broker_answers
+from stream.dev.kafka import broker_answers
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,9 @@ async def test_roundtrip_produce_consume(kafka_bootstrap, unique):
         await producer.flush()
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
     await consumer.start()
     got: dict[bytes, bytes] = {}
     partitions_by_key: dict[bytes, set[int]] = {}
@@ -91,10 +93,20 @@ async def test_faust_app_boots_and_creates_topics(kafka_bootstrap, unique, tmp_p
         await admin.create_topics([NewTopic(out, num_partitions=4, replication_factor=1)])
     finally:
         await admin.close()
-    env = {**os.environ, "APP_ID": app_id, "BOOTSTRAP": kafka_bootstrap, "SRC": src, "OUT": out, "PYTHONPATH": str(tmp_path)}
+    env = {
+        **os.environ,
+        "APP_ID": app_id,
+        "BOOTSTRAP": kafka_bootstrap,
+        "SRC": src,
+        "OUT": out,
+        "PYTHONPATH": str(tmp_path),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "bootapp", "worker", "-l", "warn", "--without-web"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)

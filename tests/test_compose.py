@@ -131,7 +131,11 @@ def test_ports_are_published_on_loopback_only(services):
     """The worker's views, the broker, Prometheus and Grafana are not exposed beyond the host."""
     for name, svc in services.items():
         for port in svc.get("ports", []):
-            spec = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}:{port.get('target')}"
+            spec = (
+                port
+                if isinstance(port, str)
+                else f"{port.get('host_ip', '')}:{port.get('published')}:{port.get('target')}"
+            )
             assert spec.startswith("127.0.0.1:"), (name, spec)
 
 
@@ -160,7 +164,9 @@ def test_worker_data_dir_is_a_volume(compose, services):
     assert source, f"no volume at CHURNWATCH_DATA_DIR={s.data_dir}"
     assert source in (compose.get("volumes") or {}), "the worker's state should survive a container restart"
     kafka_data = env_of(services["kafka"])["KAFKA_LOG_DIRS"]
-    assert mounts(services["kafka"]).get(kafka_data) in compose["volumes"], "broker data must live as long as the worker's"
+    assert mounts(services["kafka"]).get(kafka_data) in compose["volumes"], (
+        "broker data must live as long as the worker's"
+    )
 
 
 def test_worker_port_is_exposed_and_published(services):
@@ -279,7 +285,9 @@ def _dashboard(services) -> dict:
 
 def test_dashboard_panels(services):
     _, provisioning = _grafana_files(services)
-    ds_uid = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text(encoding="utf-8"))["datasources"][0]["uid"]
+    ds_uid = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text(encoding="utf-8"))[
+        "datasources"
+    ][0]["uid"]
     dash = _dashboard(services)
     assert dash["uid"] and dash["title"]
     exprs = []
@@ -299,7 +307,7 @@ def test_dashboard_panels(services):
 
 def _exposed_series() -> dict[str, set[str]]:
     """Series name -> label names, from the service's own Metrics object (a fresh registry)."""
-    metrics_mod = pytest.importorskip("stream.metrics")
+    metrics_mod = pytest.importorskip("stream.service.metrics")
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics import MetricWrapperBase
 
@@ -367,7 +375,11 @@ def test_dockerfile_defaults_are_known_settings():
 
 
 def test_dockerignore_keeps_the_build_inputs():
-    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     for needed in ("stream", "pyproject.toml", "README.md"):
         assert not any(PurePosixPath(needed).match(pat) or pat.rstrip("/") == needed for pat in lines), needed
     for heavy in (".git", ".venv", "var", ".cache"):
@@ -383,9 +395,9 @@ def test_demo_simulator_command_parses(services):
     command = sim["command"] if isinstance(sim["command"], list) else shlex.split(sim["command"])
     argv = entry + command
     assert argv[:2] == ["churnwatch", "simulate"] and "--kafka" in argv
-    simulate = pytest.importorskip("stream.simulate")
+    simulate = pytest.importorskip("stream.tools.simulate")
     parser = argparse.ArgumentParser()
     simulate.add_arguments(parser)
     args = parser.parse_args(argv[2:])
     assert args.kafka
-    assert importlib.import_module("stream.cli").COMMANDS["simulate"][0] == "stream.simulate"
+    assert importlib.import_module("stream.cli").COMMANDS["simulate"][0] == "stream.tools.simulate"

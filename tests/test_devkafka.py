@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from stream import devkafka
-from stream.devkafka import LocalKafka, broker_answers
+from stream.dev import kafka as devkafka
+from stream.dev.kafka import LocalKafka, broker_answers
 
 ROOT = devkafka.ROOT
 
@@ -27,7 +27,13 @@ def test_jar_cache_is_complete_and_ignored():
 
 def test_env_override_starts_nothing(kafka_bootstrap):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
-    out = subprocess.run([sys.executable, "-m", "stream.devkafka", "start", "--port", "19999"], env=env, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "stream.dev.kafka", "start", "--port", "19999"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert "starting nothing" in out.stdout
     assert not (devkafka.VAR_DIR / "kafka-19999" / "kafka.pid").exists()

@@ -7,8 +7,8 @@ import json
 import orjson
 import pytest
 
-from stream import report
-from stream.simulate import simulation_start_ts, write_truth
+from stream.tools import report
+from stream.tools.simulate import simulation_start_ts, write_truth
 
 S0 = simulation_start_ts()
 DAY = 86400
@@ -21,11 +21,16 @@ def _t(day: float) -> int:
 
 def _truth_row(msisdn, archetype, churn_day=None, stop=False):
     return {
-        "msisdn": msisdn, "archetype": archetype,
+        "msisdn": msisdn,
+        "archetype": archetype,
         "churn_day": "" if churn_day is None else churn_day,
         "churn_ts": "" if churn_day is None else _t(churn_day),
         "stop_day": churn_day if stop else "",
-        "plan": "prepaid", "arpu": 50.0, "tenure": 400, "second_sim": "", "notes": "",
+        "plan": "prepaid",
+        "arpu": 50.0,
+        "tenure": 400,
+        "second_sim": "",
+        "notes": "",
     }
 
 
@@ -41,29 +46,45 @@ TRUTH = (
 
 
 def _a(msisdn, phase, day, reason="unknown"):
-    return {"alarm_id": f"{msisdn}-{phase}-{day}", "msisdn": msisdn, "phase": phase, "score": 0.5, "signals": [],
-            "reason": reason, "value_tier": "mid", "event_time": _t(day), "emitted_at": _t(day) + 5, "schema_version": 1}
+    return {
+        "alarm_id": f"{msisdn}-{phase}-{day}",
+        "msisdn": msisdn,
+        "phase": phase,
+        "score": 0.5,
+        "signals": [],
+        "reason": reason,
+        "value_tier": "mid",
+        "event_time": _t(day),
+        "emitted_at": _t(day) + 5,
+        "schema_version": 1,
+    }
 
 
 ALARMS = [
     # loyal: L1 warned then alarmed, L2 warned, L3 warned and recovered
-    _a("8613800000001", "warning", 20), _a("8613800000001", "alarm", 22),
+    _a("8613800000001", "warning", 20),
+    _a("8613800000001", "alarm", 22),
     _a("8613800000002", "warning", 30),
-    _a("8613800000003", "warning", 40), _a("8613800000003", "recovered", 45),
+    _a("8613800000003", "warning", 40),
+    _a("8613800000003", "recovered", 45),
     # migrants: M1 seasonal, M2 wrongly a competitor switch
     _a("8613800000101", "warning", 50, "seasonal"),
     _a("8613800000102", "warning", 50, "competitor_switch"),
     # switchers (churn day 60)
-    _a("8613800000201", "warning", 40, "competitor_switch"), _a("8613800000201", "alarm", 50, "competitor_switch"),
+    _a("8613800000201", "warning", 40, "competitor_switch"),
+    _a("8613800000201", "alarm", 50, "competitor_switch"),
     _a("8613800000202", "warning", 55),
-    _a("8613800000203", "warning", 30), _a("8613800000203", "recovered", 35),
-    _a("8613800000203", "warning", 52), _a("8613800000203", "alarm", 58),
+    _a("8613800000203", "warning", 30),
+    _a("8613800000203", "recovered", 35),
+    _a("8613800000203", "warning", 52),
+    _a("8613800000203", "alarm", 58),
     _a("8613800000204", "churned", 62),
     # drifters (churn day 70)
     _a("8613800000301", "warning", 50, "low_usage"),
     _a("8613800000302", "alarm", 65, "low_usage"),
     # lapser (churn day 80)
-    _a("8613800000401", "warning", 60, "arrears"), _a("8613800000401", "alarm", 70, "arrears"),
+    _a("8613800000401", "warning", 60, "arrears"),
+    _a("8613800000401", "alarm", 70, "arrears"),
     # silent porters: stop day 50 (three) and 85
     _a("8613800000501", "churned", 53),
     _a("8613800000502", "warning", 60),
@@ -131,8 +152,15 @@ def test_precision_by_phase(metrics):
 def test_silent_porters_time_to_flag(metrics):
     sp = metrics["silent_porters"]
     # delays 3 (churned record), 10 (warning), never, 1 (stopped 5 days before the end: censored)
-    assert sp == {"n": 4, "observable_7d": 3, "observable_14d": 3, "flagged_within_7d": 1 / 3,
-                  "flagged_within_14d": 2 / 3, "median_days_to_flag": 3, "never_flagged": 1}
+    assert sp == {
+        "n": 4,
+        "observable_7d": 3,
+        "observable_14d": 3,
+        "flagged_within_7d": 1 / 3,
+        "flagged_within_14d": 2 / 3,
+        "median_days_to_flag": 3,
+        "never_flagged": 1,
+    }
     assert metrics["porter_delays_days"] == [1, 3, 10]
 
 
@@ -140,7 +168,9 @@ def test_open_episode_at_stop_counts_as_flagged_at_once():
     truth = [_parsed(_truth_row("8613800000501", "silent_porter", 50, stop=True))]
     m = report.compute_metrics([_a("8613800000501", "warning", 48)], truth, period_end_ts=END)
     assert m["silent_porters"]["median_days_to_flag"] == 0 and m["silent_porters"]["flagged_within_7d"] == 1
-    m = report.compute_metrics([_a("8613800000501", "warning", 40), _a("8613800000501", "recovered", 45)], truth, period_end_ts=END)
+    m = report.compute_metrics(
+        [_a("8613800000501", "warning", 40), _a("8613800000501", "recovered", 45)], truth, period_end_ts=END
+    )
     assert m["silent_porters"]["never_flagged"] == 1
 
 
@@ -155,7 +185,11 @@ def test_targets_and_table(metrics):
 
 def test_all_targets_pass_for_a_perfect_engine():
     truth = [_parsed(r) for r in TRUTH]
-    alarms = [_a(r["msisdn"], "alarm", r["churn_day"] - 20, "competitor_switch") for r in truth if r["archetype"] in report.EARLY_CHURNERS]
+    alarms = [
+        _a(r["msisdn"], "alarm", r["churn_day"] - 20, "competitor_switch")
+        for r in truth
+        if r["archetype"] in report.EARLY_CHURNERS
+    ]
     alarms += [_a(r["msisdn"], "churned", r["churn_day"] + 2) for r in truth if r["archetype"] == "silent_porter"]
     m = report.compute_metrics(alarms, truth, period_end_ts=END)
     assert all(x["ok"] for x in m["targets"])
@@ -170,7 +204,22 @@ def test_png_and_cli(tmp_path, capsys):
     truth = tmp_path / "truth.csv"
     write_truth(truth, TRUTH)
     out_json = tmp_path / "m.json"
-    assert main(["report", "--alarms", str(alarms), "--truth", str(truth), "--json", str(out_json), "--period-end-ts", str(END)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--alarms",
+                str(alarms),
+                "--truth",
+                str(truth),
+                "--json",
+                str(out_json),
+                "--period-end-ts",
+                str(END),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "targets:" in text
     png = tmp_path / "alarms.png"  # default: next to the alarms file

@@ -194,7 +194,13 @@ def test_contract_alarm_id_and_vocabulary_produce_valid_alarms():
     for phase in contract.ALARM_PHASES:
         for reason in contract.REASONS:
             for tier in contract.TIERS:
-                rec = dict(base, phase=phase, reason=reason, value_tier=tier, alarm_id=contract.alarm_id(base["msisdn"], phase, 20415))
+                rec = dict(
+                    base,
+                    phase=phase,
+                    reason=reason,
+                    value_tier=tier,
+                    alarm_id=contract.alarm_id(base["msisdn"], phase, 20415),
+                )
                 rec["signals"] = [{"name": s, "value": 1.0, "threshold": 0.5} for s in contract.SIGNALS]
                 v.validate(rec)
     assert contract.alarm_id("8613800001234", "alarm", 20415) == contract.alarm_id("8613800001234", "alarm", 20415)

@@ -17,7 +17,14 @@ def test_defaults_match_the_contract():
 
 
 def test_env_values_are_typed():
-    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "h1:9092,h2:9093", "CHURNWATCH_PARTITIONS": "6", "CHURNWATCH_BATCH_TIMEOUT_S": "0.25", "CHURNWATCH_STORE": "memory://"})
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "h1:9092,h2:9093",
+            "CHURNWATCH_PARTITIONS": "6",
+            "CHURNWATCH_BATCH_TIMEOUT_S": "0.25",
+            "CHURNWATCH_STORE": "memory://",
+        }
+    )
     assert (s.partitions, s.batch_timeout_s, s.store) == (6, 0.25, "memory://")
 
 
@@ -43,9 +50,11 @@ def test_misconfiguration_fails_with_a_clear_message(env, needle):
 
 
 def test_commit_cadence_reaches_the_faust_app():
-    from stream.service import ChurnService
+    from stream.service.churn import ChurnService
 
-    s = Settings.from_env({"CHURNWATCH_COMMIT_INTERVAL_S": "2.5", "CHURNWATCH_COMMIT_EVERY": "777", "CHURNWATCH_STORE": "memory://"})
+    s = Settings.from_env(
+        {"CHURNWATCH_COMMIT_INTERVAL_S": "2.5", "CHURNWATCH_COMMIT_EVERY": "777", "CHURNWATCH_STORE": "memory://"}
+    )
     conf = ChurnService(s).app.conf
     assert (conf.broker_commit_interval, conf.broker_commit_every) == (2.5, 777)
 
@@ -56,7 +65,18 @@ def test_every_env_var_maps_to_a_field():
 
 
 def test_sasl_settings_reach_the_client_kwargs():
-    s = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "s3cr3t-pw"})
+    s = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+            "KAFKA_SASL_USERNAME": "u",
+            "KAFKA_SASL_PASSWORD": "s3cr3t-pw",
+        }
+    )
     kw = s.kafka_client_kwargs()
-    assert kw["sasl_mechanism"] == "SCRAM-SHA-256" and kw["sasl_plain_username"] == "u" and kw["security_protocol"] == "SASL_PLAINTEXT"
+    assert (
+        kw["sasl_mechanism"] == "SCRAM-SHA-256"
+        and kw["sasl_plain_username"] == "u"
+        and kw["security_protocol"] == "SASL_PLAINTEXT"
+    )
     assert "s3cr3t-pw" not in repr(s)  # the password never shows in logs

@@ -13,8 +13,8 @@ import numpy as np
 import orjson
 import pytest
 
-from stream import simulate
-from stream.simulate import ARCHETYPES, DAY_S, generate, simulation_start_ts
+from stream.tools import simulate
+from stream.tools.simulate import DAY_S, generate, simulation_start_ts
 
 N, DAYS, SEED = 1500, 70, 11
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -48,7 +48,14 @@ def test_deterministic_for_a_seed():
 def test_archetype_mix_is_exact_and_truth_is_consistent(sim):
     _, _, _, truth = sim
     counts = collections.Counter(r["archetype"] for r in truth)
-    assert counts == {"loyal": 1200, "switcher": 90, "silent_porter": 45, "seasonal_migrant": 60, "drifter": 45, "prepaid_lapser": 60}
+    assert counts == {
+        "loyal": 1200,
+        "switcher": 90,
+        "silent_porter": 45,
+        "seasonal_migrant": 60,
+        "drifter": 45,
+        "prepaid_lapser": 60,
+    }
     assert len({r["msisdn"] for r in truth}) == N
     start = simulation_start_ts()
     for r in truth:
@@ -122,7 +129,11 @@ def test_switchers_dial_a_rival_hotline_and_a_shadow_takes_over(sim):
     shadows = {r["second_sim"]: r for r in switchers}
     shadow_in = collections.Counter(e["peer"] for e in events if e.get("peer") in shadows and e["direction"] == "in")
     for r in switchers:
-        hot = [e for e in per[r["msisdn"]] if e["type"] == "call" and e["direction"] == "out" and e["peer"] in ("10010", "10000")]
+        hot = [
+            e
+            for e in per[r["msisdn"]]
+            if e["type"] == "call" and e["direction"] == "out" and e["peer"] in ("10010", "10000")
+        ]
         if "hotline=" in r["notes"]:
             assert hot and all(e["ts"] < r["churn_ts"] for e in hot)
             rival = dict(kv.split("=", 1) for kv in r["notes"].split(";"))["rival"]
@@ -239,7 +250,11 @@ def test_own_to_own_calls_have_both_cdrs(sim):
     ins = collections.Counter()
     for e in events:
         if e.get("type") == "call" and e["peer"] in ours and e["msisdn"] in ours:
-            k = (e["msisdn"], e["peer"], e["ts"], e["duration_s"]) if e["direction"] == "out" else (e["peer"], e["msisdn"], e["ts"], e["duration_s"])
+            k = (
+                (e["msisdn"], e["peer"], e["ts"], e["duration_s"])
+                if e["direction"] == "out"
+                else (e["peer"], e["msisdn"], e["ts"], e["duration_s"])
+            )
             (outs if e["direction"] == "out" else ins)[k] += 1
     assert len(outs) > 1000
     # every "in" between two of ours has its "out"; nearly every "out" its "in" (ported peers lack it)
@@ -253,7 +268,9 @@ def test_contact_circles_are_concentrated(sim):
     for e in events:
         if e.get("type") == "call" and e["direction"] == "out":
             per_peer[e["msisdn"]][e["peer"]] += 1
-    top3 = [sum(c for _, c in cnt.most_common(3)) / sum(cnt.values()) for cnt in per_peer.values() if sum(cnt.values()) > 50]
+    top3 = [
+        sum(c for _, c in cnt.most_common(3)) / sum(cnt.values()) for cnt in per_peer.values() if sum(cnt.values()) > 50
+    ]
     assert np.median(top3) > 0.4  # most traffic goes to a few close contacts
     sizes = [len(cnt) for cnt in per_peer.values()]
     assert max(sizes) > 3 * np.median(sizes)  # heavy-tailed circle sizes
@@ -313,7 +330,10 @@ def test_every_wellformed_event_follows_the_contract(sim):
 
         schemas = {p.name: json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")}
         registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
-        validators = {t: jsonschema.Draft202012Validator(schemas[f"{t}.schema.json"], registry=registry) for t in ("call", "sms", "recharge", "profile")}
+        validators = {
+            t: jsonschema.Draft202012Validator(schemas[f"{t}.schema.json"], registry=registry)
+            for t in ("call", "sms", "recharge", "profile")
+        }
         rng = np.random.default_rng(0)
         sample = [events[i] for i in rng.choice(len(events), 4000, replace=False)]
         for t in ("call", "sms", "recharge", "profile"):  # every kind at least a few times
@@ -370,7 +390,24 @@ def test_cli_writes_events_and_truth(tmp_path):
     from stream.cli import main
 
     out, truth = tmp_path / "ev.ndjson", tmp_path / "truth.csv"
-    assert main(["simulate", "--subscribers", "100", "--days", "10", "--seed", "2", "--out", str(out), "--truth", str(truth)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--subscribers",
+                "100",
+                "--days",
+                "10",
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+                "--truth",
+                str(truth),
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(truth.open()))
     assert len(rows) == 100 and list(rows[0]) == list(simulate.TRUTH_FIELDS)
     assert sum(1 for _ in out.open("rb")) > 100 * 10
@@ -399,8 +436,19 @@ def test_produce_to_kafka_lands_on_the_right_topics(kafka_bootstrap, unique):
     async def go():
         sent = await simulate.produce_to_kafka(iter(recs), settings, rate=0, progress=False)
         assert sent == len(recs)
-        topics = {settings.topic_calls: "calls", settings.topic_sms: "sms", settings.topic_recharges: "recharges", settings.topic_profiles: "profiles"}
-        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=f"g-{unique}", enable_auto_commit=False)
+        topics = {
+            settings.topic_calls: "calls",
+            settings.topic_sms: "sms",
+            settings.topic_recharges: "recharges",
+            settings.topic_profiles: "profiles",
+        }
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=f"g-{unique}",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         got = collections.Counter()
         parts = collections.defaultdict(set)
@@ -425,7 +473,9 @@ def test_produce_to_kafka_lands_on_the_right_topics(kafka_bootstrap, unique):
                         except (AssertionError, KeyError, TypeError):
                             assert kind == "calls"  # malformed lines go to the calls topic
                             continue
-                        assert {"call": "calls", "sms": "sms", "recharge": "recharges", "profile": "profiles"}[obj["type"]] == kind
+                        assert {"call": "calls", "sms": "sms", "recharge": "recharges", "profile": "profiles"}[
+                            obj["type"]
+                        ] == kind
                         assert obj["msisdn"].encode() == m.key
             for t in topics:
                 assert len(consumer.partitions_for_topic(t)) == 3  # created with Settings.partitions
@@ -458,13 +508,38 @@ def test_cli_kafka_mode_with_a_copy(kafka_bootstrap, unique, tmp_path, monkeypat
     for kind in ("CALLS", "SMS", "RECHARGES", "PROFILES", "ALARMS", "DEADLETTER"):
         monkeypatch.setenv(f"CHURNWATCH_TOPIC_{kind}", f"cli-{kind.lower()}-{unique}")
     copy = tmp_path / "sent.ndjson"
-    assert main(["simulate", "--kafka", "--subscribers", "20", "--days", "3", "--seed", "9", "--out", str(copy), "--truth", str(tmp_path / "t.csv")]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--kafka",
+                "--subscribers",
+                "20",
+                "--days",
+                "3",
+                "--seed",
+                "9",
+                "--out",
+                str(copy),
+                "--truth",
+                str(tmp_path / "t.csv"),
+            ]
+        )
+        == 0
+    )
     sent = copy.read_bytes().splitlines()
     assert len(sent) > 20
 
     async def count():
-        c = AIOKafkaConsumer(f"cli-calls-{unique}", f"cli-sms-{unique}", f"cli-recharges-{unique}", f"cli-profiles-{unique}",
-                             bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=f"g-cli-{unique}")
+        c = AIOKafkaConsumer(
+            f"cli-calls-{unique}",
+            f"cli-sms-{unique}",
+            f"cli-recharges-{unique}",
+            f"cli-profiles-{unique}",
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=f"g-cli-{unique}",
+        )
         await c.start()
         n = 0
         try:

@@ -16,7 +16,9 @@ def _docker_answers() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _docker_answers(), reason="no Docker engine answers here; the local Maven-built broker is used instead")
+@pytest.mark.skipif(
+    not _docker_answers(), reason="no Docker engine answers here; the local Maven-built broker is used instead"
+)
 async def test_roundtrip_on_testcontainers_kafka():
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from testcontainers.kafka import KafkaContainer

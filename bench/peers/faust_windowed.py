@@ -44,8 +44,12 @@ app = faust.App(
     autodiscover=False,
 )
 
-events_topic = app.topic(*os.environ.get("BENCH_TOPICS", "cdr.calls,cdr.sms,cdr.recharges").split(","),
-                         key_type=bytes, value_type=Event, partitions=PARTITIONS)
+events_topic = app.topic(
+    *os.environ.get("BENCH_TOPICS", "cdr.calls,cdr.sms,cdr.recharges").split(","),
+    key_type=bytes,
+    value_type=Event,
+    partitions=PARTITIONS,
+)
 
 daily = (
     app.Table("daily-usage", default=dict, partitions=PARTITIONS)

@@ -33,7 +33,9 @@ def build() -> Application:
     day = timedelta(days=1)
     grace = timedelta(hours=6)
 
-    calls = app.dataframe(app.topic(calls_t, key_deserializer="str", value_deserializer="json", timestamp_extractor=_ts_ms))
+    calls = app.dataframe(
+        app.topic(calls_t, key_deserializer="str", value_deserializer="json", timestamp_extractor=_ts_ms)
+    )
     calls = calls.apply(lambda v: {"minutes": v.get("duration_s", 0) / 60.0})
     calls.tumbling_window(day, grace_ms=grace).agg(calls=Count(), minutes=Sum("minutes")).current()
 

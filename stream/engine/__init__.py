@@ -51,4 +51,14 @@ from .core import Applied, Decision, Engine
 from .decode import REJECT_REASONS, Batch, Reject
 from .reference import ReferenceEngine
 
-__all__ = ["Engine", "Applied", "Decision", "EngineConfig", "ConfigError", "Batch", "Reject", "ReferenceEngine", "REJECT_REASONS"]
+__all__ = [
+    "Engine",
+    "Applied",
+    "Decision",
+    "EngineConfig",
+    "ConfigError",
+    "Batch",
+    "Reject",
+    "ReferenceEngine",
+    "REJECT_REASONS",
+]

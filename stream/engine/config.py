@@ -126,8 +126,9 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stream.operators import COUNTRY_CODE, DEFAULT_COMPETITOR_HOTLINES, DEFAULT_OWN_HOTLINES, DEFAULT_PREFIXES
@@ -248,7 +249,9 @@ class EngineConfig:
         if self.recent_days < 1 or self.baseline_days < 1:
             raise bad("recent_days/baseline_days", "must be >= 1")
         if self.recent_days + self.baseline_days + 1 > self.ring_days:
-            raise bad("ring_days", f"must be >= recent_days + baseline_days + 1 = {self.recent_days + self.baseline_days + 1}")
+            raise bad(
+                "ring_days", f"must be >= recent_days + baseline_days + 1 = {self.recent_days + self.baseline_days + 1}"
+            )
         if self.hotline_days < 1 or self.hotline_days > self.ring_days:
             raise bad("hotline_days", f"must be in 1..ring_days, got {self.hotline_days}")
         if self.max_future_s < 0:
@@ -257,9 +260,23 @@ class EngineConfig:
             raise bad("decision_grace_s", "must be in 0..604800 (7 days)")
         if self.max_watermark_jump_s < self.max_future_s:
             raise bad("max_watermark_jump_s", "must be >= max_future_s")
-        for k in ("drop_threshold", "deep_drop_threshold", "trend_threshold", "erosion_threshold", "competitor_rise_threshold",
-                  "warn_score", "alarm_score", "seasonal_new_share", "w_drop", "w_erosion", "w_hotline",
-                  "w_dual_sim", "w_competitor_contacts", "w_recharge_lapse", "w_silence"):
+        for k in (
+            "drop_threshold",
+            "deep_drop_threshold",
+            "trend_threshold",
+            "erosion_threshold",
+            "competitor_rise_threshold",
+            "warn_score",
+            "alarm_score",
+            "seasonal_new_share",
+            "w_drop",
+            "w_erosion",
+            "w_hotline",
+            "w_dual_sim",
+            "w_competitor_contacts",
+            "w_recharge_lapse",
+            "w_silence",
+        ):
             v = getattr(self, k)
             if not 0.0 < v <= 1.0:
                 raise bad(k, f"must be in (0, 1], got {v}")
@@ -268,18 +285,42 @@ class EngineConfig:
         for k in ("drop_confirm_threshold", "trend_week_threshold", "drop_tail_threshold", "deep_trend_threshold"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
-        for k in ("shadow_min_jaccard", "shadow_min_containment", "shadow_min_weight_share", "shadow_min_decline", "shadow_publish_drop"):
+        for k in (
+            "shadow_min_jaccard",
+            "shadow_min_containment",
+            "shadow_min_weight_share",
+            "shadow_min_decline",
+            "shadow_publish_drop",
+        ):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
         if self.deep_drop_threshold < self.drop_threshold:
             raise bad("deep_drop_threshold", "must be >= drop_threshold")
         if self.alarm_score < self.warn_score:
             raise bad("alarm_score", "must be >= warn_score")
-        for k in ("drop_min_baseline_active_days", "drop_min_recent_active_days", "circle_min_days",
-                  "circle_min_members", "competitor_min_weight", "hotline_min_calls", "dual_sim_days", "recharge_min_count",
-                  "silence_days", "silence_min_active_days", "churned_silence_days", "recover_min_active_days", "recover_clear_days",
-                  "influence_high", "influence_mid", "shadow_min_overlap", "shadow_warmup_days", "shadow_new_days",
-                  "shadow_refresh_days", "shadow_expire_days", "shadow_band_capacity"):
+        for k in (
+            "drop_min_baseline_active_days",
+            "drop_min_recent_active_days",
+            "circle_min_days",
+            "circle_min_members",
+            "competitor_min_weight",
+            "hotline_min_calls",
+            "dual_sim_days",
+            "recharge_min_count",
+            "silence_days",
+            "silence_min_active_days",
+            "churned_silence_days",
+            "recover_min_active_days",
+            "recover_clear_days",
+            "influence_high",
+            "influence_mid",
+            "shadow_min_overlap",
+            "shadow_warmup_days",
+            "shadow_new_days",
+            "shadow_refresh_days",
+            "shadow_expire_days",
+            "shadow_band_capacity",
+        ):
             if getattr(self, k) < 1:
                 raise bad(k, f"must be >= 1, got {getattr(self, k)}")
         if self.cooldown_days < 0 or self.loyal_tenure_days < 0:
@@ -341,7 +382,7 @@ class EngineConfig:
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "EngineConfig":
+    def from_mapping(cls, data: Mapping[str, Any]) -> EngineConfig:
         if not isinstance(data, Mapping):
             raise ConfigError("engine config: must be a table/mapping")
         data = dict(data)
@@ -367,7 +408,7 @@ class EngineConfig:
             raise ConfigError(f"engine config: {exc}") from exc
 
     @classmethod
-    def from_toml(cls, path) -> "EngineConfig":
+    def from_toml(cls, path) -> EngineConfig:
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import logging
 import math
-from itertools import repeat
 import struct
 import time
-from typing import Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 
 from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
 
+from . import shadow as _sh
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
-from . import shadow as _sh
 
 __all__ = ["Engine", "Applied", "Decision", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
@@ -48,8 +49,15 @@ PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
 SNAPSHOT_VERSION = 4  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
-                "recharge_lapse", "silence")
+SIGNAL_ORDER = (
+    "traffic_drop",
+    "competitor_hotline",
+    "dual_sim",
+    "contact_erosion",
+    "competitor_contacts",
+    "recharge_lapse",
+    "silence",
+)
 
 # name, per-row shape ("R" = ring_days), dtype, initial value
 FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
@@ -111,14 +119,24 @@ _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snaps
 _V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
 _V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")  # version 4
 _LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS
-assert tuple(f[0] for f in FIELDS[-len(_LATER):]) == _LATER
+assert tuple(f[0] for f in FIELDS[-len(_LATER) :]) == _LATER
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 _NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 # the snapshot fields an evaluation may change (a decision persists the rows where one did)
-_LIFECYCLE = ("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day", "ep_day", "sh_pub", "sh_hash")
+_LIFECYCLE = (
+    "phase",
+    "episode",
+    "last_emit_day",
+    "last_emit_sev",
+    "emitted",
+    "clear_day",
+    "ep_day",
+    "sh_pub",
+    "sh_hash",
+)
 EVAL_CHUNK = 65536  # rows evaluated at once by a decision (bounds the feature arrays' memory)
 
 
@@ -151,7 +169,9 @@ def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[n
         return _NO_CONTACTS
     pos = np.flatnonzero(sel)
     ms = batch.msisdn
-    member = np.array([int(ms[i]) if ms[i].isdigit() and len(ms[i]) <= 19 else 0 for i in pos.tolist()], dtype=np.uint64)
+    member = np.array(
+        [int(ms[i]) if ms[i].isdigit() and len(ms[i]) <= 19 else 0 for i in pos.tolist()], dtype=np.uint64
+    )
     keep = member != 0
     x = _sh.national(batch.peer[pos][keep], country_code)
     m = _sh.national(member[keep], country_code)
@@ -162,18 +182,36 @@ def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[n
     return u[:, 0].copy(), u[:, 1].copy(), u[:, 2].astype(np.int64)
 
 
-DAY_FIELDS = ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in", "comp_n", "hot_n", "rch_n", "rch_c", "bits")
+DAY_FIELDS = (
+    "calls_out",
+    "calls_in",
+    "sec_out",
+    "sec_in",
+    "sms_out",
+    "sms_in",
+    "comp_n",
+    "hot_n",
+    "rch_n",
+    "rch_c",
+    "bits",
+)
 
 
 def day_dict(date: str, v: dict) -> dict:
     """One day of the ring as the web view shows it."""
     return {
         "date": date,
-        "calls_out": v["calls_out"], "calls_in": v["calls_in"],
-        "minutes_out": round(v["sec_out"] / 60, 1), "minutes_in": round(v["sec_in"] / 60, 1),
-        "sms_out": v["sms_out"], "sms_in": v["sms_in"],
-        "contacts": int(v["bits"]).bit_count(), "competitor_contacts": v["comp_n"],
-        "competitor_hotline": v["hot_n"], "recharges": v["rch_n"], "recharge_amount": v["rch_c"] / 100,
+        "calls_out": v["calls_out"],
+        "calls_in": v["calls_in"],
+        "minutes_out": round(v["sec_out"] / 60, 1),
+        "minutes_in": round(v["sec_in"] / 60, 1),
+        "sms_out": v["sms_out"],
+        "sms_in": v["sms_in"],
+        "contacts": int(v["bits"]).bit_count(),
+        "competitor_contacts": v["comp_n"],
+        "competitor_hotline": v["hot_n"],
+        "recharges": v["rch_n"],
+        "recharge_amount": v["rch_c"] / 100,
     }
 
 
@@ -278,7 +316,7 @@ class Engine:
         self._cap = cap
 
     def _reset_rows(self, rows: np.ndarray) -> None:
-        for name, tail, dt, init in FIELDS + _CACHE_FIELDS:
+        for name, _tail, _dt, init in FIELDS + _CACHE_FIELDS:
             self._a[name][rows] = init
 
     def _new_row(self, msisdn: str) -> int:
@@ -295,7 +333,13 @@ class Engine:
 
     @property
     def state_bytes_per_subscriber(self) -> int:
-        return int(sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in FIELDS))
+        return int(
+            sum(np.dtype(dt).itemsize * int(np.prod(self._shape(tail), dtype=np.int64)) for _, tail, dt, _ in FIELDS)
+        )
+
+    def __iter__(self):
+        """The msisdns the engine holds state for."""
+        return iter(self._row)
 
     def __len__(self) -> int:
         return len(self._row)
@@ -412,7 +456,11 @@ class Engine:
                 rk = rows[known]
                 bit = a["c_last"][rk, bk].astype(np.int64) - day[known]
                 inb = (bit >= 0) & (bit < 64)
-                have = (a["c_peer"][rk, bk] == pk) & inb & (((a["c_mask"][rk, bk] >> np.clip(bit, 0, 63).astype(np.uint64)) & np.uint64(1)) == 1)
+                have = (
+                    (a["c_peer"][rk, bk] == pk)
+                    & inb
+                    & (((a["c_mask"][rk, bk] >> np.clip(bit, 0, 63).astype(np.uint64)) & np.uint64(1)) == 1)
+                )
                 sel[known[have]] = False
             contacts = shadow_contacts(batch, sel, cfg.country_code)
         # --- rows for new subscribers with an accepted event (first appearance order)
@@ -456,7 +504,12 @@ class Engine:
             b = batch
         self._wm = max(wm0, float(b.ts.max()))
         kind = b.kind
-        for kname, kc in (("call", KIND_CALL), ("sms", KIND_SMS), ("recharge", KIND_RECHARGE), ("profile", KIND_PROFILE)):
+        for kname, kc in (
+            ("call", KIND_CALL),
+            ("sms", KIND_SMS),
+            ("recharge", KIND_RECHARGE),
+            ("profile", KIND_PROFILE),
+        ):
             self._count("applied_" + kname, int((kind == kc).sum()))
         self._extra: set[int] = set()
         hits = self._immediate_hits(b, rows) if b.hotline.any() else []
@@ -567,8 +620,19 @@ class Engine:
             clear = cur < maxd
             if clear.any():
                 cu = uk[clear]
-                for name in ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in", "comp_n", "hot_n",
-                             "rch_n", "rch_c", "bits"):
+                for name in (
+                    "calls_out",
+                    "calls_in",
+                    "sec_out",
+                    "sec_in",
+                    "sms_out",
+                    "sms_in",
+                    "comp_n",
+                    "hot_n",
+                    "rch_n",
+                    "rch_c",
+                    "bits",
+                ):
                     a[name].reshape(-1)[cu] = 0
                 stamp[cu] = maxd[clear]
             keep = d == maxd[inv]
@@ -719,7 +783,9 @@ class Engine:
             newlast = np.maximum(oldlast, maxd)
             sh = newlast - oldlast
             m0 = cmask[t]
-            shifted = np.where((oldlast == NODAY) | (sh >= 64), np.uint64(0), m0 << np.minimum(sh, 63).astype(np.uint64))
+            shifted = np.where(
+                (oldlast == NODAY) | (sh >= 64), np.uint64(0), m0 << np.minimum(sh, 63).astype(np.uint64)
+            )
             rel = newlast[ginv] - dd
             bits = np.where(rel < 64, np.uint64(1) << np.minimum(rel, 63).astype(np.uint64), np.uint64(0))
             orb = np.zeros(len(gsel), np.uint64)
@@ -745,7 +811,9 @@ class Engine:
                 s = starts[gi]
                 for j in range(s, s + gsize[gi]):
                     e = order[j]
-                    self._circle_one(int(rows[e]), int(bucket[e]), int(peer[e]), int(day[e]), int(dur[e]), bool(comp[e]), wm_day)
+                    self._circle_one(
+                        int(rows[e]), int(bucket[e]), int(peer[e]), int(day[e]), int(dur[e]), bool(comp[e]), wm_day
+                    )
 
     def _circle_one(self, row: int, b: int, peer: int, d: int, dur: int, comp: bool, wm_day: int) -> None:
         """One contact event, sequential semantics (mirrors the reference engine)."""
@@ -907,7 +975,9 @@ class Engine:
             drop = np.where(inc, np.clip(1.0 - rr / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
             tot = tot + drop
             cnt = cnt + inc
-        elig = (bA >= cfg.drop_min_baseline_active_days) & (rA >= cfg.drop_min_recent_active_days) & (nrd >= 3) & (cnt > 0)
+        elig = (
+            (bA >= cfg.drop_min_baseline_active_days) & (rA >= cfg.drop_min_recent_active_days) & (nrd >= 3) & (cnt > 0)
+        )
         f["drop"] = np.where(elig, tot / np.maximum(cnt, 1), 0.0)
         f["drop_elig"] = elig
         # confirmation: the week before the recent one against the 21 days before it ("older");
@@ -1015,8 +1085,12 @@ class Engine:
         rate_b = bc / np.maximum(Lb, 1)
         rate_r = rc / np.maximum(Lr, 1)
         decline = np.where(ok, np.clip(1.0 - rate_r / np.where(ok, rate_b, 1.0), 0.0, 1.0), 0.0)
-        return {"shadow": ok & (decline >= cfg.shadow_min_decline), "shadow_j": a["sh_j"][rows] / 1000.0,
-                "shadow_decline": decline, "shadow_peer": sp}
+        return {
+            "shadow": ok & (decline >= cfg.shadow_min_decline),
+            "shadow_j": a["sh_j"][rows] / 1000.0,
+            "shadow_decline": decline,
+            "shadow_peer": sp,
+        }
 
     def _shadow_publish(self, rows: np.ndarray, f: dict, D: int) -> None:
         """Subscribers whose traffic or circle is down >= shadow_publish_drop publish their strong
@@ -1038,7 +1112,7 @@ class Engine:
         peers = a["c_peer"][rr]
         strong = occ & (a["c_comp"][rr] == 0) & (bd >= cfg.circle_min_days) & (peers != 0)
         nat = _sh.national(peers.reshape(-1), cfg.country_code).reshape(peers.shape)
-        h = np.bitwise_xor.reduce(np.where(strong, _sh._mix(nat), np.uint64(0)), axis=1)
+        h = np.bitwise_xor.reduce(np.where(strong, _sh.mix(nat), np.uint64(0)), axis=1)
         due = (strong.sum(1) >= cfg.circle_min_members) & ((D - p >= cfg.shadow_refresh_days) | (h != a["sh_hash"][rr]))
         for i in np.flatnonzero(due).tolist():
             sig = _sh.member_hashes(nat[i][strong[i]]).min(axis=0)
@@ -1071,7 +1145,9 @@ class Engine:
             if first < int(a["first_day"][r]) + cfg.shadow_warmup_days or first < D - cfg.shadow_new_days:
                 continue
             occ = a["c_cnt"][r] > 0
-            w = np.where(occ, _popcount(a["c_mask"][r] & window_mask(a["c_last"][r].astype(np.int64), first - nb, first - 1)), 0)
+            w = np.where(
+                occ, _popcount(a["c_mask"][r] & window_mask(a["c_last"][r].astype(np.int64), first - nb, first - 1)), 0
+            )
             strong = occ & (a["c_comp"][r] == 0) & (w >= cfg.circle_min_days) & (a["c_peer"][r] != 0)
             idx = np.flatnonzero(strong)
             if len(idx) < cfg.shadow_min_overlap:
@@ -1089,8 +1165,12 @@ class Engine:
             share = float(ws[matched].sum()) / float(ws.sum())
             if self._shadow_log is not None:
                 self._shadow_log.append((str(ev["s"]), x, J, contain, share, int(matched.sum()), D))
-            if (J < cfg.shadow_min_jaccard or contain < cfg.shadow_min_containment or int(matched.sum()) < cfg.shadow_min_overlap
-                    or share < cfg.shadow_min_weight_share):
+            if (
+                J < cfg.shadow_min_jaccard
+                or contain < cfg.shadow_min_containment
+                or int(matched.sum()) < cfg.shadow_min_overlap
+                or share < cfg.shadow_min_weight_share
+            ):
                 continue
             jm = int(round(J * 1000))
             cur, cur_day = int(a["sh_peer"][r]), int(a["sh_day"][r])
@@ -1167,11 +1247,18 @@ class Engine:
         cfg = self.config
         a = self._a
         tail = f["drop_tail"] >= cfg.drop_tail_threshold
-        t_drop7 = f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold) & tail
+        t_drop7 = (
+            f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold) & tail
+        )
         # a slow decay: the last two weeks down by trend_threshold vs the 21 days before, each week
         # down by trend_week_threshold (a short holiday fills one week, not both)
-        t_trend = (f["drop_elig"] & (f["trend"] >= cfg.trend_threshold) & (f["drop_prior"] >= cfg.trend_week_threshold)
-                   & (f["trend_recent"] >= cfg.trend_week_threshold) & tail)
+        t_trend = (
+            f["drop_elig"]
+            & (f["trend"] >= cfg.trend_threshold)
+            & (f["drop_prior"] >= cfg.trend_week_threshold)
+            & (f["trend_recent"] >= cfg.trend_week_threshold)
+            & tail
+        )
         t_drop = t_drop7 | t_trend
         drop_v = np.where(t_trend, np.maximum(f["drop"], f["trend"]), f["drop"])
         t_hot = f["hotline"] >= cfg.hotline_min_calls
@@ -1197,14 +1284,25 @@ class Engine:
         score = 1.0 - keep
         compet = t_hot | t_dual | t_comp
         # a deep drop is alarm-level when the week before was already down by drop_threshold
-        deep = (t_drop7 & (f["drop"] >= cfg.deep_drop_threshold) & (f["drop_prior"] >= cfg.drop_threshold)
-                & (f["trend"] >= cfg.deep_trend_threshold))
+        deep = (
+            t_drop7
+            & (f["drop"] >= cfg.deep_drop_threshold)
+            & (f["drop_prior"] >= cfg.drop_threshold)
+            & (f["trend"] >= cfg.deep_trend_threshold)
+        )
         alarm_level = t_hot | (t_dual & cfg.dual_sim_alarm_level) | deep
         raw = np.where(score >= cfg.warn_score, 1, 0)
         raw = np.where((score >= cfg.alarm_score) | alarm_level, 2, raw)
         raw = np.where(t_sil & (f["silence"] >= cfg.churned_silence_days), 3, raw)
         quiet = t_drop | t_ero | t_sil | t_lapse
-        seasonal = ~compet & quiet & (f["in_season"] | ((f["new_share"] >= cfg.seasonal_new_share) & (f["recent_active"] >= 3) & (t_drop | t_ero)))
+        seasonal = (
+            ~compet
+            & quiet
+            & (
+                f["in_season"]
+                | ((f["new_share"] >= cfg.seasonal_new_share) & (f["recent_active"] >= 3) & (t_drop | t_ero))
+            )
+        )
         raw = np.where(seasonal, np.minimum(raw, 1), raw)
         prepaid = a["plan"][rows] == 1
         reason = np.where(compet, 0, np.where(seasonal, 1, np.where(t_lapse & prepaid, 3, np.where(quiet, 2, 4))))
@@ -1214,7 +1312,11 @@ class Engine:
         cs = f["circle_size"]
         act = a["activated"][rows].astype(np.int64)
         loyal = (act >= 0) & (D - act >= cfg.loyal_tenure_days)
-        high = kg | (arpu >= round(cfg.tier_high_arpu * 100)) | ((arpu >= round(cfg.tier_mid_arpu * 100)) & (cs >= cfg.influence_high))
+        high = (
+            kg
+            | (arpu >= round(cfg.tier_high_arpu * 100))
+            | ((arpu >= round(cfg.tier_mid_arpu * 100)) & (cs >= cfg.influence_high))
+        )
         mid = (arpu >= round(cfg.tier_mid_arpu * 100)) | (cs >= cfg.influence_mid) | loyal
         tier = np.where(high, 0, np.where(mid, 1, 2))
         trips = (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)
@@ -1294,7 +1396,7 @@ class Engine:
             (int(f["silence"][i]), cfg.silence_days),
         )
         out = []
-        for name, (v, thr), t in zip(SIGNAL_ORDER, vals, dec["trips"]):
+        for name, (v, thr), t in zip(SIGNAL_ORDER, vals, dec["trips"], strict=False):
             tripped = bool(t[i])
             if only_tripped and not tripped:
                 continue
@@ -1390,7 +1492,7 @@ class Engine:
             before = [a[k][chunk].copy() for k in _LIFECYCLE]
             alarms.extend(self._evaluate_rows(chunk, D, now_s))
             diff = np.zeros(len(chunk), dtype=bool)
-            for k, b in zip(_LIFECYCLE, before):
+            for k, b in zip(_LIFECYCLE, before, strict=False):
                 diff |= a[k][chunk] != b
             changed.append(chunk[diff])
         alarms.sort(key=lambda x: x["msisdn"])
@@ -1458,27 +1560,89 @@ class Engine:
             d = int(a["stamp"][r, s])
             if d == NODAY:
                 continue
-            ring[d] = tuple(int(a[nm][r, s]) for nm in ("calls_out", "calls_in", "sec_out", "sec_in", "sms_out", "sms_in",
-                                                        "comp_n", "hot_n", "rch_n", "rch_c", "bits"))
+            ring[d] = tuple(
+                int(a[nm][r, s])
+                for nm in (
+                    "calls_out",
+                    "calls_in",
+                    "sec_out",
+                    "sec_in",
+                    "sms_out",
+                    "sms_in",
+                    "comp_n",
+                    "hot_n",
+                    "rch_n",
+                    "rch_c",
+                    "bits",
+                )
+            )
         circle = {}
         for b in range(K):
             if int(a["c_cnt"][r, b]) > 0:
-                circle[b] = (int(a["c_peer"][r, b]), int(a["c_mask"][r, b]), int(a["c_last"][r, b]), int(a["c_sec"][r, b]),
-                             int(a["c_cnt"][r, b]), int(a["c_comp"][r, b]))
-        imeis = sorted((int(a["imei_h"][r, j]), int(a["imei_d"][r, j])) for j in range(2) if int(a["imei_h"][r, j]) != 0)
+                circle[b] = (
+                    int(a["c_peer"][r, b]),
+                    int(a["c_mask"][r, b]),
+                    int(a["c_last"][r, b]),
+                    int(a["c_sec"][r, b]),
+                    int(a["c_cnt"][r, b]),
+                    int(a["c_comp"][r, b]),
+                )
+        imeis = sorted(
+            (int(a["imei_h"][r, j]), int(a["imei_d"][r, j])) for j in range(2) if int(a["imei_h"][r, j]) != 0
+        )
         return {
-            "ring": ring, "circle": circle, "imeis": imeis,
+            "ring": ring,
+            "circle": circle,
+            "imeis": imeis,
             "hwm": [int(x) for x in a["hwm"][r]],
-            "first_day": int(a["first_day"][r]), "last_active": int(a["last_active"][r]),
+            "first_day": int(a["first_day"][r]),
+            "last_active": int(a["last_active"][r]),
             "rch": (int(a["rch_count"][r]), float(a["rch_first"][r]), float(a["rch_last"][r]), int(a["rch_sum"][r])),
-            "profile": (int(a["plan"][r]), int(a["activated"][r]), int(a["arpu_c"][r]), int(a["key_group"][r]), float(a["profile_ts"][r])),
+            "profile": (
+                int(a["plan"][r]),
+                int(a["activated"][r]),
+                int(a["arpu_c"][r]),
+                int(a["key_group"][r]),
+                float(a["profile_ts"][r]),
+            ),
             "dual": (int(a["dual_day"][r]), int(a["dual_n"][r])),
-            "life": (int(a["phase"][r]), int(a["episode"][r]), int(a["last_emit_day"][r]), int(a["last_emit_sev"][r]), int(a["emitted"][r]),
-                     int(a["clear_day"][r])),
+            "life": (
+                int(a["phase"][r]),
+                int(a["episode"][r]),
+                int(a["last_emit_day"][r]),
+                int(a["last_emit_sev"][r]),
+                int(a["emitted"][r]),
+                int(a["clear_day"][r]),
+            ),
             "shadow": tuple(int(a[k][r]) for k in _V3_FIELDS),
-            "decisions": (float(a["rch_prev"][r]), int(a["imm_day"][r]), int(a["ep_day"][r]), int(a["dual_prev"][r]),
-                          int(a["sw_h"][r]), int(a["sw_d"][r])),
+            "decisions": (
+                float(a["rch_prev"][r]),
+                int(a["imm_day"][r]),
+                int(a["ep_day"][r]),
+                int(a["dual_prev"][r]),
+                int(a["sw_h"][r]),
+                int(a["sw_d"][r]),
+            ),
         }
+
+    def snapshot_many(self, rows: np.ndarray) -> list[bytes]:
+        """Snapshots of ``rows`` (engine rows, as ``apply`` returns them), in order: the bytes of
+        :meth:`snapshot`, each field gathered for all rows in one numpy operation and sliced
+        from one contiguous byte matrix (a checkpoint writes thousands at once; ``snapshot``
+        builds one field by field, ~30 µs)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        k = len(rows)
+        if k == 0:
+            return []
+        head = np.frombuffer(struct.pack("<BB", SNAPSHOT_VERSION, self.R), dtype=np.uint8)
+        parts = [np.broadcast_to(head, (k, 2))]
+        for name, _, _, _ in FIELDS:
+            col = np.ascontiguousarray(self._a[name][rows])
+            parts.append(col.view(np.uint8).reshape(k, -1))
+        matrix = np.ascontiguousarray(np.concatenate(parts, axis=1))
+        width = matrix.shape[1]
+        buf = matrix.tobytes()
+        return [buf[i * width : (i + 1) * width] for i in range(k)]
 
     def snapshot(self, msisdn: str) -> bytes | None:
         r = self._row.get(msisdn)
@@ -1502,9 +1666,14 @@ class Engine:
             return tuple(ring if x == "R" else x for x in tail)
 
         # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
-        fields = {1: FIELDS[: -len(_LATER)], 2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS)],
-                  3: FIELDS[: -len(_V4_FIELDS)]}.get(ver, FIELDS)
-        expected = 2 + sum(np.dtype(dt).itemsize * int(np.prod(shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields)
+        fields = {
+            1: FIELDS[: -len(_LATER)],
+            2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS)],
+            3: FIELDS[: -len(_V4_FIELDS)],
+        }.get(ver, FIELDS)
+        expected = 2 + sum(
+            np.dtype(dt).itemsize * int(np.prod(shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields
+        )
         if len(data) != expected:
             raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")
         r = self._row.get(msisdn)
@@ -1513,7 +1682,7 @@ class Engine:
         else:
             self._unindex(r)
         pos = 2
-        for name, tail, dt, init in FIELDS[len(fields):]:
+        for name, _tail, _dt, init in FIELDS[len(fields) :]:
             self._a[name][r] = init
         ring_vals = {}
         for name, tail, dt, _ in fields:
@@ -1527,7 +1696,7 @@ class Engine:
             else:
                 self._a[name][r] = val
         if ring_vals:  # written with another ring_days: each day to its slot in this ring, newest kept
-            for name, tail, dt, init in FIELDS:
+            for name, tail, _dt, init in FIELDS:
                 if tail == ("R",):
                     self._a[name][r] = init
             st = ring_vals["stamp"].astype(np.int64)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import is_, is_not, itemgetter, le, methodcaller, ne
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -26,8 +27,16 @@ from .config import EngineConfig
 
 __all__ = ["Batch", "Reject", "REJECT_REASONS", "decode", "PLAN_CODES", "mix64"]
 
-REJECT_REASONS = ("invalid_json", "not_object", "unknown_type", "missing_field", "invalid_field",
-                  "key_mismatch", "late", "future")
+REJECT_REASONS = (
+    "invalid_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "invalid_field",
+    "key_mismatch",
+    "late",
+    "future",
+)
 
 PLAN_CODES = {"prepaid": 1, "postpaid": 2}
 MASK64 = (1 << 64) - 1
@@ -71,7 +80,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.idx)
 
-    def take(self, sel: np.ndarray) -> "Batch":
+    def take(self, sel: np.ndarray) -> Batch:
         sel = np.asarray(sel)
         if sel.dtype == bool:
             pos = np.flatnonzero(sel)
@@ -84,11 +93,28 @@ class Batch:
         return Batch(**kw)
 
     @staticmethod
-    def empty() -> "Batch":
+    def empty() -> Batch:
         z = lambda dt: np.zeros(0, dtype=dt)  # noqa: E731
-        return Batch(z(np.int64), z(np.int64), z(np.int64), [], z(np.int8), z(np.float64), z(np.int64), z(bool),
-                     z(np.uint64), z(bool), z(bool), z(np.int64), z(np.uint64), z(np.int64), z(np.int8),
-                     z(np.int64), z(np.int64), z(np.int8))
+        return Batch(
+            z(np.int64),
+            z(np.int64),
+            z(np.int64),
+            [],
+            z(np.int8),
+            z(np.float64),
+            z(np.int64),
+            z(bool),
+            z(np.uint64),
+            z(bool),
+            z(bool),
+            z(np.int64),
+            z(np.uint64),
+            z(np.int64),
+            z(np.int8),
+            z(np.int64),
+            z(np.int64),
+            z(np.int8),
+        )
 
 
 _MISSING = object()
@@ -214,7 +240,7 @@ def _parse(raws: Sequence[bytes], rejects: list) -> list:
         return objs
     objs = []
     for s in range(0, n, _CHUNK):
-        part = raws[s:s + _CHUNK]
+        part = raws[s : s + _CHUNK]
         try:
             got = loads(b"[" + b",".join(part) + b"]")
             if type(got) is list and len(got) == len(part):
@@ -228,6 +254,7 @@ def _parse(raws: Sequence[bytes], rejects: list) -> list:
 
 # ---- candidate scans: a superset of the failing positions of a column, computed with C-level maps
 # (no Python frame per element); the exact per-element rule then runs only over the candidates.
+
 
 def _cand_digits(col: list, lo: int, hi: int, none_ok: bool = False) -> list:
     """Positions whose value is not a str of ``lo..hi`` ASCII digits (``None`` is fine when ``none_ok``)."""
@@ -316,9 +343,15 @@ def _column(os_: list, f: str) -> tuple[list, list]:
         return vals, np.flatnonzero(_bools(map(is_, vals, repeat(_MISSING)), len(vals))).tolist()
 
 
-
-def decode(raws: Sequence[bytes], keys: Sequence[bytes | None] | None = None, src: np.ndarray | None = None,
-           offsets: np.ndarray | None = None, *, config: EngineConfig, seq_start: int = 0) -> tuple[Batch, list[Reject]]:
+def decode(
+    raws: Sequence[bytes],
+    keys: Sequence[bytes | None] | None = None,
+    src: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
+    *,
+    config: EngineConfig,
+    seq_start: int = 0,
+) -> tuple[Batch, list[Reject]]:
     """Decode and validate. ``offsets`` default to ``seq_start + index`` (a running sequence).
 
     The cyclic GC is paused meanwhile: parsing creates one dict per event (no cycles), and gen-0
@@ -379,7 +412,26 @@ def _decode(
                 continue
             t = types[j]
             bad[j] = ("missing_field", "type") if t is _MISSING else ("unknown_type", str(t)[:40])
-    cols: dict[str, list] = {k: [] for k in ("i", "kind", "m", "ts", "out", "peer", "comp", "hot", "dur", "imei", "cents", "plan", "act", "arpu", "kg")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "i",
+            "kind",
+            "m",
+            "ts",
+            "out",
+            "peer",
+            "comp",
+            "hot",
+            "dur",
+            "imei",
+            "cents",
+            "plan",
+            "act",
+            "arpu",
+            "kg",
+        )
+    }
     parts: list[dict] = []
     hot_set = set(config.competitor_hotlines)
     hot_maxlen = max(map(len, hot_set), default=0)
@@ -398,8 +450,13 @@ def _decode(
                 if j not in gbad:
                     gbad[j] = ("missing_field", f)
         ms = C["msisdn"]
-        if not (set(map(type, ms)) <= {str} and all(map(str.isdigit, ms)) and all(map(str.isascii, ms))
-                and max(map(len, ms)) <= 20 and min(map(len, ms)) >= 5):
+        if not (
+            set(map(type, ms)) <= {str}
+            and all(map(str.isdigit, ms))
+            and all(map(str.isascii, ms))
+            and max(map(len, ms)) <= 20
+            and min(map(len, ms)) >= 5
+        ):
             for j in _cand_digits(ms, 5, 20):
                 if j not in gbad and not _ok_msisdn(ms[j]):
                     gbad[j] = ("invalid_field", "msisdn")
@@ -450,8 +507,13 @@ def _decode(
             cand = np.union1d(pos[~okd], np.flatnonzero(~isstr)).tolist()
             _confirm(gbad, cand, dirs, "direction", lambda v: v == "out" or v == "in")
         peers = C["peer"]
-        if not (set(map(type, peers)) <= {str} and all(map(str.isdigit, peers)) and all(map(str.isascii, peers))
-                and max(map(len, peers)) <= 19 and min(map(len, peers)) >= 1):
+        if not (
+            set(map(type, peers)) <= {str}
+            and all(map(str.isdigit, peers))
+            and all(map(str.isascii, peers))
+            and max(map(len, peers)) <= 19
+            and min(map(len, peers)) >= 1
+        ):
             _confirm(gbad, _cand_digits(peers, 1, 19), peers, "peer", lambda v: _is_digits(v, 19))
         if kind == KIND_CALL:
             durs = C["duration_s"]
@@ -467,14 +529,27 @@ def _decode(
             ti = set(map(type, imeis))
             # optional: absent (None) and valid strings pass; "" is the one falsy str (then a candidate)
             sub = imeis if ti <= {str} else list(filter(None, imeis)) if ti <= {str, type(None)} else None
-            if sub is not None and (not sub or (all(map(str.isdigit, sub)) and all(map(str.isascii, sub))
-                                                and max(map(len, sub)) <= 16 and min(map(len, sub)) >= 14)):
+            if sub is not None and (
+                not sub
+                or (
+                    all(map(str.isdigit, sub))
+                    and all(map(str.isascii, sub))
+                    and max(map(len, sub)) <= 16
+                    and min(map(len, sub)) >= 14
+                )
+            ):
                 sub_ok = sub is imeis or imeis.count(None) + len(sub) == m
             else:
                 sub_ok = False
             if not sub_ok:
-                _confirm(gbad, _cand_digits(imeis, 14, 16, none_ok=True), imeis, "imei",
-                         lambda v: v is None or (_is_digits(v, 16) and len(v) >= 14), optional=True)
+                _confirm(
+                    gbad,
+                    _cand_digits(imeis, 14, 16, none_ok=True),
+                    imeis,
+                    "imei",
+                    lambda v: v is None or (_is_digits(v, 16) and len(v) >= 14),
+                    optional=True,
+                )
         else:
             durs = imeis = None
         pops = list(map(_GET_POP, os_))
@@ -522,10 +597,25 @@ def _decode(
             hot = np.zeros(mg, bool)
             dur = np.zeros(mg, np.int64)
             im = np.zeros(mg, np.uint64)
-        parts.append(dict(i=np.array(gi, dtype=np.int64), kind=np.full(mg, kind, np.int8), m=gm,
-                          ts=tsa, out=out, peer=peer_u, comp=comp,
-                          hot=hot, dur=dur, imei=im, cents=np.zeros(mg, np.int64), plan=np.zeros(mg, np.int8),
-                          act=np.full(mg, -1, np.int64), arpu=np.full(mg, -1, np.int64), kg=np.full(mg, -1, np.int8)))
+        parts.append(
+            dict(
+                i=np.array(gi, dtype=np.int64),
+                kind=np.full(mg, kind, np.int8),
+                m=gm,
+                ts=tsa,
+                out=out,
+                peer=peer_u,
+                comp=comp,
+                hot=hot,
+                dur=dur,
+                imei=im,
+                cents=np.zeros(mg, np.int64),
+                plan=np.zeros(mg, np.int8),
+                act=np.full(mg, -1, np.int64),
+                arpu=np.full(mg, -1, np.int64),
+                kg=np.full(mg, -1, np.int8),
+            )
+        )
 
     # -------- recharges
     il = groups.get(2)
@@ -562,11 +652,25 @@ def _decode(
                 gm = _drop(C["msisdn"], drop)
                 tsa = np.delete(ta, drop) if ta is not None else np.array(_drop(C["ts"], drop), dtype=np.float64)
                 gc_ = np.delete(cents, drop)
-            parts.append(dict(i=np.array(gi, dtype=np.int64), kind=np.full(mg, KIND_RECHARGE, np.int8), m=gm,
-                              ts=tsa, out=np.zeros(mg, bool), peer=np.zeros(mg, np.uint64), comp=np.zeros(mg, bool),
-                              hot=np.zeros(mg, bool), dur=np.zeros(mg, np.int64), imei=np.zeros(mg, np.uint64),
-                              cents=gc_.astype(np.int64), plan=np.zeros(mg, np.int8), act=np.full(mg, -1, np.int64),
-                              arpu=np.full(mg, -1, np.int64), kg=np.full(mg, -1, np.int8)))
+            parts.append(
+                dict(
+                    i=np.array(gi, dtype=np.int64),
+                    kind=np.full(mg, KIND_RECHARGE, np.int8),
+                    m=gm,
+                    ts=tsa,
+                    out=np.zeros(mg, bool),
+                    peer=np.zeros(mg, np.uint64),
+                    comp=np.zeros(mg, bool),
+                    hot=np.zeros(mg, bool),
+                    dur=np.zeros(mg, np.int64),
+                    imei=np.zeros(mg, np.uint64),
+                    cents=gc_.astype(np.int64),
+                    plan=np.zeros(mg, np.int8),
+                    act=np.full(mg, -1, np.int64),
+                    arpu=np.full(mg, -1, np.int64),
+                    kg=np.full(mg, -1, np.int8),
+                )
+            )
 
     # -------- profiles (rare: the exact rules element by element)
     il = groups.get(3)
@@ -576,18 +680,34 @@ def _decode(
         get = lambda f: [o.get(f, _MISSING) for o in os_]  # noqa: E731
         _confirm(gbad, r, C["plan"], "plan", lambda v: v in PLAN_CODES if type(v) is str else False)
         _confirm(gbad, r, get("activated"), "activated", lambda v: v is None or _ok_date(v), optional=True)
-        _confirm(gbad, r, get("arpu"), "arpu", lambda v: v is None or (type(v) in _NUM and math.isfinite(v) and 0 <= v < 1e7),
-                 optional=True)
-        _confirm(gbad, r, get("key_group_member"), "key_group_member", lambda v: v is None or type(v) is bool, optional=True)
+        _confirm(
+            gbad,
+            r,
+            get("arpu"),
+            "arpu",
+            lambda v: v is None or (type(v) in _NUM and math.isfinite(v) and 0 <= v < 1e7),
+            optional=True,
+        )
+        _confirm(
+            gbad, r, get("key_group_member"), "key_group_member", lambda v: v is None or type(v) is bool, optional=True
+        )
         gi, drop = flush(il, gbad)
         epoch = _dt.date(1970, 1, 1)
-        for i, j in zip(gi, r if drop is None else _drop(list(r), drop)):
+        for i, j in zip(gi, r if drop is None else _drop(list(r), drop), strict=False):
             o = os_[j]
             cols["i"].append(i)
             cols["kind"].append(KIND_PROFILE)
             cols["m"].append(o["msisdn"])
             cols["ts"].append(o["ts"])
-            for k, v in (("out", False), ("peer", 0), ("comp", False), ("hot", False), ("dur", 0), ("imei", 0), ("cents", 0)):
+            for k, v in (
+                ("out", False),
+                ("peer", 0),
+                ("comp", False),
+                ("hot", False),
+                ("dur", 0),
+                ("imei", 0),
+                ("cents", 0),
+            ):
                 cols[k].append(v)
             cols["plan"].append(PLAN_CODES[o["plan"]])
             a = o.get("activated")
@@ -602,26 +722,42 @@ def _decode(
     rejects.sort(key=lambda r: r.index)
 
     if cols["i"]:
-        parts.append(dict(i=np.array(cols["i"], dtype=np.int64), kind=np.array(cols["kind"], dtype=np.int8),
-                          m=cols["m"], ts=np.array(cols["ts"], dtype=np.float64), out=np.array(cols["out"], dtype=bool),
-                          peer=np.array(cols["peer"], dtype=np.uint64), comp=np.array(cols["comp"], dtype=bool),
-                          hot=np.array(cols["hot"], dtype=bool), dur=np.array(cols["dur"], dtype=np.int64),
-                          imei=np.array(cols["imei"], dtype=np.uint64), cents=np.array(cols["cents"], dtype=np.int64),
-                          plan=np.array(cols["plan"], dtype=np.int8), act=np.array(cols["act"], dtype=np.int64),
-                          arpu=np.array(cols["arpu"], dtype=np.int64), kg=np.array(cols["kg"], dtype=np.int8)))
+        parts.append(
+            dict(
+                i=np.array(cols["i"], dtype=np.int64),
+                kind=np.array(cols["kind"], dtype=np.int8),
+                m=cols["m"],
+                ts=np.array(cols["ts"], dtype=np.float64),
+                out=np.array(cols["out"], dtype=bool),
+                peer=np.array(cols["peer"], dtype=np.uint64),
+                comp=np.array(cols["comp"], dtype=bool),
+                hot=np.array(cols["hot"], dtype=bool),
+                dur=np.array(cols["dur"], dtype=np.int64),
+                imei=np.array(cols["imei"], dtype=np.uint64),
+                cents=np.array(cols["cents"], dtype=np.int64),
+                plan=np.array(cols["plan"], dtype=np.int8),
+                act=np.array(cols["act"], dtype=np.int64),
+                arpu=np.array(cols["arpu"], dtype=np.int64),
+                kg=np.array(cols["kg"], dtype=np.int8),
+            )
+        )
     if not parts:
         return Batch.empty(), rejects
     if len(parts) == 1:
         P = parts[0]
     else:
-        P = {k: ([x for p in parts for x in p[k]] if k == "m" else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+        P = {
+            k: ([x for p in parts for x in p[k]] if k == "m" else np.concatenate([p[k] for p in parts]))
+            for k in parts[0]
+        }
     ii = P["i"]
     order = None
     if len(ii) > 1 and np.any(ii[1:] < ii[:-1]):
         order = np.argsort(ii, kind="stable")
     src_a = np.zeros(n, dtype=np.int64) if src is None else np.asarray(src, dtype=np.int64)
-    off_a = (np.arange(seq_start, seq_start + n, dtype=np.int64) if offsets is None
-             else np.asarray(offsets, dtype=np.int64))
+    off_a = (
+        np.arange(seq_start, seq_start + n, dtype=np.int64) if offsets is None else np.asarray(offsets, dtype=np.int64)
+    )
     ts = P["ts"]
     batch = Batch(
         idx=ii,

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
 
+from . import shadow as _sh
 from .config import EngineConfig
 from .core import EVAL_CHUNK, Applied, Decision
 from .decode import Batch, Reject, decode, mix64
-from . import shadow as _sh
 
 __all__ = ["ReferenceEngine"]
 
@@ -25,14 +25,31 @@ K = 16
 IMEI_INDEX_SIZE = 4
 NODAY = -(2**31)
 PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
-SIGNAL_ORDER = ("traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion", "competitor_contacts",
-                "recharge_lapse", "silence")
+SIGNAL_ORDER = (
+    "traffic_drop",
+    "competitor_hotline",
+    "dual_sim",
+    "contact_erosion",
+    "competitor_contacts",
+    "recharge_lapse",
+    "silence",
+)
 REASONS = ("competitor_switch", "seasonal", "low_usage", "arrears", "unknown")
 TIERS = ("high", "mid", "low")
 # ring counters: name, saturation
-RING = (("calls_out", 0xFFFF), ("calls_in", 0xFFFF), ("sec_out", 0xFFFFFFFF), ("sec_in", 0xFFFFFFFF),
-        ("sms_out", 0xFFFF), ("sms_in", 0xFFFF), ("comp_n", 0xFFFF), ("hot_n", 0xFF), ("rch_n", 0xFF),
-        ("rch_c", 0xFFFFFFFF), ("bits", None))
+RING = (
+    ("calls_out", 0xFFFF),
+    ("calls_in", 0xFFFF),
+    ("sec_out", 0xFFFFFFFF),
+    ("sec_in", 0xFFFFFFFF),
+    ("sms_out", 0xFFFF),
+    ("sms_in", 0xFFFF),
+    ("comp_n", 0xFFFF),
+    ("hot_n", 0xFF),
+    ("rch_n", 0xFF),
+    ("rch_c", 0xFFFFFFFF),
+    ("bits", None),
+)
 RI = {name: i for i, (name, _) in enumerate(RING)}
 
 
@@ -41,10 +58,46 @@ def _pop(x: int) -> int:
 
 
 class _Sub:
-    __slots__ = ("msisdn", "row", "ring", "circle", "imeis", "hwm", "first_day", "last_active", "rch_count",
-                 "rch_first", "rch_last", "rch_sum", "plan", "activated", "arpu_c", "key_group", "profile_ts",
-                 "dual_day", "dual_n", "phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day",
-                 "sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash", "rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")
+    __slots__ = (
+        "msisdn",
+        "row",
+        "ring",
+        "circle",
+        "imeis",
+        "hwm",
+        "first_day",
+        "last_active",
+        "rch_count",
+        "rch_first",
+        "rch_last",
+        "rch_sum",
+        "plan",
+        "activated",
+        "arpu_c",
+        "key_group",
+        "profile_ts",
+        "dual_day",
+        "dual_n",
+        "phase",
+        "episode",
+        "last_emit_day",
+        "last_emit_sev",
+        "emitted",
+        "clear_day",
+        "sh_peer",
+        "sh_first",
+        "sh_day",
+        "sh_mask",
+        "sh_j",
+        "sh_pub",
+        "sh_hash",
+        "rch_prev",
+        "imm_day",
+        "ep_day",
+        "dual_prev",
+        "sw_h",
+        "sw_d",
+    )
 
     def __init__(self, msisdn: str, row: int) -> None:
         self.msisdn = msisdn
@@ -107,6 +160,10 @@ class ReferenceEngine:
     def _count(self, k: str, n: int = 1) -> None:
         if n:
             self.counters[k] = self.counters.get(k, 0) + n
+
+    def __iter__(self):
+        """The msisdns the engine holds state for."""
+        return iter(self._row)
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -190,9 +247,20 @@ class ReferenceEngine:
             hwm = sub.hwm[src] if sub is not None else pending.get((m, src), -1)
             kind = int(batch.kind[i])
             contact = None
-            if (cfg.shadow_enabled and kind in (KIND_CALL, KIND_SMS) and batch.comp[i] and not batch.hotline[i]
-                    and int(batch.peer[i]) != 0 and m.isdigit() and len(m) <= 19):
-                contact = (_national(int(batch.peer[i]), cfg.country_code), _national(int(m), cfg.country_code), int(batch.day[i]))
+            if (
+                cfg.shadow_enabled
+                and kind in (KIND_CALL, KIND_SMS)
+                and batch.comp[i]
+                and not batch.hotline[i]
+                and int(batch.peer[i]) != 0
+                and m.isdigit()
+                and len(m) <= 19
+            ):
+                contact = (
+                    _national(int(batch.peer[i]), cfg.country_code),
+                    _national(int(m), cfg.country_code),
+                    int(batch.day[i]),
+                )
                 if off > hwm and pre.get(i):
                     contact = None  # the circle held it for that day before this batch: sent already
             if off <= hwm:
@@ -235,8 +303,11 @@ class ReferenceEngine:
         self._count("rejected_late", len(rejects) - nf)
         rejects.sort(key=lambda r: r.index)
         contacts = sorted(set(contacts))
-        cols = (np.array([c[0] for c in contacts], dtype=np.uint64), np.array([c[1] for c in contacts], dtype=np.uint64),
-                np.array([c[2] for c in contacts], dtype=np.int64))
+        cols = (
+            np.array([c[0] for c in contacts], dtype=np.uint64),
+            np.array([c[1] for c in contacts], dtype=np.uint64),
+            np.array([c[2] for c in contacts], dtype=np.int64),
+        )
         return Applied(np.array(sorted(touched), dtype=np.int64), rejects, skipped, cols, self._hits)
 
     def _apply_one(self, sub: _Sub, b: Batch, i: int, kind: int, ts: float, d: int) -> None:
@@ -394,7 +465,11 @@ class ReferenceEngine:
         la = sub.last_active
         if la < D:
             return la
-        days = [d for d, c in sub.ring.items() if d < D and c[RI["calls_out"]] + c[RI["calls_in"]] + c[RI["sms_out"]] + c[RI["sms_in"]] > 0]
+        days = [
+            d
+            for d, c in sub.ring.items()
+            if d < D and c[RI["calls_out"]] + c[RI["calls_in"]] + c[RI["sms_out"]] + c[RI["sms_in"]] > 0
+        ]
         if days:
             return max(days)
         return NODAY if sub.first_day >= D else D - self.R - 1
@@ -462,10 +537,12 @@ class ReferenceEngine:
                 tot = tot + min(max(1.0 - rr / rb, 0.0), 1.0)
                 cnt += 1
         f: dict = {}
-        elig = bA >= cfg.drop_min_baseline_active_days and rA >= cfg.drop_min_recent_active_days and nrd >= 3 and cnt > 0
+        elig = (
+            bA >= cfg.drop_min_baseline_active_days and rA >= cfg.drop_min_recent_active_days and nrd >= 3 and cnt > 0
+        )
         f["drop"] = tot / max(cnt, 1) if elig else 0.0
         f["drop_elig"] = elig
-        old_b, prior = base[: nb - nr], base[nb - nr:]
+        old_b, prior = base[: nb - nr], base[nb - nr :]
         nb2d = sum(1 for d in old_b if d not in hol)
 
         def rel_drop(span):
@@ -484,7 +561,7 @@ class ReferenceEngine:
         f["drop_prior"] = rel_drop(prior)
         f["trend"] = rel_drop(prior + rec) if elig else 0.0
         f["trend_recent"] = rel_drop(rec) if elig else 0.0
-        f["drop_tail"] = rel_drop(rec[nr - cfg.drop_tail_days:]) if elig else 0.0
+        f["drop_tail"] = rel_drop(rec[nr - cfg.drop_tail_days :]) if elig else 0.0
         f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days, D))
         # contact circle
         mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
@@ -564,7 +641,7 @@ class ReferenceEngine:
         strong = self._strong(sub, D - nb - nr, D - nr - 1)
         h = 0
         for _, p, _ in strong:
-            h ^= int(_sh._mix(np.array([p], dtype=np.uint64))[0])
+            h ^= int(_sh.mix(np.array([p], dtype=np.uint64))[0])
         if len(strong) < cfg.circle_min_members:
             return
         if not (D - sub.sh_pub >= cfg.shadow_refresh_days or h != sub.sh_hash):
@@ -592,7 +669,10 @@ class ReferenceEngine:
                 continue
             sig = [int(v) for v in ev["sig"]]
             me = _national(int(sub.msisdn), cfg.country_code)
-            if x == me or any(a == b for a, b in zip(_sh.member_hashes(np.array([me], dtype=np.uint64))[0].tolist(), sig)):
+            if x == me or any(
+                a == b
+                for a, b in zip(_sh.member_hashes(np.array([me], dtype=np.uint64))[0].tolist(), sig, strict=False)
+            ):
                 continue
             hs = {p: _sh.member_hashes(np.array([p], dtype=np.uint64))[0].tolist() for _, p, _ in strong}
             matched = [(b, w) for b, p, w in strong if any(hs[p][i] == sig[i] for i in range(_sh.M))]
@@ -601,8 +681,12 @@ class ReferenceEngine:
             J = sum(1 for i in both if mins[i] == sig[i]) / len(both) if both else 0.0
             contain = sum(1 for i in range(_sh.M) if any(hs[p][i] == sig[i] for _, p, _ in strong)) / _sh.M
             share = sum(w for _, w in matched) / sum(w for _, _, w in strong)
-            if (J < cfg.shadow_min_jaccard or contain < cfg.shadow_min_containment or len(matched) < cfg.shadow_min_overlap
-                    or share < cfg.shadow_min_weight_share):
+            if (
+                J < cfg.shadow_min_jaccard
+                or contain < cfg.shadow_min_containment
+                or len(matched) < cfg.shadow_min_overlap
+                or share < cfg.shadow_min_weight_share
+            ):
                 continue
             jm = int(round(J * 1000))
             live = sub.sh_peer != 0 and sub.sh_day >= D - cfg.dual_sim_days + 1
@@ -617,9 +701,19 @@ class ReferenceEngine:
     def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
         cfg = self.config
         tail = f["drop_tail"] >= cfg.drop_tail_threshold
-        t_drop7 = f["drop_elig"] and f["drop"] >= cfg.drop_threshold and f["drop_prior"] >= cfg.drop_confirm_threshold and tail
-        t_trend = (f["drop_elig"] and f["trend"] >= cfg.trend_threshold and f["drop_prior"] >= cfg.trend_week_threshold
-                   and f["trend_recent"] >= cfg.trend_week_threshold and tail)
+        t_drop7 = (
+            f["drop_elig"]
+            and f["drop"] >= cfg.drop_threshold
+            and f["drop_prior"] >= cfg.drop_confirm_threshold
+            and tail
+        )
+        t_trend = (
+            f["drop_elig"]
+            and f["trend"] >= cfg.trend_threshold
+            and f["drop_prior"] >= cfg.trend_week_threshold
+            and f["trend_recent"] >= cfg.trend_week_threshold
+            and tail
+        )
         t_drop = t_drop7 or t_trend
         drop_v = max(f["drop"], f["trend"]) if t_trend else f["drop"]
         t_hot = f["hotline"] >= cfg.hotline_min_calls
@@ -643,8 +737,12 @@ class ReferenceEngine:
             keep = keep * (1.0 - c)
         score = 1.0 - keep
         compet = t_hot or t_dual or t_comp
-        deep = (t_drop7 and f["drop"] >= cfg.deep_drop_threshold and f["drop_prior"] >= cfg.drop_threshold
-                and f["trend"] >= cfg.deep_trend_threshold)
+        deep = (
+            t_drop7
+            and f["drop"] >= cfg.deep_drop_threshold
+            and f["drop_prior"] >= cfg.drop_threshold
+            and f["trend"] >= cfg.deep_trend_threshold
+        )
         alarm_level = t_hot or (t_dual and cfg.dual_sim_alarm_level) or deep
         raw = 1 if score >= cfg.warn_score else 0
         if score >= cfg.alarm_score or alarm_level:
@@ -652,8 +750,14 @@ class ReferenceEngine:
         if t_sil and f["silence"] >= cfg.churned_silence_days:
             raw = 3
         quiet = t_drop or t_ero or t_sil or t_lapse
-        seasonal = (not compet) and quiet and (
-            f["in_season"] or (f["new_share"] >= cfg.seasonal_new_share and f["recent_active"] >= 3 and (t_drop or t_ero)))
+        seasonal = (
+            (not compet)
+            and quiet
+            and (
+                f["in_season"]
+                or (f["new_share"] >= cfg.seasonal_new_share and f["recent_active"] >= 3 and (t_drop or t_ero))
+            )
+        )
         if seasonal:
             raw = min(raw, 1)
         if compet:
@@ -677,16 +781,28 @@ class ReferenceEngine:
             tier = 1
         else:
             tier = 2
-        return {"score": score, "raw": raw, "reason": reason, "tier": tier, "drop_v": drop_v,
-                "trips": (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)}
+        return {
+            "score": score,
+            "raw": raw,
+            "reason": reason,
+            "tier": tier,
+            "drop_v": drop_v,
+            "trips": (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil),
+        }
 
     def _signals(self, f: dict, dec: dict, only_tripped: bool) -> list[dict]:
         cfg = self.config
-        vals = ((float(dec["drop_v"]), cfg.drop_threshold), (int(f["hotline"]), cfg.hotline_min_calls), (int(f["dual"]) + int(f["shadow"]), 1),
-                (float(f["erosion"]), cfg.erosion_threshold), (float(f["comp_rise"]), cfg.competitor_rise_threshold),
-                (float(f["lapse"]), cfg.recharge_lapse_factor), (int(f["silence"]), cfg.silence_days))
+        vals = (
+            (float(dec["drop_v"]), cfg.drop_threshold),
+            (int(f["hotline"]), cfg.hotline_min_calls),
+            (int(f["dual"]) + int(f["shadow"]), 1),
+            (float(f["erosion"]), cfg.erosion_threshold),
+            (float(f["comp_rise"]), cfg.competitor_rise_threshold),
+            (float(f["lapse"]), cfg.recharge_lapse_factor),
+            (int(f["silence"]), cfg.silence_days),
+        )
         out = []
-        for name, (v, thr), t in zip(SIGNAL_ORDER, vals, dec["trips"]):
+        for name, (v, thr), t in zip(SIGNAL_ORDER, vals, dec["trips"], strict=False):
             if only_tripped and not t:
                 continue
             s = {"name": name, "value": round(v, 4) if isinstance(v, float) else v, "threshold": thr}
@@ -787,13 +903,23 @@ class ReferenceEngine:
 
     def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
         cands = [self._by_row[int(r)] for r in rows if int(r) in self._by_row]
-        life = ("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day", "ep_day", "sh_pub", "sh_hash")
+        life = (
+            "phase",
+            "episode",
+            "last_emit_day",
+            "last_emit_sev",
+            "emitted",
+            "clear_day",
+            "ep_day",
+            "sh_pub",
+            "sh_hash",
+        )
         before = [tuple(getattr(sub, k) for k in life) for sub in cands]
         alarms = []
         for i in range(0, len(cands), EVAL_CHUNK):
             alarms.extend(self._run(cands[i : i + EVAL_CHUNK], D, self.config.day_start_s(D)))
         alarms.sort(key=lambda x: x["msisdn"])
-        changed = [sub.row for sub, b in zip(cands, before) if tuple(getattr(sub, k) for k in life) != b]
+        changed = [sub.row for sub, b in zip(cands, before, strict=False) if tuple(getattr(sub, k) for k in life) != b]
         return Decision(alarms, np.array(changed, dtype=np.int64))
 
     def immediate(self, hits: list) -> list[dict]:
@@ -825,11 +951,18 @@ class ReferenceEngine:
         days = []
         for d in range(D - 13, D + 1):
             c = sub.ring.get(d, [0] * len(RING))
-            days.append(day_dict(self.config.date_of_day(d), dict(zip(DAY_FIELDS, c))))
-        return {"msisdn": msisdn, "phase": PHASE_NAMES[sub.phase], "episode": sub.episode,
-                "score": round(float(dec["score"]), 4), "signals": self._signals(f, dec, False),
-                "value_tier": TIERS[dec["tier"]], "reason_guess": REASONS[dec["reason"]],
-                "as_of_day": self.config.date_of_day(D), "days": days}
+            days.append(day_dict(self.config.date_of_day(d), dict(zip(DAY_FIELDS, c, strict=False))))
+        return {
+            "msisdn": msisdn,
+            "phase": PHASE_NAMES[sub.phase],
+            "episode": sub.episode,
+            "score": round(float(dec["score"]), 4),
+            "signals": self._signals(f, dec, False),
+            "value_tier": TIERS[dec["tier"]],
+            "reason_guess": REASONS[dec["reason"]],
+            "as_of_day": self.config.date_of_day(D),
+            "days": days,
+        }
 
     def state_of(self, msisdn: str) -> dict | None:
         s = self._subs.get(msisdn)
@@ -840,7 +973,8 @@ class ReferenceEngine:
             "circle": {b: (e[0], e[1], e[2], e[3], e[4], int(e[5])) for b, e in s.circle.items()},
             "imeis": sorted((h, d) for h, d in s.imeis),
             "hwm": list(s.hwm),
-            "first_day": s.first_day, "last_active": s.last_active,
+            "first_day": s.first_day,
+            "last_active": s.last_active,
             "rch": (s.rch_count, float(s.rch_first), float(s.rch_last), s.rch_sum),
             "profile": (s.plan, s.activated, s.arpu_c, s.key_group, float(s.profile_ts)),
             "dual": (s.dual_day, s.dual_n),

@@ -38,7 +38,7 @@ than ``NATIONAL_DIGITS``), so ``8613800001234`` and ``13800001234`` are one memb
 from __future__ import annotations
 
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -46,8 +46,22 @@ from stream.contract import mask_msisdn
 
 from .config import EngineConfig
 
-__all__ = ["M", "BANDS", "ROWS", "NATIONAL_DIGITS", "EMPTY", "national", "member_hashes", "signature",
-           "jaccard", "band_keys", "shadow_detail", "PeerSketches", "BandIndex", "ShadowJoin"]
+__all__ = [
+    "M",
+    "BANDS",
+    "ROWS",
+    "NATIONAL_DIGITS",
+    "EMPTY",
+    "national",
+    "member_hashes",
+    "signature",
+    "jaccard",
+    "band_keys",
+    "shadow_detail",
+    "PeerSketches",
+    "BandIndex",
+    "ShadowJoin",
+]
 
 M = 32  # MinHash values per signature
 BANDS = 16
@@ -57,11 +71,13 @@ EMPTY = np.uint32(0xFFFFFFFF)
 NODAY = -(2**31)
 
 _U = np.uint64
-_SEEDS = (np.arange(1, M + 1, dtype=np.uint64) * _U(0x9E3779B97F4A7C15)) ^ _U(0x5348414430573141)  # fixed: sketches must agree across workers
+_SEEDS = (np.arange(1, M + 1, dtype=np.uint64) * _U(0x9E3779B97F4A7C15)) ^ _U(
+    0x5348414430573141
+)  # fixed: sketches must agree across workers
 _M1, _M2 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
+def mix(z: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer (a bijection on uint64), vectorised."""
     with np.errstate(over="ignore"):
         z = (z ^ (z >> _U(30))) * _M1
@@ -80,7 +96,7 @@ def national(numbers: np.ndarray, country_code: str = "86") -> np.ndarray:
 def member_hashes(ids: np.ndarray) -> np.ndarray:
     """(n, M) uint32: the M hash values of each member id (national number)."""
     ids = np.asarray(ids, dtype=np.uint64)
-    return (_mix(ids[:, None] ^ _SEEDS[None, :]) >> _U(32)).astype(np.uint32)
+    return (mix(ids[:, None] ^ _SEEDS[None, :]) >> _U(32)).astype(np.uint32)
 
 
 def signature(ids: Iterable[int]) -> np.ndarray:
@@ -103,7 +119,7 @@ def band_keys(sig: np.ndarray) -> list[str]:
     s = np.asarray(sig, dtype=np.uint64).reshape(BANDS, ROWS)
     acc = np.arange(BANDS, dtype=np.uint64) + _U(1)
     for j in range(ROWS):
-        acc = _mix(acc * _U(0x100000001B3) ^ s[:, j])
+        acc = mix(acc * _U(0x100000001B3) ^ s[:, j])
     return [f"{int(k):016x}" for k in acc]
 
 
@@ -214,7 +230,7 @@ class PeerSketches:
         need = np.flatnonzero(self._nmem[rows] < 3)
         if len(need):
             pos = np.flatnonzero(np.isin(xinv, need))
-            for j, mem in zip(xinv[pos].tolist(), uk[pos, 1].tolist()):
+            for j, mem in zip(xinv[pos].tolist(), uk[pos, 1].tolist(), strict=False):
                 r = rows[j]
                 k = int(self._nmem[r])
                 if k >= 3 or mem == self._m0[r] or (k >= 2 and mem == self._m1[r]):
@@ -232,14 +248,26 @@ class PeerSketches:
         ``shadow_new_days``; an established number is never a new second SIM)."""
         n = self._n
         cfg = self.config
-        due = self._dirty[:n] & (self._nmem[:n] >= min(3, cfg.shadow_min_overlap)) & (self._pub[:n] < today) & (self._first[:n] >= today - cfg.shadow_new_days)
+        due = (
+            self._dirty[:n]
+            & (self._nmem[:n] >= min(3, cfg.shadow_min_overlap))
+            & (self._pub[:n] < today)
+            & (self._first[:n] >= today - cfg.shadow_new_days)
+        )
         rows = np.flatnonzero(due)
         if not len(rows):
             return []
         out = []
         for r in rows.tolist():
-            out.append({"x": self._ids[r], "sig": self._sig[r].tolist(), "first": int(self._first[r]),
-                        "last": int(self._last[r]), "day": int(today)})
+            out.append(
+                {
+                    "x": self._ids[r],
+                    "sig": self._sig[r].tolist(),
+                    "first": int(self._first[r]),
+                    "last": int(self._last[r]),
+                    "day": int(today),
+                }
+            )
         self._pub[rows] = today
         self._dirty[rows] = False
         return out
@@ -248,8 +276,14 @@ class PeerSketches:
         r = self._row.get(int(x))
         if r is None:
             return None
-        return {"x": int(x), "sig": self._sig[r].copy(), "first": int(self._first[r]), "last": int(self._last[r]),
-                "pub": int(self._pub[r]), "dirty": bool(self._dirty[r])}
+        return {
+            "x": int(x),
+            "sig": self._sig[r].copy(),
+            "first": int(self._first[r]),
+            "last": int(self._last[r]),
+            "pub": int(self._pub[r]),
+            "dirty": bool(self._dirty[r]),
+        }
 
     def expire(self, today: int) -> list[int]:
         """Drop every X not seen for ``shadow_expire_days``; returns their ids."""
@@ -264,8 +298,16 @@ class PeerSketches:
             arr[:m] = arr[keep]
         # the rows freed at the end are reused by the next new numbers: back to their initial state
         # (a new number used to inherit an expired one's signature, first day and members)
-        for arr, fill in ((self._sig, EMPTY), (self._first, 2**31 - 1), (self._last, NODAY), (self._pub, NODAY),
-                          (self._dirty, False), (self._m0, 0), (self._m1, 0), (self._nmem, 0)):
+        for arr, fill in (
+            (self._sig, EMPTY),
+            (self._first, 2**31 - 1),
+            (self._last, NODAY),
+            (self._pub, NODAY),
+            (self._dirty, False),
+            (self._m0, 0),
+            (self._m1, 0),
+            (self._nmem, 0),
+        ):
             arr[m:n] = fill
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._row = {x: i for i, x in enumerate(self._ids)}
@@ -277,8 +319,15 @@ class PeerSketches:
         r = self._row.get(int(x))
         if r is None:
             return None
-        return _PEER.pack(int(self._first[r]), int(self._last[r]), int(self._pub[r]), int(self._m0[r]), int(self._m1[r]),
-                          int(self._nmem[r]), *self._sig[r].tolist())
+        return _PEER.pack(
+            int(self._first[r]),
+            int(self._last[r]),
+            int(self._pub[r]),
+            int(self._m0[r]),
+            int(self._m1[r]),
+            int(self._nmem[r]),
+            *self._sig[r].tolist(),
+        )
 
     def restore(self, x: int, data: bytes) -> None:
         vals = _PEER.unpack(data)
@@ -319,8 +368,16 @@ class BandIndex:
             b["x"][x] = [day, int(rec["first"]), int(rec["last"]), list(rec["sig"])]
             for s, sd in b["s"].items():
                 if sd >= lo:
-                    out.append({"s": s, "x": x, "sig": list(rec["sig"]), "first": int(rec["first"]), "last": int(rec["last"]),
-                                "day": max(day, sd)})
+                    out.append(
+                        {
+                            "s": s,
+                            "x": x,
+                            "sig": list(rec["sig"]),
+                            "first": int(rec["first"]),
+                            "last": int(rec["last"]),
+                            "day": max(day, sd),
+                        }
+                    )
             side = b["x"]
         else:
             s = str(rec["s"])
@@ -368,8 +425,10 @@ class BandIndex:
         return {"s": dict(b["s"]), "x": {str(x): v for x, v in b["x"].items()}}
 
     def restore(self, key: str, data: dict) -> None:
-        self._b[key] = b = {"s": {str(s): int(d) for s, d in data["s"].items()},
-                            "x": {int(x): [int(v[0]), int(v[1]), int(v[2]), [int(y) for y in v[3]]] for x, v in data["x"].items()}}
+        self._b[key] = b = {
+            "s": {str(s): int(d) for s, d in data["s"].items()},
+            "x": {int(x): [int(v[0]), int(v[1]), int(v[2]), [int(y) for y in v[3]]] for x, v in data["x"].items()},
+        }
         for d in list(b["s"].values()) + [v[0] for v in b["x"].values()]:
             self._by_day.setdefault(d, set()).add(key)
 
@@ -391,7 +450,9 @@ class ShadowJoin:
         x, member, day = observations
         self.peers.observe(x, member, day)
 
-    def step(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray], s_publications: list[dict], today: int) -> list[dict]:
+    def step(
+        self, observations: tuple[np.ndarray, np.ndarray, np.ndarray], s_publications: list[dict], today: int
+    ) -> list[dict]:
         """Feed one batch's contact observations and subscriber publications; returns evidence for
         subscribers (stage 3 input)."""
         x, member, day = observations

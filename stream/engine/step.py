@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,8 +75,9 @@ class Step:
         """The last day that event time ``complete_s`` lets decide."""
         return self.engine.day_of(complete_s - self.grace_s)
 
-    def __call__(self, batch: Batch, complete_s: Union[float, None, Callable[[Applied], float | None]],
-                 evidence=()) -> StepResult:
+    def __call__(
+        self, batch: Batch, complete_s: float | None | Callable[[Applied], float | None], evidence=()
+    ) -> StepResult:
         """``complete_s``: the complete event time after this batch, or a function of what apply
         did that returns it (the service's partition times move with the accepted events)."""
         eng = self.engine
@@ -94,8 +96,18 @@ class Step:
         dt = time.perf_counter() - t0
         rows = [r for r in rows if len(r)]
         out = np.unique(np.concatenate(rows)) if len(rows) > 1 else (rows[0] if rows else _NO_ROWS)
-        return StepResult(alarms, ap.rejects, out, ap.contacts, eng.take_shadow_publications(), ap.skipped, decided,
-                          len(confirmed), ap.rows, dt)
+        return StepResult(
+            alarms,
+            ap.rejects,
+            out,
+            ap.contacts,
+            eng.take_shadow_publications(),
+            ap.skipped,
+            decided,
+            len(confirmed),
+            ap.rows,
+            dt,
+        )
 
     @property
     def deciding(self) -> bool:

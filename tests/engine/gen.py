@@ -55,19 +55,37 @@ def daily_life(m, day0, ndays, rng, circle, per_day=6, imei=None, skip_days=(), 
     return ev
 
 
-def random_stream(seed: int, n_subs: int = 4, n_days: int = 45, per_day: int = 4, jitter_s: int = 6 * 3600,
-                  bad_rate: float = 0.02, late_rate: float = 0.01, future_rate: float = 0.01):
+def random_stream(
+    seed: int,
+    n_subs: int = 4,
+    n_days: int = 45,
+    per_day: int = 4,
+    jitter_s: int = 6 * 3600,
+    bad_rate: float = 0.02,
+    late_rate: float = 0.01,
+    future_rate: float = 0.01,
+):
     """A random mix of all event kinds, arrival order = ts + random delay (out of order), with a few
     invalid, late and future events. Returns raw bytes lines."""
     rng = random.Random(seed)
     subs = [num(OWN, 1000 + i) for i in range(n_subs)]
-    peers = [num(OWN, 5000 + i) for i in range(12)] + [num(CU, 7000 + i) for i in range(8)] + ["10086", "10010", "10000"]
+    peers = (
+        [num(OWN, 5000 + i) for i in range(12)] + [num(CU, 7000 + i) for i in range(8)] + ["10086", "10010", "10000"]
+    )
     imeis = [f"35{rng.randrange(10**12, 10**13)}" for _ in range(n_subs + 1)]
     events = []
     active_until = {m: rng.choice([n_days, n_days, rng.randint(n_days // 3, n_days)]) for m in subs}
     for m in subs:
-        events.append(profile(m, T0 + rng.randint(0, 3600), plan=rng.choice(["prepaid", "postpaid"]),
-                              activated="2020-05-01", arpu=rng.choice([30, 80, 200]), key_group_member=rng.random() < 0.2))
+        events.append(
+            profile(
+                m,
+                T0 + rng.randint(0, 3600),
+                plan=rng.choice(["prepaid", "postpaid"]),
+                activated="2020-05-01",
+                arpu=rng.choice([30, 80, 200]),
+                key_group_member=rng.random() < 0.2,
+            )
+        )
         circle = rng.sample(peers[:-3], 5)
         im = rng.choice(imeis)
         for d in range(n_days):
@@ -87,8 +105,14 @@ def random_stream(seed: int, n_subs: int = 4, n_days: int = 45, per_day: int = 4
                 else:
                     events.append(recharge(m, ts, amount=rng.choice([10, 30, 50, 100.5])))
             if rng.random() < 0.03:
-                events.append(profile(m, T0 + d * DAY + rng.randint(0, DAY - 1), plan=rng.choice(["prepaid", "postpaid"]),
-                                      arpu=rng.choice([30, 80, 200])))
+                events.append(
+                    profile(
+                        m,
+                        T0 + d * DAY + rng.randint(0, DAY - 1),
+                        plan=rng.choice(["prepaid", "postpaid"]),
+                        arpu=rng.choice([30, 80, 200]),
+                    )
+                )
     arrivals = [(e["ts"] + rng.randint(0, jitter_s), i, e) for i, e in enumerate(events)]
     arrivals.sort(key=lambda x: (x[0], x[1]))
     lines = [orjson.dumps(e) for _, _, e in arrivals]
@@ -97,8 +121,17 @@ def random_stream(seed: int, n_subs: int = 4, n_days: int = 45, per_day: int = 4
         out.append(ln)
         r = rng.random()
         if r < bad_rate:
-            out.append(rng.choice([b"{not json", b"[1,2]", b'{"type":"fax","msisdn":"1"}', b'{"type":"call"}',
-                                   b'{"type":"call","msisdn":"8613800001000","ts":true,"direction":"out","peer":"1","duration_s":1}']))
+            out.append(
+                rng.choice(
+                    [
+                        b"{not json",
+                        b"[1,2]",
+                        b'{"type":"fax","msisdn":"1"}',
+                        b'{"type":"call"}',
+                        b'{"type":"call","msisdn":"8613800001000","ts":true,"direction":"out","peer":"1","duration_s":1}',
+                    ]
+                )
+            )
         elif r < bad_rate + late_rate:
             e = orjson.loads(ln)
             e["ts"] = e["ts"] - 50 * DAY

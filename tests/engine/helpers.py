@@ -28,7 +28,7 @@ def drive(eng, events, batch: int = 100, sort: bool = True, final_sweep_s: float
     alarms = []
     replay = Replay(eng)
     for i in range(0, len(raws), batch):
-        b, _ = eng.decode(raws[i:i + batch])
+        b, _ = eng.decode(raws[i : i + batch])
         for res in replay.feed(b):
             alarms += res.alarms
     if final_sweep_s is not None:

@@ -72,7 +72,10 @@ def test_future_against_the_clock():
 def test_future_events_do_not_move_the_watermark(eng):
     feed(eng, [call(M, T0, P)])
     # a far-future event first; the following ones are judged against the unchanged watermark
-    ap, _ = feed(eng, [call(M, T0 + 90 * DAY, P), call(M, T0 + 29 * DAY, P), call(M, T0 + 58 * DAY, P), call(M, T0 + 90 * DAY, P)])
+    ap, _ = feed(
+        eng,
+        [call(M, T0 + 90 * DAY, P), call(M, T0 + 29 * DAY, P), call(M, T0 + 58 * DAY, P), call(M, T0 + 90 * DAY, P)],
+    )
     assert [r.reason for r in ap.rejects] == ["future", "future"]
     assert [r.index for r in ap.rejects] == [0, 3]
     assert eng.watermark_s == T0 + 58 * DAY
@@ -119,7 +122,11 @@ def test_profile_latest_by_event_time_wins(eng):
 
 def test_snapshot_round_trip_and_restore_elsewhere():
     eng = Engine(quiet_config(), clock=lambda: CLOCK)
-    evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", imei="356000000000001", dur=10 + k) for d in range(20) for k in range(4)]
+    evs = [
+        call(M, T0 + d * DAY + k, f"86139000000{k:02d}", imei="356000000000001", dur=10 + k)
+        for d in range(20)
+        for k in range(4)
+    ]
     evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
     feed(eng, evs)
     snap = eng.snapshot(M)
@@ -164,8 +171,15 @@ def test_view_is_json_ready(eng):
     v = eng.view(M)
     orjson.dumps(v)
     assert v["phase"] == "healthy" and v["value_tier"] in ("high", "mid", "low")
-    assert {s["name"] for s in v["signals"]} == {"traffic_drop", "competitor_hotline", "dual_sim", "contact_erosion",
-                                                 "competitor_contacts", "recharge_lapse", "silence"}
+    assert {s["name"] for s in v["signals"]} == {
+        "traffic_drop",
+        "competitor_hotline",
+        "dual_sim",
+        "contact_erosion",
+        "competitor_contacts",
+        "recharge_lapse",
+        "silence",
+    }
     assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
 
 
@@ -195,7 +209,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
     v3 = bytes([3]) + snap[1:-v4_tail]
     v2 = bytes([2]) + snap[1:-v3_tail]
-    v1 = bytes([1]) + snap[1:-v3_tail - 4]  # ... and without clear_day (i4)
+    v1 = bytes([1]) + snap[1 : -v3_tail - 4]  # ... and without clear_day (i4)
     for old in (v1, v2, v3):
         other = Engine(quiet_config(), clock=lambda: CLOCK)
         other.restore(M, old)
@@ -208,9 +222,6 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
         Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([5]) + snap[1:])
-
-
-
 
 
 def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
@@ -229,7 +240,15 @@ def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
 def test_late_within_one_batch_follows_the_subscribers_own_earlier_events(eng):
     # the day-45 event comes first in the batch, so the day-2 event of the same subscriber is late
     # (2 <= 45 - 38), while another subscriber's day-2 event beside it is not
-    ap, _ = feed(eng, [call(M, T0 + 45 * DAY, P), call(M, T0 + 2 * DAY, P), call(M2, T0 + 2 * DAY, P), recharge(M, T0 + 10 * DAY + 5, 1000)])
+    ap, _ = feed(
+        eng,
+        [
+            call(M, T0 + 45 * DAY, P),
+            call(M, T0 + 2 * DAY, P),
+            call(M2, T0 + 2 * DAY, P),
+            recharge(M, T0 + 10 * DAY + 5, 1000),
+        ],
+    )
     assert [(r.index, r.reason) for r in ap.rejects] == [(1, "late")]
     assert eng.counters["rejected_late"] == 1
 
@@ -244,7 +263,9 @@ def test_a_snapshot_written_with_another_ring_size_restores_day_by_day():
     assert new.R == 38
     new.restore(M, old.snapshot(M))
     assert new.state_of(M)["ring"] == old.state_of(M)["ring"] and len(new.state_of(M)["ring"]) == 36
-    assert {k: v for k, v in new.state_of(M).items() if k != "ring"} == {k: v for k, v in old.state_of(M).items() if k != "ring"}
+    assert {k: v for k, v in new.state_of(M).items() if k != "ring"} == {
+        k: v for k, v in old.state_of(M).items() if k != "ring"
+    }
     small = Engine(quiet_config(ring_days=36), clock=lambda: CLOCK)  # back to a smaller ring: the newest days
     small.restore(M, new.snapshot(M))
     assert small.state_of(M)["ring"] == old.state_of(M)["ring"]

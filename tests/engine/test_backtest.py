@@ -38,13 +38,27 @@ def test_backtest_command(tmp_path, capsys):
     assert main(["backtest", "--events", str(ev), "--alarms-out", str(out2), "--batch-size", "200", "--quiet"]) == 0
     assert out2.read_bytes() == out.read_bytes()
     out3 = tmp_path / "alarms3.ndjson"
-    assert main(["backtest", "--events", str(ev), "--alarms-out", str(out3), "--batch-size", "200", "--quiet",
-                 "--reference"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--events",
+                str(ev),
+                "--alarms-out",
+                str(out3),
+                "--batch-size",
+                "200",
+                "--quiet",
+                "--reference",
+            ]
+        )
+        == 0
+    )
     assert out3.read_bytes() == out.read_bytes()
 
 
 def test_backtest_counts_bad_lines(tmp_path):
-    from stream.backtest import backtest
+    from stream.tools.backtest import backtest
 
     ev = tmp_path / "e.ndjson"
     good = b'{"type":"call","msisdn":"8613800000001","ts":1760000000,"direction":"out","peer":"10010","duration_s":5}'

@@ -51,8 +51,10 @@ def test_unknown_key_is_an_error():
 
 def test_from_toml(tmp_path):
     p = tmp_path / "t.toml"
-    p.write_text('drop_threshold = 0.4\nsilence_days = 5\nholidays = [["2026-02-10", "2026-02-20"]]\n'
-                 'own_hotlines = ["10086"]\n[competitor_hotlines]\n"10010" = "cu"\n')
+    p.write_text(
+        'drop_threshold = 0.4\nsilence_days = 5\nholidays = [["2026-02-10", "2026-02-20"]]\n'
+        'own_hotlines = ["10086"]\n[competitor_hotlines]\n"10010" = "cu"\n'
+    )
     c = EngineConfig.from_toml(p)
     assert c.drop_threshold == 0.4 and c.silence_days == 5
     assert c.competitor_hotlines == {"10010": "cu"}

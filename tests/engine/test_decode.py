@@ -55,8 +55,16 @@ def with_(**kw):
         ({"type": "recharge", "msisdn": M, "ts": T0, "amount": 0}, "invalid_field", "amount"),
         ({"type": "recharge", "msisdn": M, "ts": T0, "amount": False}, "invalid_field", "amount"),
         ({"type": "profile", "msisdn": M, "ts": T0, "plan": "gold"}, "invalid_field", "plan"),
-        ({"type": "profile", "msisdn": M, "ts": T0, "plan": "prepaid", "activated": "2020-13-01"}, "invalid_field", "activated"),
-        ({"type": "profile", "msisdn": M, "ts": T0, "plan": "prepaid", "key_group_member": 1}, "invalid_field", "key_group_member"),
+        (
+            {"type": "profile", "msisdn": M, "ts": T0, "plan": "prepaid", "activated": "2020-13-01"},
+            "invalid_field",
+            "activated",
+        ),
+        (
+            {"type": "profile", "msisdn": M, "ts": T0, "plan": "prepaid", "key_group_member": 1},
+            "invalid_field",
+            "key_group_member",
+        ),
         ({"type": "sms", "msisdn": M, "ts": T0, "direction": "in"}, "missing_field", "peer"),
     ],
 )
@@ -88,8 +96,15 @@ def test_columns_and_derived_fields():
         with_(peer="8613812345678", peer_operator="ct"),  # explicit operator wins (ported number)
         {"type": "sms", "msisdn": M, "ts": T0 + 1.5, "direction": "out", "peer": "8618912345678"},
         {"type": "recharge", "msisdn": M, "ts": T0, "amount": 30.25, "channel": "app"},
-        {"type": "profile", "msisdn": M, "ts": T0, "plan": "prepaid", "activated": "1970-01-11", "arpu": 88.5,
-         "key_group_member": True},
+        {
+            "type": "profile",
+            "msisdn": M,
+            "ts": T0,
+            "plan": "prepaid",
+            "activated": "1970-01-11",
+            "arpu": 88.5,
+            "key_group_member": True,
+        },
     ]
     b, rejects = dec(*events)
     assert rejects == []
@@ -145,14 +160,25 @@ def _valid_lines(n: int, seed: int) -> list[bytes]:
         m = f"86138{rng.randrange(10**8):08d}"
         r = rng.random()
         if r < 0.6:
-            e = with_(msisdn=m, ts=T0 + j, peer=f"861{rng.choice('0389')}{rng.randrange(10**9):09d}",
-                      direction=rng.choice(["in", "out"]), duration_s=rng.randrange(0, 3600))
+            e = with_(
+                msisdn=m,
+                ts=T0 + j,
+                peer=f"861{rng.choice('0389')}{rng.randrange(10**9):09d}",
+                direction=rng.choice(["in", "out"]),
+                duration_s=rng.randrange(0, 3600),
+            )
             if rng.random() < 0.5:
                 e["imei"] = f"356{rng.randrange(10**12):012d}"
             if rng.random() < 0.1:
                 e["peer_operator"] = rng.choice(["cu", "ct", "cm"])
         elif r < 0.85:
-            e = {"type": "sms", "msisdn": m, "ts": T0 + j + 0.5, "direction": "out", "peer": rng.choice(["10010", "8613012345678"])}
+            e = {
+                "type": "sms",
+                "msisdn": m,
+                "ts": T0 + j + 0.5,
+                "direction": "out",
+                "peer": rng.choice(["10010", "8613012345678"]),
+            }
         elif r < 0.97:
             e = {"type": "recharge", "msisdn": m, "ts": T0 + j, "amount": rng.choice([10, 30.25, 50])}
         else:
@@ -179,8 +205,12 @@ def _one_by_one(raws, keys, cls):
 @pytest.mark.parametrize("with_keys", [False, True])
 def test_bad_lines_in_a_batch_decode_as_one_by_one(where, n, with_keys):
     raws = _valid_lines(n, seed=n)
-    pos = {"start": [0, 1], "middle": [n // 2, n // 2 + 1], "end": [n - 2, n - 1],
-           "everywhere": sorted({0, n // 3, n // 2, n // 2 + 1, n - 1})}[where]
+    pos = {
+        "start": [0, 1],
+        "middle": [n // 2, n // 2 + 1],
+        "end": [n - 2, n - 1],
+        "everywhere": sorted({0, n // 3, n // 2, n // 2 + 1, n - 1}),
+    }[where]
     for k, i in enumerate(pos):
         raws[i] = BAD_LINES[(k * 7 + n) % len(BAD_LINES)]
     if where == "everywhere":  # every kind once

@@ -18,7 +18,7 @@ import pytest
 from stream.engine import Engine, EngineConfig, ReferenceEngine
 from stream.engine.shadow import ShadowJoin
 from stream.engine.step import Replay
-from stream.simulate import generate
+from stream.tools.simulate import generate
 
 N, DAYS, SEED = 80, 50, 5
 WIDE = dict(decision_grace_s=36 * 3600.0)
@@ -40,7 +40,7 @@ def run(values, cfg: EngineConfig, batch: int = 5000, cls=Engine, shadow: bool =
     replay = Replay(eng, ShadowJoin(cfg) if shadow and cfg.shadow_enabled else None)
     alarms = []
     for i in range(0, len(values), batch):
-        b, _ = eng.decode(values[i:i + batch])
+        b, _ = eng.decode(values[i : i + batch])
         for res in replay.feed(b):
             alarms += res.alarms
     return alarms

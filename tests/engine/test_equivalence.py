@@ -16,8 +16,11 @@ from .gen import DAY, T0, random_stream
 from .helpers import CLOCK, quiet_config
 
 # ENGINE_EXAMPLES=500 for a longer search
-SETTINGS = settings(max_examples=int(os.environ.get("ENGINE_EXAMPLES", "40")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("ENGINE_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=True, extra=None):
@@ -29,10 +32,10 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
     while i < len(raws):
         bs = batch_sizes[k % len(batch_sizes)]
         k += 1
-        chunk = raws[i:i + bs]
+        chunk = raws[i : i + bs]
         kw = {}
         if srcs is not None:
-            kw = {"src": srcs[i:i + bs], "offsets": offsets[i:i + bs]}
+            kw = {"src": srcs[i : i + bs], "offsets": offsets[i : i + bs]}
         i += bs
         outs = []
         for eng in (E, R):
@@ -76,8 +79,16 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
     holidays=st.booleans(),
 )
 def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays):
-    raws = random_stream(seed, n_subs=n_subs, n_days=n_days, per_day=per_day, jitter_s=jitter_h * 3600,
-                         bad_rate=noise, late_rate=noise, future_rate=noise)
+    raws = random_stream(
+        seed,
+        n_subs=n_subs,
+        n_days=n_days,
+        per_day=per_day,
+        jitter_s=jitter_h * 3600,
+        bad_rate=noise,
+        late_rate=noise,
+        future_rate=noise,
+    )
     cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else ())
     compare(raws, batch_sizes, cfg)
 
@@ -98,26 +109,47 @@ def events(draw):
         ts = T0 + draw(st.integers(0, 45 * 24)) * 3600 + draw(st.integers(0, 3599))
         kind = draw(st.sampled_from(["call", "call", "sms", "recharge", "profile"]))
         if kind == "call":
-            e = {"type": "call", "msisdn": m, "ts": ts, "direction": draw(st.sampled_from(["out", "in"])),
-                 "peer": draw(st.sampled_from(PEERS)), "duration_s": draw(st.integers(0, 5000))}
+            e = {
+                "type": "call",
+                "msisdn": m,
+                "ts": ts,
+                "direction": draw(st.sampled_from(["out", "in"])),
+                "peer": draw(st.sampled_from(PEERS)),
+                "duration_s": draw(st.integers(0, 5000)),
+            }
             im = draw(st.sampled_from(IMEIS))
             if im:
                 e["imei"] = im
         elif kind == "sms":
-            e = {"type": "sms", "msisdn": m, "ts": ts, "direction": draw(st.sampled_from(["out", "in"])),
-                 "peer": draw(st.sampled_from(PEERS))}
+            e = {
+                "type": "sms",
+                "msisdn": m,
+                "ts": ts,
+                "direction": draw(st.sampled_from(["out", "in"])),
+                "peer": draw(st.sampled_from(PEERS)),
+            }
         elif kind == "recharge":
             e = {"type": "recharge", "msisdn": m, "ts": ts, "amount": draw(st.sampled_from([1, 10.5, 50]))}
         else:
-            e = {"type": "profile", "msisdn": m, "ts": ts, "plan": draw(st.sampled_from(["prepaid", "postpaid"])),
-                 "arpu": draw(st.sampled_from([0, 70, 200]))}
+            e = {
+                "type": "profile",
+                "msisdn": m,
+                "ts": ts,
+                "plan": draw(st.sampled_from(["prepaid", "postpaid"])),
+                "arpu": draw(st.sampled_from([0, 70, 200])),
+            }
         out.append(orjson.dumps(e))
     return out
 
 
 @SETTINGS
-@given(raws=events(), batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
-       max_future_h=st.sampled_from([6, 48, 2000]), replay=st.booleans(), data=st.data())
+@given(
+    raws=events(),
+    batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
+    max_future_h=st.sampled_from([6, 48, 2000]),
+    replay=st.booleans(),
+    data=st.data(),
+)
 def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, data):
     cfg = quiet_config(max_future_s=max_future_h * 3600.0, max_watermark_jump_s=max_future_h * 3600.0)
     n = len(raws)
@@ -133,8 +165,13 @@ def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, data):
 
 
 @SETTINGS
-@given(raws=events(), batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
-       ops=st.lists(st.tuples(st.sampled_from(["forget", "restore", "none"]), st.sampled_from(SUBS)), min_size=1, max_size=8))
+@given(
+    raws=events(),
+    batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["forget", "restore", "none"]), st.sampled_from(SUBS)), min_size=1, max_size=8
+    ),
+)
 def test_forget_and_restore_mid_stream(raws, batch_sizes, ops):
     """Dropping a subscriber (lost partition) or restoring one from its own snapshot (changelog
     recovery) keeps both engines in step, the IMEI index included."""

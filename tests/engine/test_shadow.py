@@ -10,9 +10,19 @@ import orjson
 import pytest
 
 from stream.engine import Engine, ReferenceEngine
+from stream.engine.shadow import (
+    BANDS,
+    EMPTY,
+    BandIndex,
+    M,
+    PeerSketches,
+    ShadowJoin,
+    band_keys,
+    jaccard,
+    national,
+    signature,
+)
 from stream.engine.step import Replay
-from stream.engine.shadow import (BANDS, EMPTY, M, BandIndex, PeerSketches, ShadowJoin, band_keys, jaccard, national,
-                                  signature)
 
 from .gen import DAY, T0, call
 from .helpers import CLOCK, quiet_config
@@ -43,7 +53,7 @@ def test_minhash_error_is_small_on_average():
     for _ in range(200):
         u = rng.sample(range(10**6), 60)
         k = rng.randint(0, 30)
-        sa, sb = set(u[:30]), set(u[30 - k:60 - k])
+        sa, sb = set(u[:30]), set(u[30 - k : 60 - k])
         errs.append(abs(jaccard(signature(sa), signature(sb)) - len(sa & sb) / len(sa | sb)))
     assert np.mean(errs) < 0.08
 
@@ -104,8 +114,11 @@ def test_peer_sketches_are_idempotent_and_bounded():
 def test_established_numbers_do_not_publish():
     cfg = quiet_config()
     ps = PeerSketches(cfg)
-    ps.observe(np.array([13000000001] * 3, dtype=np.uint64), np.array([13800000001, 13800000002, 13800000003], dtype=np.uint64),
-               np.array([0, 0, 0]))
+    ps.observe(
+        np.array([13000000001] * 3, dtype=np.uint64),
+        np.array([13800000001, 13800000002, 13800000003], dtype=np.uint64),
+        np.array([0, 0, 0]),
+    )
     assert ps.publications(cfg.shadow_new_days + 1) == []  # first seen too long ago: not a new SIM
 
 
@@ -173,7 +186,7 @@ def _run(engine_cls, cfg, events, batch=400):
     raws = [orjson.dumps(e) for e in events]
     alarms = []
     for i in range(0, len(raws), batch):
-        b, _ = eng.decode(raws[i:i + batch])
+        b, _ = eng.decode(raws[i : i + batch])
         alarms += [a for res in replay.feed(b) for a in res.alarms]
     eng.contacts_sent = replay.contacts  # (for the tests below)
     return eng, alarms, replay.kept
@@ -250,7 +263,7 @@ def test_simulated_switchers_second_sims_are_found_and_loyal_subscribers_are_not
     loyal subscriber, though loyal members of a switcher's community share its friends. Measured:
     77 of 90 found, 0 loyal false pairs (seeds 11-13 at 20,000 subscribers: 61-69%, 0.06-0.15%)."""
     from bench.shadow_quality import measure
-    from stream.simulate import generate, write_truth
+    from stream.tools.simulate import generate, write_truth
 
     events, truth = generate(1500, 80, 21, fmt="bytes")
     (tmp_path / "sim.ndjson").write_bytes(b"".join(e + b"\n" for e in events))

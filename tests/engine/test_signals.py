@@ -6,11 +6,9 @@ from __future__ import annotations
 import random
 
 import orjson
-
 import pytest
 
-from stream.contract import ALARM_FIELDS, ALARM_PHASES, REASONS, SIGNALS, TIERS
-from stream.contract import alarm_id
+from stream.contract import ALARM_FIELDS, ALARM_PHASES, REASONS, SIGNALS, TIERS, alarm_id
 from stream.engine import Engine, ReferenceEngine
 
 from .gen import CU, DAY, OWN, T0, call, daily_life, num, profile, recharge
@@ -436,8 +434,12 @@ def test_trend_ignores_a_one_week_holiday():
 
 
 def _prepaid(days, horizon):
-    return [profile(A, T0, plan="prepaid", arpu=30)] + [recharge(A, T0 + d * DAY + 100, 50) for d in days] + \
-        life(A, 0, horizon, C1) + life(B, 0, horizon, C2, seed=2)
+    return (
+        [profile(A, T0, plan="prepaid", arpu=30)]
+        + [recharge(A, T0 + d * DAY + 100, 50) for d in days]
+        + life(A, 0, horizon, C1)
+        + life(B, 0, horizon, C2, seed=2)
+    )
 
 
 def lapse_day(alarms):
@@ -467,7 +469,8 @@ def test_dual_sim_evidence_does_not_depend_on_which_numbers_events_come_first(cl
     # the same evidence for A, on the same day, as in event-time order
     ev = hand_down()
     b_first = sorted([e for e in ev if e["msisdn"] == B], key=lambda e: e["ts"]) + sorted(
-        [e for e in ev if e["msisdn"] == A], key=lambda e: e["ts"])
+        [e for e in ev if e["msisdn"] == A], key=lambda e: e["ts"]
+    )
     in_order = drive(cls(quiet_config(), clock=lambda: CLOCK), ev)
     eng = cls(quiet_config(), clock=lambda: CLOCK)
     drive(eng, b_first, sort=False)

@@ -1,4 +1,4 @@
-"""snapshot_many gives exactly Engine.snapshot's bytes, and they restore."""
+"""Engine.snapshot_many gives exactly Engine.snapshot's bytes, and they restore."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import orjson
 
 from stream.engine import Engine
-from stream.engine.snapshots import snapshot_many
 
 from .gen import DAY, T0, call, recharge, sms
 from .helpers import CLOCK, quiet_config
@@ -22,10 +21,10 @@ def test_snapshot_many_equals_snapshot_and_restores():
     b, _ = eng.decode([orjson.dumps(e) for e in ev])
     eng.apply(b)
     rows = np.array([eng.row_of(m) for m in subs[::-1]], dtype=np.int64)  # any order
-    many = snapshot_many(eng, rows)
+    many = eng.snapshot_many(rows)
     assert many == [eng.snapshot(m) for m in subs[::-1]]
     other = Engine(quiet_config(), clock=lambda: CLOCK)
-    for m, snap in zip(subs[::-1], many):
+    for m, snap in zip(subs[::-1], many, strict=False):
         other.restore(m, snap)
         assert other.state_of(m) == eng.state_of(m)
-    assert snapshot_many(eng, np.zeros(0, dtype=np.int64)) == []
+    assert eng.snapshot_many(np.zeros(0, dtype=np.int64)) == []

@@ -86,7 +86,7 @@ class WorkerProc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 90.0) -> "WorkerProc":
+    def start(self, timeout_s: float = 90.0) -> WorkerProc:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
@@ -128,12 +128,14 @@ class WorkerProc:
 
 
 def produce(settings: Settings, records) -> int:
-    from stream.simulate import produce_to_kafka
+    from stream.tools.simulate import produce_to_kafka
 
     return asyncio.run(produce_to_kafka(records, settings, rate=0, progress=False))
 
 
-def produce_live(settings: Settings, records, chunks: int = 8, workers: list | None = None, trust_worker_lag: bool = False) -> int:
+def produce_live(
+    settings: Settings, records, chunks: int = 8, workers: list | None = None, trust_worker_lag: bool = False
+) -> int:
     """Produce in ``chunks`` slices, waiting for the workers to catch up after each one, as a live
     feed would arrive (rather than months of backlog at once, where Kafka hands out one topic's
     backlog far ahead of another's)."""
@@ -189,8 +191,13 @@ def _processed_to_end(workers, end: dict) -> set[tuple[str, int]]:
     return done
 
 
-def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[WorkerProc] | None = None,
-                   trust_worker_lag: bool = False, shadow: bool = False) -> None:
+def wait_caught_up(
+    settings: Settings,
+    timeout_s: float = 180.0,
+    workers: list[WorkerProc] | None = None,
+    trust_worker_lag: bool = False,
+    shadow: bool = False,
+) -> None:
     """Wait until every input partition is consumed to its end: the group's committed offset
     reached it, or (``trust_worker_lag``) a worker that owns it reports its durable position at the
     broker's end offset (``churnwatch_consumer_position``, computed at scrape time for the
@@ -231,7 +238,9 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0, workers: list[W
 async def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> list:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out = []
     try:
@@ -245,7 +254,7 @@ async def _read_topic(bootstrap: str, topic: str, timeout_s: float) -> list:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= end[tp] for pos, tp in zip(positions, tps)):
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=False)):
                 break
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():
@@ -266,7 +275,7 @@ def read_alarms(settings: Settings) -> list[dict]:
 
 def read_table(settings: Settings) -> dict[str, bytes]:
     """Last value per key of the state table's changelog: the durable per-subscriber state."""
-    from stream.service import TABLE_NAME, WATERMARK_KEY
+    from stream.service.churn import TABLE_NAME, WATERMARK_KEY
 
     topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
     last: dict[str, bytes] = {}
@@ -278,10 +287,14 @@ def read_table(settings: Settings) -> dict[str, bytes]:
 
 def read_event_times(settings: Settings) -> dict[int, float]:
     """Per state-table partition, the last event time the worker persisted there."""
-    from stream.service import _WM, TABLE_NAME, WATERMARK_KEY
+    from stream.service.churn import _WM, TABLE_NAME, WATERMARK_KEY
 
     topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
-    return {m.partition: _WM.unpack_from(m.value, 2)[0] for m in read_topic(settings.bootstrap_servers, topic) if m.key == WATERMARK_KEY}
+    return {
+        m.partition: _WM.unpack_from(m.value, 2)[0]
+        for m in read_topic(settings.bootstrap_servers, topic)
+        if m.key == WATERMARK_KEY
+    }
 
 
 # a decision grace that covers the simulator's lateness (0.3% of events 12-30 h late): the worker's
@@ -309,8 +322,8 @@ def is_dual_sim(a: dict) -> bool:
 
 def backtest_alarms(records, config_path: str | None, tmp: Path) -> list[dict]:
     """The backtest over the records' values in production order (the file a CRM team replays)."""
-    from stream.backtest import backtest
     from stream.engine import EngineConfig
+    from stream.tools.backtest import backtest
 
     events = tmp / "backtest-events.ndjson"
     events.write_bytes(b"\n".join(v for _, _, v in records) + b"\n")
@@ -327,8 +340,9 @@ def backtest_alarms(records, config_path: str | None, tmp: Path) -> list[dict]:
 CIRCLE_ORDER_SLACK = 2
 
 
-def assert_backtest_alarms(online: list[dict], offline: list[dict], dual_sim_slack: int = 2,
-                           other_slack: int = CIRCLE_ORDER_SLACK) -> dict:
+def assert_backtest_alarms(
+    online: list[dict], offline: list[dict], dual_sim_slack: int = 2, other_slack: int = CIRCLE_ORDER_SLACK
+) -> dict:
     """The worker sent the backtest's decisions: every record without dual-SIM evidence equal
     (subscriber, phase, day via alarm_id, signals); dual-SIM records (the second-SIM join's round
     trip through Kafka; handset evidence across workers: README) the same (subscriber, phase)

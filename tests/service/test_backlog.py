@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from stream.settings import Settings
-from stream.simulate import generate
+from stream.tools.simulate import generate
 
 from .harness import WorkerProc, produce, scenario_env, wait_caught_up
 from .test_resilience import _assert_exact, _metric

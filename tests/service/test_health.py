@@ -13,7 +13,7 @@ import uuid
 import orjson
 import pytest
 
-from stream.devkafka import LocalKafka
+from stream.dev.kafka import LocalKafka
 
 from .harness import WorkerProc, scenario_env
 

@@ -11,12 +11,24 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.engine import Engine, EngineConfig
+from stream.engine import Engine
 from stream.settings import Settings
-from stream.simulate import generate
+from stream.tools.simulate import generate
 
-from .harness import (WorkerProc, assert_backtest_alarms, backtest_alarms, engine_config, exact_env, produce, produce_live, read_alarms, read_table,
-                      replay_in_process, scenario_env, wait_caught_up)
+from .harness import (
+    WorkerProc,
+    assert_backtest_alarms,
+    backtest_alarms,
+    engine_config,
+    exact_env,
+    produce,
+    produce_live,
+    read_alarms,
+    read_table,
+    replay_in_process,
+    scenario_env,
+    wait_caught_up,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -35,7 +47,11 @@ def _assert_exact(settings: Settings, records) -> None:
     got = Engine(engine_config(settings))
     for msisdn, value in table.items():
         got.restore(msisdn, value[2:])
-    bad = [m for m in table if got.state_of(m)["ring"] != want.state_of(m)["ring"] or got.state_of(m)["rch"] != want.state_of(m)["rch"]]
+    bad = [
+        m
+        for m in table
+        if got.state_of(m)["ring"] != want.state_of(m)["ring"] or got.state_of(m)["rch"] != want.state_of(m)["rch"]
+    ]
     detail = []
     for m in bad[:3]:
         g, w = got.state_of(m), want.state_of(m)
@@ -60,9 +76,17 @@ def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_boot
     # Every checkpoint holds 2 s between its acknowledged state and its offset commit (fault
     # injection), so each kill lands mid-checkpoint: state durable, offsets not committed. The
     # restart must skip what that state already holds, and re-apply what it does not.
-    env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4, CHURNWATCH_BATCH_SIZE="500",
-                       CHURNWATCH_COMMIT_INTERVAL_S="0.3", CHURNWATCH_CHECKPOINT_HOLD_S="2", CHURNWATCH_SESSION_TIMEOUT_S="10",
-                       **exact_env(tmp_path))
+    env = scenario_env(
+        kafka_bootstrap,
+        unique,
+        tmp_path,
+        partitions=4,
+        CHURNWATCH_BATCH_SIZE="500",
+        CHURNWATCH_COMMIT_INTERVAL_S="0.3",
+        CHURNWATCH_CHECKPOINT_HOLD_S="2",
+        CHURNWATCH_SESSION_TIMEOUT_S="10",
+        **exact_env(tmp_path),
+    )
     settings = Settings.from_env(env)
     records, _ = _records(200, 50, 5)
     worker = WorkerProc(env, "w", tmp_path).start()
@@ -74,8 +98,11 @@ def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_boot
         for target in (len(records) // 3 + 5000, 2 * len(records) // 3):
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if _metric(worker, "churnwatch_events_total") + _metric(worker, "churnwatch_replayed_events_total") >= target \
-                        and _metric(worker, "churnwatch_checkpoint_inflight") == 1:
+                if (
+                    _metric(worker, "churnwatch_events_total") + _metric(worker, "churnwatch_replayed_events_total")
+                    >= target
+                    and _metric(worker, "churnwatch_checkpoint_inflight") == 1
+                ):
                     break  # a checkpoint's state is written, its offsets not committed yet (held 2 s)
                 time.sleep(0.05)
             assert _metric(worker, "churnwatch_checkpoint_inflight") == 1, "no checkpoint in flight to kill"
@@ -127,7 +154,9 @@ def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
     _assert_exact(settings, records)
     # the backtest's alarms. Bounded, named in the README: handset dual-SIM evidence only meets
     # numbers of the same worker (and the circle sketch's order sensitivity, harness.py)
-    report = assert_backtest_alarms(read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path), dual_sim_slack=4)
+    report = assert_backtest_alarms(
+        read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path), dual_sim_slack=4
+    )
     print(f"two workers: {report}")
 
 
@@ -140,7 +169,9 @@ def test_frozen_past_the_session_timeout_sends_the_backtests_alarms(kafka_bootst
     records, _ = _records(300, 45, 31)
     first, rest = records[: len(records) // 2], records[len(records) // 2 :]
     unique = uuid.uuid4().hex[:8]
-    env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=4, CHURNWATCH_SESSION_TIMEOUT_S="8", **exact_env(tmp_path))
+    env = scenario_env(
+        kafka_bootstrap, unique, tmp_path, partitions=4, CHURNWATCH_SESSION_TIMEOUT_S="8", **exact_env(tmp_path)
+    )
     settings = Settings.from_env(env)
     worker = WorkerProc(env, "w", tmp_path).start()
     try:

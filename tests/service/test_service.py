@@ -15,11 +15,25 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.engine import Engine, EngineConfig
+from stream.engine import Engine
 from stream.settings import Settings
-from stream.simulate import generate
+from stream.tools.simulate import generate
 
-from .harness import WorkerProc, assert_backtest_alarms, backtest_alarms, engine_config, exact_env, produce_live, read_alarms, read_table, read_topic, read_event_times, replay_in_process, scenario_env, wait_caught_up
+from .harness import (
+    WorkerProc,
+    assert_backtest_alarms,
+    backtest_alarms,
+    engine_config,
+    exact_env,
+    produce_live,
+    read_alarms,
+    read_event_times,
+    read_table,
+    read_topic,
+    replay_in_process,
+    scenario_env,
+    wait_caught_up,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -30,11 +44,27 @@ BAD = [
     (b"8613800000001", b"{not json", "invalid_json"),
     (b"8613800000002", b"[1,2,3]", "not_object"),
     (b"8613800000003", b'{"type":"fax","msisdn":"8613800000003","ts":1767000000}', "unknown_type"),
-    (b"8613800000004", b'{"type":"call","msisdn":"8613800000004","ts":1767000000,"direction":"out","peer":"8613900000000"}', "missing_field"),
-    (b"8613800000005", b'{"type":"call","msisdn":"8613800000005","ts":1767000000,"direction":"up","peer":"8613900000000","duration_s":5}', "invalid_field"),
-    (b"8613899999999", b'{"type":"sms","msisdn":"8613800000006","ts":1767000000,"direction":"out","peer":"8613900000000"}', "key_mismatch"),
+    (
+        b"8613800000004",
+        b'{"type":"call","msisdn":"8613800000004","ts":1767000000,"direction":"out","peer":"8613900000000"}',
+        "missing_field",
+    ),
+    (
+        b"8613800000005",
+        b'{"type":"call","msisdn":"8613800000005","ts":1767000000,"direction":"up","peer":"8613900000000","duration_s":5}',
+        "invalid_field",
+    ),
+    (
+        b"8613899999999",
+        b'{"type":"sms","msisdn":"8613800000006","ts":1767000000,"direction":"out","peer":"8613900000000"}',
+        "key_mismatch",
+    ),
     # a well-formed call in the year 2100: rejected, and it must not move event time (issue 16.2)
-    (b"8613800000007", b'{"type":"call","msisdn":"8613800000007","ts":4102444800,"direction":"out","peer":"8613900000000","duration_s":5}', "future"),
+    (
+        b"8613800000007",
+        b'{"type":"call","msisdn":"8613800000007","ts":4102444800,"direction":"out","peer":"8613900000000","duration_s":5}',
+        "future",
+    ),
 ]
 
 
@@ -84,18 +114,37 @@ def test_alarm_topic_receives_expected_alarms(scenario):
     alarms = read_alarms(scenario["settings"])
     assert alarms, "no alarms at all"
     for a in alarms:
-        assert set(a) >= {"alarm_id", "msisdn", "phase", "score", "signals", "reason", "value_tier", "event_time", "emitted_at", "schema_version"}
+        assert set(a) >= {
+            "alarm_id",
+            "msisdn",
+            "phase",
+            "score",
+            "signals",
+            "reason",
+            "value_tier",
+            "event_time",
+            "emitted_at",
+            "schema_version",
+        }
     truth = {t["msisdn"]: t for t in scenario["truth"]}
     by_sub: dict[str, set[str]] = {}
     for a in alarms:
-        by_sub.setdefault(a["msisdn"], set()).update(s["name"] for s in a["signals"] if a["phase"] in ("warning", "alarm", "churned"))
-    switchers = [m for m, t in truth.items() if t["archetype"] == "switcher" and t.get("notes", "").find("hotline=") >= 0]
+        by_sub.setdefault(a["msisdn"], set()).update(
+            s["name"] for s in a["signals"] if a["phase"] in ("warning", "alarm", "churned")
+        )
+    switchers = [
+        m for m, t in truth.items() if t["archetype"] == "switcher" and t.get("notes", "").find("hotline=") >= 0
+    ]
     assert switchers
     # switchers who dialled a rival's care line are alarmed, with that signal
     hit = [m for m in switchers if "competitor_hotline" in by_sub.get(m, set())]
     assert len(hit) >= 0.8 * len(switchers), (len(hit), len(switchers))
     # silent porters are caught by the sweep's silence signal
-    porters = [m for m, t in truth.items() if t["archetype"] == "silent_porter" and t["churn_day"] not in ("", None) and int(t["churn_day"]) < DAYS - 10]
+    porters = [
+        m
+        for m, t in truth.items()
+        if t["archetype"] == "silent_porter" and t["churn_day"] not in ("", None) and int(t["churn_day"]) < DAYS - 10
+    ]
     caught = [m for m in porters if "silence" in by_sub.get(m, set())]
     assert porters and len(caught) >= 0.8 * len(porters), (len(caught), len(porters))
     # keyed by msisdn
@@ -107,7 +156,7 @@ def test_bad_messages_land_in_deadletter_with_reasons(scenario):
     s = scenario["settings"]
     letters = [orjson.loads(m.value) for m in read_topic(s.bootstrap_servers, s.topic_deadletter)]
     by_original = {base64.b64decode(d["original_b64"]): d for d in letters}
-    for key, value, reason in BAD:
+    for _key, value, reason in BAD:
         d = by_original.get(value)
         assert d is not None, f"{value!r} not dead-lettered"
         assert d["reason"] == reason, (value, d)
@@ -158,15 +207,23 @@ def test_metrics_scrape_and_parse(scenario):
     status, body = scenario["worker"].get("/metrics")
     assert status == 200
     fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
-    events = {s.labels["type"]: s.value for s in fams["churnwatch_events"].samples if s.name == "churnwatch_events_total"}
+    events = {
+        s.labels["type"]: s.value for s in fams["churnwatch_events"].samples if s.name == "churnwatch_events_total"
+    }
     n_valid = len(scenario["records"])
     assert sum(events.values()) == n_valid
-    rejects = {s.labels["reason"]: s.value for s in fams["churnwatch_rejects"].samples if s.name == "churnwatch_rejects_total"}
+    rejects = {
+        s.labels["reason"]: s.value for s in fams["churnwatch_rejects"].samples if s.name == "churnwatch_rejects_total"
+    }
     assert sum(rejects.values()) == len(BAD) + 1  # and the big one
     assert rejects.get("late", 0) == 0
     assert fams["churnwatch_subscribers"].samples[0].value > 0
-    assert any(s.name == "churnwatch_batch_seconds_count" and s.value > 0 for s in fams["churnwatch_batch_seconds"].samples)
-    assert any(s.name == "churnwatch_sweep_seconds_count" and s.value > 0 for s in fams["churnwatch_sweep_seconds"].samples)
+    assert any(
+        s.name == "churnwatch_batch_seconds_count" and s.value > 0 for s in fams["churnwatch_batch_seconds"].samples
+    )
+    assert any(
+        s.name == "churnwatch_sweep_seconds_count" and s.value > 0 for s in fams["churnwatch_sweep_seconds"].samples
+    )
     alarms = sum(s.value for s in fams["churnwatch_alarms"].samples if s.name == "churnwatch_alarms_total")
     assert alarms == len(read_alarms(scenario["settings"]))
     # personal data never becomes a label
@@ -210,10 +267,20 @@ def test_a_real_prometheus_scrapes_the_worker(scenario, tmp_path):
     w = scenario["worker"]
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
-    cfg.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: churnwatch\n"
-                   f"    static_configs:\n      - targets: ['127.0.0.1:{w.port}']\n")
-    proc = subprocess.Popen([prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    cfg.write_text(
+        f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: churnwatch\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{w.port}']\n"
+    )
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
     def query(q: str) -> list:
         url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
@@ -276,7 +343,9 @@ def test_no_raw_state_or_cluster_views(scenario):
     for a in read_alarms(scenario["settings"])[:40]:
         status, body = w.get(f"/subscribers/{a['msisdn']}")
         assert status == 200, body
-        others = set(re.findall(rb"(?<![0-9])86[0-9]{11}(?![0-9])", body)) - {a["msisdn"].encode()}  # numbers in the simulated plan
+        others = set(re.findall(rb"(?<![0-9])86[0-9]{11}(?![0-9])", body)) - {
+            a["msisdn"].encode()
+        }  # numbers in the simulated plan
         assert not others, (a["msisdn"][-4:], sorted(others)[:3])
 
 

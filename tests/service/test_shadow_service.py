@@ -48,7 +48,9 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
         worker.stop()
     # the join's outcome, once every stage has settled: S's second SIM is X (masked), nobody else's
     dual = {m: next(s for s in v["signals"] if s["name"] == "dual_sim") for m, v in views.items()}
-    assert dual[S]["tripped"] and dual[S]["detail"]["shadow_peer"].endswith(X[-4:]) and X[2:] not in str(dual[S]["detail"])
+    assert (
+        dual[S]["tripped"] and dual[S]["detail"]["shadow_peer"].endswith(X[-4:]) and X[2:] not in str(dual[S]["detail"])
+    )
     assert not dual[L1]["tripped"] and not dual[L2]["tripped"]
     alarms = read_alarms(settings)
     got = _flagged(alarms)
@@ -58,7 +60,7 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
     assert not [a for a in alarms if a["msisdn"] in (L1, L2)]
     # the routing: every contact record sits in its competitor number's partition, every evidence
     # record in its subscriber's, the same partition as the subscriber's input events
-    from stream.shadow_service import number_partitions, partition_for
+    from stream.service.shadow import number_partitions, partition_for
 
     contacts = read_topic(settings.bootstrap_servers, settings.topic_shadow_contacts)
     xs = []
@@ -79,5 +81,7 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
     # the backtest's in-process join reaches the same outcome: the same shadow, the same Jaccard
     eng, bt_alarms, _ = _run(Engine, quiet_config(), events)
     bt_dual = {m: next(s for s in eng.view(m)["signals"] if s["name"] == "dual_sim") for m in (S, L1, L2)}
-    assert {m: (d["tripped"], d.get("detail")) for m, d in bt_dual.items()} == {m: (d["tripped"], d.get("detail")) for m, d in dual.items()}
+    assert {m: (d["tripped"], d.get("detail")) for m, d in bt_dual.items()} == {
+        m: (d["tripped"], d.get("detail")) for m, d in dual.items()
+    }
     assert set(_flagged(bt_alarms)) <= {S}

@@ -1,4 +1,4 @@
-"""``churnwatch worker`` start-up: misconfiguration fails fast and clearly; ``faust -A stream.app
+"""``churnwatch worker`` start-up: misconfiguration fails fast and clearly; ``faust -A stream.service.app
 worker`` runs the same service."""
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from .harness import ROOT, WorkerProc, scenario_env
 
 
 def _run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream.cli", "worker", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", "worker", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,7 +59,9 @@ def test_bad_threshold_file_fails_at_startup(tmp_path):
 @pytest.mark.kafka
 def test_faust_cli_runs_the_same_service(kafka_bootstrap, tmp_path):
     env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=3)
-    w = WorkerProc(env, "faust", tmp_path, cmd=[sys.executable, "-m", "faust", "-A", "stream.app", "worker", "-l", "warn"])
+    w = WorkerProc(
+        env, "faust", tmp_path, cmd=[sys.executable, "-m", "faust", "-A", "stream.service.app", "worker", "-l", "warn"]
+    )
     w.env["CHURNWATCH_WEB_PORT"] = str(w.port)
     try:
         w.start()

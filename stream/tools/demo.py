@@ -1,8 +1,8 @@
 """``churnwatch demo``: the whole service on one machine, live.
 
-1. starts the local Kafka broker (``stream.devkafka``), unless ``KAFKA_BOOTSTRAP_SERVERS`` is set;
+1. starts the local Kafka broker (``stream.dev.kafka``), unless ``KAFKA_BOOTSTRAP_SERVERS`` is set;
 2. starts one worker (``churnwatch worker``) as a child process;
-3. streams a simulated operator (``stream.simulate``) into the input topics at ``--rate``;
+3. streams a simulated operator (``stream.tools.simulate``) into the input topics at ``--rate``;
 4. prints alarms as they arrive on the alarm topic, and where to see the metrics and the
    ``/subscribers/{msisdn}`` query.
 
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import orjson
 
-from .contract import mask_msisdn
+from ..contract import mask_msisdn
 
 __all__ = ["add_arguments", "run"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,9 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rate", type=float, default=30000.0, help="events per second into Kafka (0 = as fast as possible)")
     p.add_argument("--web-port", type=int, default=int(os.environ.get("CHURNWATCH_WEB_PORT", "6066")))
-    p.add_argument("--keep", action="store_true",
-                   help="keep the previous demo's broker data and worker state and stream nothing: inspect it "
-                        "(by default each demo starts fresh, since streaming the same population again would count it twice)")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the previous demo's broker data and worker state and stream nothing: inspect it "
+        "(by default each demo starts fresh, since streaming the same population again would count it twice)",
+    )
     p.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
 
 
@@ -109,14 +112,18 @@ def _progress(web: str, stop: threading.Event, every_s: float = 5.0) -> None:
         rate = 0.0 if last_n is None else (p["events"] - last_n) / max(1e-9, now - last_t)
         last_n, last_t = p["events"], now
         day = time.strftime("%Y-%m-%d", time.gmtime(p["event_time"] + 8 * 3600)) if p["event_time"] else "-"
-        _say(f"{time.strftime('%H:%M:%S')} progress: {p['events']:,.0f} events applied ({rate:,.0f}/s), lag {p['lag']:,.0f} messages, "
-             f"event time {day}, {p['alarms']:,.0f} alarm records, health {p['status']}")
+        _say(
+            f"{time.strftime('%H:%M:%S')} progress: {p['events']:,.0f} events applied ({rate:,.0f}/s), lag {p['lag']:,.0f} messages, "
+            f"event time {day}, {p['alarms']:,.0f} alarm records, health {p['status']}"
+        )
 
 
 async def _tail_alarms(settings, stop: asyncio.Event, web: str) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(settings.topic_alarms, **settings.kafka_client_kwargs(), group_id=None, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        settings.topic_alarms, **settings.kafka_client_kwargs(), group_id=None, auto_offset_reset="latest"
+    )
     await consumer.start()
     shown = 0
     try:
@@ -127,10 +134,15 @@ async def _tail_alarms(settings, stop: asyncio.Event, web: str) -> None:
                     a = orjson.loads(m.value)
                     shown += 1
                     day = time.strftime("%Y-%m-%d", time.gmtime(a["event_time"] + 8 * 3600))
-                    sigs = ",".join(s["name"] + (f"({s['detail']['shadow_peer']})" if "shadow_peer" in s.get("detail", {}) else "")
-                                    for s in a["signals"])
+                    sigs = ",".join(
+                        s["name"] + (f"({s['detail']['shadow_peer']})" if "shadow_peer" in s.get("detail", {}) else "")
+                        for s in a["signals"]
+                    )
                     try:
-                        print(f"  ALARM {day} {mask_msisdn(a['msisdn']):>15} {a['phase']:<9} tier={a['value_tier']:<4} score={a['score']:.2f} reason={a['reason']:<17} {sigs}", flush=True)
+                        print(
+                            f"  ALARM {day} {mask_msisdn(a['msisdn']):>15} {a['phase']:<9} tier={a['value_tier']:<4} score={a['score']:.2f} reason={a['reason']:<17} {sigs}",
+                            flush=True,
+                        )
                     except OSError:
                         stop.set()
                     if shown == 1:
@@ -158,7 +170,9 @@ async def _run(args, settings, env) -> int:
         await asyncio.gather(tail, return_exceptions=True)
         return 0
     events, truth = generate(args.subscribers, args.days, args.seed, fmt="records")
-    _say(f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops")
+    _say(
+        f"streaming {args.subscribers} simulated subscribers over {args.days} days at {args.rate:,.0f} events/s; Ctrl-C stops"
+    )
     produce = asyncio.create_task(produce_to_kafka(events, settings, rate=args.rate, progress=False, stop_event=stop))
     done, _ = await asyncio.wait({produce, tail}, return_when=asyncio.FIRST_COMPLETED)
     if produce in done and not stop.is_set():
@@ -171,8 +185,8 @@ async def _run(args, settings, env) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .devkafka import DEFAULT_PORT, LocalKafka
-    from .settings import Settings
+    from ..dev.kafka import DEFAULT_PORT, LocalKafka
+    from ..settings import Settings
 
     var = ROOT / "var" / "demo"
     kafka = None
@@ -181,12 +195,14 @@ def run(args: argparse.Namespace) -> int:
         kafka = LocalKafka(port=DEFAULT_PORT)
         if not args.keep:
             kafka.reset()
-        from .devkafka import KAFKA_VERSION, jars_present
+        from ..dev.kafka import KAFKA_VERSION, jars_present
 
         if jars_present():
             _say("starting the local Kafka broker...")
         else:
-            _say(f"starting the local Kafka broker (downloading Kafka {KAFKA_VERSION} from Maven Central first, about a minute)...")
+            _say(
+                f"starting the local Kafka broker (downloading Kafka {KAFKA_VERSION} from Maven Central first, about a minute)..."
+            )
         env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start()
     if not args.keep:
         import shutil
@@ -198,7 +214,13 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(env)
     log = open(var / "worker.log", "ab" if args.keep else "wb")  # a fresh demo starts a fresh log
     _say(f"starting a worker (log: {var / 'worker.log'})...")
-    worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_http(f"http://{settings.web_host}:{args.web_port}/healthz", 120, worker)
         _say("worker ready")

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from .settings import Settings, SettingsError
+from ..settings import Settings, SettingsError
 
 __all__ = ["add_arguments", "run", "check_broker", "check_web_port"]
 
@@ -25,12 +25,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_broker(settings: Settings, timeout_s: float = 15.0) -> None:
     """Raise SettingsError unless the broker answers a metadata request within ``timeout_s``."""
-    from .devkafka import probe_brokers
+    from .topics import probe_brokers
 
     try:
         n = probe_brokers(settings.kafka_client_kwargs(), timeout_s)
     except Exception as exc:  # noqa: BLE001
-        raise SettingsError(f"Kafka broker {settings.bootstrap_servers} is unreachable: {type(exc).__name__}: {exc}") from None
+        raise SettingsError(
+            f"Kafka broker {settings.bootstrap_servers} is unreachable: {type(exc).__name__}: {exc}"
+        ) from None
     if n < 1:
         raise SettingsError(f"Kafka broker {settings.bootstrap_servers} answered with no live brokers")
 
@@ -41,8 +43,10 @@ def check_decision_window(settings: Settings, cfg) -> None:
     decision reads next to the newest day applied (ring_days - baseline_days - recent_days days)."""
     room = (cfg.ring_days - cfg.baseline_days - cfg.recent_days) * 86400
     if settings.max_skew_s + cfg.decision_grace_s >= room:
-        raise SettingsError(f"CHURNWATCH_MAX_SKEW_S ({settings.max_skew_s:g}) + decision_grace_s ({cfg.decision_grace_s:g}) must be "
-                            f"< (ring_days - baseline_days - recent_days) days = {room} s: raise ring_days or lower one of them")
+        raise SettingsError(
+            f"CHURNWATCH_MAX_SKEW_S ({settings.max_skew_s:g}) + decision_grace_s ({cfg.decision_grace_s:g}) must be "
+            f"< (ring_days - baseline_days - recent_days) days = {room} s: raise ring_days or lower one of them"
+        )
 
 
 def check_web_port(settings: Settings) -> None:
@@ -61,8 +65,10 @@ def check_web_port(settings: Settings) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds (a TIME_WAIT port is fine)
         sock.bind(addr)
     except OSError as exc:
-        raise SettingsError(f"cannot serve the web views on {settings.web_host}:{settings.web_port}: {exc.strerror or exc} "
-                            "(another worker or program on that port? set CHURNWATCH_WEB_PORT)") from None
+        raise SettingsError(
+            f"cannot serve the web views on {settings.web_host}:{settings.web_port}: {exc.strerror or exc} "
+            "(another worker or program on that port? set CHURNWATCH_WEB_PORT)"
+        ) from None
     finally:
         sock.close()
 
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["CHURNWATCH_CONFIG"] = args.config
     try:
         settings = Settings.from_env()
-        from .engine import ConfigError, EngineConfig
+        from ..engine import ConfigError, EngineConfig
 
         try:
             cfg = EngineConfig.from_toml(settings.config_path) if settings.config_path else EngineConfig()
@@ -128,9 +134,8 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"churnwatch worker: configuration error: {exc}", file=sys.stderr)
         return 2
-    import faust
 
-    from .service import build_service
+    from .churn import build_service
 
     service = build_service(settings)
     worker = _worker_class()(service.app, loglevel=settings.log_level.upper())

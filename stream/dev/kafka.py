@@ -13,16 +13,15 @@ is used.
 
 CLI::
 
-    python -m stream.devkafka fetch            # download the jars (once)
-    python -m stream.devkafka start [--port N]  # start (or reuse) and wait until it answers
-    python -m stream.devkafka status
-    python -m stream.devkafka stop
+    python -m stream.dev.kafka fetch            # download the jars (once)
+    python -m stream.dev.kafka start [--port N]  # start (or reuse) and wait until it answers
+    python -m stream.dev.kafka status
+    python -m stream.dev.kafka stop
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import shutil
@@ -40,7 +39,6 @@ __all__ = [
     "ensure_jars",
     "wait_for_broker",
     "broker_answers",
-    "probe_brokers",
     "jars_present",
 ]
 
@@ -48,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 KAFKA_VERSION = "3.9.1"
 DEFAULT_PORT = 19092  # not Kafka's default 9092, so it never collides with a real install
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
 CACHE_DIR = Path(os.environ.get("CHURNWATCH_KAFKA_CACHE", ROOT / ".cache" / "kafka"))
 VAR_DIR = Path(os.environ.get("CHURNWATCH_KAFKA_VAR", ROOT / "var"))
@@ -83,7 +81,9 @@ def ensure_jars(cache_dir: Path = CACHE_DIR) -> Path:
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError("Maven (mvn) is needed to assemble Kafka from Maven Central; install it or set KAFKA_BOOTSTRAP_SERVERS")
+        raise RuntimeError(
+            "Maven (mvn) is needed to assemble Kafka from Maven Central; install it or set KAFKA_BOOTSTRAP_SERVERS"
+        )
     tmp = cache_dir / "libs.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -100,38 +100,19 @@ def ensure_jars(cache_dir: Path = CACHE_DIR) -> Path:
     return libs
 
 
-async def _metadata(client_kwargs: dict, timeout_s: float) -> int:
-    from aiokafka import AIOKafkaClient  # local import: the module must load without aiokafka for `fetch`
-
-    client = AIOKafkaClient(**client_kwargs, request_timeout_ms=int(timeout_s * 1000))
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout_s)
-        md = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
-        return len(md.brokers())
-    finally:
-        await client.close()
-
-
-def probe_brokers(client_kwargs: dict, timeout_s: float = 3.0) -> int:
-    """Live brokers in the cluster's answer to a metadata request; raises if none answers."""
-    quiet = logging.getLogger("aiokafka")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # "connect call failed" while a broker boots is expected
-    try:
-        return asyncio.run(_metadata(client_kwargs, timeout_s))
-    finally:
-        quiet.setLevel(level)
-
-
 def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """True when the broker answers a metadata request with at least one live broker."""
+    from ..service.topics import probe_brokers  # aiokafka is loaded only when a broker is probed
+
     try:
         return probe_brokers({"bootstrap_servers": bootstrap}, timeout_s) > 0
     except Exception:  # noqa: BLE001 - any failure means "not answering"
         return False
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 90.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_for_broker(
+    bootstrap: str, timeout_s: float = 90.0, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -183,7 +164,7 @@ class LocalKafka:
     def log_file(self) -> Path:
         return self.home / "kafka.log"
 
-    def _pid(self) -> int | None:
+    def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -246,14 +227,16 @@ class LocalKafka:
     def _format(self, libs: Path, props: Path) -> None:
         if (self.home / "data" / "meta.properties").exists():
             return
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props), "--ignore-formatted")
+        cmd = self._java(
+            libs, "kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props), "--ignore-formatted"
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"kafka StorageTool format failed:\n{proc.stdout}\n{proc.stderr}")
 
     def start(self, timeout_s: float = 90.0) -> str:
         """Start the broker (or reuse a running one) and return its bootstrap address."""
-        pid = self._pid()
+        pid = self.pid()
         if pid is not None and broker_answers(self.bootstrap):
             logger.info("reusing Kafka (pid %s) at %s", pid, self.bootstrap)
             return self.bootstrap
@@ -281,7 +264,7 @@ class LocalKafka:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop cleanly (SIGTERM → controlled shutdown), SIGKILL only if it hangs."""
-        pid = self._pid()
+        pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return
@@ -317,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     env = bootstrap_from_env()
     if env and args.action in ("start", "status"):
         ok = broker_answers(env)
-        print(f"KAFKA_BOOTSTRAP_SERVERS={env} is set: using it, starting nothing ({'answers' if ok else 'NOT answering'})")
+        print(
+            f"KAFKA_BOOTSTRAP_SERVERS={env} is set: using it, starting nothing ({'answers' if ok else 'NOT answering'})"
+        )
         return 0 if ok else 1
     kafka = LocalKafka(port=args.port)
     if args.action == "fetch":
@@ -329,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "reset":
         kafka.reset()
     elif args.action == "status":
-        up = kafka._pid() is not None and broker_answers(kafka.bootstrap)
+        up = kafka.pid() is not None and broker_answers(kafka.bootstrap)
         print(f"{kafka.bootstrap}: {'up' if up else 'down'}")
         return 0 if up else 1
     return 0

@@ -39,29 +39,28 @@ import math
 import os
 import struct
 import time
-import weakref
-from contextlib import contextmanager
-from typing import Any, Sequence
+from typing import Any
 
 import faust
 import numpy as np
 import orjson
 from faust.types import TP
 
-from .contract import SCHEMA_VERSION
-from .engine import Engine, EngineConfig
-from .engine.decode import Batch
-from .engine.step import Step
-from .engine.snapshots import snapshot_many
+from ..contract import SCHEMA_VERSION
+from ..engine import Engine, EngineConfig
+from ..engine.decode import Batch
+from ..engine.step import Step
+from ..settings import Settings
+from .faust_adapter import PART, Producer, install, mark_persisted, owned_items, put_many
 from .metrics import Metrics
-from .settings import Settings
+from .shadow import ShadowStages
+from .web import register_views
 
 __all__ = ["ChurnService", "build_service", "TABLE_NAME"]
 
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "subscriber-state"
-_PART = struct.Struct(">H")  # table values: 2-byte partition + engine snapshot
 _WM = struct.Struct(">d")
 # A partition with a backlog that has delivered nothing yet holds the others back for at most
 # this long after a start or rebalance (a partition whose fetches never return would stall all)
@@ -73,111 +72,20 @@ WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
 
-class _PartitionContext:
-    """Stands in for Faust's "current event" so that a table write lands in a given partition.
-
-    Faust's table store and changelog pick the partition from the event being processed; a
-    batch holds many partitions, so each write names its own."""
-
-    __slots__ = ("message", "__weakref__")
-
-    class _Msg:
-        __slots__ = ("partition", "topic")
-
-        def __init__(self, partition: int, topic: str) -> None:
-            self.partition = partition
-            self.topic = topic
-
-    def __init__(self, partition: int, topic: str) -> None:
-        self.message = self._Msg(partition, topic)
-
-
-async def _counted(fut, n: int):
-    return await fut, n
-
-
-@contextmanager
-def _in_partition(ctx: _PartitionContext):
-    from faust.streams import _current_event
-
-    token = _current_event.set(weakref.ref(ctx))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-def put_many(table, items, topic: str) -> dict[int, list[tuple[bytes, bytes | None]]]:
-    """Write ``(key, partition, value)`` items to ``table``'s local store, each in its own
-    partition (``value`` None deletes), and return them grouped by partition for the changelog."""
-    store = table.data
-    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
-    if getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition"):
-        # RocksDB: one WriteBatch per partition, as Faust's own changelog recovery writes
-        # (``Store.apply_changelog_batch``), not a put, a partition lookup and a key-index entry each
-        import rocksdict
-
-        for key, p, value in items:
-            by_partition.setdefault(p, []).append((key, value))
-        for p, kvs in by_partition.items():
-            wb = rocksdict.WriteBatch(raw_mode=True)
-            for key, value in kvs:
-                if value is None:
-                    wb.delete(key)
-                else:
-                    wb.put(key, value)
-            store._db_for_partition(p).write(wb)
-        return by_partition
-    ctxs: dict[int, _PartitionContext] = {}
-    for key, p, value in items:
-        ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
-        with _in_partition(ctx):
-            if value is not None:
-                store[key] = value
-            else:
-                try:
-                    del store[key]
-                except KeyError:
-                    pass
-        by_partition.setdefault(p, []).append((key, value))
-    return by_partition
-
-
-def mark_persisted(table, results) -> None:
-    """Record the changelog offsets now durable (``results``: (metadata, count) per producer
-    batch), as Faust's own table writes do, so that a restart recovers only the changelog written
-    after them into the local RocksDB."""
-    newest: dict = {}
-    for md, count in results:
-        tp = TP(md.topic, md.partition)
-        last = md.offset + count - 1  # a batch's metadata carries its base offset
-        if last > newest.get(tp, -1):
-            newest[tp] = last
-    for tp, offset in newest.items():
-        table.data.set_persisted_offset(tp, offset)
-
-
-def owned_items(table, actives: set[int]):
-    """``(key, partition, payload)`` of the table's local entries in the partitions ``actives``
-    (values are a 2-byte partition + payload)."""
-    for key, value in table.data.items():
-        if value is None or len(value) < _PART.size:
-            continue
-        (p,) = _PART.unpack_from(value)
-        if p in actives:
-            yield key, p, value[_PART.size:]
-
-
 class ChurnService:
     """Builds the Faust app, its topics, table, agent and web views for one worker process."""
 
-    def __init__(self, settings: Settings, engine_config: EngineConfig | None = None, registry=None, clock=time.time) -> None:
+    def __init__(
+        self, settings: Settings, engine_config: EngineConfig | None = None, registry=None, clock=time.time
+    ) -> None:
         self.settings = settings
         self.engine_config = engine_config or EngineConfig()
         self.clock = clock
         self.metrics = Metrics(registry)
         self.engine = Engine(self.engine_config, clock=clock)
-        self.step = Step(self.engine, chunk_rows=DECIDE_CHUNK)  # apply -> immediate alarms -> day decisions -> confirmation
+        self.step = Step(
+            self.engine, chunk_rows=DECIDE_CHUNK
+        )  # apply -> immediate alarms -> day decisions -> confirmation
         self.partition_of: dict[str, int] = {}
         self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
         self._tp_watermark: dict[TP, float] = {}  # newest event time applied per input partition
@@ -199,14 +107,12 @@ class ChurnService:
         self._lock = asyncio.Lock()
         self._stuck_reported = False
         self._broker_ok_at = time.monotonic()  # the broker last answered (a fetch with records, a commit, a probe)
-        self._pinned: set[str] = set()  # topics tracked by the producer's metadata (see _producer)
         self._recovered_once = False  # the engine holds this worker's partitions (first recovery done)
         self._fenced_at = 0.0
         self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
-        from .batching import install
-
+        self.producer = Producer(self.app)
         install(self.app, [*settings.input_topics, settings.topic_shadow_evidence], self.on_records, self.on_revoke)
         s = settings
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -225,11 +131,7 @@ class ChurnService:
         self.agent = self.app.agent(self.inputs, name="churn-engine")(self._agent)
         self.app.task(self._checkpoint_timer)
         self.app.task(self._watchdog)
-        from .shadow_service import ShadowStages
-
         self.shadow = ShadowStages(self)
-        from .web import register_views
-
         register_views(self)
 
     # ------------------------------------------------------------------ app
@@ -276,7 +178,7 @@ class ChurnService:
     # ---------------------------------------------------------------- input
     async def _agent(self, stream) -> None:
         """Keeps the input topics subscribed (so Faust's assignor co-partitions the table with
-        them). Their messages never reach this stream: :class:`stream.batching.BatchConsumer`
+        them). Their messages never reach this stream: :class:`stream.service.faust_adapter.BatchConsumer`
         hands them to :meth:`on_records` in batches."""
         async for _ in stream:  # pragma: no cover - nothing arrives here
             pass
@@ -285,7 +187,9 @@ class ChurnService:
         """Exit hard on a bug (not bad input: that is dead-lettered). Nothing of the failed batch
         is committed, so it is consumed again after the supervisor restarts us, and the
         per-subscriber offsets (idempotent stages in the second-SIM join) make the replay exact."""
-        logger.critical("unexpected error processing a batch in %s; exiting so the batch is replayed", agent, exc_info=True)
+        logger.critical(
+            "unexpected error processing a batch in %s; exiting so the batch is replayed", agent, exc_info=True
+        )
         logging.shutdown()
         os._exit(70)
 
@@ -367,8 +271,14 @@ class ChurnService:
         if recs[0].offset < expected:
             return [r for r in recs if r.offset >= expected]
         self.metrics.input_gaps.labels(topic=tp.topic).inc()
-        logger.warning("input %s[%d]: fetch starts at offset %d, expected %d (%d offsets skipped)", tp.topic, tp.partition,
-                       recs[0].offset, expected, recs[0].offset - expected)
+        logger.warning(
+            "input %s[%d]: fetch starts at offset %d, expected %d (%d offsets skipped)",
+            tp.topic,
+            tp.partition,
+            recs[0].offset,
+            expected,
+            recs[0].offset - expected,
+        )
         return recs
 
     def _fetch_may_help(self) -> bool:
@@ -410,7 +320,9 @@ class ChurnService:
             return -math.inf
         return min(fr.values()) + self.settings.max_skew_s if fr else None
 
-    def _hold_ahead(self, batch, tp_first: dict[TP, int], tp_of: list[TP]) -> tuple[np.ndarray, dict[TP, int], np.ndarray]:
+    def _hold_ahead(
+        self, batch, tp_first: dict[TP, int], tp_of: list[TP]
+    ) -> tuple[np.ndarray, dict[TP, int], np.ndarray]:
         """Split the decoded round: per partition, the records from its first event beyond the
         alignment limit on wait (held, the partition paused). Returns the raw indices to process
         now (a boolean mask), per partition cut the raw index where its held part starts, and
@@ -477,7 +389,9 @@ class ChurnService:
             msgs.extend(recs)
         eng = self.engine
         before = dict(eng.counters)
-        batch, rejects = eng.decode(raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64))
+        batch, rejects = eng.decode(
+            raws, keys=keys, src=np.asarray(src, dtype=np.int8), offsets=np.asarray(offsets, dtype=np.int64)
+        )
         keep, cuts, raw_ts = self._hold_ahead(batch, tp_first, tp_of)
         for tp, c in cuts.items():  # on wait until the slower partitions catch up
             end = tp_first[tp] + len(records[tp])
@@ -531,8 +445,14 @@ class ChurnService:
             self.metrics.sweep_seconds.observe(res.decide_s)
             self.metrics.sweeps.inc()
             self.metrics.decided_day.set(res.decided[-1])
-            logger.info("decided event-time day(s) %s..%s over %d subscribers: %d alarms, %.3fs", res.decided[0], res.decided[-1],
-                        len(self.engine), len(res.alarms), res.decide_s)
+            logger.info(
+                "decided event-time day(s) %s..%s over %d subscribers: %d alarms, %.3fs",
+                res.decided[0],
+                res.decided[-1],
+                len(self.engine),
+                len(res.alarms),
+                res.decide_s,
+            )
         if len(res.rows):
             self._dirty.append(res.rows)
         sends = self._inflight
@@ -574,7 +494,7 @@ class ChurnService:
             for r in apply_rejects:
                 ok[pos[r.index]] = False
         wm = self._tp_watermark
-        for i, ts in zip(batch.idx[ok].tolist(), batch.ts[ok].tolist()):
+        for i, ts in zip(batch.idx[ok].tolist(), batch.ts[ok].tolist(), strict=False):
             tp = tp_of[i]
             if ts > wm.get(tp, float("-inf")):
                 wm[tp] = ts
@@ -669,8 +589,16 @@ class ChurnService:
                 continue
             for ev in entries if isinstance(entries, list) else ():
                 try:
-                    out.append({"s": str(ev["s"]), "x": int(ev["x"]), "sig": [int(v) for v in ev["sig"]], "first": int(ev["first"]),
-                                "last": int(ev["last"]), "day": int(ev["day"])})
+                    out.append(
+                        {
+                            "s": str(ev["s"]),
+                            "x": int(ev["x"]),
+                            "sig": [int(v) for v in ev["sig"]],
+                            "first": int(ev["first"]),
+                            "last": int(ev["last"]),
+                            "day": int(ev["day"]),
+                        }
+                    )
                 except (TypeError, KeyError, ValueError):
                     self.metrics.shadow_bad.labels(topic=m.topic).inc()
         return out
@@ -729,8 +657,7 @@ class ChurnService:
         """When nothing else showed the broker alive for 5 s (an idle worker), ask it for metadata."""
         if time.monotonic() - self._broker_ok_at >= 5:
             try:
-                client = self.app.producer._ensure_producer().client
-                await asyncio.wait_for(client.fetch_all_metadata(), timeout=5)  # (a fresh view: the client's own is untouched)
+                await self.producer.fetch_metadata(timeout=5)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - unreachable, timed out, not started: the age tells
@@ -746,20 +673,12 @@ class ChurnService:
             while coro is not None and len(chain) < 24:  # the await chain, outermost first
                 frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
                 if frame is not None:
-                    chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}")
+                    chain.append(
+                        f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}"
+                    )
                 coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
             lines.append(f"task {task.get_name()}: " + " -> ".join(chain))
-        try:  # the producer's queue: what a send waits for
-            producer = self.app.producer._ensure_producer()
-            acc, sender = producer._message_accumulator, producer._sender
-            for tp, batches in list(acc._batches.items()):
-                if batches:
-                    lines.append(f"producer queue {tp.topic}[{tp.partition}]: {len(batches)} batches, leader "
-                                 f"{acc._cluster.leader_for_partition(tp)}, muted {tp in sender._muted_partitions}, "
-                                 f"linger {batches[0].remaining_linger()}, expired {batches[0].expired()}")
-            lines.append(f"producer in flight {sender._in_flight}, waiter done {acc._waiter_future.done()}")
-        except Exception as exc:  # noqa: BLE001 - diagnostics only
-            lines.append(f"producer state unavailable: {exc!r}")
+        lines += self.producer.queue_report()  # the producer's queue: what a send waits for
         logger.warning("the processing lock has been held for %.0fs; task await chains:\n%s", held_s, "\n".join(lines))
 
     async def checkpoint(self) -> None:
@@ -830,8 +749,10 @@ class ChurnService:
         if not offsets:
             return True
         try:
-            return await asyncio.wait_for(self.app.consumer.commit_offsets(offsets), timeout=self.settings.session_timeout_s / 3)
-        except asyncio.TimeoutError:
+            return await asyncio.wait_for(
+                self.app.consumer.commit_offsets(offsets), timeout=self.settings.session_timeout_s / 3
+            )
+        except TimeoutError:
             return False  # no answer in time: write nothing (a replay from the last commit is exact)
 
     def _fence(self, reason: str) -> None:
@@ -863,8 +784,10 @@ class ChurnService:
                     if done:
                         self._ckpt_task = None
                     else:
-                        logger.warning("the last checkpoint before the rebalance did not finish in %.0fs",
-                                       self.settings.session_timeout_s / 2)
+                        logger.warning(
+                            "the last checkpoint before the rebalance did not finish in %.0fs",
+                            self.settings.session_timeout_s / 2,
+                        )
             self._fence("partitions revoked")
 
     async def _write_state(self, rows: np.ndarray, partitions: set[int]) -> list:
@@ -876,43 +799,17 @@ class ChurnService:
         msisdns = eng.msisdns(rows)
         parts = [self.partition_of.get(m) for m in msisdns]
         keep = [i for i, p in enumerate(parts) if p is not None]  # never seen in a batch of ours: nothing to persist
-        snaps = snapshot_many(eng, np.asarray(rows, dtype=np.int64)[keep]) if keep else []
-        items = [(msisdns[i].encode(), parts[i], _PART.pack(parts[i]) + snap) for i, snap in zip(keep, snaps)]
+        snaps = eng.snapshot_many(np.asarray(rows, dtype=np.int64)[keep]) if keep else []
+        items = [
+            (msisdns[i].encode(), parts[i], PART.pack(parts[i]) + snap) for i, snap in zip(keep, snaps, strict=False)
+        ]
         wm = self._eval_time
         if wm is not None:
-            items += [(WATERMARK_KEY, p, _PART.pack(p) + _WM.pack(wm)) for p in partitions]
+            items += [(WATERMARK_KEY, p, PART.pack(p) + _WM.pack(wm)) for p in partitions]
         self.metrics.checkpoint_states.inc(len(keep))
-        return await self._send_batches(self._changelog_topic, put_many(self.table, items, self.settings.topic_calls))
-
-    async def _send_batches(self, topic: str, by_partition: dict[int, list[tuple[bytes, bytes]]]) -> list:
-        """Send many messages to known partitions as producer batches (a few µs per message
-        instead of a full ``send`` each). Returns futures resolving to (metadata, count)."""
-        producer = self._producer(topic)
-        futs = []
-        for p, items in by_partition.items():
-            batch, n = producer.create_batch(), 0
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futs.append(_counted(await producer.send_batch(batch, topic, partition=p), n))
-                    batch, n = producer.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None)
-                n += 1
-            if n:
-                futs.append(_counted(await producer.send_batch(batch, topic, partition=p), n))
-        return futs
-
-    def _producer(self, topic: str):
-        """The aiokafka producer under Faust's, with ``topic`` pinned in its metadata. aiokafka's
-        client fetches metadata for all topics while it tracks none, then only for the topics it
-        tracks: a topic first seen in an all-topics answer drops out of the next answer, its
-        partitions lose their leader, and a batch queued for one waits forever (every later send
-        to that partition waits behind it: the worker stalls). Tracking every topic we send to
-        before the first send keeps each in every answer."""
-        producer = self.app.producer._ensure_producer()
-        if topic not in self._pinned:
-            self._pinned.add(topic)
-            producer.client.add_topic(topic)  # (a metadata update follows; the current view still has it)
-        return producer
+        return await self.producer.send_batches(
+            self._changelog_topic, put_many(self.table, items, self.settings.topic_calls)
+        )
 
     @property
     def _changelog_topic(self) -> str:
@@ -920,8 +817,7 @@ class ChurnService:
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
         """Hand one message to the producer; returns a future resolved on the broker's ack."""
-        self._producer(topic)
-        return await self.app.producer.send(topic, key, value, partition, None, None)
+        return await self.producer.send(topic, key, value, partition)
 
     async def _send_deadletter(self, msg, reject) -> Any:
         value = msg.value or b""
@@ -937,8 +833,12 @@ class ChurnService:
             "schema_version": SCHEMA_VERSION,
         }
         if len(value) > DEADLETTER_ORIGINAL_MAX:  # always fits the producer's request limit (base64 grows 4/3)
-            record.update(original_truncated=True, original_size=len(value), original_sha256=hashlib.sha256(value).hexdigest())
-        logger.debug("dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail)
+            record.update(
+                original_truncated=True, original_size=len(value), original_sha256=hashlib.sha256(value).hexdigest()
+            )
+        logger.debug(
+            "dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail
+        )
         return await self._send(self.settings.topic_deadletter, msg.key, orjson.dumps(record))
 
     def _observe(self, n: int, before: dict, rejects, alarms, seconds: float) -> None:
@@ -949,7 +849,7 @@ class ChurnService:
             if not delta:
                 continue
             if name.startswith("applied_"):
-                m.events.labels(type=name[len("applied_"):]).inc(delta)
+                m.events.labels(type=name[len("applied_") :]).inc(delta)
             elif name == "skipped":
                 m.replayed.inc(delta)
         for r in rejects:
@@ -998,7 +898,11 @@ class ChurnService:
         now = time.monotonic()
         stalled = []
         for tp, behind in self._backlog().items():
-            if behind and tp not in self._paused and now - self._progress_at.get(tp, self._recovered_at) > self.settings.stall_s:
+            if (
+                behind
+                and tp not in self._paused
+                and now - self._progress_at.get(tp, self._recovered_at) > self.settings.stall_s
+            ):
                 stalled.append(f"{tp.topic}[{tp.partition}]")
         self.metrics.stalled_partitions.set(len(stalled))
         broker_age = now - self._broker_ok_at
@@ -1009,17 +913,33 @@ class ChurnService:
         # a fence never came (a lost member that was not told): restarting the worker recovers it
         fenced_s = now - self._fenced_at if self._fenced else 0.0
         stuck_fenced = fenced_s > 2 * self.settings.session_timeout_s
-        status = ("broker_unreachable" if broker_age > BROKER_DOWN_S else "fenced" if stuck_fenced
-                  else "stalled" if stalled else "ok")
-        return {"status": status, "broker_answered_s_ago": round(broker_age, 1), "recovering": self.recovering(),
-                "fenced_s": round(fenced_s, 1),
-                "subscribers": len(self.engine), "stalled_partitions": sorted(stalled),
-                "paused_partitions": len(self._paused), "held_partitions": len(self._held), "event_time": self._eval_time,
-                "complete_time": self._complete_time(),
-                "align_limit": "waiting for a partition" if limit == -math.inf else limit,
-                # the partitions holding event time back: name, next event time, held here, paused
-                "slowest_partitions": [[f"{tp.topic}[{tp.partition}]", t, tp in self._held, tp in self._paused] for tp, t in slowest],
-                "unknown_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in unknown)}
+        status = (
+            "broker_unreachable"
+            if broker_age > BROKER_DOWN_S
+            else "fenced"
+            if stuck_fenced
+            else "stalled"
+            if stalled
+            else "ok"
+        )
+        return {
+            "status": status,
+            "broker_answered_s_ago": round(broker_age, 1),
+            "recovering": self.recovering(),
+            "fenced_s": round(fenced_s, 1),
+            "subscribers": len(self.engine),
+            "stalled_partitions": sorted(stalled),
+            "paused_partitions": len(self._paused),
+            "held_partitions": len(self._held),
+            "event_time": self._eval_time,
+            "complete_time": self._complete_time(),
+            "align_limit": "waiting for a partition" if limit == -math.inf else limit,
+            # the partitions holding event time back: name, next event time, held here, paused
+            "slowest_partitions": [
+                [f"{tp.topic}[{tp.partition}]", t, tp in self._held, tp in self._paused] for tp, t in slowest
+            ],
+            "unknown_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in unknown),
+        }
 
     # ------------------------------------------------------------- recovery
     def recovering(self) -> bool:
@@ -1091,7 +1011,9 @@ def _credentials(s: Settings):
 
         ssl_context = create_ssl_context(cafile=s.ssl_cafile, certfile=s.ssl_certfile, keyfile=s.ssl_keyfile)
     if s.security_protocol.startswith("SASL"):
-        return SASLCredentials(username=s.sasl_username, password=s.sasl_password, mechanism=s.sasl_mechanism, ssl_context=ssl_context)
+        return SASLCredentials(
+            username=s.sasl_username, password=s.sasl_password, mechanism=s.sasl_mechanism, ssl_context=ssl_context
+        )
     return SSLCredentials(ssl_context)
 
 

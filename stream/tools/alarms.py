@@ -19,13 +19,14 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime, timezone, tzinfo
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 import orjson
 
-from .contract import mask_msisdn
-from .settings import Settings, SettingsError
+from ..contract import mask_msisdn
+from ..settings import Settings, SettingsError
 
 __all__ = ["add_arguments", "run", "format_row", "format_header", "format_table", "parse_record", "COLUMNS"]
 
@@ -79,7 +80,7 @@ def _fmt_time(value: Any, tz: tzinfo | None) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return _MISSING
     try:
-        dt = datetime.fromtimestamp(value, tz=timezone.utc).astimezone(tz)  # tz=None: local time
+        dt = datetime.fromtimestamp(value, tz=UTC).astimezone(tz)  # tz=None: local time
     except (OverflowError, OSError, ValueError):
         return _MISSING
     return dt.isoformat(timespec="seconds")
@@ -140,7 +141,7 @@ def format_table(records: Iterable[Mapping[str, Any]], tz: tzinfo | None = None,
 
 def _join(cells: Iterable[str]) -> str:
     out = []
-    for (_, width), cell in zip(COLUMNS, cells):
+    for (_, width), cell in zip(COLUMNS, cells, strict=False):
         out.append(cell.ljust(width) if width else cell)
     return "  ".join(out).rstrip()
 
@@ -216,24 +217,30 @@ class _Output:
             self.on_gone()
 
 
-async def _wait_for_partitions(consumer, topic: str, follow: bool, stop: asyncio.Event) -> list | None:
-    from aiokafka import TopicPartition
+async def _wait_for_partitions(client_kwargs: dict, topic: str, follow: bool, stop: asyncio.Event) -> list | None:
+    """The topic's partitions; None when it does not exist and we do not follow; [] when stopped."""
+    from aiokafka import AIOKafkaClient, TopicPartition
 
-    while True:
-        # a metadata request for all topics: does not auto-create the topic (a request naming it
-        # would, on brokers with auto.create.topics.enable). This is what consumer.topics() does,
-        # keeping the partition lists that topics() throws away.
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = cluster.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        if not follow:
-            return None
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
-            return []
-        except asyncio.TimeoutError:
-            continue
+    client = AIOKafkaClient(**client_kwargs)
+    await client.bootstrap()
+    try:
+        while True:
+            # a metadata request for all topics: does not auto-create the topic (a request naming
+            # it would, on brokers with auto.create.topics.enable). This is what consumer.topics()
+            # does, keeping the partition lists that topics() throws away.
+            cluster = await client.fetch_all_metadata()
+            parts = cluster.partitions_for_topic(topic)
+            if parts:
+                return [TopicPartition(topic, p) for p in sorted(parts)]
+            if not follow:
+                return None
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                return []
+            except TimeoutError:
+                continue
+    finally:
+        await client.close()
 
 
 async def _read(
@@ -266,7 +273,7 @@ async def _read(
         return 1
     count = 0
     try:
-        tps = await _wait_for_partitions(consumer, topic, follow, stop)
+        tps = await _wait_for_partitions(settings.kafka_client_kwargs(), topic, follow, stop)
         if tps is None:
             print(f"churnwatch alarms: topic {topic!r} does not exist", file=sys.stderr)
             return 1
@@ -293,7 +300,10 @@ async def _read(
                     try:
                         record = parse_record(msg.value)
                     except ValueError as exc:
-                        print(f"churnwatch alarms: skipping unparseable record {tp.topic}[{tp.partition}]@{msg.offset}: {exc}", file=sys.stderr)
+                        print(
+                            f"churnwatch alarms: skipping unparseable record {tp.topic}[{tp.partition}]@{msg.offset}: {exc}",
+                            file=sys.stderr,
+                        )
                         continue
                     emit(msg.value, record)
                     count += 1
@@ -302,8 +312,11 @@ async def _read(
                 if await consumer.position(tp) >= end[tp]:
                     pending.discard(tp)
         if count == 0 and not follow and on_empty is not None and not stop.is_set():
-            on_empty(f"no alarms yet (topic {topic}, {len(tps)} partitions, end offsets total {sum(end.values()):,}"
-                     + (", reading from the end" if from_end else "") + ")")
+            on_empty(
+                f"no alarms yet (topic {topic}, {len(tps)} partitions, end offsets total {sum(end.values()):,}"
+                + (", reading from the end" if from_end else "")
+                + ")"
+            )
         return 0
     finally:
         flush()

@@ -28,7 +28,6 @@ __all__ = ["add_arguments", "run", "backtest"]
 logger = logging.getLogger(__name__)
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", required=True, metavar="FILE", help="input events, one JSON object per line (NDJSON)")
     p.add_argument("--alarms-out", required=True, metavar="FILE", help="output alarms, NDJSON (alarm contract)")
@@ -54,8 +53,9 @@ def _lines(fh, batch_size: int):
         yield batch, nbytes
 
 
-def backtest(events_path: str, alarms_path: str, config=None, batch_size: int = 5000, reference: bool = False,
-             progress=None) -> dict:
+def backtest(
+    events_path: str, alarms_path: str, config=None, batch_size: int = 5000, reference: bool = False, progress=None
+) -> dict:
     """Run the backtest; returns the summary dict."""
     from stream.engine import Engine, EngineConfig, ReferenceEngine
     from stream.engine.shadow import ShadowJoin
@@ -110,7 +110,7 @@ def backtest(events_path: str, alarms_path: str, config=None, batch_size: int = 
 
 def run(args: argparse.Namespace) -> int:
     from stream.engine import ConfigError, EngineConfig
-    from stream.progress import Progress
+    from stream.tools.progress import Progress
 
     try:
         cfg = EngineConfig.from_toml(args.config) if args.config else EngineConfig()
@@ -129,10 +129,14 @@ def run(args: argparse.Namespace) -> int:
     with bar:
         summary = backtest(args.events, args.alarms_out, cfg, args.batch_size, args.reference, progress=bar)
     if not args.quiet:
-        print(f"events: {summary['lines']:,} lines, {summary['applied']:,} applied, "
-              f"{sum(summary['rejected'].values()):,} rejected {summary['rejected']}, {summary['skipped']:,} skipped")
+        print(
+            f"events: {summary['lines']:,} lines, {summary['applied']:,} applied, "
+            f"{sum(summary['rejected'].values()):,} rejected {summary['rejected']}, {summary['skipped']:,} skipped"
+        )
         print(f"subscribers: {summary['subscribers']:,}; days decided: {summary['decided_days']:,}")
-        print(f"alarms: {summary['alarms']:,} -> {args.alarms_out}  by phase {summary['alarms_by_phase']}  "
-              f"by reason {summary['alarms_by_reason']}")
+        print(
+            f"alarms: {summary['alarms']:,} -> {args.alarms_out}  by phase {summary['alarms_by_phase']}  "
+            f"by reason {summary['alarms_by_reason']}"
+        )
         print(f"time: {summary['elapsed_s']} s ({summary['events_per_s']:,} events/s)")
     return 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 
 import numpy as np
@@ -34,14 +33,13 @@ import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from .engine.shadow import BandIndex, PeerSketches, _mix, band_keys
-from .service import mark_persisted, owned_items, put_many
+from ..engine.shadow import BandIndex, PeerSketches, band_keys, mix
+from .faust_adapter import PART, mark_persisted, owned_items, put_many
 
 __all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages", "evidence_messages"]
 
 logger = logging.getLogger(__name__)
 
-_PART = struct.Struct(">H")
 PEERS_TABLE = "shadow-peers"
 BANDS_TABLE = "shadow-bands"
 
@@ -53,7 +51,7 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 def number_partitions(x: np.ndarray, partitions: int) -> np.ndarray:
     """Stage 1's routing: the partition of each competitor number (a fixed hash of the number)."""
-    return (_mix(np.asarray(x, dtype=np.uint64)) % np.uint64(partitions)).astype(np.int64)
+    return (mix(np.asarray(x, dtype=np.uint64)) % np.uint64(partitions)).astype(np.int64)
 
 
 def band_partition(key: str, partitions: int) -> int:
@@ -116,10 +114,22 @@ class ShadowStages:
         self._band_part: dict[str, int] = {}
         self._peers_today: int | None = None
         self._bands_today: int | None = None
-        self.peers_table = app.Table(PEERS_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes,
-                                     on_recover=self._recover_peers, help="second SIM, stage 1: MinHash sketch per competitor number")
-        self.bands_table = app.Table(BANDS_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes,
-                                     on_recover=self._recover_bands, help="second SIM, stage 2: LSH band entries")
+        self.peers_table = app.Table(
+            PEERS_TABLE,
+            partitions=s.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            on_recover=self._recover_peers,
+            help="second SIM, stage 1: MinHash sketch per competitor number",
+        )
+        self.bands_table = app.Table(
+            BANDS_TABLE,
+            partitions=s.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            on_recover=self._recover_bands,
+            help="second SIM, stage 2: LSH band entries",
+        )
         app.agent(self.contacts_topic, name="shadow-peers")(self._peers_agent)
         app.agent(self.bands_topic, name="shadow-bands")(self._bands_agent)
 
@@ -132,22 +142,23 @@ class ShadowStages:
         for p, value in envelopes:
             by_partition.setdefault(p, []).append((None, value))
         self.service.metrics.shadow_messages.labels(stage=stage).inc(len(envelopes))
-        return await self.service._send_batches(topic, by_partition)
+        return await self.service.producer.send_batches(topic, by_partition)
 
     async def route_from_engine(self, contacts, s_publications: list[dict]) -> list:
         """The engine agent's part of the join: its batch's contacts to stage 1, its subscribers'
         circle publications to stage 2. Returns the send futures."""
         s = self.service.settings
-        return (await self.send_routed(s.topic_shadow_contacts, contact_messages(contacts, s.partitions), "contacts")
-                + await self.send_routed(s.topic_shadow_bands, band_messages([], s_publications, s.partitions), "bands"))
+        return await self.send_routed(
+            s.topic_shadow_contacts, contact_messages(contacts, s.partitions), "contacts"
+        ) + await self.send_routed(s.topic_shadow_bands, band_messages([], s_publications, s.partitions), "bands")
 
     async def _write(self, table, items: dict[bytes, tuple[int, bytes | None]]) -> list:
         """Write ``key -> (partition, payload or None = delete)`` to the table's store and changelog."""
         if not items:
             return []
-        rows = [(key, p, None if payload is None else _PART.pack(p) + payload) for key, (p, payload) in items.items()]
+        rows = [(key, p, None if payload is None else PART.pack(p) + payload) for key, (p, payload) in items.items()]
         by_partition = put_many(table, rows, self.service.settings.topic_calls)
-        return await self.service._send_batches(table.changelog_topic.get_topic_name(), by_partition)
+        return await self.service.producer.send_batches(table.changelog_topic.get_topic_name(), by_partition)
 
     def _messages(self, events) -> list:
         assigned = self.service.app.consumer.assignment()
@@ -194,7 +205,9 @@ class ShadowStages:
             days.extend(dd)
         if not xs:
             return
-        self.peers.observe(np.array(xs, dtype=np.uint64), np.array(members, dtype=np.uint64), np.array(days, dtype=np.int64))
+        self.peers.observe(
+            np.array(xs, dtype=np.uint64), np.array(members, dtype=np.uint64), np.array(days, dtype=np.int64)
+        )
         today = max(days)
         items: dict[bytes, tuple[int, bytes | None]] = {}
         if self._peers_today is None or today > self._peers_today:
@@ -212,8 +225,9 @@ class ShadowStages:
                 items[str(x).encode()] = (self._peer_part[x], snap)
         sends = await self._write(self.peers_table, items)
         n_changelog = len(sends)
-        sends += await self.send_routed(self.service.settings.topic_shadow_bands,
-                                        band_messages(pubs, [], self.service.settings.partitions), "bands")
+        sends += await self.send_routed(
+            self.service.settings.topic_shadow_bands, band_messages(pubs, [], self.service.settings.partitions), "bands"
+        )
         if sends:
             results = await asyncio.gather(*sends)
             mark_persisted(self.peers_table, results[:n_changelog])
@@ -249,8 +263,13 @@ class ShadowStages:
                     int(key, 16)
                     day = int(rec["day"])
                     if "x" in rec:
-                        rec = {"x": int(rec["x"]), "sig": [int(v) for v in rec["sig"]], "first": int(rec["first"]),
-                               "last": int(rec["last"]), "day": day}
+                        rec = {
+                            "x": int(rec["x"]),
+                            "sig": [int(v) for v in rec["sig"]],
+                            "first": int(rec["first"]),
+                            "last": int(rec["last"]),
+                            "day": day,
+                        }
                     else:
                         rec = {"s": str(rec["s"]), "day": day}
                 except (TypeError, KeyError, ValueError, AttributeError):
@@ -276,8 +295,11 @@ class ShadowStages:
                 self._band_part.pop(key, None)
         sends = await self._write(self.bands_table, items)
         n_changelog = len(sends)
-        sends += await self.send_routed(self.service.settings.topic_shadow_evidence,
-                                        evidence_messages(evidence, self.service.settings.partitions), "evidence")
+        sends += await self.send_routed(
+            self.service.settings.topic_shadow_evidence,
+            evidence_messages(evidence, self.service.settings.partitions),
+            "evidence",
+        )
         if sends:
             results = await asyncio.gather(*sends)
             mark_persisted(self.bands_table, results[:n_changelog])
@@ -301,7 +323,12 @@ class ShadowStages:
             today = last if today is None else max(today, last)
         self.peers, self._peer_part, self._peers_today = peers, part, today
         self.service.metrics.shadow_numbers.set(len(peers))
-        logger.info("recovered %d competitor-number sketches for partitions %s in %.2fs", len(peers), sorted(actives), time.perf_counter() - t0)
+        logger.info(
+            "recovered %d competitor-number sketches for partitions %s in %.2fs",
+            len(peers),
+            sorted(actives),
+            time.perf_counter() - t0,
+        )
 
     async def _recover_bands(self) -> None:
         t0 = time.perf_counter()
@@ -319,4 +346,6 @@ class ShadowStages:
                 today = max(days) if today is None else max(today, max(days))
         self.bands, self._band_part, self._bands_today = bands, part, today
         self.service.metrics.shadow_band_keys.set(len(bands))
-        logger.info("recovered %d band keys for partitions %s in %.2fs", len(bands), sorted(actives), time.perf_counter() - t0)
+        logger.info(
+            "recovered %d band keys for partitions %s in %.2fs", len(bands), sorted(actives), time.perf_counter() - t0
+        )

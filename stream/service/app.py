@@ -1,4 +1,4 @@
-"""The Faust app for ``faust -A stream.app worker`` (settings from the environment).
+"""The Faust app for ``faust -A stream.service.app worker`` (settings from the environment).
 
 ``churnwatch worker`` builds the same service through :func:`stream.service.build_service`
 after checking the settings and the broker first. Importing this module creates the service's
@@ -7,8 +7,8 @@ topics if they are missing (and checks the inputs are co-partitioned), as the wo
 
 from __future__ import annotations
 
-from .service import build_service
-from .settings import Settings
+from ..settings import Settings
+from .churn import build_service
 from .topics import ensure_topics
 
 __all__ = ["app", "service"]

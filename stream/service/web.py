@@ -15,7 +15,7 @@ from faust.web import Request, Response, View
 from .metrics import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .service import ChurnService
+    from .churn import ChurnService
 
 __all__ = ["register_views"]
 
@@ -27,10 +27,12 @@ _MSISDN = re.compile(r"[0-9]{5,20}")  # fullmatch: no trailing newline (``$`` wo
 
 
 def _retry_later(view: View) -> Response:
-    return view.json({"error": "partitions are being recovered, retry shortly"}, status=503, headers={"Retry-After": "5"})
+    return view.json(
+        {"error": "partitions are being recovered, retry shortly"}, status=503, headers={"Retry-After": "5"}
+    )
 
 
-def register_views(service: "ChurnService") -> None:
+def register_views(service: ChurnService) -> None:
     app = service.app
 
     @app.page("/metrics")

@@ -1,7 +1,7 @@
 """Alarm quality against simulator ground truth: ``churnwatch report --alarms FILE --truth FILE``.
 
 Inputs: alarm records as NDJSON (the engine's output, ``schemas/alarm.schema.json``) and the
-simulator's ground-truth CSV (``stream/simulate.py``). Output: a table on stdout, the metrics as
+simulator's ground-truth CSV (``stream/tools/simulate.py``). Output: a table on stdout, the metrics as
 JSON (``--json``) and a PNG (``--png``, default ``<alarms>.png``): lead-time distribution and
 precision/recall per phase.
 
@@ -41,12 +41,21 @@ import math
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import orjson
 
-__all__ = ["load_alarms", "load_truth", "compute_metrics", "targets", "format_table", "write_png", "add_arguments", "run"]
+__all__ = [
+    "load_alarms",
+    "load_truth",
+    "compute_metrics",
+    "targets",
+    "format_table",
+    "write_png",
+    "add_arguments",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +75,12 @@ def load_alarms(path: str | Path) -> tuple[list[dict], int]:
                 continue
             try:
                 r = orjson.loads(line)
-                if not isinstance(r, dict) or "msisdn" not in r or "phase" not in r or not isinstance(r.get("event_time"), (int, float)):
+                if (
+                    not isinstance(r, dict)
+                    or "msisdn" not in r
+                    or "phase" not in r
+                    or not isinstance(r.get("event_time"), (int, float))
+                ):
                     raise ValueError
             except (orjson.JSONDecodeError, ValueError):
                 bad += 1
@@ -126,7 +140,8 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         m["ever_flagged"] = _share(sum(bool(p & {"warning", "alarm"}) for p in phases_of), n)
         m["ever_churned"] = _share(sum("churned" in p for p in phases_of), n)
         m["competitor_switch_share"] = _share(
-            sum(any(x.get("reason") == "competitor_switch" for x in by_sub.get(r["msisdn"], ())) for r in rows), n)
+            sum(any(x.get("reason") == "competitor_switch" for x in by_sub.get(r["msisdn"], ())) for r in rows), n
+        )
         if arch in CHURNERS:
             la, lal, lep = [], [], []
             for r in rows:
@@ -182,7 +197,9 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
     recall_by_phase = {
         "warning_or_alarm_7d": _share(sum(x >= 7 for a in CHURNERS for x in leads_any.get(a, [])), n_churners),
         "alarm_7d": _share(sum(x >= 7 for a in CHURNERS for x in per_arch[a].get("_leads_alarm", [])), n_churners),
-        "churned": _share(sum(any(x["phase"] == "churned" for x in by_sub.get(s, ())) for s in churner_set), n_churners),
+        "churned": _share(
+            sum(any(x["phase"] == "churned" for x in by_sub.get(s, ())) for s in churner_set), n_churners
+        ),
     }
 
     # silent porters: time to flag after the stop
@@ -194,7 +211,9 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         stop = float(r["churn_ts"])
         recs = by_sub.get(r["msisdn"], [])
         open_ep = _first_hit(recs, stop, ("warning", "alarm"), open_episode=True) is not None
-        after = [x["event_time"] for x in recs if x["event_time"] >= stop and x["phase"] in ("warning", "alarm", "churned")]
+        after = [
+            x["event_time"] for x in recs if x["event_time"] >= stop and x["phase"] in ("warning", "alarm", "churned")
+        ]
         delay = 0.0 if open_ep else ((min(after) - stop) / DAY_S if after else None)
         if delay is None:
             never += 1
@@ -233,7 +252,10 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         "archetypes": per_arch,
         "early_churners": early,
         "loyal": {k: per_arch["loyal"][k] for k in ("n", "ever_warning", "ever_alarm", "ever_flagged")},
-        "seasonal_migrant": {k: per_arch["seasonal_migrant"][k] for k in ("n", "ever_warning", "ever_alarm", "ever_flagged", "competitor_switch_share")},
+        "seasonal_migrant": {
+            k: per_arch["seasonal_migrant"][k]
+            for k in ("n", "ever_warning", "ever_alarm", "ever_flagged", "competitor_switch_share")
+        },
         "precision": precision,
         "recall_by_phase": recall_by_phase,
         "silent_porters": porters,
@@ -270,27 +292,44 @@ def _num(x) -> str:
 
 def format_table(m: dict) -> str:
     out = []
-    out.append(f"subscribers {m['n_subscribers']}, alarm records {m['n_alarm_records']}, alarmed subscribers "
-               f"{m['n_alarmed_subscribers']} (not in truth: {m['unknown_msisdns']})")
+    out.append(
+        f"subscribers {m['n_subscribers']}, alarm records {m['n_alarm_records']}, alarmed subscribers "
+        f"{m['n_alarmed_subscribers']} (not in truth: {m['unknown_msisdns']})"
+    )
     out.append("")
-    out.append(f"{'archetype':<18}{'n':>6}  {'any@7d':>6} {'any@14d':>7} {'alm@7d':>6} {'alm@14d':>7} {'ep@7d':>6} {'lead_any':>8} {'lead_alm':>8}  "
-               f"{'warned':>6} {'alarm':>6} {'churnd':>6} {'compsw':>6}")
+    out.append(
+        f"{'archetype':<18}{'n':>6}  {'any@7d':>6} {'any@14d':>7} {'alm@7d':>6} {'alm@14d':>7} {'ep@7d':>6} {'lead_any':>8} {'lead_alm':>8}  "
+        f"{'warned':>6} {'alarm':>6} {'churnd':>6} {'compsw':>6}"
+    )
     for a, x in m["archetypes"].items():
-        out.append(f"{a:<18}{x['n']:>6}  {_pct(x.get('recall_any_7d'))} {_pct(x.get('recall_any_14d')):>7} {_pct(x.get('recall_alarm_7d'))} "
-                   f"{_pct(x.get('recall_alarm_14d')):>7} {_pct(x.get('recall_open_episode_7d'))} {_num(x.get('median_lead_any_days')):>8} {_num(x.get('median_lead_alarm_days')):>8}  "
-                   f"{_pct(x['ever_flagged'])} {_pct(x['ever_alarm'])} {_pct(x['ever_churned'])} {_pct(x['competitor_switch_share'])}")
+        out.append(
+            f"{a:<18}{x['n']:>6}  {_pct(x.get('recall_any_7d'))} {_pct(x.get('recall_any_14d')):>7} {_pct(x.get('recall_alarm_7d'))} "
+            f"{_pct(x.get('recall_alarm_14d')):>7} {_pct(x.get('recall_open_episode_7d'))} {_num(x.get('median_lead_any_days')):>8} {_num(x.get('median_lead_alarm_days')):>8}  "
+            f"{_pct(x['ever_flagged'])} {_pct(x['ever_alarm'])} {_pct(x['ever_churned'])} {_pct(x['competitor_switch_share'])}"
+        )
     e = m["early_churners"]
-    out.append(f"{'sw+drift+lapse':<18}{e['n']:>6}  {_pct(e['recall_any_7d'])} {_pct(e['recall_any_14d']):>7} {_pct(e['recall_alarm_7d'])} "
-               f"{_pct(e['recall_alarm_14d']):>7} {_pct(e['recall_open_episode_7d'])} {_num(e['median_lead_any_days']):>8} {_num(e['median_lead_alarm_days']):>8}")
+    out.append(
+        f"{'sw+drift+lapse':<18}{e['n']:>6}  {_pct(e['recall_any_7d'])} {_pct(e['recall_any_14d']):>7} {_pct(e['recall_alarm_7d'])} "
+        f"{_pct(e['recall_alarm_14d']):>7} {_pct(e['recall_open_episode_7d'])} {_num(e['median_lead_any_days']):>8} {_num(e['median_lead_alarm_days']):>8}"
+    )
     out.append("  (any = warning or alarm record before churn; ep = the same, not recovered since; lead = median days;")
-    out.append("   warned = ever warning or alarm; churnd = ever churned; compsw = any record with reason competitor_switch)")
+    out.append(
+        "   warned = ever warning or alarm; churnd = ever churned; compsw = any record with reason competitor_switch)"
+    )
     out.append("")
-    out.append("precision by phase: " + ", ".join(
-        f"{p} {_pct(v['precision']).strip()} ({v['true_churners']}/{v['n_flagged']})" for p, v in m["precision"].items()))
+    out.append(
+        "precision by phase: "
+        + ", ".join(
+            f"{p} {_pct(v['precision']).strip()} ({v['true_churners']}/{v['n_flagged']})"
+            for p, v in m["precision"].items()
+        )
+    )
     sp = m["silent_porters"]
-    out.append(f"silent porters: flagged within 7d {_pct(sp['flagged_within_7d']).strip()} (of {sp['observable_7d']}), "
-               f"within 14d {_pct(sp['flagged_within_14d']).strip()} (of {sp['observable_14d']}), "
-               f"median {_num(sp['median_days_to_flag']).strip()} days, never {sp['never_flagged']}")
+    out.append(
+        f"silent porters: flagged within 7d {_pct(sp['flagged_within_7d']).strip()} (of {sp['observable_7d']}), "
+        f"within 14d {_pct(sp['flagged_within_14d']).strip()} (of {sp['observable_14d']}), "
+        f"median {_num(sp['median_days_to_flag']).strip()} days, never {sp['never_flagged']}"
+    )
     out.append("")
     out.append("targets:")
     for t in m["targets"]:
@@ -312,7 +351,15 @@ def write_png(m: dict, path: str | Path) -> Path:
     hi = max([30.0] + all_leads)
     bins = list(range(0, int(math.ceil(hi)) + 2, 2))
     if all_leads:
-        ax1.hist(data, bins=bins, stacked=True, label=[f"{a} ({len(v)}/{m['archetypes'][a]['n']} warned before churn)" for a, v in zip(EARLY_CHURNERS, data)])
+        ax1.hist(
+            data,
+            bins=bins,
+            stacked=True,
+            label=[
+                f"{a} ({len(v)}/{m['archetypes'][a]['n']} warned before churn)"
+                for a, v in zip(EARLY_CHURNERS, data, strict=False)
+            ],
+        )
     ax1.axvline(7, color="k", ls="--", lw=1)
     ax1.axvline(14, color="k", ls=":", lw=1)
     ax1.set_xlabel("lead time before churn (days), first warning/alarm of the episode")
@@ -354,7 +401,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truth", required=True, help="ground-truth CSV from `churnwatch simulate --truth`")
     p.add_argument("--png", help="chart file (default: next to the alarms file, <alarms>.png)")
     p.add_argument("--json", help="write the metrics as JSON to this file")
-    p.add_argument("--period-end-ts", type=float, help="end of the observed period (Unix s); default: latest alarm event_time")
+    p.add_argument(
+        "--period-end-ts", type=float, help="end of the observed period (Unix s); default: latest alarm event_time"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

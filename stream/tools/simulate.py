@@ -107,14 +107,14 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import orjson
 
-from .operators import DEFAULT_COMPETITOR_HOTLINES, DEFAULT_PREFIXES
+from ..operators import DEFAULT_COMPETITOR_HOTLINES, DEFAULT_PREFIXES
 
 __all__ = [
     "ARCHETYPES",
@@ -148,7 +148,18 @@ DEFAULT_START = "2026-01-05"  # a Monday
 TZ_OFFSET_S = 8 * 3600
 DAY_S = 86400
 BASELINE_DAYS = 35
-TRUTH_FIELDS = ("msisdn", "archetype", "churn_day", "churn_ts", "stop_day", "plan", "arpu", "tenure", "second_sim", "notes")
+TRUTH_FIELDS = (
+    "msisdn",
+    "archetype",
+    "churn_day",
+    "churn_ts",
+    "stop_day",
+    "plan",
+    "arpu",
+    "tenure",
+    "second_sim",
+    "notes",
+)
 TOPIC_KINDS = ("calls", "sms", "recharges", "profiles")
 
 # Loyal sub-variants (shares of the loyal population).
@@ -171,8 +182,34 @@ _HOTLINE_OF = {v: k for k, v in DEFAULT_COMPETITOR_HOTLINES.items()}  # "cu" -> 
 _CHANNELS = ("app", "card", "retail", "bank", "wechat")
 
 # Hour-of-day profile (local time) of person-to-person traffic.
-_HOUR_W = np.array([0.6, 0.3, 0.2, 0.15, 0.15, 0.3, 0.9, 2.2, 4.0, 5.5, 6.3, 6.6, 5.8, 5.2, 5.5, 5.7,
-                    5.8, 6.0, 6.3, 6.9, 7.1, 6.3, 4.2, 1.9])
+_HOUR_W = np.array(
+    [
+        0.6,
+        0.3,
+        0.2,
+        0.15,
+        0.15,
+        0.3,
+        0.9,
+        2.2,
+        4.0,
+        5.5,
+        6.3,
+        6.6,
+        5.8,
+        5.2,
+        5.5,
+        5.7,
+        5.8,
+        6.0,
+        6.3,
+        6.9,
+        7.1,
+        6.3,
+        4.2,
+        1.9,
+    ]
+)
 _HOUR_P = _HOUR_W / _HOUR_W.sum()
 _BUSINESS_P = np.where((np.arange(24) >= 9) & (np.arange(24) < 20), 1.0, 0.0)
 _BUSINESS_P = _BUSINESS_P / _BUSINESS_P.sum()
@@ -182,7 +219,7 @@ _WEEKDAY_FACTOR = np.array([1.0, 1.0, 1.0, 1.0, 1.03, 0.9, 0.85])  # Mon..Sun
 def simulation_start_ts(start: str = DEFAULT_START) -> int:
     """Unix seconds of local (UTC+8) midnight of the ``start`` date (YYYY-MM-DD) = day 0."""
     d = _dt.date.fromisoformat(start)
-    return int(_dt.datetime(d.year, d.month, d.day, tzinfo=_dt.timezone.utc).timestamp()) - TZ_OFFSET_S
+    return int(_dt.datetime(d.year, d.month, d.day, tzinfo=_dt.UTC).timestamp()) - TZ_OFFSET_S
 
 
 def _luhn_digit(body: str) -> str:
@@ -244,7 +281,7 @@ def _unique_numbers(rng: np.random.Generator, prefixes: list[str], count: int, t
         k = (count - len(out)) * 2 + 16
         pre = rng.integers(0, len(prefixes), k)
         suf = rng.integers(0, 100_000_000, k)
-        for p, s in zip(pre.tolist(), suf.tolist()):
+        for p, s in zip(pre.tolist(), suf.tolist(), strict=False):
             num = f"86{prefixes[p]}{s:08d}"
             if num not in taken:
                 taken.add(num)
@@ -374,7 +411,10 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     from_pool = rng.random(ext_src.size) < 0.5
     cs = comm_of[ext_src]
     ext_peer = np.empty(ext_src.size, dtype=np.int64)
-    ext_peer[from_pool] = pool_ids[pool_start[cs[from_pool]] + np.floor(rng.random(int(from_pool.sum())) * pool_sizes[cs[from_pool]]).astype(np.int64)]
+    ext_peer[from_pool] = pool_ids[
+        pool_start[cs[from_pool]]
+        + np.floor(rng.random(int(from_pool.sum())) * pool_sizes[cs[from_pool]]).astype(np.int64)
+    ]
     ext_peer[~from_pool] = new_external(int((~from_pool).sum()))
     e_src.append(ext_src)
     e_peer.append(ext_peer)
@@ -402,7 +442,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         peers = peer_all[lo:hi]
         ws = w_all[lo:hi]
         best, bw = -1, -1.0
-        for p, w in zip(peers.tolist(), ws.tolist()):
+        for p, w in zip(peers.tolist(), ws.tolist(), strict=False):
             if p < n and p not in exclude and w > bw:
                 best, bw = p, w
         return best
@@ -422,7 +462,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         first = len(imei_strs)
         tac = rng.integers(35_000_000, 36_000_000, count)
         ser = rng.integers(0, 1_000_000, count)
-        for t, s in zip(tac.tolist(), ser.tolist()):
+        for t, s in zip(tac.tolist(), ser.tolist(), strict=False):
             body = f"{t:08d}{s:06d}"
             imei_strs.append(body + _luhn_digit(body))
         return np.arange(first, first + count)
@@ -487,7 +527,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     for i in loyal_idx[lv < HOLIDAY_SHARE].tolist():
         L = int(rng.integers(5, 10))
         h = int(rng.integers(5, days - L - 6)) if days > L + 12 else 0  # back for at least 6 days
-        act[i, h:h + L] *= 0.05
+        act[i, h : h + L] *= 0.05
         notes[i].append(f"holiday={h}-{min(h + L, days) - 1}")
     for i in loyal_idx[(lv >= HOLIDAY_SHARE) & (lv < HOLIDAY_SHARE + HANDSET_SHARE)].tolist():
         if i in handdown_used:
@@ -529,12 +569,14 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         s[dd < S2] = 0.0
         s[dd >= C] = 1.0
         shadow_s[i] = s
-        a = 1.0 - 0.9 * s ** 0.8
+        a = 1.0 - 0.9 * s**0.8
         a[(dd >= S) & (dd < S2)] = 0.93
         a[dd >= C] = 0.0
         act[i] = a
         status[i, C:] = 2
-        boost[i] = np.where((dd >= S) & (dd < C), 0.6 * (1.0 - 0.7 * s), 0.0)  # asking around, then on-net via the new SIM
+        boost[i] = np.where(
+            (dd >= S) & (dd < C), 0.6 * (1.0 - 0.7 * s), 0.0
+        )  # asking around, then on-net via the new SIM
         if rival_peers[i, 0] < 0:
             rival_peers[i] = new_external(3)
         churn_day[i] = C
@@ -566,16 +608,16 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         lo = min(max(days // 2 - 14, baseline), max(days - L - 7, 0))
         hi = max(days - L - 7, lo)
         Q = int(rng.integers(lo, hi + 1))
-        act[i, Q:Q + L] = 0.04
-        quiet[i, Q:Q + L] = True
-        recharge_pause[i, Q:Q + L] = True
+        act[i, Q : Q + L] = 0.04
+        quiet[i, Q : Q + L] = True
+        recharge_pause[i, Q : Q + L] = True
         notes[i].append(f"quiet={Q}-{min(Q + L, days) - 1}")
 
     for i in np.flatnonzero(arche == A["drifter"]).tolist():
         C = churn_at()
         S = max(min(baseline, C - 7), C - int(rng.integers(30, 61)))
         frac = np.clip((C - dd) / max(C - S, 1), 0.0, 1.0)
-        act[i] = np.where(dd < S, 1.0, frac ** 1.3)
+        act[i] = np.where(dd < S, 1.0, frac**1.3)
         act[i, C:] = 0.0
         status[i, C:] = 2
         churn_day[i] = C
@@ -648,33 +690,66 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
     for i in np.flatnonzero(rng.random(n) < 0.02).tolist():
         d = int(rng.integers(1, max(days, 2)))
         if d < days and act[i, d] > 0:
-            p = profile(i, start_ts + d * DAY_S + int(rng.integers(3600 * 9, 3600 * 18)), round(float(arpu[i]) * rng.uniform(0.8, 1.2), 1))
+            p = profile(
+                i,
+                start_ts + d * DAY_S + int(rng.integers(3600 * 9, 3600 * 18)),
+                round(float(arpu[i]) * rng.uniform(0.8, 1.2), 1),
+            )
             profile_updates.setdefault(d, []).append(p)
             notes[i].append(f"profile_update={d}")
 
     truth = []
     for i in range(n):
         cd = int(churn_day[i])
-        truth.append({
-            "msisdn": numbers[i],
-            "archetype": ARCHETYPES[arche[i]],
-            "churn_day": "" if cd < 0 else cd,
-            "churn_ts": "" if cd < 0 else start_ts + cd * DAY_S,
-            "stop_day": "" if stop_day[i] < 0 else int(stop_day[i]),
-            "plan": "prepaid" if prepaid[i] else "postpaid",
-            "arpu": float(arpu[i]),
-            "tenure": int(tenure[i]),
-            "second_sim": numbers[shadow[i]] if shadow[i] >= 0 else "",
-            "notes": ";".join(notes[i]),
-        })
+        truth.append(
+            {
+                "msisdn": numbers[i],
+                "archetype": ARCHETYPES[arche[i]],
+                "churn_day": "" if cd < 0 else cd,
+                "churn_ts": "" if cd < 0 else start_ts + cd * DAY_S,
+                "stop_day": "" if stop_day[i] < 0 else int(stop_day[i]),
+                "plan": "prepaid" if prepaid[i] else "postpaid",
+                "arpu": float(arpu[i]),
+                "tenure": int(tenure[i]),
+                "second_sim": numbers[shadow[i]] if shadow[i] >= 0 else "",
+                "notes": ";".join(notes[i]),
+            }
+        )
 
     return _World(
-        n=n, days=days, start_ts=start_ts, numbers=numbers, num_op=np.asarray(num_op, dtype=np.int8),
-        arche=arche, act=act, status=status, shadow=shadow, shadow_s=shadow_s, rival=rival, boost=boost,
-        rival_peers=rival_peers, base_call=base_call, base_sms=base_sms, base_in=base_in, indptr=indptr,
-        c_peer=peer_all, c_cum=c_cum, c_cum0=c_cum0, c_tot=c_tot, imei_strs=imei_strs, imei_old=imei_old,
-        imei_new=imei_new, change_day=change_day, cells=cells, away_cell=away_cell, quiet=quiet,
-        specials=specials, recharges=recharges, profiles0=profiles0, profile_updates=profile_updates, truth=truth,
+        n=n,
+        days=days,
+        start_ts=start_ts,
+        numbers=numbers,
+        num_op=np.asarray(num_op, dtype=np.int8),
+        arche=arche,
+        act=act,
+        status=status,
+        shadow=shadow,
+        shadow_s=shadow_s,
+        rival=rival,
+        boost=boost,
+        rival_peers=rival_peers,
+        base_call=base_call,
+        base_sms=base_sms,
+        base_in=base_in,
+        indptr=indptr,
+        c_peer=peer_all,
+        c_cum=c_cum,
+        c_cum0=c_cum0,
+        c_tot=c_tot,
+        imei_strs=imei_strs,
+        imei_old=imei_old,
+        imei_new=imei_new,
+        change_day=change_day,
+        cells=cells,
+        away_cell=away_cell,
+        quiet=quiet,
+        specials=specials,
+        recharges=recharges,
+        profiles0=profiles0,
+        profile_updates=profile_updates,
+        truth=truth,
         service0=int(service_ids[0]),
     )
 
@@ -694,7 +769,9 @@ class _Buf:
         k = np.asarray(sub).size
         if k == 0:
             return
-        full = lambda v, fill, dt: np.full(k, fill, dtype=dt) if v is None else np.broadcast_to(np.asarray(v, dtype=dt), (k,))  # noqa: E731
+        full = lambda v, fill, dt: (
+            np.full(k, fill, dtype=dt) if v is None else np.broadcast_to(np.asarray(v, dtype=dt), (k,))
+        )  # noqa: E731
         self.parts["kind"].append(full(kind, 0, np.int8))
         self.parts["sub"].append(full(sub, 0, np.int64))
         self.parts["dir"].append(full(dir, 0, np.int8))
@@ -745,7 +822,7 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
     n = w.n
     day_ts = w.start_ts + d * DAY_S
     buf = _Buf()
-    weekday = _dt.datetime.fromtimestamp(day_ts + TZ_OFFSET_S, tz=_dt.timezone.utc).weekday()
+    weekday = _dt.datetime.fromtimestamp(day_ts + TZ_OFFSET_S, tz=_dt.UTC).weekday()
     a = w.act[:, d] * _WEEKDAY_FACTOR[weekday] * rng.gamma(6.0, 1 / 6.0, n)
     imei_today = np.where(d >= w.change_day, w.imei_new, w.imei_old)
     cell_pick = w.cells[np.arange(n), rng.choice(3, n, p=[0.6, 0.3, 0.1])]
@@ -786,9 +863,21 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
         who, peer, op, ts, dur = who[keep], peer[keep], op[keep], ts[keep], dur[keep]
         mirror_ok = accepted[keep] & ~redirect[keep]  # both sides ours and on the network: the callee's "in" CDR
         if kind == _CALL:
-            buf.add(kind=kind, sub=who, dir=0, peer=peer, op=op, ts=ts, dur=dur, imei=imei_today[who], cell=cell_of(who))
+            buf.add(
+                kind=kind, sub=who, dir=0, peer=peer, op=op, ts=ts, dur=dur, imei=imei_today[who], cell=cell_of(who)
+            )
             mj = peer[mirror_ok]
-            buf.add(kind=kind, sub=mj, dir=1, peer=who[mirror_ok], op=0, ts=ts[mirror_ok], dur=dur[mirror_ok], imei=imei_today[mj], cell=cell_of(mj))
+            buf.add(
+                kind=kind,
+                sub=mj,
+                dir=1,
+                peer=who[mirror_ok],
+                op=0,
+                ts=ts[mirror_ok],
+                dur=dur[mirror_ok],
+                imei=imei_today[mj],
+                cell=cell_of(mj),
+            )
         else:
             buf.add(kind=kind, sub=who, dir=0, peer=peer, op=op, ts=ts)
             buf.add(kind=kind, sub=peer[mirror_ok], dir=1, peer=who[mirror_ok], op=0, ts=ts[mirror_ok])
@@ -803,7 +892,17 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
         k = who.size
         ts = _times(rng, day_ts, k)
         if kind == _CALL:
-            buf.add(kind=kind, sub=who, dir=1, peer=peer, op=op, ts=ts, dur=_durations(rng, k), imei=imei_today[who], cell=cell_of(who))
+            buf.add(
+                kind=kind,
+                sub=who,
+                dir=1,
+                peer=peer,
+                op=op,
+                ts=ts,
+                dur=_durations(rng, k),
+                imei=imei_today[who],
+                cell=cell_of(who),
+            )
         else:
             buf.add(kind=kind, sub=who, dir=1, peer=peer, op=op, ts=ts)
 
@@ -820,7 +919,17 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
             k = owner.size
             ts = _times(rng, day_ts, k)
             if kind == _CALL:
-                buf.add(kind=kind, sub=contact, dir=1, peer=w.shadow[owner], op=w.rival[owner], ts=ts, dur=_durations(rng, k), imei=imei_today[contact], cell=cell_of(contact))
+                buf.add(
+                    kind=kind,
+                    sub=contact,
+                    dir=1,
+                    peer=w.shadow[owner],
+                    op=w.rival[owner],
+                    ts=ts,
+                    dur=_durations(rng, k),
+                    imei=imei_today[contact],
+                    cell=cell_of(contact),
+                )
             else:
                 buf.add(kind=kind, sub=contact, dir=1, peer=w.shadow[owner], op=w.rival[owner], ts=ts)
 
@@ -831,20 +940,48 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
         who = np.repeat(bz, cnt)
         peer = w.rival_peers[who, rng.integers(0, 3, who.size)]
         k = who.size
-        buf.add(kind=_CALL, sub=who, dir=0, peer=peer, op=w.num_op[peer], ts=_times(rng, day_ts, k), dur=_durations(rng, k), imei=imei_today[who], cell=cell_of(who))
+        buf.add(
+            kind=_CALL,
+            sub=who,
+            dir=0,
+            peer=peer,
+            op=w.num_op[peer],
+            ts=_times(rng, day_ts, k),
+            dur=_durations(rng, k),
+            imei=imei_today[who],
+            cell=cell_of(who),
+        )
 
     # scheduled specials (care-line calls)
     for sub, peer, op, kind in w.specials.get(d, ()):
         t = int(_times(rng, day_ts, 1, _BUSINESS_P)[0])
         dur = int(np.clip(rng.lognormal(np.log(240), 0.6), 20, 3600))
-        buf.add(kind=kind, sub=np.array([sub]), dir=0, peer=peer, op=op, ts=t, dur=dur, imei=imei_today[sub], cell=cell_today[sub])
+        buf.add(
+            kind=kind,
+            sub=np.array([sub]),
+            dir=0,
+            peer=peer,
+            op=op,
+            ts=t,
+            dur=dur,
+            imei=imei_today[sub],
+            cell=cell_today[sub],
+        )
 
     # own care line: occasional calls to 10086 happen through the service contacts above.
     rc = w.recharges.get(d)
     if rc:
         subs = np.array([r[0] for r in rc], dtype=np.int64)
-        buf.add(kind=_RECHARGE, sub=subs, dir=0, peer=-1, op=-1, ts=_times(rng, day_ts, subs.size, _BUSINESS_P),
-                amount=np.array([r[1] for r in rc]), chan=np.array([r[2] for r in rc]))
+        buf.add(
+            kind=_RECHARGE,
+            sub=subs,
+            dir=0,
+            peer=-1,
+            op=-1,
+            ts=_times(rng, day_ts, subs.size, _BUSINESS_P),
+            amount=np.array([r[1] for r in rc]),
+            chan=np.array([r[2] for r in rc]),
+        )
     return buf.columns()
 
 
@@ -890,17 +1027,24 @@ def _encode(w: _World, cols: dict[str, np.ndarray], order: np.ndarray) -> list[t
         k = kind_l[j]
         if k == 0:
             im = imei_l[j]
-            append(f'{{"type":"call","msisdn":"{nums[sub_l[j]]}","ts":{ts_l[j]},"direction":"{dirs[dir_l[j]]}","peer":"{nums[peer_l[j]]}",'
-                   f'"duration_s":{dur_l[j]}{opf_of[op_l[j]]}' + (f',"imei":"{imeis[im]}"' if im >= 0 else "")
-                   + f',"cell_id":"46000-{cell_l[j]}"}}')
+            append(
+                f'{{"type":"call","msisdn":"{nums[sub_l[j]]}","ts":{ts_l[j]},"direction":"{dirs[dir_l[j]]}","peer":"{nums[peer_l[j]]}",'
+                f'"duration_s":{dur_l[j]}{opf_of[op_l[j]]}'
+                + (f',"imei":"{imeis[im]}"' if im >= 0 else "")
+                + f',"cell_id":"46000-{cell_l[j]}"}}'
+            )
         elif k == 1:
-            append(f'{{"type":"sms","msisdn":"{nums[sub_l[j]]}","ts":{ts_l[j]},"direction":"{dirs[dir_l[j]]}","peer":"{nums[peer_l[j]]}"{opf_of[op_l[j]]}}}')
+            append(
+                f'{{"type":"sms","msisdn":"{nums[sub_l[j]]}","ts":{ts_l[j]},"direction":"{dirs[dir_l[j]]}","peer":"{nums[peer_l[j]]}"{opf_of[op_l[j]]}}}'
+            )
         else:  # recharge
-            append(f'{{"type":"recharge","msisdn":"{nums[sub_l[j]]}","ts":{ts_l[j]},"amount":{amt_l[j]},"channel":"{_CHANNELS[chan_l[j]]}"}}')
+            append(
+                f'{{"type":"recharge","msisdn":"{nums[sub_l[j]]}","ts":{ts_l[j]},"amount":{amt_l[j]},"channel":"{_CHANNELS[chan_l[j]]}"}}'
+            )
     if not lines:
         return []
     vals = "\n".join(lines).encode().split(b"\n")  # one encode for the whole day
-    return list(zip(kind_l, [keys[i] for i in sub_l], vals))
+    return list(zip(kind_l, [keys[i] for i in sub_l], vals, strict=False))
 
 
 def _iter_records(w: _World, seed: int, malformed_rate: float, late: bool) -> Iterator[tuple[int, bytes, bytes, bool]]:
@@ -981,6 +1125,7 @@ def generate(
 
 # ----------------------------------------------------------------------------- truth file
 
+
 def write_truth(path: str | Path, truth: list[dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         wr = csv.DictWriter(f, fieldnames=TRUTH_FIELDS)
@@ -1038,7 +1183,9 @@ async def ensure_topics(settings, topics: Iterable[str]) -> list[str]:
             brokers = 1
         rf = max(1, min(3, brokers))
         try:
-            await admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=rf) for t in missing])
+            await admin.create_topics(
+                [NewTopic(t, num_partitions=settings.partitions, replication_factor=rf) for t in missing]
+            )
         except TopicAlreadyExistsError:
             pass
         # wait (briefly) until every new partition has a leader, so the first sends are not refused
@@ -1047,7 +1194,8 @@ async def ensure_topics(settings, topics: Iterable[str]) -> list[str]:
             try:
                 desc = await admin.describe_topics(missing)
                 ready = all(
-                    t.get("error_code", 0) == 0 and len(t.get("partitions", [])) == settings.partitions
+                    t.get("error_code", 0) == 0
+                    and len(t.get("partitions", [])) == settings.partitions
                     and all(p.get("leader", -1) >= 0 for p in t["partitions"])
                     for t in desc
                 )
@@ -1062,8 +1210,14 @@ async def ensure_topics(settings, topics: Iterable[str]) -> list[str]:
         await admin.close()
 
 
-async def produce_to_kafka(events: Iterable, settings=None, rate: float = 0.0, progress: bool = True,
-                           stop_event: asyncio.Event | None = None, total: int | None = None) -> int:
+async def produce_to_kafka(
+    events: Iterable,
+    settings=None,
+    rate: float = 0.0,
+    progress: bool = True,
+    stop_event: asyncio.Event | None = None,
+    total: int | None = None,
+) -> int:
     """Send simulator events to the input topics (topic by type, key = msisdn); returns the count.
 
     ``events``: records ``(topic_kind, key, value)`` (``generate(fmt="records")``), raw JSON
@@ -1073,13 +1227,20 @@ async def produce_to_kafka(events: Iterable, settings=None, rate: float = 0.0, p
     """
     from aiokafka import AIOKafkaProducer
 
+    from ..settings import Settings
     from .progress import Progress
-    from .settings import Settings
 
     settings = settings or Settings.from_env()
-    topic_of = {"calls": settings.topic_calls, "sms": settings.topic_sms, "recharges": settings.topic_recharges, "profiles": settings.topic_profiles}
+    topic_of = {
+        "calls": settings.topic_calls,
+        "sms": settings.topic_sms,
+        "recharges": settings.topic_recharges,
+        "profiles": settings.topic_profiles,
+    }
     await ensure_topics(settings, topic_of.values())
-    producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), linger_ms=20, max_batch_size=512 * 1024, acks="all", enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        **settings.kafka_client_kwargs(), linger_ms=20, max_batch_size=512 * 1024, acks="all", enable_idempotence=False
+    )
     await producer.start()
     sent = 0
     t0 = time.monotonic()
@@ -1120,6 +1281,7 @@ async def produce_to_kafka(events: Iterable, settings=None, rate: float = 0.0, p
 
 # ----------------------------------------------------------------------------- CLI
 
+
 def _tee(records: Iterable[tuple[str, bytes, bytes]], f) -> Iterator[tuple[str, bytes, bytes]]:
     for rec in records:
         f.write(rec[2] + b"\n")
@@ -1131,11 +1293,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--days", type=int, default=90, help="simulated days (default 90)")
     p.add_argument("--seed", type=int, default=1, help="random seed (deterministic output)")
     p.add_argument("--start", default=DEFAULT_START, help=f"day 0 as a local (UTC+8) date, default {DEFAULT_START}")
-    p.add_argument("--out", help="write events as NDJSON to this file ('-' = stdout); with --kafka, a copy of what was sent")
+    p.add_argument(
+        "--out", help="write events as NDJSON to this file ('-' = stdout); with --kafka, a copy of what was sent"
+    )
     p.add_argument("--truth", help="write the ground-truth CSV to this file")
     p.add_argument("--kafka", action="store_true", help="produce to the Kafka input topics (KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--rate", type=float, default=0.0, help="events per second with --kafka (0 = as fast as possible)")
-    p.add_argument("--malformed-rate", type=float, default=0.0005, help="share of malformed lines (default 0.0005, 0 disables)")
+    p.add_argument(
+        "--malformed-rate", type=float, default=0.0005, help="share of malformed lines (default 0.0005, 0 disables)"
+    )
     p.add_argument("--no-late", action="store_true", help="no arrival lateness (events in event-time order)")
 
 
@@ -1145,13 +1311,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     t0 = time.monotonic()
     fmt = "records" if args.kafka else "bytes"
-    events, truth = generate(args.subscribers, args.days, args.seed, start=args.start, fmt=fmt,
-                             malformed_rate=args.malformed_rate, late=not args.no_late)
+    events, truth = generate(
+        args.subscribers,
+        args.days,
+        args.seed,
+        start=args.start,
+        fmt=fmt,
+        malformed_rate=args.malformed_rate,
+        late=not args.no_late,
+    )
     if args.truth:
         write_truth(args.truth, truth)
     n = 0
     if args.kafka:
-        from .settings import Settings
+        from ..settings import Settings
 
         settings = Settings.from_env()
         tee = None
@@ -1185,6 +1358,9 @@ def run(args: argparse.Namespace) -> int:
             if f is not sys.stdout.buffer:
                 f.close()
     churners = sum(1 for r in truth if r["churn_day"] != "")
-    print(f"simulate: {len(truth)} subscribers, {args.days} days, {n} events, {churners} churners, "
-          f"{time.monotonic() - t0:.1f}s", file=sys.stderr)
+    print(
+        f"simulate: {len(truth)} subscribers, {args.days} days, {n} events, {churners} churners, "
+        f"{time.monotonic() - t0:.1f}s",
+        file=sys.stderr,
+    )
     return 0

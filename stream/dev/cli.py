@@ -1,10 +1,10 @@
-"""``churnwatch devkafka fetch|start|stop|status|reset``: the local broker (see stream.devkafka)."""
+"""``churnwatch devkafka fetch|start|stop|status|reset``: the local broker (see stream.dev.kafka)."""
 
 from __future__ import annotations
 
 import argparse
 
-from . import devkafka
+from . import kafka as devkafka
 
 __all__ = ["add_arguments", "run"]
 

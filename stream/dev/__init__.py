@@ -1,0 +1,1 @@
+"""Development infrastructure: the local Kafka broker assembled from Maven Central."""

@@ -1,0 +1,324 @@
+"""Batch-native consumption under Faust: the one adapter to Faust's consumer internals.
+
+Faust delivers every message on its own: a ``ConsumerMessage``, an ``Event``, a queue put and
+get, an ack and an offset-tracking entry per message (tens of µs in Python: the whole CPU at
+100k events/s). For the topics named in ``batch_topics`` this consumer skips all of that: each
+fetch (``_wait_next_records``, Faust's own getmany over the partitions it has not paused) hands
+the raw aiokafka records of those topics, grouped by partition, to one coroutine,
+``batch_handler`` (with an empty mapping when a fetch returned nothing, about once a second, so
+that records its owner holds back can become due). Every other topic (table changelogs during recovery, the second-SIM join's
+internal topics) still goes through Faust's per-message path, unchanged.
+
+Faust keeps what it is good at: group membership, partition assignment (the inputs stay
+subscribed through an agent, so tables stay co-partitioned with them), table recovery,
+rebalance, the web server. Offsets of the batch topics are never acked message by message:
+the handler's owner commits offset ranges itself with :meth:`BatchConsumer.commit_offsets`, after
+the state they produced is durable (see the checkpoint order in ``stream/service/churn.py``).
+
+When a rebalance revokes partitions, ``revoke_handler`` runs first, before Faust's own handling
+and while this member still owns them and may commit: the service takes its last checkpoint
+there and stops writing (the group hands the partitions over only after this returns).
+
+Faust's stall detector (``verify_event_path``) watches the per-message stream and commit
+bookkeeping, which the batch topics no longer use: it would log false "Stream has not started
+processing" / "Has not committed" errors forever, so it is skipped for them (the service reports
+its own stalls at ``/healthz``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from faust.transport.drivers import aiokafka as _faust_aiokafka
+from faust.types import TP
+
+__all__ = [
+    "BatchConsumer",
+    "install",
+    "Producer",
+    "PART",
+    "put_many",
+    "mark_persisted",
+    "owned_items",
+]
+
+logger = logging.getLogger(__name__)
+
+BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
+RevokeHandler = Callable[[set[TP]], Awaitable[None]]
+
+
+class BatchConsumer(_faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with a batch path for ``batch_topics`` (see the module docstring)."""
+
+    batch_topics: frozenset[str] = frozenset()
+    batch_handler: BatchHandler | None = None
+    revoke_handler: RevokeHandler | None = None
+
+    async def _drain_messages(self, fetcher) -> None:  # noqa: C901 - one loop, as Faust's own
+        callback = self.callback
+        should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        batch_topics = self.batch_topics
+        try:
+            while not (should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(1.0)
+                # the generation these records belong to: taken right after the fetch, as Faust's
+                # own getmany does (a fetch that waited through a rebalance returns records of the
+                # new assignment, read from the positions its recovery sought to)
+                generation = self.app.consumer_generation_id
+                if self.should_stop:
+                    continue
+                if not records:
+                    if self.batch_handler is not None and self.flow_active:
+                        await self.batch_handler({})  # nothing fetched: the handler may have records due
+                    continue
+                if not self.flow_active:
+                    # fetched while a rebalance stopped the flow: seek back to the committed offsets
+                    # (as Faust's getmany does), so these records come again from the new owner
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:  # noqa: BLE001 - e.g. a partition revoked meanwhile; recovery seeks again
+                        logger.warning("seek to committed offsets while the flow is stopped failed: %r", exc)
+                    continue
+                batch: dict[TP, list[Any]] = {}
+                for tp, recs in records.items():
+                    if tp.topic in batch_topics:
+                        # never dropped here: the fetch position is already past them (the handler
+                        # keeps only partitions still assigned, and pauses what must wait)
+                        batch[TP(tp.topic, tp.partition)] = recs
+                        continue
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    for rec in recs:  # Faust's per-message path, as in Consumer._drain_messages
+                        r_offset = read_offset.get(tp)
+                        if r_offset is None or rec.offset >= r_offset:
+                            if r_offset and rec.offset - r_offset > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                                await self._add_gap(tp, r_offset + 1, rec.offset)
+                            await self.wait_first(callback(self._to_message(tp, rec)), self.suspend_flow.wait())
+                            read_offset[tp] = rec.offset
+                if batch and self.batch_handler is not None:
+                    if self.app.consumer_generation_id != generation:
+                        continue  # a rebalance began meanwhile: its recovery seeks to the committed offsets
+                    await self.batch_handler(batch)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def commit_offsets(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit ``offsets`` (next offset to read, per partition) of batch topics: partitions no
+        longer assigned are left out (their new owner replays from the last commit)."""
+        if not offsets:
+            return False
+        await self.maybe_wait_for_commit_to_finish()
+        assignment = self.assignment()
+        mine = {tp: off for tp, off in offsets.items() if tp in assignment}
+        if not mine:
+            return False
+        ok = await self._commit(mine)
+        if ok:
+            self._committed_offset.update(mine)
+        return ok
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Before Faust handles a revocation (while this member still owns its partitions and may
+        commit): let the batch handler's owner make its state durable and commit, then fence it."""
+        if self.revoke_handler is not None:
+            await self.revoke_handler(set(revoked))
+        await super().on_partitions_revoked(revoked)
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        if tp.topic in self.batch_topics:
+            return None
+        return super().verify_event_path(now, tp)
+
+
+def install(app, topics, handler: BatchHandler, on_revoke: RevokeHandler | None = None) -> None:
+    """Make ``app`` use :class:`BatchConsumer`, delivering ``topics`` to ``handler`` in batches,
+    and calling ``on_revoke`` first thing when partitions are revoked. Call before anything
+    touches ``app.consumer``."""
+    attrs = {
+        "batch_topics": frozenset(topics),
+        "batch_handler": staticmethod(handler),
+        "revoke_handler": staticmethod(on_revoke) if on_revoke is not None else None,
+    }
+    cls = type("AppBatchConsumer", (BatchConsumer,), attrs)
+    app.transport.Consumer = cls
+
+
+PART = struct.Struct(">H")  # table values: 2-byte partition + payload
+
+
+class _PartitionContext:
+    """Stands in for Faust's "current event" so that a table write lands in a given partition.
+
+    Faust's table store and changelog pick the partition from the event being processed; a
+    batch holds many partitions, so each write names its own."""
+
+    __slots__ = ("message", "__weakref__")
+
+    class _Msg:
+        __slots__ = ("partition", "topic")
+
+        def __init__(self, partition: int, topic: str) -> None:
+            self.partition = partition
+            self.topic = topic
+
+    def __init__(self, partition: int, topic: str) -> None:
+        self.message = self._Msg(partition, topic)
+
+
+async def _counted(fut, n: int):
+    return await fut, n
+
+
+@contextmanager
+def _in_partition(ctx: _PartitionContext):
+    from faust.streams import _current_event
+
+    token = _current_event.set(weakref.ref(ctx))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def put_many(table, items, topic: str) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    """Write ``(key, partition, value)`` items to ``table``'s local store, each in its own
+    partition (``value`` None deletes), and return them grouped by partition for the changelog."""
+    store = table.data
+    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    if getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition"):
+        # RocksDB: one WriteBatch per partition, as Faust's own changelog recovery writes
+        # (``Store.apply_changelog_batch``), not a put, a partition lookup and a key-index entry each
+        import rocksdict
+
+        for key, p, value in items:
+            by_partition.setdefault(p, []).append((key, value))
+        for p, kvs in by_partition.items():
+            wb = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in kvs:
+                if value is None:
+                    wb.delete(key)
+                else:
+                    wb.put(key, value)
+            store._db_for_partition(p).write(wb)
+        return by_partition
+    ctxs: dict[int, _PartitionContext] = {}
+    for key, p, value in items:
+        ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
+        with _in_partition(ctx):
+            if value is not None:
+                store[key] = value
+            else:
+                try:
+                    del store[key]
+                except KeyError:
+                    pass
+        by_partition.setdefault(p, []).append((key, value))
+    return by_partition
+
+
+def mark_persisted(table, results) -> None:
+    """Record the changelog offsets now durable (``results``: (metadata, count) per producer
+    batch), as Faust's own table writes do, so that a restart recovers only the changelog written
+    after them into the local RocksDB."""
+    newest: dict = {}
+    for md, count in results:
+        tp = TP(md.topic, md.partition)
+        last = md.offset + count - 1  # a batch's metadata carries its base offset
+        if last > newest.get(tp, -1):
+            newest[tp] = last
+    for tp, offset in newest.items():
+        table.data.set_persisted_offset(tp, offset)
+
+
+def owned_items(table, actives: set[int]):
+    """``(key, partition, payload)`` of the table's local entries in the partitions ``actives``
+    (values are a 2-byte partition + payload)."""
+    for key, value in table.data.items():
+        if value is None or len(value) < PART.size:
+            continue
+        (p,) = PART.unpack_from(value)
+        if p in actives:
+            yield key, p, value[PART.size :]
+
+
+class Producer:
+    """The aiokafka producer under Faust's: single sends, producer batches to known partitions,
+    a metadata probe and a description of its queue (for the watchdog)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._pinned: set[str] = set()  # topics tracked by the producer's metadata (see pinned)
+
+    def pinned(self, topic: str):
+        """The aiokafka producer, with ``topic`` pinned in its metadata. aiokafka's client fetches
+        metadata for all topics while it tracks none, then only for the topics it tracks: a
+        topic first seen in an all-topics answer drops out of the next answer, its partitions
+        lose their leader, and a batch queued for one waits forever (every later send to that
+        partition waits behind it: the worker stalls). Tracking every topic we send to before
+        the first send keeps each in every answer."""
+        producer = self.app.producer._ensure_producer()
+        if topic not in self._pinned:
+            self._pinned.add(topic)
+            producer.client.add_topic(topic)  # (a metadata update follows; the current view still has it)
+        return producer
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
+        """Hand one message to the producer; returns a future resolved on the broker's ack."""
+        self.pinned(topic)
+        return await self.app.producer.send(topic, key, value, partition, None, None)
+
+    async def send_batches(self, topic: str, by_partition: dict[int, list[tuple[bytes, bytes | None]]]) -> list:
+        """Send many messages to known partitions as producer batches (a few µs per message
+        instead of a full ``send`` each). Returns futures resolving to (metadata, count)."""
+        producer = self.pinned(topic)
+        futs = []
+        for p, items in by_partition.items():
+            batch, n = producer.create_batch(), 0
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futs.append(_counted(await producer.send_batch(batch, topic, partition=p), n))
+                    batch, n = producer.create_batch(), 0
+                    batch.append(key=key, value=value, timestamp=None)
+                n += 1
+            if n:
+                futs.append(_counted(await producer.send_batch(batch, topic, partition=p), n))
+        return futs
+
+    async def fetch_metadata(self, timeout: float) -> None:
+        """Ask the cluster for metadata (a fresh view: the client's own is untouched); raises when
+        the broker does not answer in ``timeout`` seconds."""
+        client = self.app.producer._ensure_producer().client
+        await asyncio.wait_for(client.fetch_all_metadata(), timeout=timeout)
+
+    def queue_report(self) -> list[str]:
+        """One line per partition with queued batches, and the sender's state."""
+        lines = []
+        try:
+            producer = self.app.producer._ensure_producer()
+            acc, sender = producer._message_accumulator, producer._sender
+            for tp, batches in list(acc._batches.items()):
+                if batches:
+                    lines.append(
+                        f"producer queue {tp.topic}[{tp.partition}]: {len(batches)} batches, leader "
+                        f"{acc._cluster.leader_for_partition(tp)}, muted {tp in sender._muted_partitions}, "
+                        f"linger {batches[0].remaining_linger()}, expired {batches[0].expired()}"
+                    )
+            lines.append(f"producer in flight {sender._in_flight}, waiter done {acc._waiter_future.done()}")
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            lines.append(f"producer state unavailable: {exc!r}")
+        return lines

@@ -1,0 +1,1 @@
+"""Command-line tools around the engine: simulate, backtest, report, alarms, demo."""
