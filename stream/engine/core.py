@@ -123,8 +123,8 @@ assert tuple(f[0] for f in FIELDS[-len(_LATER) :]) == _LATER
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
-_NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
-_NO_ROWS = np.zeros(0, dtype=np.int64)
+NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+NO_ROWS = np.zeros(0, dtype=np.int64)
 # the snapshot fields an evaluation may change (a decision persists the rows where one did)
 _LIFECYCLE = (
     "phase",
@@ -166,7 +166,7 @@ def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[n
     """The second-SIM join's stage-1 input from a decoded batch: the distinct (competitor number, our
     subscriber, day) of the events ``sel``, national numbers."""
     if not sel.any():
-        return _NO_CONTACTS
+        return NO_CONTACTS
     pos = np.flatnonzero(sel)
     ms = batch.msisdn
     member = np.array(
@@ -177,7 +177,7 @@ def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[n
     m = _sh.national(member[keep], country_code)
     d = batch.day[pos][keep].astype(np.int64)
     if not len(x):
-        return _NO_CONTACTS
+        return NO_CONTACTS
     u = np.unique(np.stack([x, m, d.astype(np.uint64)], axis=1), axis=0)
     return u[:, 0].copy(), u[:, 1].copy(), u[:, 2].astype(np.int64)
 
@@ -237,7 +237,7 @@ def window_mask(last: np.ndarray, a: int | np.ndarray, b: int | np.ndarray) -> n
     return np.where((hi < 0) | (lo > 63) | (hi < lo) | (last == NODAY), np.uint64(0), m).astype(np.uint64)
 
 
-def _accept_watermark(ts: np.ndarray, live: np.ndarray, wm0: float, F: float) -> np.ndarray:
+def accept_watermark(ts: np.ndarray, live: np.ndarray, wm0: float, F: float) -> np.ndarray:
     """Events accepted by the sequential rule "reject ts > watermark + F, the watermark being the max
     ts accepted so far (wm0 before the batch)". Grows a set of certainly-accepted events to its fixed
     point (each round: events within F of the running max of the accepted ones so far); falls back to
@@ -395,7 +395,7 @@ class Engine:
         a = self._a
         n = len(batch)
         if n == 0:
-            return Applied(_NO_ROWS, [], 0, _NO_CONTACTS, [])
+            return Applied(NO_ROWS, [], 0, NO_CONTACTS, [])
         get = self._row.get
         rows = np.fromiter(map(get, batch.msisdn, repeat(-1, n)), dtype=np.int64, count=n)
         src = batch.src
@@ -434,15 +434,15 @@ class Engine:
         if self.clock is None:  # event time only (the backtest): the future bound is the watermark's
             fut = np.zeros(n, dtype=bool)
             live = ~skipped
-            cand = _accept_watermark(ts, live, wm0, min(F, cfg.max_watermark_jump_s))
+            cand = accept_watermark(ts, live, wm0, min(F, cfg.max_watermark_jump_s))
         else:
             fut = ~skipped & (ts > self.clock() + F)
             live = ~skipped & ~fut
-            cand = _accept_watermark(ts, live, wm0, cfg.max_watermark_jump_s)
+            cand = accept_watermark(ts, live, wm0, cfg.max_watermark_jump_s)
         fut |= live & ~cand
         late = self._late(batch, rows, cand)
         acc = cand & ~late
-        contacts = _NO_CONTACTS
+        contacts = NO_CONTACTS
         if cfg.shadow_enabled:
             # contacts the member's circle already holds for that day are known upstream (sent
             # with the event that set the day): not sent again. Replays always are (the sketches
@@ -495,7 +495,7 @@ class Engine:
         self._count("rejected_future", int(fut.sum()))
         self._count("rejected_late", int(late.sum()))
         if not acc.any():
-            return Applied(_NO_ROWS, rej, n_skipped, contacts, [])
+            return Applied(NO_ROWS, rej, n_skipped, contacts, [])
         if not acc.all():
             pos = np.flatnonzero(acc)
             b = batch.take(pos)
@@ -1458,7 +1458,7 @@ class Engine:
         """The rows :meth:`decide` evaluates for day ``D`` (see there)."""
         n = self._n
         if n == 0:
-            return _NO_ROWS
+            return NO_ROWS
         cfg = self.config
         a = self._a
         every = np.arange(n, dtype=np.int64)
@@ -1496,7 +1496,7 @@ class Engine:
                 diff |= a[k][chunk] != b
             changed.append(chunk[diff])
         alarms.sort(key=lambda x: x["msisdn"])
-        return Decision(alarms, np.concatenate(changed) if changed else _NO_ROWS)
+        return Decision(alarms, np.concatenate(changed) if changed else NO_ROWS)
 
     def immediate(self, hits: list) -> list[dict]:
         """Alarm records for the care-line dials :meth:`apply` found tripping (``Applied.immediate``):

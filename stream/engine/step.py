@@ -32,8 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .core import _NO_CONTACTS as _EMPTY_OBS
-from .core import _NO_ROWS, Applied, _accept_watermark
+from .core import NO_CONTACTS as _EMPTY_OBS
+from .core import NO_ROWS, Applied, accept_watermark
 from .decode import Batch
 
 __all__ = ["Step", "StepResult", "Replay", "segments", "MAX_CATCHUP_DAYS"]
@@ -86,7 +86,7 @@ class Step:
             complete_s = complete_s(ap)
         alarms = eng.immediate(ap.immediate)
         rows = [ap.rows]
-        confirmed = eng.apply_shadow(evidence) if evidence else _NO_ROWS
+        confirmed = eng.apply_shadow(evidence) if evidence else NO_ROWS
         if len(confirmed):
             rows.append(confirmed)
         decided = []
@@ -95,7 +95,7 @@ class Step:
             decided = self._decide(complete_s, alarms, rows)
         dt = time.perf_counter() - t0
         rows = [r for r in rows if len(r)]
-        out = np.unique(np.concatenate(rows)) if len(rows) > 1 else (rows[0] if rows else _NO_ROWS)
+        out = np.unique(np.concatenate(rows)) if len(rows) > 1 else (rows[0] if rows else NO_ROWS)
         return StepResult(
             alarms,
             ap.rejects,
@@ -159,7 +159,7 @@ def segments(step: Step, batch: Batch) -> list[tuple[np.ndarray, float | None]]:
     cfg = eng.config
     wm0 = eng.watermark_s
     wm0 = -math.inf if wm0 is None else wm0
-    acc = _accept_watermark(batch.ts, np.ones(n, dtype=bool), wm0, min(cfg.max_future_s, cfg.max_watermark_jump_s))
+    acc = accept_watermark(batch.ts, np.ones(n, dtype=bool), wm0, min(cfg.max_future_s, cfg.max_watermark_jump_s))
     run = np.maximum.accumulate(np.where(acc, batch.ts, -math.inf))
     run = np.maximum(run, wm0)
     ok = np.isfinite(run)

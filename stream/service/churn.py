@@ -1,32 +1,26 @@
 """The streaming service: thin Faust I/O around the pure engine.
 
-One agent consumes the four co-partitioned input topics in batches (``stream.take_events``),
-hands the raw bytes to :class:`stream.engine.Engine`, and does the I/O the engine decides:
+The batch consumer (:mod:`stream.service.faust_adapter`) hands each fetch of the four
+co-partitioned input topics (and the second-SIM evidence) to :meth:`ChurnService.on_records` as
+raw records grouped by partition. The service aligns partitions in event time (records too far
+ahead of the slowest partition with a backlog wait, their partition paused), runs the engine's
+batch step (:class:`stream.engine.step.Step`: decode → apply → immediate alarms → decisions of
+the days the complete time finished → second-SIM confirmation) and does the I/O it decides:
 
-* each touched subscriber's state → the changelog-backed ``subscriber-state`` table (RocksDB);
-* alarm records → the alarm topic, keyed by msisdn;
-* rejects (malformed, invalid, late, future) → the dead-letter topic with their reason.
+* alarm records → the alarm topic, keyed by msisdn, at once (deterministic ``alarm_id``);
+* rejects (malformed, invalid, late, future) → the dead-letter topic with their reason;
+* changed subscribers → marked dirty, their state written at the next checkpoint.
 
-Exactness after a crash (at-least-once delivery made exact by idempotent state):
-every subscriber's state carries the highest input offset already applied per source topic, so
-a batch replayed after SIGKILL is skipped event by event. The order of writes for every batch is
-
-    1. engine state updated in memory: the batch step (stream/engine/step.py: decode → apply →
-       immediate alarms → decisions of the days event time completed → second-SIM confirmation)
-    2. state of every changed subscriber written to the table: local store + changelog message
-    3. alarms and dead letters sent
-    4. every changelog/alarm/dead-letter send awaited until the broker acknowledged it (acks=all)
-    5. only then does the loop body return, so ``take_events`` acks the batch; Faust commits
-       those offsets later (after flushing the producer once more, see
-       ``faust.transport.consumer.Consumer._commit_offsets``)
-
-A crash anywhere before 5 leaves the offsets uncommitted: the batch is consumed again and the
-per-subscriber offsets skip whatever step 2 had already made durable. Alarms re-sent after a
-crash carry the same deterministic ``alarm_id``.
+Exactness after a crash (at-least-once delivery made exact by idempotent state): every
+subscriber's state carries the highest input offset already applied per source topic, so records
+replayed after SIGKILL are skipped event by event. :meth:`ChurnService.checkpoint` writes down the
+order: dirty states → table (RocksDB + changelog) → every send acknowledged → input offsets
+committed. A crash anywhere before the commit replays from the previous commit; alarms re-sent
+then carry the same ``alarm_id``.
 
 After every rebalance the table has recovered the assigned partitions from the changelog; the
-recovery callback rebuilds the in-memory engine from exactly those partitions, so the sweep
-covers every subscriber the worker owns, and nothing else.
+recovery callback rebuilds the in-memory engine from exactly those partitions, so decisions cover
+every subscriber the worker owns, and nothing else.
 """
 
 from __future__ import annotations
@@ -51,7 +45,7 @@ from ..engine import Engine, EngineConfig
 from ..engine.decode import Batch
 from ..engine.step import Step
 from ..settings import Settings
-from .faust_adapter import PART, Producer, install, mark_persisted, owned_items, put_many
+from .faust_adapter import PART, Producer, install, mark_persisted, owned_items, put_many, raw_table, raw_topic
 from .metrics import Metrics
 from .shadow import ShadowStages
 from .web import register_views
@@ -115,18 +109,16 @@ class ChurnService:
         self.producer = Producer(self.app)
         install(self.app, [*settings.input_topics, settings.topic_shadow_evidence], self.on_records, self.on_revoke)
         s = settings
-        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)
-        self.inputs = self.app.topic(*s.input_topics, s.topic_shadow_evidence, partitions=s.partitions, **raw)
-        self.alarm_topic = self.app.topic(s.topic_alarms, partitions=s.partitions, **raw)
-        self.deadletter_topic = self.app.topic(s.topic_deadletter, partitions=s.partitions, **raw)
-        self.table = self.app.Table(
+        self.inputs = raw_topic(self.app, *s.input_topics, s.topic_shadow_evidence, partitions=s.partitions)
+        self.alarm_topic = raw_topic(self.app, s.topic_alarms, partitions=s.partitions)
+        self.deadletter_topic = raw_topic(self.app, s.topic_deadletter, partitions=s.partitions)
+        self.table = raw_table(
+            self.app,
             TABLE_NAME,
-            partitions=s.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            on_recover=self._on_recover,
-            help="per-subscriber engine state (2-byte partition + engine snapshot)",
+            s.partitions,
+            self._on_recover,
+            "per-subscriber engine state (2-byte partition + engine snapshot)",
         )
         self.agent = self.app.agent(self.inputs, name="churn-engine")(self._agent)
         self.app.task(self._checkpoint_timer)

@@ -40,6 +40,8 @@ from faust.types import TP
 
 __all__ = [
     "BatchConsumer",
+    "raw_topic",
+    "raw_table",
     "install",
     "Producer",
     "PART",
@@ -322,3 +324,16 @@ class Producer:
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             lines.append(f"producer state unavailable: {exc!r}")
         return lines
+
+
+_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def raw_topic(app, *names: str, partitions: int):
+    """A Faust topic (or several read as one) of raw bytes keys and values."""
+    return app.topic(*names, partitions=partitions, **_RAW)
+
+
+def raw_table(app, name: str, partitions: int, on_recover, help: str):
+    """A changelog-backed Faust table of bytes keys and values, rebuilt by ``on_recover``."""
+    return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, on_recover=on_recover, help=help)

@@ -34,7 +34,7 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from ..engine.shadow import BandIndex, PeerSketches, band_keys, mix
-from .faust_adapter import PART, mark_persisted, owned_items, put_many
+from .faust_adapter import PART, mark_persisted, owned_items, put_many, raw_table, raw_topic
 
 __all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages", "evidence_messages"]
 
@@ -105,33 +105,26 @@ class ShadowStages:
         s = service.settings
         app = service.app
         cfg = service.engine_config
-        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.contacts_topic = app.topic(s.topic_shadow_contacts, partitions=s.partitions, **raw)
-        self.bands_topic = app.topic(s.topic_shadow_bands, partitions=s.partitions, **raw)
+        self.contacts_topic = raw_topic(app, s.topic_shadow_contacts, partitions=s.partitions)
+        self.bands_topic = raw_topic(app, s.topic_shadow_bands, partitions=s.partitions)
         self.peers = PeerSketches(cfg)
         self.bands = BandIndex(cfg)
         self._peer_part: dict[int, int] = {}
         self._band_part: dict[str, int] = {}
         self._peers_today: int | None = None
         self._bands_today: int | None = None
-        self.peers_table = app.Table(
+        self.peers_table = raw_table(
+            app,
             PEERS_TABLE,
-            partitions=s.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            on_recover=self._recover_peers,
-            help="second SIM, stage 1: MinHash sketch per competitor number",
+            s.partitions,
+            self._recover_peers,
+            "second SIM, stage 1: MinHash sketch per competitor number",
         )
-        self.bands_table = app.Table(
-            BANDS_TABLE,
-            partitions=s.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            on_recover=self._recover_bands,
-            help="second SIM, stage 2: LSH band entries",
+        self.bands_table = raw_table(
+            app, BANDS_TABLE, s.partitions, self._recover_bands, "second SIM, stage 2: LSH band entries"
         )
-        app.agent(self.contacts_topic, name="shadow-peers")(self._peers_agent)
-        app.agent(self.bands_topic, name="shadow-bands")(self._bands_agent)
+        app.agent(self.contacts_topic, name="shadow-peers")(self._agent("shadow-peers", self.process_contacts))
+        app.agent(self.bands_topic, name="shadow-bands")(self._agent("shadow-bands", self.process_bands))
 
     # ------------------------------------------------------------- sends
     async def send_routed(self, topic: str, envelopes: list[tuple[int, bytes]], stage: str) -> list:
@@ -160,6 +153,22 @@ class ShadowStages:
         by_partition = put_many(table, rows, self.service.settings.topic_calls)
         return await self.service.producer.send_batches(table.changelog_topic.get_topic_name(), by_partition)
 
+    def _agent(self, name: str, process):
+        """The agent body of a stage: ``process`` each batch of messages; on a bug, exit without
+        acking (the replay is idempotent)."""
+
+        async def agent(stream) -> None:
+            s = self.service.settings
+            async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
+                try:
+                    await process(self._messages(events))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.service.fatal(name)
+
+        return agent
+
     def _messages(self, events) -> list:
         assigned = self.service.app.consumer.assignment()
         return [e.message for e in events if TP(e.message.topic, e.message.partition) in assigned]
@@ -172,16 +181,6 @@ class ShadowStages:
             return None
 
     # ------------------------------------------------------------- stage 1
-    async def _peers_agent(self, stream) -> None:
-        s = self.service.settings
-        async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
-            try:
-                await self.process_contacts(self._messages(events))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug: exit without acking, the replay is idempotent
-                self.service.fatal("shadow-peers")
-
     async def process_contacts(self, msgs) -> None:
         if not msgs:
             return
@@ -234,16 +233,6 @@ class ShadowStages:
         m_.shadow_numbers.set(len(self.peers))
 
     # ------------------------------------------------------------- stage 2
-    async def _bands_agent(self, stream) -> None:
-        s = self.service.settings
-        async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
-            try:
-                await self.process_bands(self._messages(events))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.service.fatal("shadow-bands")
-
     async def process_bands(self, msgs) -> None:
         if not msgs:
             return

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
 
 from faust.web import Request, Response, View
 
 from .metrics import CONTENT_TYPE_LATEST
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .churn import ChurnService
 
 __all__ = ["register_views"]
 
@@ -32,7 +28,9 @@ def _retry_later(view: View) -> Response:
     )
 
 
-def register_views(service: ChurnService) -> None:
+def register_views(service) -> None:
+    """Register the views on ``service.app`` (a :class:`stream.service.churn.ChurnService`; not
+    imported here: it imports this module)."""
     app = service.app
 
     @app.page("/metrics")
