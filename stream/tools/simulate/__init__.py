@@ -114,7 +114,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from ..operators import DEFAULT_COMPETITOR_HOTLINES, DEFAULT_PREFIXES
+from ...operators import DEFAULT_COMPETITOR_HOTLINES, DEFAULT_PREFIXES
 
 __all__ = [
     "ARCHETYPES",
@@ -1227,8 +1227,8 @@ async def produce_to_kafka(
     """
     from aiokafka import AIOKafkaProducer
 
-    from ..settings import Settings
-    from .progress import Progress
+    from ...settings import Settings
+    from ..progress import Progress
 
     settings = settings or Settings.from_env()
     topic_of = {
@@ -1324,7 +1324,7 @@ def run(args: argparse.Namespace) -> int:
         write_truth(args.truth, truth)
     n = 0
     if args.kafka:
-        from ..settings import Settings
+        from ...settings import Settings
 
         settings = Settings.from_env()
         tee = None
@@ -1337,7 +1337,7 @@ def run(args: argparse.Namespace) -> int:
             if tee is not None and tee is not sys.stdout.buffer:
                 tee.close()
     elif args.out:
-        from .progress import Progress
+        from ..progress import Progress
 
         f = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
         try:
