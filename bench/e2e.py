@@ -120,10 +120,12 @@ class TopicSet:
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = PARTITIONS) -> None:
+    from stream.service.topics import ensure_topics_async
     from stream.settings import Settings
-    from stream.tools.simulate import ensure_topics
 
-    await ensure_topics(Settings(bootstrap_servers=bootstrap, partitions=partitions), names)
+    await ensure_topics_async(
+        Settings(bootstrap_servers=bootstrap, partitions=partitions), replication_factor=None, topics=names
+    )
 
 
 # ----------------------------------------------------------------------------- producing

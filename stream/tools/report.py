@@ -1,7 +1,7 @@
 """Alarm quality against simulator ground truth: ``churnwatch report --alarms FILE --truth FILE``.
 
 Inputs: alarm records as NDJSON (the engine's output, ``schemas/alarm.schema.json``) and the
-simulator's ground-truth CSV (``stream/tools/simulate.py``). Output: a table on stdout, the metrics as
+simulator's ground-truth CSV (``stream/tools/simulate/``). Output: a table on stdout, the metrics as
 JSON (``--json``) and a PNG (``--png``, default ``<alarms>.png``): lead-time distribution and
 precision/recall per phase.
 
