@@ -33,3 +33,11 @@ def kafka_bootstrap():
 def unique():
     """A short unique suffix for topic and group names, so tests never see each other's data."""
     return uuid.uuid4().hex[:10]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the broker carries the ``kafka`` mark (so ``-m "not kafka"`` never
+    starts or touches one), whether or not its module says so."""
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
