@@ -1021,7 +1021,15 @@ def main(argv=None) -> int:
         metavar="S",
         help="throughput: py-spy the worker for S seconds, print where the time goes",
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V]",
+        help="throughput: also run the worker with these CHURNWATCH_* settings, same input (repeatable)",
+    )
     args = p.parse_args(argv)
+    variants = [dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant]
     work = ROOT / "var" / f"bench-e2e-{args.what}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     with Broker(19895) as broker:
@@ -1036,11 +1044,16 @@ def main(argv=None) -> int:
                         work,
                         [],
                         profile_s=args.profile,
+                        variants=variants,
                     )
                 )
                 out = {
                     "churnwatch_events_per_s": r["churnwatch"].get("events_per_s"),
                     "bare_events_per_s": r.get("bare", {}).get("events_per_s"),
+                    "variants": [
+                        {"settings": v["settings"], "events_per_s": v["events_per_s"], "correct": v["correct"]}
+                        for v in r.get("churnwatch_variants", [])
+                    ],
                 }
                 if r["churnwatch"].get("profile"):
                     out["profile"] = r["churnwatch"]["profile"]
