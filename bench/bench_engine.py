@@ -22,6 +22,8 @@ import orjson
 from stream.engine import Engine, EngineConfig
 from stream.engine.step import Step
 
+from .events import populate_for_sweep
+
 T0 = 1_760_000_000 - (1_760_000_000 + 8 * 3600) % 86400  # Shanghai midnight
 EVENT_BYTES = 180
 
@@ -107,29 +109,8 @@ def bench_sweep(quick: bool) -> float:
     n = 200_000 if quick else 1_000_000
     eng = Engine(EngineConfig(), clock=lambda: 4e9)
     # populate: one call per subscriber; 1% of them a week earlier (silent by the sweep)
-    batch = 50_000
-    old = set(range(0, n, 100))
     t = time.perf_counter()
-
-    def mk(day, subs, base):
-        return [
-            (
-                f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * 86400 + 3600 + (base + j) // 1000},'
-                f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}'
-            ).encode()
-            for j, s in enumerate(subs)
-        ]
-
-    for day in range(9):
-        if day == 0:
-            subs = sorted(old)
-        elif day == 8:
-            subs = [s for s in range(n) if s not in old]
-        else:
-            subs = [n + day]  # a subscriber of the day moves the watermark on (a day at most per step)
-        for i in range(0, len(subs), batch):
-            b, _ = eng.decode(mk(day, subs[i : i + batch], i))
-            eng.apply(b)
+    populate_for_sweep(eng, n)
     print(f"sweep setup: {len(eng):,} subscribers in {time.perf_counter() - t:.1f} s")
     times = []
     now = eng.config.day_start_s(eng.day_of(eng.watermark_s) + 1)

@@ -80,35 +80,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _topic(name: str) -> property:
+    return property(lambda self: f"bench.{self.tag}.{name}", doc=f"``bench.<tag>.{name}``")
+
+
 @dataclass
 class TopicSet:
     """One run's topic names (fresh per run)."""
 
     tag: str
 
-    @property
-    def calls(self) -> str:
-        return f"bench.{self.tag}.calls"
-
-    @property
-    def sms(self) -> str:
-        return f"bench.{self.tag}.sms"
-
-    @property
-    def recharges(self) -> str:
-        return f"bench.{self.tag}.recharges"
-
-    @property
-    def profiles(self) -> str:
-        return f"bench.{self.tag}.profiles"
-
-    @property
-    def alarms(self) -> str:
-        return f"bench.{self.tag}.alarms"
-
-    @property
-    def deadletter(self) -> str:
-        return f"bench.{self.tag}.deadletter"
+    calls = _topic("calls")
+    sms = _topic("sms")
+    recharges = _topic("recharges")
+    profiles = _topic("profiles")
+    alarms = _topic("alarms")
+    deadletter = _topic("deadletter")
 
     @property
     def inputs(self) -> list[str]:

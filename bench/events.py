@@ -34,6 +34,8 @@ __all__ = [
     "murmur2",
     "key_partition",
     "EVENTS_PER_SUB_DAY",
+    "sweep_calls",
+    "populate_for_sweep",
 ]
 
 # Shanghai midnight (same origin as bench/bench_engine.py)
@@ -105,6 +107,34 @@ def hotline_event(s: int, ts: int, sent_at: float | None = None) -> bytes:
     return (
         f'{{"type":"call","msisdn":"{MSISDN0 + s}","ts":{ts},"direction":"out","peer":"10010","duration_s":42{extra}}}'
     ).encode()
+
+
+def sweep_calls(day: int, subs, base: int) -> list[bytes]:
+    """The sweep set-up's events: one outgoing call per subscriber of ``subs`` on ``day``, a
+    millisecond apart (``base``: the position of ``subs[0]`` in the day's list)."""
+    return [
+        (
+            f'{{"type":"call","msisdn":"{MSISDN0 + s}","ts":{T0 + day * 86400 + 3600 + (base + j) // 1000},'
+            f'"direction":"out","peer":"{PEER0 + s}","duration_s":60}}'
+        ).encode()
+        for j, s in enumerate(subs)
+    ]
+
+
+def populate_for_sweep(eng, n: int, batch: int = 50_000) -> None:
+    """The sweep set-up of the engine ``eng``: one call per subscriber on day 8, 1% of them only a
+    week earlier (day 0: silent by the sweep), and one subscriber per day in between to move the
+    watermark on (a day at most per step)."""
+    for day in range(9):
+        if day == 0:
+            subs = list(range(0, n, 100))
+        elif day == 8:
+            subs = [s for s in range(n) if s % 100]
+        else:
+            subs = [n + day]
+        for i in range(0, len(subs), batch):
+            b, _ = eng.decode(sweep_calls(day, subs[i : i + batch], i))
+            eng.apply(b)
 
 
 TOPIC_OF_TYPE = {b"call": 0, b"sms": 1, b"recharge": 2}

@@ -34,27 +34,28 @@ import orjson
 
 from stream.engine import Engine, EngineConfig, ReferenceEngine
 
-from .events import T0, make_events
+from .events import T0, make_events, populate_for_sweep
 
 __all__ = ["bench_hotpath", "bench_sweep", "rss_bytes", "peak_rss_bytes"]
 
 DAY = 86400
 
 
-def rss_bytes(pid: int | str = "self") -> int:
+def _status_bytes(pid: int | str, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` in bytes (0 when absent)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    return _status_bytes(pid, "VmRSS:")
 
 
 def peak_rss_bytes(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes(pid, "VmHWM:")
 
 
 def _applied(eng) -> int:
@@ -287,38 +288,11 @@ def bench_service_path(n_subs: int, n_events: int, batch_size: int = 2000, log=p
     return res
 
 
-def _populate_for_sweep(eng: Engine, n: int, batch: int = 50_000) -> None:
-    """As bench/bench_engine.py's sweep set-up: one call per subscriber on day 8, 1% of them only a
-    week earlier (day 0: silent by the sweep), and one subscriber per day in between to move the
-    watermark on."""
-
-    def mk(day, subs, base):
-        return [
-            (
-                f'{{"type":"call","msisdn":"{8613800000000 + s}","ts":{T0 + day * DAY + 3600 + (base + j) // 1000},'
-                f'"direction":"out","peer":"{8613900000000 + s}","duration_s":60}}'
-            ).encode()
-            for j, s in enumerate(subs)
-        ]
-
-    for day in range(9):
-        if day == 0:
-            subs = range(0, n, 100)
-        elif day == 8:
-            subs = [s for s in range(n) if s % 100]
-        else:
-            subs = [n + day]
-        subs = list(subs)
-        for i in range(0, len(subs), batch):
-            b, _ = eng.decode(mk(day, subs[i : i + batch], i))
-            eng.apply(b)
-
-
 def bench_sweep(n: int, rounds: int = 3) -> dict:
     rss0 = rss_bytes()
     eng = Engine(EngineConfig(), clock=lambda: 4e9)
     t = time.perf_counter()
-    _populate_for_sweep(eng, n)
+    populate_for_sweep(eng, n)
     setup = time.perf_counter() - t
     gc.collect()
     gc.freeze()

@@ -219,6 +219,25 @@ def _popcount(a: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a).astype(np.int64)
 
 
+def _traffic_drop(use: np.ndarray, metrics, base: slice, span: slice, nbase: int, nspan: int):
+    """Per row: (the sum over ``metrics`` of the drop of ``span``'s daily mean against ``base``'s,
+    how many metrics count). A metric counts when its base total reaches its minimum; ``use`` masks
+    the days (valid, not a holiday), ``nbase``/``nspan`` are the days each mean divides by."""
+    tot = np.zeros(len(use))
+    cnt = np.zeros(len(use), dtype=np.int64)
+    for arr, mn in metrics:
+        used = np.where(use, arr, 0)
+        sb = used[:, base].sum(1)
+        sp = used[:, span].sum(1)
+        inc = sb >= mn
+        rb = sb / max(nbase, 1)
+        rp = sp / max(nspan, 1)
+        drop = np.where(inc, np.clip(1.0 - rp / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
+        tot = tot + drop
+        cnt = cnt + inc
+    return tot, cnt
+
+
 def _lowbits(k: np.ndarray) -> np.ndarray:
     """uint64 with the low k bits set (k clipped to 0..64)."""
     k = np.clip(k, 0, 64).astype(np.uint64)
@@ -620,19 +639,7 @@ class Engine:
             clear = cur < maxd
             if clear.any():
                 cu = uk[clear]
-                for name in (
-                    "calls_out",
-                    "calls_in",
-                    "sec_out",
-                    "sec_in",
-                    "sms_out",
-                    "sms_in",
-                    "comp_n",
-                    "hot_n",
-                    "rch_n",
-                    "rch_c",
-                    "bits",
-                ):
+                for name in DAY_FIELDS:
                     a[name].reshape(-1)[cu] = 0
                 stamp[cu] = maxd[clear]
             keep = d == maxd[inv]
@@ -964,17 +971,8 @@ class Engine:
         recent_active_all = active[:, W].sum(1)
         f: dict[str, np.ndarray] = {}
         # traffic drop
-        tot = np.zeros(len(rows))
-        cnt = np.zeros(len(rows), dtype=np.int64)
-        for arr, mn in ((secs, 600), (calls, 10), (sms, 10), (contacts, 10)):
-            sb = np.where(use, arr, 0)[:, B].sum(1)
-            sr = np.where(use, arr, 0)[:, W].sum(1)
-            inc = sb >= mn
-            rb = sb / max(nbd, 1)
-            rr = sr / max(nrd, 1)
-            drop = np.where(inc, np.clip(1.0 - rr / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
-            tot = tot + drop
-            cnt = cnt + inc
+        metrics = ((secs, 600), (calls, 10), (sms, 10), (contacts, 10))
+        tot, cnt = _traffic_drop(use, metrics, B, W, nbd, nrd)
         elig = (
             (bA >= cfg.drop_min_baseline_active_days) & (rA >= cfg.drop_min_recent_active_days) & (nrd >= 3) & (cnt > 0)
         )
@@ -985,21 +983,9 @@ class Engine:
         # that a slow decay is not hidden by a baseline that is already decaying
         B2, P, PW = slice(0, nb - nr), slice(nb - nr, nb), slice(nb - nr, nb + nr)
         nb2d = int((~hol[B2]).sum())
-        metrics = ((secs, 600), (calls, 10), (sms, 10), (contacts, 10))
 
         def rel_drop(sl: slice) -> np.ndarray:
-            nd = int((~hol[sl]).sum())
-            tot2 = np.zeros(len(rows))
-            cnt2 = np.zeros(len(rows), dtype=np.int64)
-            for arr, mn in metrics:
-                sb = np.where(use, arr, 0)[:, B2].sum(1)
-                sp = np.where(use, arr, 0)[:, sl].sum(1)
-                inc = sb >= mn
-                rb = sb / max(nb2d, 1)
-                rp = sp / max(nd, 1)
-                drop = np.where(inc, np.clip(1.0 - rp / np.where(inc, rb, 1.0), 0.0, 1.0), 0.0)
-                tot2 = tot2 + drop
-                cnt2 = cnt2 + inc
+            tot2, cnt2 = _traffic_drop(use, metrics, B2, sl, nb2d, int((~hol[sl]).sum()))
             return np.where(cnt2 > 0, tot2 / np.maximum(cnt2, 1), 0.0)
 
         f["drop_prior"] = rel_drop(P)
@@ -1560,22 +1546,7 @@ class Engine:
             d = int(a["stamp"][r, s])
             if d == NODAY:
                 continue
-            ring[d] = tuple(
-                int(a[nm][r, s])
-                for nm in (
-                    "calls_out",
-                    "calls_in",
-                    "sec_out",
-                    "sec_in",
-                    "sms_out",
-                    "sms_in",
-                    "comp_n",
-                    "hot_n",
-                    "rch_n",
-                    "rch_c",
-                    "bits",
-                )
-            )
+            ring[d] = tuple(int(a[nm][r, s]) for nm in DAY_FIELDS)
         circle = {}
         for b in range(K):
             if int(a["c_cnt"][r, b]) > 0:

@@ -359,22 +359,16 @@ def decode(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _decode(raws, keys, src, offsets, config=config, seq_start=seq_start)
+        return _decode(raws, keys, src, offsets, config, seq_start)
     finally:
         if enabled:
             gc.enable()
 
 
 def _decode(
-    raws: Sequence[bytes],
-    keys: Sequence[bytes | None] | None = None,
-    src: np.ndarray | None = None,
-    offsets: np.ndarray | None = None,
-    *,
-    config: EngineConfig,
-    seq_start: int = 0,
+    raws: Sequence[bytes], keys, src, offsets, config: EngineConfig, seq_start: int
 ) -> tuple[Batch, list[Reject]]:
-    """Decode and validate. ``offsets`` default to ``seq_start + index`` (a running sequence).
+    """:func:`decode` with the cyclic GC paused.
 
     Each check is a whole-column test first; when it fails, a C-level candidate scan names the
     positions that may fail and the exact per-element rule runs on those only. The checks run in a
@@ -387,6 +381,31 @@ def _decode(
     ctx = _ctx_for(config)
     objs = _parse(raws, rejects)
     bad: dict[int, tuple[str, str]] = {}
+    groups = _groups(objs, n, bad)
+    parts: list[dict] = []
+    for code, kind in ((0, KIND_CALL), (1, KIND_SMS)):
+        il = groups.get(code, [])
+        if il is not None and not il:
+            continue
+        parts.append(_contacts(objs, keys, il, kind, n, bad, ctx))
+    il = groups.get(2)
+    if il:
+        parts.append(_recharges(objs, keys, il, n, bad))
+    il = groups.get(3)
+    if il:
+        parts.append(_profiles(objs, keys, il, n, bad))
+    for i, (reason, detail) in bad.items():
+        rejects.append(Reject(i, reason, detail))
+    rejects.sort(key=lambda r: r.index)
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return Batch.empty(), rejects
+    return _assemble(parts, n, src, offsets, seq_start, config), rejects
+
+
+def _groups(objs: list, n: int, bad: dict) -> dict[int, list | None]:
+    """Positions per type code (0 calls, 1 sms, 2 recharges, 3 profiles; ``{0: None}`` when all are
+    calls); records the not_object, missing type and unknown_type rejects in ``bad``."""
     if set(map(type, objs)) == {dict}:
         types = list(map(_GET_TYPE, objs))
     else:
@@ -404,345 +423,299 @@ def _decode(
     except TypeError:  # an unhashable "type" value
         codes = np.fromiter((_TYPE_CODE.get(t, -1) if type(t) is str else -1 for t in types), np.int8, n)
     if codes[0] == 0 and not codes.any():
-        groups = {0: None}  # all calls
-    else:
-        groups = {c: np.flatnonzero(codes == c).tolist() for c in (0, 1, 2, 3)}
-        for j in np.flatnonzero(codes < 0).tolist():
-            if j in bad or objs[j] is _MISSING:
-                continue
-            t = types[j]
-            bad[j] = ("missing_field", "type") if t is _MISSING else ("unknown_type", str(t)[:40])
-    cols: dict[str, list] = {
-        k: []
-        for k in (
-            "i",
-            "kind",
-            "m",
-            "ts",
-            "out",
-            "peer",
-            "comp",
-            "hot",
-            "dur",
-            "imei",
-            "cents",
-            "plan",
-            "act",
-            "arpu",
-            "kg",
-        )
-    }
-    parts: list[dict] = []
-    hot_set = set(config.competitor_hotlines)
-    hot_maxlen = max(map(len, hot_set), default=0)
-
-    def common(il: list | None, req: tuple[str, ...]):
-        """Missing fields, msisdn, ts and the key. Returns (objects, {field: column}, ts array or None,
-        {group position: (reason, detail)})."""
-        os_ = objs if il is None else _take(objs, il)
-        m = len(os_)
-        gbad: dict[int, tuple[str, str]] = {}
-        C = {}
-        for f in ("msisdn", "ts") + req:
-            vals, miss = _column(os_, f)
-            C[f] = vals
-            for j in miss:
-                if j not in gbad:
-                    gbad[j] = ("missing_field", f)
-        ms = C["msisdn"]
-        if not (
-            set(map(type, ms)) <= {str}
-            and all(map(str.isdigit, ms))
-            and all(map(str.isascii, ms))
-            and max(map(len, ms)) <= 20
-            and min(map(len, ms)) >= 5
-        ):
-            for j in _cand_digits(ms, 5, 20):
-                if j not in gbad and not _ok_msisdn(ms[j]):
-                    gbad[j] = ("invalid_field", "msisdn")
-        cand, ta = _cand_ts(C["ts"])
-        ts = C["ts"]
-        for j in cand:
-            if j not in gbad and not _ok_ts(ts[j]):
-                gbad[j] = ("invalid_field", "ts")
-        if keys is not None:
-            ks = keys if il is None else _take(keys, il)
-            if set(map(type, ks)) == {bytes}:
-                kd = list(map(_DEC_KEY, ks))
-                cand = [] if kd == ms else np.flatnonzero(_bools(map(ne, kd, ms), m)).tolist()
-            else:
-                cand = range(m)
-            for j in cand:
-                k = ks[j]
-                if k is not None and j not in gbad:
-                    kstr = k.decode("utf-8", "replace") if isinstance(k, (bytes, bytearray, memoryview)) else str(k)
-                    if kstr != ms[j]:
-                        gbad[j] = ("key_mismatch", "")
-        return os_, C, ta, gbad
-
-    def flush(il: list | None, gbad: dict) -> tuple[list, list | None]:
-        """Record a group's rejects; returns (raw indices, rejected positions in descending order or
-        None when all are good)."""
-        ii = list(range(n)) if il is None else il
-        if not gbad:
-            return ii, None
-        for j, rd in gbad.items():
-            bad[ii[j]] = rd
-        drop = sorted(gbad, reverse=True)
-        return _drop(list(ii), drop), drop
-
-    # -------- calls and sms (same shape)
-    for code, kind in ((0, KIND_CALL), (1, KIND_SMS)):
-        il = groups.get(code, [])
-        if il is not None and not il:
+        return {0: None}  # all calls
+    groups = {c: np.flatnonzero(codes == c).tolist() for c in (0, 1, 2, 3)}
+    for j in np.flatnonzero(codes < 0).tolist():
+        if j in bad or objs[j] is _MISSING:
             continue
-        req = ("direction", "peer", "duration_s") if kind == KIND_CALL else ("direction", "peer")
-        os_, C, ta, gbad = common(il, req)
-        m = len(os_)
-        dirs = C["direction"]
-        if not (set(map(type, dirs)) <= {str} and set(dirs) <= _DIRS):
-            isstr = _cand_types(dirs, {str}, m)
-            pos = np.flatnonzero(isstr)
-            okd = _bools(map(_DIRS.__contains__, _take(dirs, pos.tolist())), len(pos))
-            cand = np.union1d(pos[~okd], np.flatnonzero(~isstr)).tolist()
-            _confirm(gbad, cand, dirs, "direction", lambda v: v == "out" or v == "in")
-        peers = C["peer"]
-        if not (
-            set(map(type, peers)) <= {str}
-            and all(map(str.isdigit, peers))
-            and all(map(str.isascii, peers))
-            and max(map(len, peers)) <= 19
-            and min(map(len, peers)) >= 1
-        ):
-            _confirm(gbad, _cand_digits(peers, 1, 19), peers, "peer", lambda v: _is_digits(v, 19))
-        if kind == KIND_CALL:
-            durs = C["duration_s"]
-            if not (set(map(type, durs)) <= {int} and min(durs) >= 0 and max(durs) <= 86400):
-                isint = _bools(map(is_, map(type, durs), repeat(int)), m)
-                pos = np.flatnonzero(isint)
-                sub = _take(durs, pos.tolist())
-                k = len(sub)
-                okv = _bools(map(le, repeat(0), sub), k) & _bools(map(le, sub, repeat(86400)), k)
-                cand = np.union1d(pos[~okv], np.flatnonzero(~isint)).tolist()
-                _confirm(gbad, cand, durs, "duration_s", lambda v: type(v) is int and 0 <= v <= 86400)
-            imeis = list(map(_GET_IMEI, os_))
-            ti = set(map(type, imeis))
-            # optional: absent (None) and valid strings pass; "" is the one falsy str (then a candidate)
-            sub = imeis if ti <= {str} else list(filter(None, imeis)) if ti <= {str, type(None)} else None
-            if sub is not None and (
-                not sub
-                or (
-                    all(map(str.isdigit, sub))
-                    and all(map(str.isascii, sub))
-                    and max(map(len, sub)) <= 16
-                    and min(map(len, sub)) >= 14
-                )
-            ):
-                sub_ok = sub is imeis or imeis.count(None) + len(sub) == m
-            else:
-                sub_ok = False
-            if not sub_ok:
-                _confirm(
-                    gbad,
-                    _cand_digits(imeis, 14, 16, none_ok=True),
-                    imeis,
-                    "imei",
-                    lambda v: v is None or (_is_digits(v, 16) and len(v) >= 14),
-                    optional=True,
-                )
-        else:
-            durs = imeis = None
-        pops = list(map(_GET_POP, os_))
-        tp = set(map(type, pops))
-        if not tp <= _POP_TYPES:
-            cand = np.flatnonzero(~_cand_types(pops, _POP_TYPES, m)).tolist()
-            _confirm(gbad, cand, pops, "peer_operator", lambda v: v is None or type(v) is str, optional=True)
-        gi, drop = flush(il, gbad)
-        mg = len(gi)
-        if mg == 0:
-            continue
-        # the columns are this function's own lists: the rejected rows are deleted in place
-        gm, gp, gd, gpo, gdur, gim = C["msisdn"], peers, dirs, pops, durs, imeis
-        if drop is None:
-            tsa = ta if ta is not None else np.array(C["ts"], dtype=np.float64)
-        else:
-            for col in (gm, gp, gd, gpo, gdur, gim):
-                if col is not None:
-                    _drop(col, drop)
-            tsa = np.delete(ta, drop) if ta is not None else np.array(_drop(C["ts"], drop), dtype=np.float64)
-        out = np.fromiter(map("out".__eq__, gd), dtype=bool, count=mg)
-        peer_u = np.array(list(map(int, gp)), dtype=np.uint64)
-        plen = np.fromiter(map(len, gp), np.int64, mg)
-        comp = ctx.comp_of(peer_u, plen)
-        if not tp <= {type(None)}:
-            for j in np.flatnonzero(_bools(map(is_not, gpo, repeat(None)), mg)).tolist():
-                po = gpo[j]
-                comp[j] = po != config.own_operator and po != "unknown"
-        if kind == KIND_CALL:
-            hot = np.zeros(mg, dtype=bool)
-            short = np.flatnonzero((plen <= hot_maxlen) & out)
-            for j in short.tolist():
-                hot[j] = gp[j] in hot_set
-            dur = np.array(gdur, dtype=np.int64)
-            tg = set(map(type, gim))
-            if tg <= {type(None)}:
-                im = np.zeros(mg, np.uint64)
-            elif tg <= {str}:
-                im = np.array(list(map(int, gim)), dtype=np.uint64)
-            else:  # valid imeis and None (absent)
-                im = np.zeros(mg, np.uint64)
-                there = np.flatnonzero(_bools(map(is_not, gim, repeat(None)), mg))
-                im[there] = np.array(list(map(int, _take(gim, there.tolist()))), dtype=np.uint64)
-        else:
-            hot = np.zeros(mg, bool)
-            dur = np.zeros(mg, np.int64)
-            im = np.zeros(mg, np.uint64)
-        parts.append(
-            dict(
-                i=np.array(gi, dtype=np.int64),
-                kind=np.full(mg, kind, np.int8),
-                m=gm,
-                ts=tsa,
-                out=out,
-                peer=peer_u,
-                comp=comp,
-                hot=hot,
-                dur=dur,
-                imei=im,
-                cents=np.zeros(mg, np.int64),
-                plan=np.zeros(mg, np.int8),
-                act=np.full(mg, -1, np.int64),
-                arpu=np.full(mg, -1, np.int64),
-                kg=np.full(mg, -1, np.int8),
-            )
-        )
+        t = types[j]
+        bad[j] = ("missing_field", "type") if t is _MISSING else ("unknown_type", str(t)[:40])
+    return groups
 
-    # -------- recharges
-    il = groups.get(2)
-    if il:
-        os_, C, ta, gbad = common(il, ("amount",))
-        m = len(os_)
-        am = C["amount"]
-        ok_amount = lambda v: type(v) in _NUM and math.isfinite(v) and 0 < v < 1e9  # noqa: E731
-        if set(map(type, am)) <= _NUM:
-            aa = np.array(am, dtype=np.float64)
-            oka = np.isfinite(aa) & (aa > 0) & (aa < 1e9)
-            if not oka.all():
-                _confirm(gbad, np.flatnonzero(~oka).tolist(), am, "amount", ok_amount)
-        else:
-            aa = None
-            _confirm(gbad, np.flatnonzero(~_cand_types(am, _NUM, m)).tolist(), am, "amount", ok_amount)
-            isnum = _cand_types(am, _NUM, m)
-            pos = np.flatnonzero(isnum)
-            sub = np.array(_take(am, pos.tolist()), dtype=np.float64)
-            _confirm(gbad, pos[~(np.isfinite(sub) & (sub > 0) & (sub < 1e9))].tolist(), am, "amount", ok_amount)
-        # ts is finite: common's 0 < ts < 1e11 already holds for every event not rejected
-        if aa is None:  # the non-numbers are rejected: the rest converts
-            aa = np.array([v if type(v) in _NUM else 0.0 for v in am], dtype=np.float64)
-        cents = np.rint(aa * 100.0)
-        for j in np.flatnonzero(cents <= 0).tolist():
+
+def _digits_within(col: list, lo: int, hi: int) -> bool:
+    """Whole-column test of a non-empty column of str: every value ``lo..hi`` ASCII digits."""
+    return (
+        all(map(str.isdigit, col))
+        and all(map(str.isascii, col))
+        and max(map(len, col)) <= hi
+        and min(map(len, col)) >= lo
+    )
+
+
+def _common(objs: list, keys, il: list | None, req: tuple[str, ...]):
+    """Missing fields, msisdn, ts and the key of the group ``il`` (None: all of ``objs``). Returns
+    (objects, {field: column}, ts array or None, {group position: (reason, detail)})."""
+    os_ = objs if il is None else _take(objs, il)
+    gbad: dict[int, tuple[str, str]] = {}
+    C = {}
+    for f in ("msisdn", "ts") + req:
+        vals, miss = _column(os_, f)
+        C[f] = vals
+        for j in miss:
             if j not in gbad:
-                gbad[j] = ("invalid_field", "amount")
-        gi, drop = flush(il, gbad)
-        mg = len(gi)
-        if mg:
-            if drop is None:
-                gm, tsa, gc_ = C["msisdn"], ta if ta is not None else np.array(C["ts"], dtype=np.float64), cents
-            else:
-                gm = _drop(C["msisdn"], drop)
-                tsa = np.delete(ta, drop) if ta is not None else np.array(_drop(C["ts"], drop), dtype=np.float64)
-                gc_ = np.delete(cents, drop)
-            parts.append(
-                dict(
-                    i=np.array(gi, dtype=np.int64),
-                    kind=np.full(mg, KIND_RECHARGE, np.int8),
-                    m=gm,
-                    ts=tsa,
-                    out=np.zeros(mg, bool),
-                    peer=np.zeros(mg, np.uint64),
-                    comp=np.zeros(mg, bool),
-                    hot=np.zeros(mg, bool),
-                    dur=np.zeros(mg, np.int64),
-                    imei=np.zeros(mg, np.uint64),
-                    cents=gc_.astype(np.int64),
-                    plan=np.zeros(mg, np.int8),
-                    act=np.full(mg, -1, np.int64),
-                    arpu=np.full(mg, -1, np.int64),
-                    kg=np.full(mg, -1, np.int8),
-                )
-            )
+                gbad[j] = ("missing_field", f)
+    ms = C["msisdn"]
+    if not (set(map(type, ms)) <= {str} and _digits_within(ms, 5, 20)):
+        for j in _cand_digits(ms, 5, 20):
+            if j not in gbad and not _ok_msisdn(ms[j]):
+                gbad[j] = ("invalid_field", "msisdn")
+    cand, ta = _cand_ts(C["ts"])
+    ts = C["ts"]
+    for j in cand:
+        if j not in gbad and not _ok_ts(ts[j]):
+            gbad[j] = ("invalid_field", "ts")
+    if keys is not None:
+        _check_keys(keys if il is None else _take(keys, il), ms, gbad)
+    return os_, C, ta, gbad
 
-    # -------- profiles (rare: the exact rules element by element)
-    il = groups.get(3)
-    if il:
-        os_, C, _, gbad = common(il, ("plan",))
-        r = range(len(os_))
-        get = lambda f: [o.get(f, _MISSING) for o in os_]  # noqa: E731
-        _confirm(gbad, r, C["plan"], "plan", lambda v: v in PLAN_CODES if type(v) is str else False)
-        _confirm(gbad, r, get("activated"), "activated", lambda v: v is None or _ok_date(v), optional=True)
+
+def _check_keys(ks: Sequence, ms: list, gbad: dict) -> None:
+    """key_mismatch: a key (when there is one) that is not the event's msisdn."""
+    m = len(ms)
+    if set(map(type, ks)) == {bytes}:
+        kd = list(map(_DEC_KEY, ks))
+        cand = [] if kd == ms else np.flatnonzero(_bools(map(ne, kd, ms), m)).tolist()
+    else:
+        cand = range(m)
+    for j in cand:
+        k = ks[j]
+        if k is not None and j not in gbad:
+            kstr = k.decode("utf-8", "replace") if isinstance(k, (bytes, bytearray, memoryview)) else str(k)
+            if kstr != ms[j]:
+                gbad[j] = ("key_mismatch", "")
+
+
+def _flush(il: list | None, n: int, gbad: dict, bad: dict) -> tuple[list, list | None]:
+    """Record a group's rejects in ``bad``; returns (raw indices, rejected positions in descending
+    order or None when all are good)."""
+    ii = list(range(n)) if il is None else il
+    if not gbad:
+        return ii, None
+    for j, rd in gbad.items():
+        bad[ii[j]] = rd
+    drop = sorted(gbad, reverse=True)
+    return _drop(list(ii), drop), drop
+
+
+def _kept_ts(ts: list, ta: np.ndarray | None, drop: list | None) -> np.ndarray:
+    """The ts column of the kept rows as float64 (``ta``: the whole column's array, when it was built)."""
+    if drop is None:
+        return ta if ta is not None else np.array(ts, dtype=np.float64)
+    return np.delete(ta, drop) if ta is not None else np.array(_drop(ts, drop), dtype=np.float64)
+
+
+# the columns of a part beyond i, kind, m and ts: (name, dtype, value when the event type has none)
+_PART_FILL = (
+    ("out", bool, False),
+    ("peer", np.uint64, 0),
+    ("comp", bool, False),
+    ("hot", bool, False),
+    ("dur", np.int64, 0),
+    ("imei", np.uint64, 0),
+    ("cents", np.int64, 0),
+    ("plan", np.int8, 0),
+    ("act", np.int64, -1),
+    ("arpu", np.int64, -1),
+    ("kg", np.int8, -1),
+)
+
+
+def _part(gi: list, kind: int, ms: list, ts: np.ndarray, **given: np.ndarray) -> dict:
+    """One group's columns: ``given`` ones, the others filled with their no-value."""
+    mg = len(gi)
+    p = {"i": np.array(gi, dtype=np.int64), "kind": np.full(mg, kind, np.int8), "m": ms, "ts": ts}
+    for k, dt, fill in _PART_FILL:
+        v = given.get(k)
+        p[k] = np.full(mg, fill, dt) if v is None else v
+    return p
+
+
+def _contacts(objs: list, keys, il: list | None, kind: int, n: int, bad: dict, ctx: _Ctx) -> dict | None:
+    """Calls or SMS (same shape): validate, record the rejects, return the kept rows' part (None: none kept)."""
+    is_call = kind == KIND_CALL
+    req = ("direction", "peer", "duration_s") if is_call else ("direction", "peer")
+    os_, C, ta, gbad = _common(objs, keys, il, req)
+    m = len(os_)
+    dirs = C["direction"]
+    if not (set(map(type, dirs)) <= {str} and set(dirs) <= _DIRS):
+        isstr = _cand_types(dirs, {str}, m)
+        pos = np.flatnonzero(isstr)
+        okd = _bools(map(_DIRS.__contains__, _take(dirs, pos.tolist())), len(pos))
+        cand = np.union1d(pos[~okd], np.flatnonzero(~isstr)).tolist()
+        _confirm(gbad, cand, dirs, "direction", lambda v: v == "out" or v == "in")
+    peers = C["peer"]
+    if not (set(map(type, peers)) <= {str} and _digits_within(peers, 1, 19)):
+        _confirm(gbad, _cand_digits(peers, 1, 19), peers, "peer", lambda v: _is_digits(v, 19))
+    if is_call:
+        durs = C["duration_s"]
+        _check_durations(durs, m, gbad)
+        imeis = list(map(_GET_IMEI, os_))
+        _check_imeis(imeis, m, gbad)
+    else:
+        durs = imeis = None
+    pops = list(map(_GET_POP, os_))
+    tp = set(map(type, pops))
+    if not tp <= _POP_TYPES:
+        cand = np.flatnonzero(~_cand_types(pops, _POP_TYPES, m)).tolist()
+        _confirm(gbad, cand, pops, "peer_operator", lambda v: v is None or type(v) is str, optional=True)
+    gi, drop = _flush(il, n, gbad, bad)
+    if not gi:
+        return None
+    # the columns are this module's own lists: the rejected rows are deleted in place
+    gm = C["msisdn"]
+    tsa = _kept_ts(C["ts"], ta, drop)
+    if drop is not None:
+        for col in (gm, peers, dirs, pops, durs, imeis):
+            if col is not None:
+                _drop(col, drop)
+    return _contact_part(gi, kind, gm, tsa, dirs, peers, None if tp <= {type(None)} else pops, durs, imeis, ctx)
+
+
+def _check_durations(durs: list, m: int, gbad: dict) -> None:
+    if not (set(map(type, durs)) <= {int} and min(durs) >= 0 and max(durs) <= 86400):
+        isint = _bools(map(is_, map(type, durs), repeat(int)), m)
+        pos = np.flatnonzero(isint)
+        sub = _take(durs, pos.tolist())
+        k = len(sub)
+        okv = _bools(map(le, repeat(0), sub), k) & _bools(map(le, sub, repeat(86400)), k)
+        cand = np.union1d(pos[~okv], np.flatnonzero(~isint)).tolist()
+        _confirm(gbad, cand, durs, "duration_s", lambda v: type(v) is int and 0 <= v <= 86400)
+
+
+def _check_imeis(imeis: list, m: int, gbad: dict) -> None:
+    ti = set(map(type, imeis))
+    # optional: absent (None) and valid strings pass; "" is the one falsy str (then a candidate)
+    sub = imeis if ti <= {str} else list(filter(None, imeis)) if ti <= {str, type(None)} else None
+    if sub is not None and (not sub or _digits_within(sub, 14, 16)):
+        sub_ok = sub is imeis or imeis.count(None) + len(sub) == m
+    else:
+        sub_ok = False
+    if not sub_ok:
         _confirm(
             gbad,
-            r,
-            get("arpu"),
-            "arpu",
-            lambda v: v is None or (type(v) in _NUM and math.isfinite(v) and 0 <= v < 1e7),
+            _cand_digits(imeis, 14, 16, none_ok=True),
+            imeis,
+            "imei",
+            lambda v: v is None or (_is_digits(v, 16) and len(v) >= 14),
             optional=True,
         )
-        _confirm(
-            gbad, r, get("key_group_member"), "key_group_member", lambda v: v is None or type(v) is bool, optional=True
-        )
-        gi, drop = flush(il, gbad)
-        epoch = _dt.date(1970, 1, 1)
-        for i, j in zip(gi, r if drop is None else _drop(list(r), drop), strict=False):
-            o = os_[j]
-            cols["i"].append(i)
-            cols["kind"].append(KIND_PROFILE)
-            cols["m"].append(o["msisdn"])
-            cols["ts"].append(o["ts"])
-            for k, v in (
-                ("out", False),
-                ("peer", 0),
-                ("comp", False),
-                ("hot", False),
-                ("dur", 0),
-                ("imei", 0),
-                ("cents", 0),
-            ):
-                cols[k].append(v)
-            cols["plan"].append(PLAN_CODES[o["plan"]])
-            a = o.get("activated")
-            cols["act"].append((_dt.date.fromisoformat(a) - epoch).days if a else -1)
-            ar = o.get("arpu")
-            cols["arpu"].append(int(round(ar * 100)) if ar is not None else -1)
-            kg = o.get("key_group_member")
-            cols["kg"].append(-1 if kg is None else int(kg))
 
-    for i, (reason, detail) in bad.items():
-        rejects.append(Reject(i, reason, detail))
-    rejects.sort(key=lambda r: r.index)
 
-    if cols["i"]:
-        parts.append(
-            dict(
-                i=np.array(cols["i"], dtype=np.int64),
-                kind=np.array(cols["kind"], dtype=np.int8),
-                m=cols["m"],
-                ts=np.array(cols["ts"], dtype=np.float64),
-                out=np.array(cols["out"], dtype=bool),
-                peer=np.array(cols["peer"], dtype=np.uint64),
-                comp=np.array(cols["comp"], dtype=bool),
-                hot=np.array(cols["hot"], dtype=bool),
-                dur=np.array(cols["dur"], dtype=np.int64),
-                imei=np.array(cols["imei"], dtype=np.uint64),
-                cents=np.array(cols["cents"], dtype=np.int64),
-                plan=np.array(cols["plan"], dtype=np.int8),
-                act=np.array(cols["act"], dtype=np.int64),
-                arpu=np.array(cols["arpu"], dtype=np.int64),
-                kg=np.array(cols["kg"], dtype=np.int8),
-            )
-        )
-    if not parts:
-        return Batch.empty(), rejects
+def _contact_part(gi, kind, gm, tsa, gd, gp, gpo, gdur, gim, ctx: _Ctx) -> dict:
+    """The part of the kept calls or SMS (``gpo``: the peer_operator column, None when none is set)."""
+    config = ctx.config
+    mg = len(gi)
+    out = np.fromiter(map("out".__eq__, gd), dtype=bool, count=mg)
+    peer_u = np.array(list(map(int, gp)), dtype=np.uint64)
+    plen = np.fromiter(map(len, gp), np.int64, mg)
+    comp = ctx.comp_of(peer_u, plen)
+    if gpo is not None:
+        for j in np.flatnonzero(_bools(map(is_not, gpo, repeat(None)), mg)).tolist():
+            po = gpo[j]
+            comp[j] = po != config.own_operator and po != "unknown"
+    if kind != KIND_CALL:
+        return _part(gi, kind, gm, tsa, out=out, peer=peer_u, comp=comp)
+    hot = np.zeros(mg, dtype=bool)
+    hot_set = set(config.competitor_hotlines)
+    hot_maxlen = max(map(len, hot_set), default=0)
+    short = np.flatnonzero((plen <= hot_maxlen) & out)
+    for j in short.tolist():
+        hot[j] = gp[j] in hot_set
+    dur = np.array(gdur, dtype=np.int64)
+    tg = set(map(type, gim))
+    if tg <= {type(None)}:
+        im = np.zeros(mg, np.uint64)
+    elif tg <= {str}:
+        im = np.array(list(map(int, gim)), dtype=np.uint64)
+    else:  # valid imeis and None (absent)
+        im = np.zeros(mg, np.uint64)
+        there = np.flatnonzero(_bools(map(is_not, gim, repeat(None)), mg))
+        im[there] = np.array(list(map(int, _take(gim, there.tolist()))), dtype=np.uint64)
+    return _part(gi, kind, gm, tsa, out=out, peer=peer_u, comp=comp, hot=hot, dur=dur, imei=im)
+
+
+def _recharges(objs: list, keys, il: list, n: int, bad: dict) -> dict | None:
+    """Validate the recharges, record the rejects, return the kept rows' part (None: none kept)."""
+    os_, C, ta, gbad = _common(objs, keys, il, ("amount",))
+    m = len(os_)
+    am = C["amount"]
+    ok_amount = lambda v: type(v) in _NUM and math.isfinite(v) and 0 < v < 1e9  # noqa: E731
+    if set(map(type, am)) <= _NUM:
+        aa = np.array(am, dtype=np.float64)
+        oka = np.isfinite(aa) & (aa > 0) & (aa < 1e9)
+        if not oka.all():
+            _confirm(gbad, np.flatnonzero(~oka).tolist(), am, "amount", ok_amount)
+    else:
+        aa = None
+        _confirm(gbad, np.flatnonzero(~_cand_types(am, _NUM, m)).tolist(), am, "amount", ok_amount)
+        isnum = _cand_types(am, _NUM, m)
+        pos = np.flatnonzero(isnum)
+        sub = np.array(_take(am, pos.tolist()), dtype=np.float64)
+        _confirm(gbad, pos[~(np.isfinite(sub) & (sub > 0) & (sub < 1e9))].tolist(), am, "amount", ok_amount)
+    # ts is finite: common's 0 < ts < 1e11 already holds for every event not rejected
+    if aa is None:  # the non-numbers are rejected: the rest converts
+        aa = np.array([v if type(v) in _NUM else 0.0 for v in am], dtype=np.float64)
+    cents = np.rint(aa * 100.0)
+    for j in np.flatnonzero(cents <= 0).tolist():
+        if j not in gbad:
+            gbad[j] = ("invalid_field", "amount")
+    gi, drop = _flush(il, n, gbad, bad)
+    if not gi:
+        return None
+    tsa = _kept_ts(C["ts"], ta, drop)
+    if drop is None:
+        gm, gc_ = C["msisdn"], cents
+    else:
+        gm, gc_ = _drop(C["msisdn"], drop), np.delete(cents, drop)
+    return _part(gi, KIND_RECHARGE, gm, tsa, cents=gc_.astype(np.int64))
+
+
+def _profiles(objs: list, keys, il: list, n: int, bad: dict) -> dict | None:
+    """Profiles (rare: the exact rules element by element); returns the kept rows' part (None: none kept)."""
+    os_, C, _, gbad = _common(objs, keys, il, ("plan",))
+    r = range(len(os_))
+    get = lambda f: [o.get(f, _MISSING) for o in os_]  # noqa: E731
+    _confirm(gbad, r, C["plan"], "plan", lambda v: v in PLAN_CODES if type(v) is str else False)
+    _confirm(gbad, r, get("activated"), "activated", lambda v: v is None or _ok_date(v), optional=True)
+    _confirm(
+        gbad,
+        r,
+        get("arpu"),
+        "arpu",
+        lambda v: v is None or (type(v) in _NUM and math.isfinite(v) and 0 <= v < 1e7),
+        optional=True,
+    )
+    _confirm(
+        gbad, r, get("key_group_member"), "key_group_member", lambda v: v is None or type(v) is bool, optional=True
+    )
+    gi, drop = _flush(il, n, gbad, bad)
+    if not gi:
+        return None
+    kept = _take(os_, r if drop is None else _drop(list(r), drop))
+    epoch = _dt.date(1970, 1, 1)
+    act, arpu, kg = [], [], []
+    for o in kept:
+        a = o.get("activated")
+        act.append((_dt.date.fromisoformat(a) - epoch).days if a else -1)
+        ar = o.get("arpu")
+        arpu.append(int(round(ar * 100)) if ar is not None else -1)
+        g = o.get("key_group_member")
+        kg.append(-1 if g is None else int(g))
+    return _part(
+        gi,
+        KIND_PROFILE,
+        [o["msisdn"] for o in kept],
+        np.array([o["ts"] for o in kept], dtype=np.float64),
+        plan=np.array([PLAN_CODES[o["plan"]] for o in kept], dtype=np.int8),
+        act=np.array(act, dtype=np.int64),
+        arpu=np.array(arpu, dtype=np.int64),
+        kg=np.array(kg, dtype=np.int8),
+    )
+
+
+def _assemble(parts: list[dict], n: int, src, offsets, seq_start: int, config: EngineConfig) -> Batch:
+    """The groups' parts as one batch in arrival order."""
     if len(parts) == 1:
         P = parts[0]
     else:
@@ -781,4 +754,4 @@ def _decode(
     )
     if order is not None:
         batch = batch.take(order)
-    return batch, rejects
+    return batch

@@ -139,6 +139,23 @@ def _days_in(mask: int, last: int, lo: int, hi: int) -> int:
     return sum(1 for d in range(max(lo, last - 63), min(hi, last) + 1) if mask >> (last - d) & 1)
 
 
+def _traffic_drop(mt: dict, hol, base: list, span: list) -> tuple[float, int]:
+    """(The sum over the metrics of the drop of ``span``'s daily mean against ``base``'s, how many
+    metrics count): a metric counts when its base total reaches its minimum; holidays are left out."""
+    nbase = sum(1 for d in base if d not in hol)
+    nspan = sum(1 for d in span if d not in hol)
+    tot, cnt = 0.0, 0
+    for j, mn in enumerate((600, 10, 10, 10)):
+        sb = sum(mt[d][0][j] for d in base if d not in hol)
+        sp = sum(mt[d][0][j] for d in span if d not in hol)
+        if sb >= mn:
+            rb = sb / max(nbase, 1)
+            rp = sp / max(nspan, 1)
+            tot = tot + min(max(1.0 - rp / rb, 0.0), 1.0)
+            cnt += 1
+    return tot, cnt
+
+
 class ReferenceEngine:
     def __init__(self, config: EngineConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or EngineConfig()
@@ -510,7 +527,6 @@ class ReferenceEngine:
         hol = cfg.holiday_days
         days = list(range(D - nb - nr, D))
         base, rec = days[:nb], days[nb:]
-        nbd = sum(1 for d in base if d not in hol)
         nrd = sum(1 for d in rec if d not in hol)
 
         def get(d, name):
@@ -527,15 +543,7 @@ class ReferenceEngine:
         rA = sum(1 for d in rec if d not in hol and mt[d][1])
         ring_active = sum(1 for d in days if mt[d][1])
         recent_active = sum(1 for d in rec if mt[d][1])
-        tot, cnt = 0.0, 0
-        for j, mn in enumerate((600, 10, 10, 10)):
-            sb = sum(mt[d][0][j] for d in base if d not in hol)
-            sr = sum(mt[d][0][j] for d in rec if d not in hol)
-            if sb >= mn:
-                rb = sb / max(nbd, 1)
-                rr = sr / max(nrd, 1)
-                tot = tot + min(max(1.0 - rr / rb, 0.0), 1.0)
-                cnt += 1
+        tot, cnt = _traffic_drop(mt, hol, base, rec)
         f: dict = {}
         elig = (
             bA >= cfg.drop_min_baseline_active_days and rA >= cfg.drop_min_recent_active_days and nrd >= 3 and cnt > 0
@@ -543,19 +551,9 @@ class ReferenceEngine:
         f["drop"] = tot / max(cnt, 1) if elig else 0.0
         f["drop_elig"] = elig
         old_b, prior = base[: nb - nr], base[nb - nr :]
-        nb2d = sum(1 for d in old_b if d not in hol)
 
         def rel_drop(span):
-            npd = sum(1 for d in span if d not in hol)
-            tot2, cnt2 = 0.0, 0
-            for j, mn in enumerate((600, 10, 10, 10)):
-                sb = sum(mt[d][0][j] for d in old_b if d not in hol)
-                sp = sum(mt[d][0][j] for d in span if d not in hol)
-                if sb >= mn:
-                    rb = sb / max(nb2d, 1)
-                    rp = sp / max(npd, 1)
-                    tot2 = tot2 + min(max(1.0 - rp / rb, 0.0), 1.0)
-                    cnt2 += 1
+            tot2, cnt2 = _traffic_drop(mt, hol, old_b, span)
             return tot2 / max(cnt2, 1) if cnt2 > 0 else 0.0
 
         f["drop_prior"] = rel_drop(prior)
