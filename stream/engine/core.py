@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 
 from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
+from stream.contract import PHASES as PHASE_NAMES
+from stream.contract import SIGNALS as SIGNAL_ORDER
 
 from . import shadow as _sh
 from .config import EngineConfig
@@ -45,19 +47,9 @@ IMEI_INDEX_SIZE = 4  # numbers remembered per IMEI
 NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
-PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
 SNAPSHOT_VERSION = 4  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-SIGNAL_ORDER = (
-    "traffic_drop",
-    "competitor_hotline",
-    "dual_sim",
-    "contact_erosion",
-    "competitor_contacts",
-    "recharge_lapse",
-    "silence",
-)
 
 # name, per-row shape ("R" = ring_days), dtype, initial value
 FIELDS: tuple[tuple[str, tuple, str, float], ...] = (

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from stream.contract import KIND_CALL, KIND_PROFILE, KIND_RECHARGE, KIND_SMS, SCHEMA_VERSION, alarm_id
+from stream.contract import PHASES as PHASE_NAMES
+from stream.contract import SIGNALS as SIGNAL_ORDER
 
 from . import shadow as _sh
 from .config import EngineConfig
@@ -24,16 +26,6 @@ __all__ = ["ReferenceEngine"]
 K = 16
 IMEI_INDEX_SIZE = 4
 NODAY = -(2**31)
-PHASE_NAMES = ("healthy", "warning", "alarm", "churned")
-SIGNAL_ORDER = (
-    "traffic_drop",
-    "competitor_hotline",
-    "dual_sim",
-    "contact_erosion",
-    "competitor_contacts",
-    "recharge_lapse",
-    "silence",
-)
 REASONS = ("competitor_switch", "seasonal", "low_usage", "arrears", "unknown")
 TIERS = ("high", "mid", "low")
 # ring counters: name, saturation

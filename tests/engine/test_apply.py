@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from stream.contract import SIGNALS
 from stream.engine import Engine, EngineConfig, ReferenceEngine
 from stream.engine.core import SNAPSHOT_VERSION
 
@@ -171,15 +172,7 @@ def test_view_is_json_ready(eng):
     v = eng.view(M)
     orjson.dumps(v)
     assert v["phase"] == "healthy" and v["value_tier"] in ("high", "mid", "low")
-    assert {s["name"] for s in v["signals"]} == {
-        "traffic_drop",
-        "competitor_hotline",
-        "dual_sim",
-        "contact_erosion",
-        "competitor_contacts",
-        "recharge_lapse",
-        "silence",
-    }
+    assert [s["name"] for s in v["signals"]] == list(SIGNALS)  # every signal, in the contract's order
     assert len(v["days"]) == 14 and v["days"][-1]["calls_out"] == 1
 
 
