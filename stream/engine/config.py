@@ -282,10 +282,11 @@ class EngineConfig:
                 raise bad(k, f"must be in (0, 1], got {v}")
         if not 1 <= self.drop_tail_days <= self.recent_days:
             raise bad("drop_tail_days", f"must be in 1..recent_days, got {self.drop_tail_days}")
-        for k in ("drop_confirm_threshold", "trend_week_threshold", "drop_tail_threshold", "deep_trend_threshold"):
-            if not 0.0 <= getattr(self, k) <= 1.0:
-                raise bad(k, f"must be in [0, 1], got {getattr(self, k)}")
         for k in (
+            "drop_confirm_threshold",
+            "trend_week_threshold",
+            "drop_tail_threshold",
+            "deep_trend_threshold",
             "shadow_min_jaccard",
             "shadow_min_containment",
             "shadow_min_weight_share",

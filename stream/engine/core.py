@@ -118,7 +118,7 @@ _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 NO_ROWS = np.zeros(0, dtype=np.int64)
 # the snapshot fields an evaluation may change (a decision persists the rows where one did)
-_LIFECYCLE = (
+LIFECYCLE = (
     "phase",
     "episode",
     "last_emit_day",
@@ -1467,10 +1467,10 @@ class Engine:
         now_s = cfg.day_start_s(D)
         for i in range(0, len(rows), EVAL_CHUNK):
             chunk = rows[i : i + EVAL_CHUNK]
-            before = [a[k][chunk].copy() for k in _LIFECYCLE]
+            before = [a[k][chunk].copy() for k in LIFECYCLE]
             alarms.extend(self._evaluate_rows(chunk, D, now_s))
             diff = np.zeros(len(chunk), dtype=bool)
-            for k, b in zip(_LIFECYCLE, before, strict=False):
+            for k, b in zip(LIFECYCLE, before, strict=False):
                 diff |= a[k][chunk] != b
             changed.append(chunk[diff])
         alarms.sort(key=lambda x: x["msisdn"])
@@ -1553,6 +1553,10 @@ class Engine:
         imeis = sorted(
             (int(a["imei_h"][r, j]), int(a["imei_d"][r, j])) for j in range(2) if int(a["imei_h"][r, j]) != 0
         )
+
+        def ints(*names: str) -> tuple[int, ...]:
+            return tuple(int(a[k][r]) for k in names)
+
         return {
             "ring": ring,
             "circle": circle,
@@ -1561,31 +1565,11 @@ class Engine:
             "first_day": int(a["first_day"][r]),
             "last_active": int(a["last_active"][r]),
             "rch": (int(a["rch_count"][r]), float(a["rch_first"][r]), float(a["rch_last"][r]), int(a["rch_sum"][r])),
-            "profile": (
-                int(a["plan"][r]),
-                int(a["activated"][r]),
-                int(a["arpu_c"][r]),
-                int(a["key_group"][r]),
-                float(a["profile_ts"][r]),
-            ),
-            "dual": (int(a["dual_day"][r]), int(a["dual_n"][r])),
-            "life": (
-                int(a["phase"][r]),
-                int(a["episode"][r]),
-                int(a["last_emit_day"][r]),
-                int(a["last_emit_sev"][r]),
-                int(a["emitted"][r]),
-                int(a["clear_day"][r]),
-            ),
-            "shadow": tuple(int(a[k][r]) for k in _V3_FIELDS),
-            "decisions": (
-                float(a["rch_prev"][r]),
-                int(a["imm_day"][r]),
-                int(a["ep_day"][r]),
-                int(a["dual_prev"][r]),
-                int(a["sw_h"][r]),
-                int(a["sw_d"][r]),
-            ),
+            "profile": (*ints("plan", "activated", "arpu_c", "key_group"), float(a["profile_ts"][r])),
+            "dual": ints("dual_day", "dual_n"),
+            "life": ints("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day"),
+            "shadow": ints(*_V3_FIELDS),
+            "decisions": (float(a["rch_prev"][r]), *ints("imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")),
         }
 
     def snapshot_many(self, rows: np.ndarray) -> list[bytes]:

@@ -18,7 +18,7 @@ from stream.contract import SIGNALS as SIGNAL_ORDER
 
 from . import shadow as _sh
 from .config import EngineConfig
-from .core import EVAL_CHUNK, Applied, Decision
+from .core import EVAL_CHUNK, LIFECYCLE, Applied, Decision
 from .decode import Batch, Reject, decode, mix64
 
 __all__ = ["ReferenceEngine"]
@@ -893,23 +893,14 @@ class ReferenceEngine:
 
     def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
         cands = [self._by_row[int(r)] for r in rows if int(r) in self._by_row]
-        life = (
-            "phase",
-            "episode",
-            "last_emit_day",
-            "last_emit_sev",
-            "emitted",
-            "clear_day",
-            "ep_day",
-            "sh_pub",
-            "sh_hash",
-        )
-        before = [tuple(getattr(sub, k) for k in life) for sub in cands]
+        before = [tuple(getattr(sub, k) for k in LIFECYCLE) for sub in cands]
         alarms = []
         for i in range(0, len(cands), EVAL_CHUNK):
             alarms.extend(self._run(cands[i : i + EVAL_CHUNK], D, self.config.day_start_s(D)))
         alarms.sort(key=lambda x: x["msisdn"])
-        changed = [sub.row for sub, b in zip(cands, before, strict=False) if tuple(getattr(sub, k) for k in life) != b]
+        changed = [
+            sub.row for sub, b in zip(cands, before, strict=False) if tuple(getattr(sub, k) for k in LIFECYCLE) != b
+        ]
         return Decision(alarms, np.array(changed, dtype=np.int64))
 
     def immediate(self, hits: list) -> list[dict]:
