@@ -108,36 +108,20 @@ def events(draw):
         m = draw(st.sampled_from(SUBS))
         ts = T0 + draw(st.integers(0, 45 * 24)) * 3600 + draw(st.integers(0, 3599))
         kind = draw(st.sampled_from(["call", "call", "sms", "recharge", "profile"]))
+        e = {"type": kind, "msisdn": m, "ts": ts}
+        if kind in ("call", "sms"):
+            e["direction"] = draw(st.sampled_from(["out", "in"]))
+            e["peer"] = draw(st.sampled_from(PEERS))
         if kind == "call":
-            e = {
-                "type": "call",
-                "msisdn": m,
-                "ts": ts,
-                "direction": draw(st.sampled_from(["out", "in"])),
-                "peer": draw(st.sampled_from(PEERS)),
-                "duration_s": draw(st.integers(0, 5000)),
-            }
+            e["duration_s"] = draw(st.integers(0, 5000))
             im = draw(st.sampled_from(IMEIS))
             if im:
                 e["imei"] = im
-        elif kind == "sms":
-            e = {
-                "type": "sms",
-                "msisdn": m,
-                "ts": ts,
-                "direction": draw(st.sampled_from(["out", "in"])),
-                "peer": draw(st.sampled_from(PEERS)),
-            }
         elif kind == "recharge":
-            e = {"type": "recharge", "msisdn": m, "ts": ts, "amount": draw(st.sampled_from([1, 10.5, 50]))}
-        else:
-            e = {
-                "type": "profile",
-                "msisdn": m,
-                "ts": ts,
-                "plan": draw(st.sampled_from(["prepaid", "postpaid"])),
-                "arpu": draw(st.sampled_from([0, 70, 200])),
-            }
+            e["amount"] = draw(st.sampled_from([1, 10.5, 50]))
+        elif kind == "profile":
+            e["plan"] = draw(st.sampled_from(["prepaid", "postpaid"]))
+            e["arpu"] = draw(st.sampled_from([0, 70, 200]))
         out.append(orjson.dumps(e))
     return out
 
