@@ -298,43 +298,47 @@ class ShadowStages:
     def _actives(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.service.app.assignor.assigned_actives() if tp.topic == topic}
 
-    async def _recover_peers(self) -> None:
+    def _recover(self, table, topic: str, index, restore, what: str) -> tuple[dict, int | None]:
+        """Rebuilds ``index`` from ``table``'s entries in this worker's active partitions of ``topic``:
+        ``restore(key, payload)`` puts one entry into it and returns its index key and the days it
+        holds. Returns each index key's partition and the latest day seen (None if none)."""
         t0 = time.perf_counter()
-        actives = self._actives(self.service.settings.topic_shadow_contacts)
-        peers = PeerSketches(self.service.engine_config)
-        part: dict[int, int] = {}
+        actives = self._actives(topic)
+        part: dict = {}
         today = None
-        for key, p, payload in owned_items(self.peers_table, actives):
+        for key, p, payload in owned_items(table, actives):
+            k, days = restore(key, payload)
+            part[k] = p
+            if days:
+                today = max(days) if today is None else max(today, max(days))
+        logger.info(
+            "recovered %d %s for partitions %s in %.2fs", len(index), what, sorted(actives), time.perf_counter() - t0
+        )
+        return part, today
+
+    async def _recover_peers(self) -> None:
+        peers = PeerSketches(self.service.engine_config)
+
+        def restore(key: bytes, payload: bytes) -> tuple[int, list[int]]:
             x = int(key)
             peers.restore(x, payload)
-            part[x] = p
-            last = peers.get(x)["last"]
-            today = last if today is None else max(today, last)
+            return x, [peers.get(x)["last"]]
+
+        topic = self.service.settings.topic_shadow_contacts
+        part, today = self._recover(self.peers_table, topic, peers, restore, "competitor-number sketches")
         self.peers, self._peer_part, self._peers_today = peers, part, today
         self.service.metrics.shadow_numbers.set(len(peers))
-        logger.info(
-            "recovered %d competitor-number sketches for partitions %s in %.2fs",
-            len(peers),
-            sorted(actives),
-            time.perf_counter() - t0,
-        )
 
     async def _recover_bands(self) -> None:
-        t0 = time.perf_counter()
-        actives = self._actives(self.service.settings.topic_shadow_bands)
         bands = BandIndex(self.service.engine_config)
-        part: dict[str, int] = {}
-        today = None
-        for key, p, payload in owned_items(self.bands_table, actives):
+
+        def restore(key: bytes, payload: bytes) -> tuple[str, list[int]]:
             k = key.decode("ascii")
             snap = orjson.loads(payload)
             bands.restore(k, snap)
-            part[k] = p
-            days = list(snap["s"].values()) + [v[0] for v in snap["x"].values()]
-            if days:
-                today = max(days) if today is None else max(today, max(days))
+            return k, list(snap["s"].values()) + [v[0] for v in snap["x"].values()]
+
+        topic = self.service.settings.topic_shadow_bands
+        part, today = self._recover(self.bands_table, topic, bands, restore, "band keys")
         self.bands, self._band_part, self._bands_today = bands, part, today
         self.service.metrics.shadow_band_keys.set(len(bands))
-        logger.info(
-            "recovered %d band keys for partitions %s in %.2fs", len(bands), sorted(actives), time.perf_counter() - t0
-        )
