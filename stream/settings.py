@@ -105,6 +105,7 @@ class Settings:
     batch_timeout_s: float = 0.5
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
+    store_flush_s: float = 10.0
     max_skew_s: float = 36000.0
     stall_s: float = 120.0
     checkpoint_hold_s: float = 0.0
@@ -147,6 +148,8 @@ class Settings:
             raise SettingsError("CHURNWATCH_COMMIT_INTERVAL_S must be in (0, 3600]")
         if self.commit_every < 1:
             raise SettingsError("CHURNWATCH_COMMIT_EVERY must be >= 1")
+        if not 0 <= self.store_flush_s <= 3600:
+            raise SettingsError("CHURNWATCH_STORE_FLUSH_S must be in [0, 3600]")
         if not 0 < self.max_skew_s <= 30 * 86400:
             raise SettingsError("CHURNWATCH_MAX_SKEW_S must be in (0, 2592000]")
         if not 0 <= self.recovery_hold_s <= 3600:
@@ -269,6 +272,7 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_BATCH_TIMEOUT_S": "batch_timeout_s",
     "CHURNWATCH_COMMIT_INTERVAL_S": "commit_interval_s",
     "CHURNWATCH_COMMIT_EVERY": "commit_every",
+    "CHURNWATCH_STORE_FLUSH_S": "store_flush_s",
     "CHURNWATCH_MAX_SKEW_S": "max_skew_s",
     "CHURNWATCH_STALL_S": "stall_s",
     "CHURNWATCH_CHECKPOINT_HOLD_S": "checkpoint_hold_s",

@@ -45,7 +45,17 @@ from ..engine import Engine, EngineConfig
 from ..engine.decode import Batch
 from ..engine.step import Step
 from ..settings import Settings
-from .faust_adapter import PART, Producer, install, mark_persisted, owned_items, put_many, raw_table, raw_topic
+from .faust_adapter import (
+    PART,
+    Producer,
+    by_partition,
+    install,
+    mark_persisted,
+    owned_items,
+    put_many,
+    raw_table,
+    raw_topic,
+)
 from .metrics import Metrics
 from .shadow import ShadowStages
 from .web import register_views
@@ -90,6 +100,9 @@ class ChurnService:
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
         self._dirty: list[np.ndarray] = []  # engine rows changed since the last checkpoint
         self._dirty_partitions: set[int] = set()
+        self._unflushed: list[np.ndarray] = []  # engine rows sent to the changelog since the last store flush
+        self._unflushed_partitions: set[int] = set()
+        self._flushed_at = time.monotonic()
         self._inflight: list = []  # send futures since the last checkpoint
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -677,8 +690,8 @@ class ChurnService:
         """Make everything processed so far durable, then commit its offsets. The order:
 
         1. the state of every subscriber changed since the last checkpoint (one coalesced snapshot
-           each, however many batches touched it) and each partition's event time → the table's
-           local store + changelog messages;
+           each, however many batches touched it) and each partition's event time → changelog
+           messages (and, every ``store_flush_s``, the table's local store: see _write_state);
         2. every send since the last checkpoint (alarms, dead letters, the join's messages) and
            the changelog messages of 1 awaited until the broker acknowledged them (acks=all);
         3. only then are the input offsets committed (the next offset of the last batch
@@ -698,19 +711,24 @@ class ChurnService:
             self._fence("left the group")  # frozen past the session timeout: its partitions went to another worker
             return
         rows = np.unique(np.concatenate(self._dirty)) if self._dirty else np.empty(0, dtype=np.int64)
-        changelog = await self._write_state(rows, self._dirty_partitions)
+        changelog, flushed = await self._write_state(rows, self._dirty_partitions)
         sends, self._inflight = self._inflight, []
         offsets, self._pending_next = self._pending_next, {}
         self._dirty, self._dirty_partitions = [], set()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-        self._ckpt_task = asyncio.ensure_future(self._complete_checkpoint(changelog, sends, offsets, self._generation))
+        self._ckpt_task = asyncio.ensure_future(
+            self._complete_checkpoint(changelog, sends, offsets, self._generation, flushed)
+        )
 
-    async def _complete_checkpoint(self, changelog: list, sends: list, offsets: dict, generation: int) -> None:
+    async def _complete_checkpoint(
+        self, changelog: list, sends: list, offsets: dict, generation: int, flushed: bool
+    ) -> None:
         try:
             t0 = time.perf_counter()
             results = await asyncio.gather(*changelog, *sends)
-            mark_persisted(self.table, results[: len(changelog)])
+            if flushed:  # the local store holds the changelog up to these offsets (see _write_state)
+                mark_persisted(self.table, results[: len(changelog)])
             if any(tp.topic in self._src_index for tp in offsets):
                 self.metrics.checkpoint_inflight.set(1)  # state durable, input offsets not committed yet
             if generation == self._generation:  # not across a rebalance (positions were reset)
@@ -782,26 +800,57 @@ class ChurnService:
                         )
             self._fence("partitions revoked")
 
-    async def _write_state(self, rows: np.ndarray, partitions: set[int]) -> list:
-        """Write the state of ``rows`` to the table's local store and send it to the changelog,
-        each in its subscriber's partition, and the worker's event time to each of ``partitions``
-        (so a restarted or new owner never evaluates at an earlier time). Returns the changelog
-        send futures."""
+    async def _write_state(self, rows: np.ndarray, partitions: set[int]) -> tuple[list, bool]:
+        """Send the state of ``rows`` to the changelog, each in its subscriber's partition, and
+        the worker's event time to each of ``partitions`` (so a restarted or new owner never
+        evaluates at an earlier time). Returns the changelog send futures, and whether the local
+        store was flushed with them.
+
+        The table's local store (RocksDB) is written at most every ``store_flush_s``: then with
+        the state of every subscriber sent since the last flush (coalesced: one write each,
+        however many checkpoints sent it), and only then are the changelog offsets recorded as
+        persisted (after this checkpoint's acknowledgements). At a checkpoint every engine row
+        holds exactly the state of its newest changelog message, so the flushed store is the
+        changelog up to those offsets; a restart restores the store and replays the changelog
+        after them (at most ``store_flush_s`` of checkpoints)."""
+        topic = self.settings.topic_calls
+        if time.monotonic() - self._flushed_at >= self.settings.store_flush_s:
+            local_rows = np.union1d(rows, np.concatenate(self._unflushed)) if self._unflushed else rows
+            kept, items = self._state_items(local_rows)
+            put_many(self.table, items + self._watermark_items(partitions | self._unflushed_partitions), topic)
+            sent = np.isin(kept, rows)
+            changelog = [it for it, s in zip(items, sent.tolist(), strict=True) if s]
+            self._unflushed, self._unflushed_partitions = [], set()
+            self._flushed_at = time.monotonic()
+            self.metrics.store_flush_states.inc(len(kept))
+            flushed, n_sent = True, int(sent.sum())
+        else:
+            kept, changelog = self._state_items(rows)
+            self._unflushed.append(kept)
+            self._unflushed_partitions |= partitions
+            flushed, n_sent = False, len(kept)
+        self.metrics.checkpoint_states.inc(n_sent)
+        changelog += self._watermark_items(partitions)
+        return await self.producer.send_batches(self._changelog_topic, by_partition(changelog)), flushed
+
+    def _state_items(self, rows: np.ndarray) -> tuple[np.ndarray, list]:
+        """The rows of ``rows`` in a partition of ours, and their ``(key, partition, value)`` table
+        items, in that order."""
         eng = self.engine
+        rows = np.asarray(rows, dtype=np.int64)
         msisdns = eng.msisdns(rows)
         parts = [self.partition_of.get(m) for m in msisdns]
         keep = [i for i, p in enumerate(parts) if p is not None]  # never seen in a batch of ours: nothing to persist
-        snaps = eng.snapshot_many(np.asarray(rows, dtype=np.int64)[keep]) if keep else []
+        kept = rows[keep]
+        snaps = eng.snapshot_many(kept) if keep else []
         items = [
-            (msisdns[i].encode(), parts[i], PART.pack(parts[i]) + snap) for i, snap in zip(keep, snaps, strict=False)
+            (msisdns[i].encode(), parts[i], PART.pack(parts[i]) + snap) for i, snap in zip(keep, snaps, strict=True)
         ]
+        return kept, items
+
+    def _watermark_items(self, partitions: set[int]) -> list:
         wm = self._eval_time
-        if wm is not None:
-            items += [(WATERMARK_KEY, p, PART.pack(p) + _WM.pack(wm)) for p in partitions]
-        self.metrics.checkpoint_states.inc(len(keep))
-        return await self.producer.send_batches(
-            self._changelog_topic, put_many(self.table, items, self.settings.topic_calls)
-        )
+        return [] if wm is None else [(WATERMARK_KEY, p, PART.pack(p) + _WM.pack(wm)) for p in sorted(partitions)]
 
     @property
     def _changelog_topic(self) -> str:
@@ -982,6 +1031,7 @@ class ChurnService:
         self._processed_next.clear()
         self._progress_at.clear()
         self._dirty, self._dirty_partitions, self._since_checkpoint = [], set(), 0
+        self._unflushed, self._unflushed_partitions = [], set()  # rows of the old engine; the store recovered them
         self._paused = set()  # Faust resumes every partition after recovery
         self._held.clear()  # Faust seeks every partition to its committed offset: they come again
         self._held_ts.clear()

@@ -46,6 +46,7 @@ __all__ = [
     "Producer",
     "PART",
     "put_many",
+    "by_partition",
     "mark_persisted",
     "owned_items",
 ]
@@ -197,19 +198,25 @@ def _in_partition(ctx: _PartitionContext):
         _current_event.reset(token)
 
 
+def by_partition(items) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    """``(key, partition, value)`` items grouped by partition, as the changelog takes them."""
+    out: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    for key, p, value in items:
+        out.setdefault(p, []).append((key, value))
+    return out
+
+
 def put_many(table, items, topic: str) -> dict[int, list[tuple[bytes, bytes | None]]]:
     """Write ``(key, partition, value)`` items to ``table``'s local store, each in its own
     partition (``value`` None deletes), and return them grouped by partition for the changelog."""
     store = table.data
-    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
     if getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition"):
         # RocksDB: one WriteBatch per partition, as Faust's own changelog recovery writes
         # (``Store.apply_changelog_batch``), not a put, a partition lookup and a key-index entry each
         import rocksdict
 
-        for key, p, value in items:
-            by_partition.setdefault(p, []).append((key, value))
-        for p, kvs in by_partition.items():
+        grouped = by_partition(items)
+        for p, kvs in grouped.items():
             wb = rocksdict.WriteBatch(raw_mode=True)
             for key, value in kvs:
                 if value is None:
@@ -217,7 +224,8 @@ def put_many(table, items, topic: str) -> dict[int, list[tuple[bytes, bytes | No
                 else:
                     wb.put(key, value)
             store._db_for_partition(p).write(wb)
-        return by_partition
+        return grouped
+    grouped: dict[int, list[tuple[bytes, bytes | None]]] = {}
     ctxs: dict[int, _PartitionContext] = {}
     for key, p, value in items:
         ctx = ctxs.get(p) or ctxs.setdefault(p, _PartitionContext(p, topic))
@@ -229,8 +237,8 @@ def put_many(table, items, topic: str) -> dict[int, list[tuple[bytes, bytes | No
                     del store[key]
                 except KeyError:
                     pass
-        by_partition.setdefault(p, []).append((key, value))
-    return by_partition
+        grouped.setdefault(p, []).append((key, value))
+    return grouped
 
 
 def mark_persisted(table, results) -> None:

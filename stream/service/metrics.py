@@ -110,6 +110,12 @@ _METRICS: dict[str, tuple] = {
         "Subscriber states written to the table at checkpoints (one per changed subscriber per checkpoint)",
         (),
     ),
+    "store_flush_states": (
+        Counter,
+        "store_flush_states",
+        "Subscriber states written to the table's local store (RocksDB) at its flushes (CHURNWATCH_STORE_FLUSH_S)",
+        (),
+    ),
     "checkpoint_inflight": (
         Gauge,
         "checkpoint_inflight",

@@ -75,7 +75,8 @@ def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_boot
     unique = uuid.uuid4().hex[:8]
     # Every checkpoint holds 2 s between its acknowledged state and its offset commit (fault
     # injection), so each kill lands mid-checkpoint: state durable, offsets not committed. The
-    # restart must skip what that state already holds, and re-apply what it does not.
+    # restart must skip what that state already holds, and re-apply what it does not. The local
+    # store is flushed every second: a restart finds it behind the changelog, at some flush.
     env = scenario_env(
         kafka_bootstrap,
         unique,
@@ -85,6 +86,7 @@ def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_boot
         CHURNWATCH_COMMIT_INTERVAL_S="0.3",
         CHURNWATCH_CHECKPOINT_HOLD_S="2",
         CHURNWATCH_SESSION_TIMEOUT_S="10",
+        CHURNWATCH_STORE_FLUSH_S="1",
         **exact_env(tmp_path),
     )
     settings = Settings.from_env(env)
