@@ -996,11 +996,21 @@ def main(argv=None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m bench.e2e", description=main.__doc__.split("\n")[0])
-    p.add_argument("what", choices=["throughput", "latency"])
+    p.add_argument("what", choices=["throughput", "latency", "catchup"])
     p.add_argument("--rate", type=float, default=8000.0, help="latency: events/s produced")
     p.add_argument("--seconds", type=float, default=20.0, help="latency: how long")
-    p.add_argument("--subscribers", type=int, default=None, help="throughput 100,000; latency 20,000 (with history)")
-    p.add_argument("--events", type=int, default=300_000, help="throughput: events pre-produced")
+    p.add_argument(
+        "--subscribers",
+        type=int,
+        default=None,
+        help="throughput 100,000; latency 20,000 (with history); catchup 1,000,000",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events pre-produced: throughput 300,000; catchup 20 per subscriber (a day)",
+    )
     p.add_argument(
         "--profile",
         type=int,
@@ -1026,7 +1036,7 @@ def main(argv=None) -> int:
                     throughput(
                         broker.bootstrap,
                         args.subscribers or 100_000,
-                        args.events,
+                        args.events or 300_000,
                         60.0,
                         work,
                         [],
@@ -1044,6 +1054,13 @@ def main(argv=None) -> int:
                 }
                 if r["churnwatch"].get("profile"):
                     out["profile"] = r["churnwatch"]["profile"]
+            elif args.what == "catchup":
+                subs = args.subscribers or 1_000_000
+                r = asyncio.run(catchup(broker.bootstrap, subs, args.events or 20 * subs, work, profile_s=args.profile))
+                keys = ("events_per_s", "measured_minutes", "cold_events_per_s", "warm_events_per_s", "correct")
+                out = {k: r.get(k) for k in keys} | {"rss_at_all_subs": r.get("rss_at_all_subs")}
+                if r.get("profile"):
+                    out["profile"] = r["profile"]
             else:
                 r = asyncio.run(latency(broker.bootstrap, args.rate, args.seconds, args.subscribers or 20_000, work))
                 out = {k: r.get(k) for k in ("p50_s", "p99_s", "alarms_seen", "dials", "error")}
