@@ -835,18 +835,21 @@ class ChurnService:
 
     def _state_items(self, rows: np.ndarray) -> tuple[np.ndarray, list]:
         """The rows of ``rows`` in a partition of ours, and their ``(key, partition, value)`` table
-        items, in that order."""
+        items, in that order (values: the 2-byte partition, then the snapshot)."""
         eng = self.engine
         rows = np.asarray(rows, dtype=np.int64)
         msisdns = eng.msisdns(rows)
-        parts = [self.partition_of.get(m) for m in msisdns]
+        part_of = self.partition_of
+        parts = [part_of.get(m) for m in msisdns]
         keep = [i for i, p in enumerate(parts) if p is not None]  # never seen in a batch of ours: nothing to persist
+        if not keep:
+            return rows[:0], []
         kept = rows[keep]
-        snaps = eng.snapshot_many(kept) if keep else []
-        items = [
-            (msisdns[i].encode(), parts[i], PART.pack(parts[i]) + snap) for i, snap in zip(keep, snaps, strict=True)
-        ]
-        return kept, items
+        kept_parts = [parts[i] for i in keep]
+        prefix = np.asarray(kept_parts, dtype=">u2").view(np.uint8).reshape(-1, PART.size)
+        values = eng.snapshot_many(kept, prefix=prefix)
+        keys = [msisdns[i].encode() for i in keep]
+        return kept, list(zip(keys, kept_parts, values, strict=True))
 
     def _watermark_items(self, partitions: set[int]) -> list:
         wm = self._eval_time

@@ -28,3 +28,7 @@ def test_snapshot_many_equals_snapshot_and_restores():
         other.restore(m, snap)
         assert other.state_of(m) == eng.state_of(m)
     assert eng.snapshot_many(np.zeros(0, dtype=np.int64)) == []
+    # a caller's per-row header, in the same matrix: header bytes, then the same snapshot
+    prefix = np.arange(2 * len(rows), dtype=np.uint8).reshape(-1, 2)
+    with_prefix = eng.snapshot_many(rows, prefix=prefix)
+    assert with_prefix == [bytes(prefix[i]) + many[i] for i in range(len(rows))]
