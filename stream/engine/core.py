@@ -47,7 +47,8 @@ IMEI_INDEX_SIZE = 4  # numbers remembered per IMEI
 NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
-SNAPSHOT_VERSION = 4  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time
+SNAPSHOT_VERSION = 5  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time;
+# 5: the last day decided per subscriber
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -106,29 +107,19 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("dual_prev", (), "i4", NODAY),  # the latest dual-SIM evidence day before dual_day
     ("sw_h", (), "u8", 0),  # the handset (IMEI hash) this number last switched to (0: none) ...
     ("sw_d", (), "i4", NODAY),  # ... and the day
+    ("dec_day", (), "i4", NODAY),  # the last day decided for this subscriber (a worker may take it over)
 )
 _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
 _V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
 _V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")  # version 4
-_LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS
+_V5_FIELDS = ("dec_day",)  # version 5
+_LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS + _V5_FIELDS
 assert tuple(f[0] for f in FIELDS[-len(_LATER) :]) == _LATER
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 NO_ROWS = np.zeros(0, dtype=np.int64)
-# the snapshot fields an evaluation may change (a decision persists the rows where one did)
-LIFECYCLE = (
-    "phase",
-    "episode",
-    "last_emit_day",
-    "last_emit_sev",
-    "emitted",
-    "clear_day",
-    "ep_day",
-    "sh_pub",
-    "sh_hash",
-)
 EVAL_CHUNK = 65536  # rows evaluated at once by a decision (bounds the feature arrays' memory)
 
 
@@ -146,7 +137,7 @@ class Decision(NamedTuple):
     """What :meth:`Engine.decide` decided for one day."""
 
     alarms: list  # alarm records (contract), by msisdn
-    rows: np.ndarray  # rows whose state the decision changed (persist them)
+    rows: np.ndarray  # rows decided (each changed: at least its decided day; persist them)
 
 
 def contact_candidates(batch: Batch, ok: np.ndarray) -> np.ndarray:
@@ -1454,7 +1445,8 @@ class Engine:
             cand |= (a["sh_peer"][:n] != 0) & (a["sh_day"][:n] >= lo)
         im = a["imm_day"][:n]
         cand |= (im != NODAY) & (im < D) & (im >= a["ep_day"][:n]) & (a["phase"][:n] < 2)
-        return np.flatnonzero(cand & (a["alive"][:n] == 1))
+        # a subscriber decided for D already (by the worker that owned it before) is not decided again
+        return np.flatnonzero(cand & (a["alive"][:n] == 1) & (a["dec_day"][:n] < D))
 
     def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
         """Decide day ``D`` for ``rows`` (a part of :meth:`decide_candidates`: a worker decides a
@@ -1463,18 +1455,12 @@ class Engine:
         a = self._a
         rows = rows[a["alive"][rows] == 1] if len(rows) else rows
         alarms: list[dict] = []
-        changed = []
         now_s = cfg.day_start_s(D)
         for i in range(0, len(rows), EVAL_CHUNK):
-            chunk = rows[i : i + EVAL_CHUNK]
-            before = [a[k][chunk].copy() for k in LIFECYCLE]
-            alarms.extend(self._evaluate_rows(chunk, D, now_s))
-            diff = np.zeros(len(chunk), dtype=bool)
-            for k, b in zip(LIFECYCLE, before, strict=False):
-                diff |= a[k][chunk] != b
-            changed.append(chunk[diff])
+            alarms.extend(self._evaluate_rows(rows[i : i + EVAL_CHUNK], D, now_s))
+        a["dec_day"][rows] = D  # so every row decided changed (its decided day, persisted with it)
         alarms.sort(key=lambda x: x["msisdn"])
-        return Decision(alarms, np.concatenate(changed) if changed else NO_ROWS)
+        return Decision(alarms, rows)
 
     def immediate(self, hits: list) -> list[dict]:
         """Alarm records for the care-line dials :meth:`apply` found tripping (``Applied.immediate``):
@@ -1569,7 +1555,7 @@ class Engine:
             "dual": ints("dual_day", "dual_n"),
             "life": ints("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day"),
             "shadow": ints(*_V3_FIELDS),
-            "decisions": (float(a["rch_prev"][r]), *ints("imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")),
+            "decisions": (float(a["rch_prev"][r]), *ints("imm_day", "ep_day", "dual_prev", "sw_h", "sw_d", "dec_day")),
         }
 
     def snapshot_many(self, rows: np.ndarray, prefix: np.ndarray | None = None) -> list[bytes]:
@@ -1606,7 +1592,7 @@ class Engine:
         if len(data) < 2:
             raise ValueError("snapshot too short")
         ver, ring = struct.unpack_from("<BB", data, 0)
-        if ver not in (1, 2, 3, SNAPSHOT_VERSION):
+        if ver not in (1, 2, 3, 4, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if not 35 <= ring <= 60:
             raise ValueError(f"snapshot ring_days {ring} not in 35..60")
@@ -1617,8 +1603,9 @@ class Engine:
         # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
         fields = {
             1: FIELDS[: -len(_LATER)],
-            2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS)],
-            3: FIELDS[: -len(_V4_FIELDS)],
+            2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS) - len(_V5_FIELDS)],
+            3: FIELDS[: -len(_V4_FIELDS) - len(_V5_FIELDS)],
+            4: FIELDS[: -len(_V5_FIELDS)],
         }.get(ver, FIELDS)
         expected = 2 + sum(
             np.dtype(dt).itemsize * int(np.prod(shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields

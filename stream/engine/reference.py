@@ -18,7 +18,7 @@ from stream.contract import SIGNALS as SIGNAL_ORDER
 
 from . import shadow as _sh
 from .config import EngineConfig
-from .core import EVAL_CHUNK, LIFECYCLE, Applied, Decision
+from .core import EVAL_CHUNK, Applied, Decision
 from .decode import Batch, Reject, decode, mix64
 
 __all__ = ["ReferenceEngine"]
@@ -89,6 +89,7 @@ class _Sub:
         "dual_prev",
         "sw_h",
         "sw_d",
+        "dec_day",
     )
 
     def __init__(self, msisdn: str, row: int) -> None:
@@ -117,6 +118,7 @@ class _Sub:
         self.rch_prev, self.imm_day, self.ep_day = -math.inf, NODAY, NODAY
         self.dual_prev = NODAY  # the latest dual-SIM evidence day before dual_day
         self.sw_h, self.sw_d = 0, NODAY  # the handset this number last switched to, and the day
+        self.dec_day = NODAY  # the last day decided for this subscriber (a worker may take it over)
 
 
 def _national(v: int, cc: str) -> int:
@@ -887,20 +889,19 @@ class ReferenceEngine:
             lo = D - cfg.dual_sim_days + 1
             c = c or self._dual_before(sub, D) >= lo or (cfg.shadow_enabled and sub.sh_peer != 0 and sub.sh_day >= lo)
             c = c or (sub.imm_day != NODAY and sub.imm_day < D and sub.imm_day >= sub.ep_day and sub.phase < 2)
-            if c:
+            if c and sub.dec_day < D:  # not decided for D already (by the worker that owned it before)
                 cands.append(sub)
         return np.array(sorted(sub.row for sub in cands), dtype=np.int64)
 
     def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
         cands = [self._by_row[int(r)] for r in rows if int(r) in self._by_row]
-        before = [tuple(getattr(sub, k) for k in LIFECYCLE) for sub in cands]
         alarms = []
         for i in range(0, len(cands), EVAL_CHUNK):
             alarms.extend(self._run(cands[i : i + EVAL_CHUNK], D, self.config.day_start_s(D)))
+        for sub in cands:
+            sub.dec_day = D  # so every subscriber decided changed (its decided day, persisted with it)
         alarms.sort(key=lambda x: x["msisdn"])
-        changed = [
-            sub.row for sub, b in zip(cands, before, strict=False) if tuple(getattr(sub, k) for k in LIFECYCLE) != b
-        ]
+        changed = [sub.row for sub in cands]
         return Decision(alarms, np.array(changed, dtype=np.int64))
 
     def immediate(self, hits: list) -> list[dict]:
@@ -961,7 +962,7 @@ class ReferenceEngine:
             "dual": (s.dual_day, s.dual_n),
             "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
             "shadow": (s.sh_peer, s.sh_first, s.sh_day, s.sh_mask, s.sh_j, s.sh_pub, s.sh_hash),
-            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day, s.dual_prev, s.sw_h, s.sw_d),
+            "decisions": (float(s.rch_prev), s.imm_day, s.ep_day, s.dual_prev, s.sw_h, s.sw_d, s.dec_day),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:

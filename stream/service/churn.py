@@ -1010,23 +1010,26 @@ class ChurnService:
         engine = Engine(self.engine_config, clock=self.clock)
         part_of: dict[str, int] = {}
         n = 0
-        watermark = None
+        wms = []
         for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
-                (wm,) = _WM.unpack_from(payload)
-                watermark = wm if watermark is None else max(watermark, wm)
+                wms.append(_WM.unpack_from(payload)[0])
                 continue
             msisdn = key.decode()
             engine.restore(msisdn, payload)
             part_of[msisdn] = p
             n += 1
-        if watermark is not None:
-            engine.advance_watermark(watermark)
-        self._eval_time = watermark
+        if wms:
+            engine.advance_watermark(max(wms))
+        # each partition's complete time, as its last owner wrote it: decisions resume from the
+        # earliest (a partition taken over from a worker that was behind has days to decide);
+        # subscribers decided for a day already skip it (their dec_day), so no day is decided
+        # twice, none skipped, and the last one, which a crash may have cut short, is finished
+        complete = min(wms) if wms else None
+        self._eval_time = complete
         self.engine = engine
         self.step = Step(engine, chunk_rows=DECIDE_CHUNK)
-        # redo the last decided day (idempotent): a crash may have cut it short
-        self.step.decided = None if watermark is None else self.step.due(watermark) - 1
+        self.step.decided = None if complete is None else self.step.due(complete) - 1
         self.partition_of = part_of
         self._tp_watermark.clear()
         self._tp_next.clear()

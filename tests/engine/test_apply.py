@@ -131,7 +131,7 @@ def test_snapshot_round_trip_and_restore_elsewhere():
     evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    assert snap[0] == SNAPSHOT_VERSION == 4  # version byte (4: decisions in event time)
+    assert snap[0] == SNAPSHOT_VERSION == 5  # version byte (5: the last day decided per subscriber)
     assert len(snap) <= 2048 + 2
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     other.restore(M, snap)
@@ -190,7 +190,8 @@ def test_a_decision_names_the_rows_it_changed(eng):
 
 def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     """Snapshots written before recovery hysteresis (version 1: no clear_day) or before the
-    second-SIM join (version 2: no sh_* fields) still restore, so a service upgraded over an
+    second-SIM join (version 2: no sh_* fields), before decisions in event time (version 3) or
+    before the per-subscriber decided day (version 4) still restore, so a service upgraded over an
     existing changelog keeps its state; the fields they lack start at their initial values."""
     from stream.engine.core import NODAY
 
@@ -198,23 +199,27 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    v4_tail = 8 + 4 + 4 + 4 + 8 + 4  # rch_prev, imm_day, ep_day, dual_prev, sw_h, sw_d
+    v5_tail = 4  # dec_day
+    v4_tail = v5_tail + 8 + 4 + 4 + 4 + 8 + 4  # rch_prev, imm_day, ep_day, dual_prev, sw_h, sw_d
     v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
+    v4 = bytes([4]) + snap[1:-v5_tail]
     v3 = bytes([3]) + snap[1:-v4_tail]
     v2 = bytes([2]) + snap[1:-v3_tail]
     v1 = bytes([1]) + snap[1 : -v3_tail - 4]  # ... and without clear_day (i4)
-    for old in (v1, v2, v3):
+    for old in (v1, v2, v3, v4):
         other = Engine(quiet_config(), clock=lambda: CLOCK)
         other.restore(M, old)
         assert other.state_of(M)["ring"] == eng.state_of(M)["ring"]
         assert other.state_of(M)["life"][-1] == NODAY
         if old[0] < 3:
             assert other.state_of(M)["shadow"] == (0, NODAY, NODAY, 0, 0, NODAY, 0)
-        assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY, NODAY, 0, NODAY)
+        assert other.state_of(M)["decisions"][-1] == NODAY  # dec_day: not decided yet
+        if old[0] < 4:
+            assert other.state_of(M)["decisions"] == (-math.inf, NODAY, NODAY, NODAY, 0, NODAY, NODAY)
         with pytest.raises(ValueError):
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
-        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([5]) + snap[1:])
+        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([6]) + snap[1:])
 
 
 def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
