@@ -749,7 +749,8 @@ async def throughput(
 
     async def run_variant(extra: dict):
         """The worker with other settings (e.g. a larger batch), its own group, same input."""
-        tag = "-".join(f"{k.removeprefix('CHURNWATCH_').lower()}{v}" for k, v in extra.items())
+        runs = out.setdefault("churnwatch_variants", [])  # the same settings twice: a group each
+        tag = "-".join(f"{k.removeprefix('CHURNWATCH_').lower()}{v}" for k, v in extra.items()) + f"-{len(runs)}"
         c = churnwatch_consumer(
             bootstrap,
             topics,
