@@ -24,7 +24,7 @@
 | CHURNWATCH_WEB_PORT | 6066 | web server port |
 | CHURNWATCH_WEB_URL | http://<web host>:<web port> | the URL other workers use to reach this one (set it when binding 0.0.0.0, e.g. in containers) |
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
-| CHURNWATCH_BATCH_SIZE | 2000 | max input records per fetch (one batch through the engine); also the second-SIM agents' `take_events` batch |
+| CHURNWATCH_BATCH_SIZE | 10000 | max input records per fetch (one batch through the engine); also the second-SIM agents' `take_events` batch |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages while catching up (at most 2,000 when live) |
@@ -101,7 +101,7 @@ class Settings:
     web_port: int = 6066
     web_url: str | None = None
     config_path: str | None = None
-    batch_size: int = 2000
+    batch_size: int = 10_000
     batch_timeout_s: float = 0.5
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
