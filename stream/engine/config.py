@@ -91,6 +91,25 @@ recharge_min_overdue_days      2.5        ... and >= 2.5 days beyond it (recharg
 recharge_min_count             2          usual interval needs >= 2 recharges (one gap: a monthly
                                           recharger shows only 2-3 in the ring's lifetime); with a
                                           single gap both tolerances above are doubled (1.3x, 5 d)
+recharge_prior_days            30         a prepaid subscriber with too short a history of its own
+                                          (fewer than recharge_min_count recharges) is judged
+                                          against a prior cadence instead: this many days, or (next
+                                          key) its recharge amount's worth of its monthly ARPU
+                                          (0 = off: no lapse below recharge_min_count recharges)
+recharge_prior_from_amount     true       ... the prior is 30 d x mean recharge amount / monthly
+                                          ARPU (prepaid ARPU is what the recharges add up to: a top-up
+                                          of half the ARPU lasts about half a month) ...
+recharge_prior_min_days /      5 / 45     ... clipped to these days
+recharge_prior_max_days
+recharge_prior_factor /        1.5 / 7    ... overdue against a prior: >= 1.5x it and >= 7 days beyond
+recharge_prior_overdue_days               it (denominations: a top-up rounded down to the next note
+                                          makes the amount's cadence short by up to a third)
+recharge_prior_weight          0          the prior also counts as this many gaps beside the own
+                                          mean gap, from recharge_min_count recharges on (0: the own
+                                          interval alone)
+recharge_prior_unseen          false      true: a prepaid subscriber with no recharge at all since
+                                          it was first seen is overdue against the prior cadence
+                                          counted from its first day
 silence_days                   7          silence trips after 7 silent non-holiday days
 silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
 churned_silence_days           21         silence >= 21 days: phase churned
@@ -187,6 +206,14 @@ class EngineConfig:
     recharge_lapse_factor: float = 1.15
     recharge_min_overdue_days: float = 2.5
     recharge_min_count: int = 2
+    recharge_prior_days: float = 30.0
+    recharge_prior_from_amount: bool = True
+    recharge_prior_min_days: float = 5.0
+    recharge_prior_max_days: float = 45.0
+    recharge_prior_factor: float = 1.5
+    recharge_prior_overdue_days: float = 7.0
+    recharge_prior_weight: float = 0.0
+    recharge_prior_unseen: bool = False
     silence_days: int = 7
     silence_min_active_days: int = 10
     churned_silence_days: int = 21
@@ -332,6 +359,14 @@ class EngineConfig:
             raise bad("churned_silence_days", "must be > silence_days")
         if self.recharge_lapse_factor < 1.0 or self.recharge_min_overdue_days < 0:
             raise bad("recharge_lapse_factor", "must be >= 1 (and recharge_min_overdue_days >= 0)")
+        if (
+            self.recharge_prior_days < 0
+            or self.recharge_prior_weight < 0
+            or self.recharge_prior_factor < 1.0
+            or self.recharge_prior_overdue_days < 0
+            or not 0 < self.recharge_prior_min_days <= self.recharge_prior_max_days
+        ):
+            raise bad("recharge_prior_days", "priors must be >= 0, with 0 < recharge_prior_min_days <= _max_days")
         if self.tier_high_arpu < self.tier_mid_arpu or self.tier_mid_arpu < 0:
             raise bad("tier_high_arpu", "must be >= tier_mid_arpu >= 0")
         if not isinstance(self.prefixes, Mapping) or not all(

@@ -269,6 +269,13 @@ def accept_watermark(ts: np.ndarray, live: np.ndarray, wm0: float, F: float) -> 
     return out
 
 
+def lapse_min_count(cfg: EngineConfig) -> int:
+    """The fewest recharges a prepaid subscriber needs to be judged for a lapse (priors lower it)."""
+    if cfg.recharge_prior_days <= 0:
+        return cfg.recharge_min_count
+    return 0 if cfg.recharge_prior_unseen else 1
+
+
 def mix_np(peer: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         return peer.astype(np.uint64) * _GOLD
@@ -298,6 +305,7 @@ class Engine:
         self._shadow_log: list | None = None  # (tests/tuning) every candidate's measures
         self.counters: dict[str, int] = {}
         self._hol = np.array(sorted(self.config.holiday_days), dtype=np.int64)
+        self._lapse_min_count = lapse_min_count(self.config)
         self._grow(1024)
 
     # ------------------------------------------------------------------ storage
@@ -1188,28 +1196,67 @@ class Engine:
 
     def _lapse(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
         """Recharge lapse at the start of day D, from the recharges before D (those of day D or
-        later that already arrived are taken out: the ring's counts, ``rch_prev`` for the last)."""
+        later that already arrived are taken out: the ring's counts and cents, ``rch_prev`` for the
+        last). The usual interval is the subscriber's own mean gap, from ``recharge_min_count``
+        recharges on; below that, a prior cadence (``recharge_prior_*``): the amount's worth of the
+        monthly ARPU, or ``recharge_prior_days``."""
         cfg = self.config
         a = self._a
         ds = cfg.day_start_s(D)
-        n = a["rch_count"][rows].astype(np.int64)
         st = a["stamp"][rows]
-        n = n - np.where(st >= D, a["rch_n"][rows], 0).sum(axis=1).astype(np.int64)
+        later = st >= D
+        n = a["rch_count"][rows].astype(np.int64) - np.where(later, a["rch_n"][rows], 0).sum(axis=1).astype(np.int64)
+        cents = a["rch_sum"][rows] - np.where(later, a["rch_c"][rows], 0).sum(axis=1).astype(np.int64)
         first = a["rch_first"][rows]
         rl = a["rch_last"][rows]
         rp = a["rch_prev"][rows]
         last = np.where(rl < ds, rl, np.where(rp < ds, rp, -math.inf))
-        ok = (a["plan"][rows] == 1) & (n >= cfg.recharge_min_count) & (last > -math.inf)
-        interval = np.where(ok, (np.where(ok, last, 0.0) - np.where(ok, first, 0.0)) / np.maximum(n - 1, 1), 0.0)
-        since = ds - np.where(ok, last, 0.0)
+        prepaid = a["plan"][rows] == 1
+        has = last > -math.inf
+        own_ok = prepaid & (n >= cfg.recharge_min_count) & has
+        g = np.maximum(n - 1, 1)
+        own = np.where(own_ok, (np.where(own_ok, last, 0.0) - np.where(own_ok, first, 0.0)) / g, 0.0)
+        interval = own
+        ref = np.where(has, last, 0.0)
+        ok = own_ok
+        prior_on = cfg.recharge_prior_days > 0
+        if prior_on:
+            prior = np.full(len(rows), cfg.recharge_prior_days * 86400.0)
+            if cfg.recharge_prior_from_amount:
+                arpu = a["arpu_c"][rows].astype(np.float64)
+                amt = cents / np.maximum(n, 1)
+                use = (arpu > 0) & (n >= 1) & (amt > 0)
+                days = np.clip(
+                    30.0 * amt / np.where(use, arpu, 1.0), cfg.recharge_prior_min_days, cfg.recharge_prior_max_days
+                )
+                prior = np.where(use, days * 86400.0, prior)
+            k = cfg.recharge_prior_weight
+            if k > 0:
+                gf = g.astype(np.float64)
+                interval = np.where(own_ok, (gf * own + k * prior) / (gf + k), interval)
+            few = prepaid & ~own_ok & (n >= 1) & has
+            interval = np.where(few, prior, interval)
+            ok = own_ok | few
+            if cfg.recharge_prior_unseen:
+                fd = a["first_day"][rows].astype(np.int64)
+                none = prepaid & (n == 0) & (fd < D)
+                interval = np.where(none, prior, interval)
+                ref = np.where(none, cfg.day_start_s(0) + np.where(none, fd, 0) * 86400.0, ref)
+                ok |= none
+        since = ds - np.where(ok, ref, 0.0)
         ok &= interval > 0
         ratio = np.where(ok, since / np.where(ok, interval, 1.0), 0.0)
-        # one gap (two recharges) is a rough estimate of the interval: twice the tolerance
-        one = n == 2
+        # one gap (two recharges) is a rough estimate of the interval: twice the tolerance; a prior
+        # cadence has its own (recharge_prior_factor / _overdue_days)
+        one = n <= 2
         fac = np.where(one, 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), cfg.recharge_lapse_factor)
-        over = np.where(one, 2.0 * cfg.recharge_min_overdue_days, cfg.recharge_min_overdue_days) * 86400.0
+        over = np.where(one, 2.0 * cfg.recharge_min_overdue_days, cfg.recharge_min_overdue_days)
+        if prior_on:
+            fac = np.where(own_ok, fac, cfg.recharge_prior_factor)
+            over = np.where(own_ok, over, cfg.recharge_prior_overdue_days)
+        over = over * 86400.0
         trip = ok & (ratio >= fac) & (since - interval >= over)
-        return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": interval}
+        return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": np.where(ok, interval, 0.0)}
 
     def _decide_arrays(self, rows: np.ndarray, f: dict, D: int) -> dict[str, np.ndarray]:
         """Signals -> tripped flags, contributions, score, raw phase, reason code, tier code."""
@@ -1435,7 +1482,7 @@ class Engine:
         la = self._active_before(every, D)
         cand |= (self._silent_days(la, D) >= cfg.silence_days) & (la != NODAY)
         cand |= a["phase"][:n] > 0
-        pre = (a["plan"][:n] == 1) & (a["rch_count"][:n] >= cfg.recharge_min_count)
+        pre = (a["plan"][:n] == 1) & (a["rch_count"][:n] >= self._lapse_min_count)
         if pre.any():
             pr = np.flatnonzero(pre)
             cand[pr] |= self._lapse(pr, D)["lapse_trip"]

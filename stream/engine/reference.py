@@ -497,18 +497,40 @@ class ReferenceEngine:
         return max(s - hol, 0)
 
     def _lapse(self, sub: _Sub, D: int):
+        """(overdue ratio, tripped, usual interval s): the own mean gap from recharge_min_count
+        recharges on, else the prior cadence (the amount's worth of the monthly ARPU, or
+        recharge_prior_days)."""
         cfg = self.config
         ds = cfg.day_start_s(D)
         n = sub.rch_count - sum(c[RI["rch_n"]] for d, c in sub.ring.items() if d >= D)
+        cents = sub.rch_sum - sum(c[RI["rch_c"]] for d, c in sub.ring.items() if d >= D)
         last = sub.rch_last if sub.rch_last < ds else (sub.rch_prev if sub.rch_prev < ds else -math.inf)
-        if not (sub.plan == 1 and n >= cfg.recharge_min_count and last > -math.inf):
+        if sub.plan != 1:
             return 0.0, False, 0.0
-        interval = (last - sub.rch_first) / max(n - 1, 1)
-        since = ds - last
+        prior = cfg.recharge_prior_days * 86400.0
+        if cfg.recharge_prior_from_amount and sub.arpu_c > 0 and n >= 1 and cents > 0:
+            days = 30.0 * (cents / n) / float(sub.arpu_c)
+            prior = min(max(days, cfg.recharge_prior_min_days), cfg.recharge_prior_max_days) * 86400.0
+        on = cfg.recharge_prior_days > 0
+        if n >= cfg.recharge_min_count and last > -math.inf:
+            interval = (last - sub.rch_first) / max(n - 1, 1)
+            if on and cfg.recharge_prior_weight > 0:
+                g, k = float(max(n - 1, 1)), cfg.recharge_prior_weight
+                interval = (g * interval + k * prior) / (g + k)
+            ref = last
+        elif on and n >= 1 and last > -math.inf:
+            interval, ref = prior, last
+        elif on and cfg.recharge_prior_unseen and n == 0 and sub.first_day < D:
+            interval, ref = prior, cfg.day_start_s(0) + sub.first_day * 86400.0
+        else:
+            return 0.0, False, 0.0
+        since = ds - ref
         if not interval > 0:
-            return 0.0, False, interval
+            return 0.0, False, 0.0
         ratio = since / interval
-        if n == 2:  # one gap is a rough estimate of the interval: twice the tolerance
+        if ref != last or n < cfg.recharge_min_count:  # a prior cadence: its own tolerance
+            fac, over = cfg.recharge_prior_factor, cfg.recharge_prior_overdue_days
+        elif n <= 2:  # one gap is a rough estimate of the interval: twice the tolerance
             fac, over = 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), 2.0 * cfg.recharge_min_overdue_days
         else:
             fac, over = cfg.recharge_lapse_factor, cfg.recharge_min_overdue_days

@@ -53,6 +53,7 @@ __all__ = [
     "targets",
     "format_table",
     "write_png",
+    "recharge_times",
     "add_arguments",
     "run",
 ]
@@ -114,9 +115,45 @@ def _first_hit(recs: list[dict], churn_ts: float, phases: tuple[str, ...], open_
     return min(hits) if hits else None
 
 
-def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: float | None = None) -> dict:
+def recharge_times(events_path: str | Path) -> dict[str, list[float]]:
+    """The recharge times per msisdn in an events file (NDJSON; unreadable lines skipped)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    with open(events_path, "rb") as fh:
+        for line in fh:
+            if b"recharge" not in line:
+                continue
+            try:
+                e = orjson.loads(line)
+                if e.get("type") == "recharge":
+                    out[str(e["msisdn"])].append(float(e["ts"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                continue
+    return out
+
+
+def _lapsers_by_history(truth: list[dict], leads: dict[str, float], recharges: dict[str, list[float]]) -> dict:
+    """Prepaid lapsers split by the recharges they made in the data before their churn day: 0-1
+    (no interval of their own) vs 2 or more, each with its recall at 7 days' lead."""
+    groups: dict[str, list[str]] = {"0-1": [], "2+": []}
+    for r in truth:
+        if r["archetype"] == "prepaid_lapser" and r["churn_ts"] is not None:
+            n = sum(t < r["churn_ts"] for t in recharges.get(r["msisdn"], ()))
+            groups["0-1" if n <= 1 else "2+"].append(r["msisdn"])
+    return {
+        k: {"n": len(v), "recall_any_7d": _share(sum(leads.get(x, -1.0) >= 7 for x in v), len(v))}
+        for k, v in groups.items()
+    }
+
+
+def compute_metrics(
+    alarms: Iterable[dict],
+    truth: list[dict],
+    period_end_ts: float | None = None,
+    recharges: dict[str, list[float]] | None = None,
+) -> dict:
     """All report metrics as a plain dict (JSON-ready). ``truth`` rows as from ``load_truth``
-    (``churn_ts``/``stop_day`` int or None)."""
+    (``churn_ts``/``stop_day`` int or None); ``recharges`` (from :func:`recharge_times`) adds the
+    prepaid lapsers split by recharge history."""
     by_sub: dict[str, list[dict]] = defaultdict(list)
     n_records = 0
     for r in alarms:
@@ -130,6 +167,7 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
 
     per_arch: dict[str, dict] = {}
     leads_any: dict[str, list[float]] = {}
+    lapsers_split: dict | None = None
     for arch in ARCHETYPES:
         rows = [r for r in truth if r["archetype"] == arch]
         n = len(rows)
@@ -156,6 +194,13 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
                 if t is not None:
                     lal.append((r["churn_ts"] - t) / DAY_S)
             leads_any[arch] = la
+            if arch == "prepaid_lapser" and recharges is not None:
+                first_lead = {}
+                for r in rows:
+                    t = _first_hit(by_sub.get(r["msisdn"], []), r["churn_ts"], ("warning", "alarm"))
+                    if t is not None:
+                        first_lead[r["msisdn"]] = (r["churn_ts"] - t) / DAY_S
+                lapsers_split = _lapsers_by_history(truth, first_lead, recharges)
             m["recall_any_7d"] = _share(sum(x >= 7 for x in la), n)
             m["recall_any_14d"] = _share(sum(x >= 14 for x in la), n)
             m["recall_alarm_7d"] = _share(sum(x >= 7 for x in lal), n)
@@ -262,6 +307,8 @@ def compute_metrics(alarms: Iterable[dict], truth: list[dict], period_end_ts: fl
         "lead_days_any": {a: sorted(round(x, 3) for x in v) for a, v in leads_any.items()},
         "porter_delays_days": sorted(round(x, 3) for x in delays),
     }
+    if recharges is not None:
+        metrics["lapsers_by_recharges"] = lapsers_split
     metrics["targets"] = targets(metrics)
     return metrics
 
@@ -312,6 +359,8 @@ def format_table(m: dict) -> str:
         f"{'sw+drift+lapse':<18}{e['n']:>6}  {_pct(e['recall_any_7d'])} {_pct(e['recall_any_14d']):>7} {_pct(e['recall_alarm_7d'])} "
         f"{_pct(e['recall_alarm_14d']):>7} {_pct(e['recall_open_episode_7d'])} {_num(e['median_lead_any_days']):>8} {_num(e['median_lead_alarm_days']):>8}"
     )
+    for k, v in m.get("lapsers_by_recharges", {}).items():
+        out.append(f"{'  lapsers, ' + k + ' rch':<18}{v['n']:>6}  {_pct(v['recall_any_7d'])}")
     out.append("  (any = warning or alarm record before churn; ep = the same, not recovered since; lead = median days;")
     out.append(
         "   warned = ever warning or alarm; churnd = ever churned; compsw = any record with reason competitor_switch)"
@@ -399,6 +448,9 @@ def write_png(m: dict, path: str | Path) -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alarms", required=True, help="alarm records, NDJSON")
     p.add_argument("--truth", required=True, help="ground-truth CSV from `churnwatch simulate --truth`")
+    p.add_argument(
+        "--events", help="the events file (NDJSON): adds prepaid lapsers split by recharges before churn (0-1, 2+)"
+    )
     p.add_argument("--png", help="chart file (default: next to the alarms file, <alarms>.png)")
     p.add_argument("--json", help="write the metrics as JSON to this file")
     p.add_argument(
@@ -411,7 +463,8 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"report: skipped {bad} unreadable alarm line(s)", file=sys.stderr)
     truth = load_truth(args.truth)
-    m = compute_metrics(alarms, truth, period_end_ts=args.period_end_ts)
+    rch = recharge_times(args.events) if args.events else None
+    m = compute_metrics(alarms, truth, period_end_ts=args.period_end_ts, recharges=rch)
     print(format_table(m))
     png = Path(args.png) if args.png else Path(args.alarms).with_suffix(".png")
     write_png(m, png)

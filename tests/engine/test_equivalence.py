@@ -67,6 +67,16 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
     return E, R
 
 
+# recharge-lapse priors (issue 13): the defaults, off, and every branch on (a prior for subscribers with no
+# recharge, blended into the own interval, not from the amount)
+PRIORS = {
+    "default": {},
+    "off": {"recharge_prior_days": 0.0},
+    "all": {"recharge_prior_unseen": True, "recharge_prior_weight": 1.5, "recharge_min_count": 3},
+    "flat": {"recharge_prior_from_amount": False, "recharge_prior_days": 9.0, "recharge_prior_unseen": True},
+}
+
+
 @SETTINGS
 @given(
     seed=st.integers(0, 10**6),
@@ -77,8 +87,9 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
     batch_sizes=st.lists(st.integers(1, 80), min_size=1, max_size=4),
     noise=st.floats(0, 0.1),
     holidays=st.booleans(),
+    priors=st.sampled_from(sorted(PRIORS)),
 )
-def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays):
+def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays, priors):
     raws = random_stream(
         seed,
         n_subs=n_subs,
@@ -89,7 +100,7 @@ def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, no
         late_rate=noise,
         future_rate=noise,
     )
-    cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else ())
+    cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else (), **PRIORS[priors])
     compare(raws, batch_sizes, cfg)
 
 
@@ -132,10 +143,11 @@ def events(draw):
     batch_sizes=st.lists(st.integers(1, 30), min_size=1, max_size=3),
     max_future_h=st.sampled_from([6, 48, 2000]),
     replay=st.booleans(),
+    priors=st.sampled_from(sorted(PRIORS)),
     data=st.data(),
 )
-def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, data):
-    cfg = quiet_config(max_future_s=max_future_h * 3600.0, max_watermark_jump_s=max_future_h * 3600.0)
+def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, priors, data):
+    cfg = quiet_config(max_future_s=max_future_h * 3600.0, max_watermark_jump_s=max_future_h * 3600.0, **PRIORS[priors])
     n = len(raws)
     src = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int64)
     off = np.arange(n, dtype=np.int64) * 2

@@ -463,6 +463,55 @@ def test_recharge_lapse_single_gap_has_twice_the_tolerance():
     assert lapse_day(run(_prepaid((0, 30, 60), 100))[0]) == 95
 
 
+# ---------------------------------------------------------------- recharge priors (issue 13)
+
+
+def _one_recharge(day, amount, horizon, arpu=30):
+    prof = profile(A, T0, plan="prepaid", arpu=arpu) if arpu is not None else profile(A, T0, plan="prepaid")
+    rc = [recharge(A, T0 + day * DAY + 100, amount)] if day is not None else []
+    return [prof] + rc + life(A, 0, horizon, C1) + life(B, 0, horizon, C2, seed=2)
+
+
+def test_a_single_recharge_is_judged_against_its_amounts_worth_of_arpu():
+    # 15 of a monthly ARPU of 30: a 15-day cadence; the prior's tolerance: overdue max(1.5 x 15,
+    # 15 + 7) = 22.5 days after day 10 (+100 s) -> the decision of day 33
+    assert lapse_day(run(_one_recharge(10, 15, 40))[0]) == 33
+    # the prior off: a single recharge says nothing (the engine before issue 13)
+    assert lapse_day(run(_one_recharge(10, 15, 40), quiet_config(recharge_prior_days=0.0))[0]) is None
+    # a top-up worth 3 months is clipped to recharge_prior_max_days (45): not overdue within 40 days
+    assert lapse_day(run(_one_recharge(10, 90, 60))[0]) is None
+
+
+def test_without_arpu_the_prior_is_recharge_prior_days():
+    # no ARPU in the profile: 30 days, overdue after max(45, 37) days -> day 10 + 45 + 1
+    assert lapse_day(run(_one_recharge(10, 15, 60, arpu=None))[0]) == 56
+    cfg = quiet_config(recharge_prior_from_amount=False, recharge_prior_days=10.0)
+    # a flat 10-day prior: max(15, 17) days -> day 28
+    assert lapse_day(run(_one_recharge(10, 15, 40), cfg)[0]) == 28
+    # a tighter tolerance for priors: max(1.2 x 10, 10 + 3) = 13 days -> day 24
+    cfg = quiet_config(
+        recharge_prior_from_amount=False,
+        recharge_prior_days=10.0,
+        recharge_prior_factor=1.2,
+        recharge_prior_overdue_days=3.0,
+    )
+    assert lapse_day(run(_one_recharge(10, 15, 40), cfg)[0]) == 24
+
+
+def test_no_recharge_at_all_only_with_recharge_prior_unseen():
+    assert lapse_day(run(_one_recharge(None, 15, 50))[0]) is None
+    # counted from the first day seen (day 0): 30-day prior, overdue after 45 days -> day 45
+    assert lapse_day(run(_one_recharge(None, 15, 50), quiet_config(recharge_prior_unseen=True))[0]) == 45
+
+
+def test_the_prior_shrinks_a_short_own_history():
+    # weekly recharges of 50 at an ARPU of 30 (prior 50 days, clipped to 45), weight 1 beside 4 own
+    # gaps: (4 x 7 + 45) / 5 = 14.6 days; overdue max(1.15 x 14.6, 14.6 + 2.5) = 17.1 days after day 28
+    # -> day 46 (without the prior, day 38: test_recharge_lapse_is_relative_to_own_interval)
+    cfg = quiet_config(recharge_prior_weight=1.0)
+    assert lapse_day(run(_prepaid((0, 7, 14, 21, 28), 50), cfg)[0]) == 46
+
+
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
 def test_dual_sim_evidence_does_not_depend_on_which_numbers_events_come_first(cls):
     # B's switch to A's old handset read before A's history (another partition or topic ahead):
