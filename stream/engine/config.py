@@ -43,6 +43,12 @@ drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer
 erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
                                           (weighted by contact days) is not contacted recently, for
                                           subscribers still active (>= drop_min_recent_active_days)
+drift_threshold                0          long memory (0 = off): contact_erosion also trips when the
+                                          circle's contact days per day over the last 14 days are
+                                          down by this much against days 36-63 before (drifters
+                                          decay over 30-60 days; the 35-day ring's baseline is
+                                          already decaying); needs 63 days since first seen ...
+drift_min_weight               20         ... and >= 20 contact days in the old window
 circle_min_days                2          a peer is in the baseline circle with >= 2 contact days
 circle_min_members             3          erosion / competitor share need >= 3 baseline members
 competitor_rise_threshold      0.3        competitor_contacts trips at a rise >= 0.3 of the competitor
@@ -196,6 +202,8 @@ class EngineConfig:
     drop_min_baseline_active_days: int = 10
     drop_min_recent_active_days: int = 3
     erosion_threshold: float = 0.6
+    drift_threshold: float = 0.0
+    drift_min_weight: int = 20
     circle_min_days: int = 2
     circle_min_members: int = 3
     competitor_rise_threshold: float = 0.3
@@ -359,6 +367,8 @@ class EngineConfig:
             raise bad("churned_silence_days", "must be > silence_days")
         if self.recharge_lapse_factor < 1.0 or self.recharge_min_overdue_days < 0:
             raise bad("recharge_lapse_factor", "must be >= 1 (and recharge_min_overdue_days >= 0)")
+        if not 0 <= self.drift_threshold <= 1 or self.drift_min_weight < 1:
+            raise bad("drift_threshold", "must be in [0, 1] (0 = off), with drift_min_weight >= 1")
         if (
             self.recharge_prior_days < 0
             or self.recharge_prior_weight < 0
@@ -369,6 +379,10 @@ class EngineConfig:
             raise bad("recharge_prior_days", "priors must be >= 0, with 0 < recharge_prior_min_days <= _max_days")
         if self.tier_high_arpu < self.tier_mid_arpu or self.tier_mid_arpu < 0:
             raise bad("tier_high_arpu", "must be >= tier_mid_arpu >= 0")
+        self._normalise_tables(bad)
+
+    def _normalise_tables(self, bad) -> None:
+        """Validate the prefix, hotline and holiday tables and store them in their canonical forms."""
         if not isinstance(self.prefixes, Mapping) or not all(
             isinstance(k, str) and k.isascii() and k.isdigit() and isinstance(v, str) for k, v in self.prefixes.items()
         ):

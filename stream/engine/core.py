@@ -120,6 +120,7 @@ _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive"
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
 NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 NO_ROWS = np.zeros(0, dtype=np.int64)
+DRIFT_RECENT, DRIFT_OLD = 14, 28  # the long-memory windows: the last 14 days vs days 36-63 before
 EVAL_CHUNK = 65536  # rows evaluated at once by a decision (bounds the feature arrays' memory)
 
 
@@ -1007,6 +1008,19 @@ class Engine:
         ero_elig = (nmem >= cfg.circle_min_members) & (recent_active_all >= cfg.drop_min_recent_active_days)
         f["erosion"] = np.where(ero_elig, ero / np.maximum(wsum, 1), 0.0)
         f["erosion_elig"] = ero_elig
+        # long memory (drift_threshold > 0): the circle's contact days of the last 14 days against days
+        # 36-63 before, per day, for subscribers seen since then and still active
+        f["drift"] = np.zeros(len(rows))
+        if cfg.drift_threshold > 0:
+            rdd = np.where(occ, _popcount(cm & window_mask(cl, D - DRIFT_RECENT, D - 1)), 0).sum(1)
+            odd = np.where(occ, _popcount(cm & window_mask(cl, D - 63, D - 64 + DRIFT_OLD)), 0).sum(1)
+            d_elig = (
+                (a["first_day"][rows].astype(np.int64) <= D - 63)
+                & (odd >= cfg.drift_min_weight)
+                & (recent_active_all >= cfg.drop_min_recent_active_days)
+            )
+            rate = (rdd / DRIFT_RECENT) / np.maximum(odd / DRIFT_OLD, 1e-9)
+            f["drift"] = np.where(d_elig, 1.0 - rate, 0.0)
         rsum = rd.sum(1)
         bsum = bd.sum(1)
         rshare = np.where(rsum > 0, np.where(comp, rd, 0).sum(1) / np.maximum(rsum, 1), 0.0)
@@ -1279,7 +1293,11 @@ class Engine:
         drop_v = np.where(t_trend, np.maximum(f["drop"], f["trend"]), f["drop"])
         t_hot = f["hotline"] >= cfg.hotline_min_calls
         t_dual = (f["dual"] >= 1) | f["shadow"]
-        t_ero = f["erosion_elig"] & (f["erosion"] >= cfg.erosion_threshold)
+        t_ero35 = f["erosion_elig"] & (f["erosion"] >= cfg.erosion_threshold)
+        t_drift = (f["drift"] >= cfg.drift_threshold) & (cfg.drift_threshold > 0)
+        t_ero = t_ero35 | t_drift
+        ero_v = np.maximum(np.where(t_ero35, f["erosion"], 0.0), np.where(t_drift, f["drift"], 0.0))
+        ero_v = np.where(t_ero, ero_v, f["erosion"])
         t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
         t_lapse = f["lapse_trip"]
         t_sil = f["silence_elig"] & (f["silence"] >= cfg.silence_days)
@@ -1287,7 +1305,7 @@ class Engine:
         c_sil = cfg.w_silence + 0.5 * np.minimum(1.0, (f["silence"] - cfg.silence_days) / span)
         contribs = (
             # traffic_drop and contact_erosion both describe fading use: one term, the larger
-            np.maximum(np.where(t_drop, cfg.w_drop * drop_v, 0.0), np.where(t_ero, cfg.w_erosion * f["erosion"], 0.0)),
+            np.maximum(np.where(t_drop, cfg.w_drop * drop_v, 0.0), np.where(t_ero, cfg.w_erosion * ero_v, 0.0)),
             np.where(t_hot, cfg.w_hotline, 0.0),
             np.where(t_dual, cfg.w_dual_sim, 0.0),
             np.where(t_comp, cfg.w_competitor_contacts, 0.0),
@@ -1336,7 +1354,15 @@ class Engine:
         mid = (arpu >= round(cfg.tier_mid_arpu * 100)) | (cs >= cfg.influence_mid) | loyal
         tier = np.where(high, 0, np.where(mid, 1, 2))
         trips = (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil)
-        return {"score": score, "raw": raw, "reason": reason, "tier": tier, "trips": trips, "drop_v": drop_v}
+        return {
+            "score": score,
+            "raw": raw,
+            "reason": reason,
+            "tier": tier,
+            "trips": trips,
+            "drop_v": drop_v,
+            "ero_v": ero_v,
+        }
 
     # ------------------------------------------------------------------ lifecycle
     def _evaluate_rows(self, rows: np.ndarray, D: int, now_s: float) -> list[dict]:
@@ -1406,7 +1432,7 @@ class Engine:
             (float(dec["drop_v"][i]), cfg.drop_threshold),
             (int(f["hotline"][i]), cfg.hotline_min_calls),
             (int(f["dual"][i]) + int(f["shadow"][i]), 1),
-            (float(f["erosion"][i]), cfg.erosion_threshold),
+            (float(dec["ero_v"][i]), cfg.erosion_threshold),
             (float(f["comp_rise"][i]), cfg.competitor_rise_threshold),
             (float(f["lapse"][i]), cfg.recharge_lapse_factor),
             (int(f["silence"][i]), cfg.silence_days),

@@ -600,6 +600,21 @@ class ReferenceEngine:
         ero_elig = mem_n >= cfg.circle_min_members and recent_active >= cfg.drop_min_recent_active_days
         f["erosion"] = ero / max(wsum, 1) if ero_elig else 0.0
         f["erosion_elig"] = ero_elig
+        f["drift"] = 0.0
+        if cfg.drift_threshold > 0:
+            rdd = odd = 0
+            for e in sub.circle.values():
+                _, mask, last, _, c, _ = e
+                if c <= 0:
+                    continue
+                rdd += sum(1 for d in range(D - 14, D) if 0 <= last - d < 64 and mask >> (last - d) & 1)
+                odd += sum(1 for d in range(D - 63, D - 35) if 0 <= last - d < 64 and mask >> (last - d) & 1)
+            if (
+                sub.first_day <= D - 63
+                and odd >= cfg.drift_min_weight
+                and recent_active >= cfg.drop_min_recent_active_days
+            ):
+                f["drift"] = 1.0 - (rdd / 14) / max(odd / 28, 1e-9)
         rshare = rcomp / max(rsum, 1) if rsum > 0 else 0.0
         bshare = bcomp / max(bsum, 1) if bsum > 0 else 0.0
         mw = cfg.competitor_min_weight
@@ -732,14 +747,17 @@ class ReferenceEngine:
         drop_v = max(f["drop"], f["trend"]) if t_trend else f["drop"]
         t_hot = f["hotline"] >= cfg.hotline_min_calls
         t_dual = f["dual"] >= 1 or f["shadow"]
-        t_ero = f["erosion_elig"] and f["erosion"] >= cfg.erosion_threshold
+        t_ero35 = f["erosion_elig"] and f["erosion"] >= cfg.erosion_threshold
+        t_drift = cfg.drift_threshold > 0 and f["drift"] >= cfg.drift_threshold
+        t_ero = t_ero35 or t_drift
+        ero_v = max(f["erosion"] if t_ero35 else 0.0, f["drift"] if t_drift else 0.0) if t_ero else f["erosion"]
         t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
         t_lapse = f["lapse_trip"]
         t_sil = f["silence_elig"] and f["silence"] >= cfg.silence_days
         span = cfg.churned_silence_days - cfg.silence_days
         c_sil = cfg.w_silence + 0.5 * min(1.0, (f["silence"] - cfg.silence_days) / span)
         contribs = (
-            max(cfg.w_drop * drop_v if t_drop else 0.0, cfg.w_erosion * f["erosion"] if t_ero else 0.0),
+            max(cfg.w_drop * drop_v if t_drop else 0.0, cfg.w_erosion * ero_v if t_ero else 0.0),
             cfg.w_hotline if t_hot else 0.0,
             cfg.w_dual_sim if t_dual else 0.0,
             cfg.w_competitor_contacts if t_comp else 0.0,
@@ -801,6 +819,7 @@ class ReferenceEngine:
             "reason": reason,
             "tier": tier,
             "drop_v": drop_v,
+            "ero_v": ero_v,
             "trips": (t_drop, t_hot, t_dual, t_ero, t_comp, t_lapse, t_sil),
         }
 
@@ -810,7 +829,7 @@ class ReferenceEngine:
             (float(dec["drop_v"]), cfg.drop_threshold),
             (int(f["hotline"]), cfg.hotline_min_calls),
             (int(f["dual"]) + int(f["shadow"]), 1),
-            (float(f["erosion"]), cfg.erosion_threshold),
+            (float(dec["ero_v"]), cfg.erosion_threshold),
             (float(f["comp_rise"]), cfg.competitor_rise_threshold),
             (float(f["lapse"]), cfg.recharge_lapse_factor),
             (int(f["silence"]), cfg.silence_days),

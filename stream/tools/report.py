@@ -145,6 +145,48 @@ def _lapsers_by_history(truth: list[dict], leads: dict[str, float], recharges: d
     }
 
 
+def _silent_porters(truth: list[dict], by_sub: dict, period_end_ts: float | None, n: int) -> dict:
+    """Silent porters: time to flag after the stop, and the share flagged within 7 and 14 days of it
+    (counted only where the data reach that far)."""
+    delays: list[float] = []
+    n7 = n14 = f7 = f14 = never = 0
+    for r in truth:
+        if r["archetype"] != "silent_porter" or r["churn_ts"] is None:
+            continue
+        stop = float(r["churn_ts"])
+        recs = by_sub.get(r["msisdn"], [])
+        open_ep = _first_hit(recs, stop, ("warning", "alarm"), open_episode=True) is not None
+        after = [
+            x["event_time"] for x in recs if x["event_time"] >= stop and x["phase"] in ("warning", "alarm", "churned")
+        ]
+        delay = 0.0 if open_ep else ((min(after) - stop) / DAY_S if after else None)
+        if delay is None:
+            never += 1
+        else:
+            delays.append(delay)
+        for horizon in (7, 14):
+            observable = period_end_ts is None or stop + horizon * DAY_S <= period_end_ts
+            if not observable:
+                continue
+            hit = delay is not None and delay <= horizon
+            if horizon == 7:
+                n7 += 1
+                f7 += hit
+            else:
+                n14 += 1
+                f14 += hit
+    return {
+        "n": n,
+        "observable_7d": n7,
+        "observable_14d": n14,
+        "flagged_within_7d": _share(f7, n7),
+        "flagged_within_14d": _share(f14, n14),
+        "median_days_to_flag": _median(delays),
+        "never_flagged": never,
+        "_delays": delays,
+    }
+
+
 def compute_metrics(
     alarms: Iterable[dict],
     truth: list[dict],
@@ -247,43 +289,8 @@ def compute_metrics(
         ),
     }
 
-    # silent porters: time to flag after the stop
-    delays: list[float] = []
-    n7 = n14 = f7 = f14 = never = 0
-    for r in truth:
-        if r["archetype"] != "silent_porter" or r["churn_ts"] is None:
-            continue
-        stop = float(r["churn_ts"])
-        recs = by_sub.get(r["msisdn"], [])
-        open_ep = _first_hit(recs, stop, ("warning", "alarm"), open_episode=True) is not None
-        after = [
-            x["event_time"] for x in recs if x["event_time"] >= stop and x["phase"] in ("warning", "alarm", "churned")
-        ]
-        delay = 0.0 if open_ep else ((min(after) - stop) / DAY_S if after else None)
-        if delay is None:
-            never += 1
-        else:
-            delays.append(delay)
-        for horizon in (7, 14):
-            observable = period_end_ts is None or stop + horizon * DAY_S <= period_end_ts
-            if not observable:
-                continue
-            hit = delay is not None and delay <= horizon
-            if horizon == 7:
-                n7 += 1
-                f7 += hit
-            else:
-                n14 += 1
-                f14 += hit
-    porters = {
-        "n": per_arch["silent_porter"]["n"],
-        "observable_7d": n7,
-        "observable_14d": n14,
-        "flagged_within_7d": _share(f7, n7),
-        "flagged_within_14d": _share(f14, n14),
-        "median_days_to_flag": _median(delays),
-        "never_flagged": never,
-    }
+    porters = _silent_porters(truth, by_sub, period_end_ts, per_arch["silent_porter"]["n"])
+    delays = porters.pop("_delays")
 
     for m in per_arch.values():
         m.pop("_leads_alarm", None)

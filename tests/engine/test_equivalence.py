@@ -67,13 +67,26 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
     return E, R
 
 
-# recharge-lapse priors (issue 13): the defaults, off, and every branch on (a prior for subscribers with no
-# recharge, blended into the own interval, not from the amount)
+# recharge-lapse priors and the long-memory circle drift (issue 13): the defaults, priors off, and every
+# branch on (a prior for subscribers with no recharge, blended into the own interval, not from the
+# amount; drift at two thresholds)
 PRIORS = {
     "default": {},
     "off": {"recharge_prior_days": 0.0},
-    "all": {"recharge_prior_unseen": True, "recharge_prior_weight": 1.5, "recharge_min_count": 3},
-    "flat": {"recharge_prior_from_amount": False, "recharge_prior_days": 9.0, "recharge_prior_unseen": True},
+    "all": {
+        "recharge_prior_unseen": True,
+        "recharge_prior_weight": 1.5,
+        "recharge_min_count": 3,
+        "drift_threshold": 0.3,
+        "drift_min_weight": 2,
+    },
+    "flat": {
+        "recharge_prior_from_amount": False,
+        "recharge_prior_days": 9.0,
+        "recharge_prior_unseen": True,
+        "drift_threshold": 0.01,
+        "drift_min_weight": 1,
+    },
 }
 
 

@@ -512,6 +512,25 @@ def test_the_prior_shrinks_a_short_own_history():
     assert lapse_day(run(_prepaid((0, 7, 14, 21, 28), 50), cfg)[0]) == 46
 
 
+# ---------------------------------------------------------------- long memory: slow circle drift (issue 13)
+
+
+def _slow_drift(ndays=75):
+    # the same volume every day (8 contacts), to a circle that loses one of its 8 peers every 9 days: no
+    # traffic drop, and each 35-day window sees less than 60% of its baseline circle go (erosion ~0.45)
+    c8 = [num(OWN, 400 + i) for i in range(8)]
+    return [e for d in range(ndays) for e in life(A, d, 1, c8[: max(1, 8 - d // 9)], per_day=8, seed=d)]
+
+
+def test_slow_circle_drift_trips_contact_erosion_only_with_long_memory():
+    assert run(_slow_drift())[0] == []
+    alarms, _ = run(_slow_drift(), quiet_config(drift_threshold=0.6))
+    # day 66: 2.2 circle contact days a day over the last 14 days against 7 over days 36-63 before
+    assert phases(alarms) == ["warning"] and first_warning_day(alarms) == 66
+    assert signal_names(alarms[0]) == ["contact_erosion"]
+    assert 0.7 <= alarms[0]["signals"][0]["value"] < 0.72 and alarms[0]["signals"][0]["threshold"] == 0.6
+
+
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
 def test_dual_sim_evidence_does_not_depend_on_which_numbers_events_come_first(cls):
     # B's switch to A's old handset read before A's history (another partition or topic ahead):
