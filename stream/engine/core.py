@@ -26,6 +26,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -284,6 +285,9 @@ def mix_np(peer: np.ndarray) -> np.ndarray:
 
 class Engine:
     """Vectorised engine. See the package docstring for the API."""
+
+    # compute every feature, also those their config switches off (``churnwatch tune`` records them)
+    all_features = False
 
     def __init__(self, config: EngineConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or EngineConfig()
@@ -1011,7 +1015,7 @@ class Engine:
         # long memory (drift_threshold > 0): the circle's contact days of the last 14 days against days
         # 36-63 before, per day, for subscribers seen since then and still active
         f["drift"] = np.zeros(len(rows))
-        if cfg.drift_threshold > 0:
+        if cfg.drift_threshold > 0 or self.all_features:
             rdd = np.where(occ, _popcount(cm & window_mask(cl, D - DRIFT_RECENT, D - 1)), 0).sum(1)
             odd = np.where(occ, _popcount(cm & window_mask(cl, D - 63, D - 64 + DRIFT_OLD)), 0).sum(1)
             d_elig = (
@@ -1363,6 +1367,16 @@ class Engine:
             "drop_v": drop_v,
             "ero_v": ero_v,
         }
+
+    @classmethod
+    def decide_recorded(cls, config: EngineConfig, f: dict, row_arrays: dict) -> dict[str, np.ndarray]:
+        """The decision under ``config`` on features recorded from earlier decisions (``churnwatch
+        tune``): ``f`` as :meth:`_features` returns it and ``row_arrays`` the profile columns the
+        decision reads (plan, arpu_c, key_group, activated), for the same rows; the value tier's
+        tenure is not meaningful (no day)."""
+        n = len(f["drop"])
+        view = SimpleNamespace(config=config, _a=row_arrays)
+        return cls._decide_arrays(view, np.arange(n, dtype=np.int64), f, 0)
 
     # ------------------------------------------------------------------ lifecycle
     def _evaluate_rows(self, rows: np.ndarray, D: int, now_s: float) -> list[dict]:

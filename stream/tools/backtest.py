@@ -54,16 +54,24 @@ def _lines(fh, batch_size: int):
 
 
 def backtest(
-    events_path: str, alarms_path: str, config=None, batch_size: int = 5000, reference: bool = False, progress=None
+    events_path: str,
+    alarms_path: str,
+    config=None,
+    batch_size: int = 5000,
+    reference: bool = False,
+    progress=None,
+    engine=None,
 ) -> dict:
-    """Run the backtest; returns the summary dict."""
+    """Run the backtest; returns the summary dict. ``engine``: an engine to run instead of a new
+    one of ``config`` (``churnwatch tune`` passes one that records the decisions' features)."""
     from stream.engine import Engine, EngineConfig, ReferenceEngine
     from stream.engine.shadow import ShadowJoin
     from stream.engine.step import Replay
 
     cfg = config or EngineConfig()
     # no wall clock: event time drives everything (future = ahead of the watermark; emitted_at = the watermark)
-    eng = (ReferenceEngine if reference else Engine)(cfg, clock=None)
+    eng = engine if engine is not None else (ReferenceEngine if reference else Engine)(cfg, clock=None)
+    cfg = eng.config
     # the second-SIM join's two keyed stages, in process (the service routes them through Kafka)
     replay = Replay(eng, ShadowJoin(cfg) if cfg.shadow_enabled else None)
     rejects: Counter = Counter()
