@@ -109,8 +109,9 @@ import sys
 import time
 
 from .encode import TOPIC_KINDS, TRUTH_FIELDS, generate, read_truth, write_truth
-from .plan import ARCHETYPES, CHURN_ARCHETYPES, DAY_S, DEFAULT_MIX, DEFAULT_START, simulation_start_ts
+from .plan import CHURN_ARCHETYPES, DAY_S, DEFAULT_START, simulation_start_ts
 from .produce import _tee, produce_to_kafka
+from .profile import ARCHETYPES, DEFAULT_MIX, PROFILE_NAMES, PROFILES, Profile, resolve_profile
 
 __all__ = [
     "ARCHETYPES",
@@ -118,6 +119,10 @@ __all__ = [
     "DAY_S",
     "DEFAULT_MIX",
     "DEFAULT_START",
+    "PROFILES",
+    "PROFILE_NAMES",
+    "Profile",
+    "resolve_profile",
     "TRUTH_FIELDS",
     "TOPIC_KINDS",
     "generate",
@@ -145,6 +150,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--malformed-rate", type=float, default=0.0005, help="share of malformed lines (default 0.0005, 0 disables)"
     )
     p.add_argument("--no-late", action="store_true", help="no arrival lateness (events in event-time order)")
+    p.add_argument(
+        "--profile",
+        default="default",
+        choices=PROFILE_NAMES,
+        help="population profile (default 'default', the tuning population; 'random' draws one from --seed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=fmt,
         malformed_rate=args.malformed_rate,
         late=not args.no_late,
+        profile=args.profile,
     )
     if args.truth:
         write_truth(args.truth, truth)
@@ -201,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
                 f.close()
     churners = sum(1 for r in truth if r["churn_day"] != "")
     print(
-        f"simulate: {len(truth)} subscribers, {args.days} days, {n} events, {churners} churners, "
+        f"simulate: {len(truth)} subscribers, {args.days} days, profile {args.profile}, {n} events, {churners} churners, "
         f"{time.monotonic() - t0:.1f}s",
         file=sys.stderr,
     )
