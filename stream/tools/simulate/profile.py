@@ -222,7 +222,7 @@ PROFILES: dict[str, Profile] = {
         handset_share=0.08,
         switcher_ramp_days=(14, 35),
         switcher_rival_calls=0.9,
-        recharge_share=(0.35, 0.25, 0.25, 0.15),
+        recharge_share=(0.45, 0.25, 0.2, 0.1),
         late_breaks=(0.76, 0.93, 0.99),
         late_minutes=(1800.0, 1.0),
     ),
