@@ -8,7 +8,7 @@ truth of who churns and when.
 Generator API (in-process, for tests, benchmarks and the demo)::
 
     events, truth = generate(n_subscribers, days, seed, start="2026-01-05", fmt="bytes",
-                             malformed_rate=0.0005, late=True, mix=None)
+                             malformed_rate=0.0005, late=True, mix=None, profile=None)
 
 ``truth`` is a list of dicts (the CSV rows below, computed up front); ``events`` is a lazy
 iterator in arrival order. ``fmt`` chooses the items: ``"bytes"`` (one JSON line, no newline),
@@ -96,9 +96,45 @@ Arrival order: 85% of events arrive within about a minute, 12% minutes to an hou
 lines, ``--malformed-rate 0`` disables): truncated JSON, a missing required field, a bad type
 (string duration / ts), a non-UTF-8 byte sequence; each is derived from a real event.
 
+Profiles (``--profile NAME``, ``generate(profile=NAME | Profile)``): every behavioural constant
+above (archetype mix, rates, recharge cadences and amounts, holiday/migration/decay/decline/ramp
+lengths, care-line and handset shares, rhythms, lateness, call-graph sizes) is a field of the
+frozen dataclass ``Profile`` (``profile.py``, one comment per field). ``default`` (= ``Profile()``,
+the population described above and used for tuning) generates exactly what the simulator generated
+before profiles existed, byte for byte for a seed. The others describe populations whose
+parameters were never used for tuning, to report alarm quality out of sample; ``mix=`` still
+overrides a profile's archetype mix.
+
+============  ===================================================================================
+profile       what it changes against ``default``
+============  ===================================================================================
+``default``   nothing: the tuning population (80/6/3/4/3/4% mix, 2.2 calls + 0.9 SMS out a day)
+``urban``     more traffic (3.3 calls + 1.4 SMS), bigger communities (median 70) and circles
+              (median 20 contacts, fewer of them ours), more switchers (10%) and porters (5%),
+              fewer migrants (2%), less prepaid, higher ARPU, short cadences (45% weekly, 10%
+              monthly), shorter switcher ramps (2-5 weeks) with more rival calls, shorter but more
+              holidays, more handset changes, more lateness (76% on time, 1% over 12 h)
+``rural``     less traffic (1.4 calls + 0.45 SMS), small circles (median 8, mostly ours), more
+              prepaid and lower ARPU, mostly monthly recharges (60%; lapsers 85% monthly, so few
+              recharges before they lapse), more lapsers (6%) and migrants (8%), fewer switchers
+              (3%), longer holidays (8-15 d) and migrations (4-6 weeks), slower lapser decline,
+              less lateness
+``churny``    62% loyal: 12% switchers, 6% porters, 8% drifters, 8% lapsers; faster signals:
+              switcher ramps 8-20 d with the shadow at once (0-3 d), fewer care-line calls (75%),
+              drifters decay in 12-28 d (linearly), lapsers decline in 5-10 d; more usage drift
+              among the loyal, somewhat shorter recharge cadences
+``random``    every main parameter drawn per seed from a plausible range (``Profile.random``:
+              loyal 60-88% and each other archetype >= 1%, rates, circles, cadences, lengths,
+              lateness) with a generator of its own (``default_rng([seed, 0x5052])``), so the
+              simulation's streams are untouched; deterministic per seed
+============  ===================================================================================
+
+The truth CSV has the same columns and meaning for every profile.
+
 Modules: ``plan`` (the population plan: numbers, call graph, archetype timelines, ground truth),
 ``days`` (one day's events as columns), ``encode`` (JSON lines in arrival order, ``generate``,
-the truth CSV), ``produce`` (to Kafka); this package holds the CLI and re-exports the API.
+the truth CSV), ``produce`` (to Kafka), ``profile`` (the ``Profile`` parameters and the named
+profiles); this package holds the CLI and re-exports the API.
 """
 
 from __future__ import annotations
@@ -109,8 +145,9 @@ import sys
 import time
 
 from .encode import TOPIC_KINDS, TRUTH_FIELDS, generate, read_truth, write_truth
-from .plan import ARCHETYPES, CHURN_ARCHETYPES, DAY_S, DEFAULT_MIX, DEFAULT_START, simulation_start_ts
+from .plan import CHURN_ARCHETYPES, DAY_S, DEFAULT_START, simulation_start_ts
 from .produce import _tee, produce_to_kafka
+from .profile import ARCHETYPES, DEFAULT_MIX, PROFILE_NAMES, PROFILES, Profile, resolve_profile
 
 __all__ = [
     "ARCHETYPES",
@@ -118,6 +155,10 @@ __all__ = [
     "DAY_S",
     "DEFAULT_MIX",
     "DEFAULT_START",
+    "PROFILES",
+    "PROFILE_NAMES",
+    "Profile",
+    "resolve_profile",
     "TRUTH_FIELDS",
     "TOPIC_KINDS",
     "generate",
@@ -145,6 +186,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--malformed-rate", type=float, default=0.0005, help="share of malformed lines (default 0.0005, 0 disables)"
     )
     p.add_argument("--no-late", action="store_true", help="no arrival lateness (events in event-time order)")
+    p.add_argument(
+        "--profile",
+        default="default",
+        choices=PROFILE_NAMES,
+        help="population profile (default 'default', the tuning population; 'random' draws one from --seed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=fmt,
         malformed_rate=args.malformed_rate,
         late=not args.no_late,
+        profile=args.profile,
     )
     if args.truth:
         write_truth(args.truth, truth)
@@ -201,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 f.close()
     churners = sum(1 for r in truth if r["churn_day"] != "")
     print(
-        f"simulate: {len(truth)} subscribers, {args.days} days, {n} events, {churners} churners, "
+        f"simulate: {len(truth)} subscribers, {args.days} days, profile {args.profile}, {n} events, {churners} churners, "
         f"{time.monotonic() - t0:.1f}s",
         file=sys.stderr,
     )

@@ -7,40 +7,20 @@ import datetime as _dt
 import numpy as np
 
 from .plan import _CALL, _OP_NONE, _RECHARGE, _SMS, DAY_S, TZ_OFFSET_S, _World
+from .profile import Profile
 
-# Hour-of-day profile (local time) of person-to-person traffic.
-_HOUR_W = np.array(
-    [
-        0.6,
-        0.3,
-        0.2,
-        0.15,
-        0.15,
-        0.3,
-        0.9,
-        2.2,
-        4.0,
-        5.5,
-        6.3,
-        6.6,
-        5.8,
-        5.2,
-        5.5,
-        5.7,
-        5.8,
-        6.0,
-        6.3,
-        6.9,
-        7.1,
-        6.3,
-        4.2,
-        1.9,
-    ]
-)
-_HOUR_P = _HOUR_W / _HOUR_W.sum()
 _BUSINESS_P = np.where((np.arange(24) >= 9) & (np.arange(24) < 20), 1.0, 0.0)
 _BUSINESS_P = _BUSINESS_P / _BUSINESS_P.sum()
-_WEEKDAY_FACTOR = np.array([1.0, 1.0, 1.0, 1.0, 1.03, 0.9, 0.85])  # Mon..Sun
+
+
+class _Rhythm:
+    """A profile's arrays for the day loop (hour-of-day and weekday traffic profile)."""
+
+    def __init__(self, prof: Profile) -> None:
+        hour_w = np.array(prof.hour_weights)
+        self.hour_p = hour_w / hour_w.sum()  # hour-of-day profile (local time) of person-to-person traffic
+        self.weekday_factor = np.array(prof.weekday_factor)  # Mon..Sun
+
 
 _COLS = ("kind", "sub", "dir", "peer", "op", "ts", "dur", "imei", "cell", "amount", "chan")
 
@@ -81,25 +61,27 @@ def _pick_contacts(w: _World, rng: np.random.Generator, who: np.ndarray) -> np.n
     return w.c_peer[idx]
 
 
-def _times(rng: np.random.Generator, day_ts: int, k: int, p=_HOUR_P) -> np.ndarray:
+def _times(rng: np.random.Generator, day_ts: int, k: int, p: np.ndarray) -> np.ndarray:
     hours = rng.choice(24, k, p=p)
     return day_ts + hours * 3600 + rng.integers(0, 3600, k)
 
 
-def _durations(rng: np.random.Generator, k: int) -> np.ndarray:
-    dur = np.clip(rng.lognormal(np.log(75), 1.0, k), 1, 7200).astype(np.int64)
-    dur[rng.random(k) < 0.12] = 0
+def _durations(rng: np.random.Generator, k: int, prof: Profile) -> np.ndarray:
+    dur = np.clip(rng.lognormal(np.log(prof.call_duration[0]), prof.call_duration[1], k), 1, 7200).astype(np.int64)
+    dur[rng.random(k) < prof.unanswered_share] = 0
     return dur
 
 
-def _lateness(rng: np.random.Generator, k: int) -> np.ndarray:
+def _lateness(rng: np.random.Generator, k: int, prof: Profile) -> np.ndarray:
+    """Arrival delay (s): on time (exponential), minutes late (lognormal), 1-12 h, 12-30 h."""
+    b_min, b_hours, b_day = prof.late_breaks
     u = rng.random(k)
-    delay = rng.exponential(20.0, k) + 1
-    m = (u >= 0.85) & (u < 0.97)
-    delay[m] = np.clip(rng.lognormal(np.log(1200), 0.9, int(m.sum())), 60, 4 * 3600)
-    m = (u >= 0.97) & (u < 0.997)
+    delay = rng.exponential(prof.on_time_mean_s, k) + 1
+    m = (u >= b_min) & (u < b_hours)
+    delay[m] = np.clip(rng.lognormal(np.log(prof.late_minutes[0]), prof.late_minutes[1], int(m.sum())), 60, 4 * 3600)
+    m = (u >= b_hours) & (u < b_day)
     delay[m] = rng.uniform(3600, 12 * 3600, int(m.sum()))
-    m = u >= 0.997
+    m = u >= b_day
     delay[m] = rng.uniform(12 * 3600, 30 * 3600, int(m.sum()))
     return delay.astype(np.int64)
 
@@ -107,26 +89,27 @@ def _lateness(rng: np.random.Generator, k: int) -> np.ndarray:
 class _Day:
     """Day ``d``'s draws shared by every kind of traffic (activity, handsets, cells) and its buffer."""
 
-    def __init__(self, w: _World, rng: np.random.Generator, d: int) -> None:
-        n = w.n
-        self.w, self.rng, self.d = w, rng, d
+    def __init__(self, w: _World, rng: np.random.Generator, d: int, rhythm: _Rhythm) -> None:
+        n, prof = w.n, w.profile
+        self.w, self.rng, self.d, self.prof, self.hour_p = w, rng, d, prof, rhythm.hour_p
         self.day_ts = day_ts = w.start_ts + d * DAY_S
         self.buf = _Buf()
         weekday = _dt.datetime.fromtimestamp(day_ts + TZ_OFFSET_S, tz=_dt.UTC).weekday()
-        self.a = w.act[:, d] * _WEEKDAY_FACTOR[weekday] * rng.gamma(6.0, 1 / 6.0, n)
+        shape = prof.daily_noise_shape
+        self.a = w.act[:, d] * rhythm.weekday_factor[weekday] * rng.gamma(shape, 1 / shape, n)
         self.imei_today = np.where(d >= w.change_day, w.imei_new, w.imei_old)
-        cell_pick = w.cells[np.arange(n), rng.choice(3, n, p=[0.6, 0.3, 0.1])]
+        cell_pick = w.cells[np.arange(n), rng.choice(3, n, p=list(prof.cell_share))]
         self.cell_today = np.where(w.quiet[:, d], w.away_cell, cell_pick)
         self.status_d = w.status[:, d]
         self.act_d = w.act[:, d]
         self.s_d = w.shadow_s[:, d]
 
-    def times(self, k: int, p=_HOUR_P) -> np.ndarray:
-        return _times(self.rng, self.day_ts, k, p)
+    def times(self, k: int, p: np.ndarray | None = None) -> np.ndarray:
+        return _times(self.rng, self.day_ts, k, self.hour_p if p is None else p)
 
     def durations(self, kind: int, k: int) -> np.ndarray | None:
         """Call durations (drawn only for calls)."""
-        return _durations(self.rng, k) if kind == _CALL else None
+        return _durations(self.rng, k, self.prof) if kind == _CALL else None
 
     def add(self, kind: int, sub, dir: int, peer, op, ts, dur=None) -> None:
         """Events of ``sub``; a call also carries its duration and the subscriber's handset and cell today."""
@@ -155,7 +138,7 @@ def _outgoing(day: _Day, kind: int, base: np.ndarray) -> None:
     peer = _pick_contacts(w, rng, who)
     k = who.size
     ts = day.times(k)
-    dur = _durations(rng, k) if kind == _CALL else np.zeros(k, dtype=np.int64)
+    dur = _durations(rng, k, day.prof) if kind == _CALL else np.zeros(k, dtype=np.int64)
     op = w.num_op[peer].astype(np.int8)
     keep = np.ones(k, dtype=bool)
     pop = peer < n
@@ -165,7 +148,7 @@ def _outgoing(day: _Day, kind: int, base: np.ndarray) -> None:
     active_peer = pop & (status_d[pj] == 0)
     accepted = active_peer & (u < np.minimum(1.0, day.act_d[pj]))
     ported = pop & (status_d[pj] == 1)
-    keep_ported = ported & (u < 0.7)
+    keep_ported = ported & (u < day.prof.ported_still_called)
     has_shadow = pop & (w.shadow[pj] >= 0)
     redirect = has_shadow & ~accepted & (rng.random(k) < np.where(status_d[pj] == 2, 0.9, day.s_d[pj]))
     peer = np.where(redirect, w.shadow[pj], peer)
@@ -183,7 +166,7 @@ def _outgoing(day: _Day, kind: int, base: np.ndarray) -> None:
 def _incoming(day: _Day, kind: int, base: np.ndarray) -> None:
     """Traffic from outside numbers (competitor contacts, own numbers outside the population)."""
     w, rng, n = day.w, day.rng, day.w.n
-    cnt = rng.poisson(base * day.a * 0.9)
+    cnt = rng.poisson(base * day.a * day.prof.incoming_factor)
     who = np.repeat(np.arange(n), cnt)
     peer = _pick_contacts(w, rng, who)
     op = w.num_op[peer]
@@ -200,7 +183,7 @@ def _from_shadows(day: _Day, kind: int, base: np.ndarray) -> None:
     sw = np.flatnonzero(s_d > 0)
     if not sw.size:
         return
-    cnt = rng.poisson(base[sw] * s_d[sw] * 1.1)
+    cnt = rng.poisson(base[sw] * s_d[sw] * day.prof.shadow_contact_rate)
     owner = np.repeat(sw, cnt)
     contact = _pick_contacts(w, rng, owner)
     ok = contact < w.n
@@ -212,8 +195,8 @@ def _from_shadows(day: _Day, kind: int, base: np.ndarray) -> None:
     day.add(kind, contact, 1, w.shadow[owner], w.rival[owner], ts, day.durations(kind, k))
 
 
-def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.ndarray]:
-    day = _Day(w, rng, d)
+def _simulate_day(w: _World, rng: np.random.Generator, d: int, rhythm: _Rhythm) -> dict[str, np.ndarray]:
+    day = _Day(w, rng, d, rhythm)
     for kind, base in ((_CALL, w.base_call), (_SMS, w.base_sms)):
         _outgoing(day, kind, base)
         _incoming(day, kind, base)
@@ -226,7 +209,7 @@ def _simulate_day(w: _World, rng: np.random.Generator, d: int) -> dict[str, np.n
         who = np.repeat(bz, cnt)
         peer = w.rival_peers[who, rng.integers(0, 3, who.size)]
         k = who.size
-        day.add(_CALL, who, 0, peer, w.num_op[peer], day.times(k), _durations(rng, k))
+        day.add(_CALL, who, 0, peer, w.num_op[peer], day.times(k), _durations(rng, k, day.prof))
 
     # scheduled specials (care-line calls)
     for sub, peer, op, kind in w.specials.get(d, ()):

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .days import _COLS, _lateness, _simulate_day
-from .plan import _CALL, _CHANNELS, _OP_NAMES, _OP_NONE, _PROFILE, DAY_S, DEFAULT_MIX, DEFAULT_START, _plan, _World
+from .days import _COLS, _lateness, _Rhythm, _simulate_day
+from .plan import _CALL, _CHANNELS, _OP_NAMES, _OP_NONE, _PROFILE, DAY_S, DEFAULT_START, _plan, _World
+from .profile import Profile, resolve_profile
 
 TRUTH_FIELDS = (
     "msisdn",
@@ -94,15 +95,16 @@ def _iter_records(w: _World, seed: int, malformed_rate: float, late: bool) -> It
     """(kind, key, value, malformed) in arrival order."""
     rng = np.random.default_rng([seed, 1])
     mrng = np.random.default_rng([seed, 2])
+    rhythm = _Rhythm(w.profile)
     for p in w.profiles0:
         yield _PROFILE, p["msisdn"].encode(), orjson.dumps(p), False
     pend: dict[str, np.ndarray] | None = None
     pend_arr = np.empty(0, dtype=np.int64)
     for d in range(w.days + 2):
         if d < w.days:
-            cols = _simulate_day(w, rng, d)
+            cols = _simulate_day(w, rng, d, rhythm)
             k = cols["kind"].size
-            arr = cols["ts"] + (_lateness(rng, k) if late else 0)
+            arr = cols["ts"] + (_lateness(rng, k, w.profile) if late else 0)
             prof = w.profile_updates.get(d, [])
         else:
             cols, arr, prof = None, np.empty(0, dtype=np.int64), []
@@ -147,15 +149,18 @@ def generate(
     malformed_rate: float = 0.0005,
     late: bool = True,
     mix: dict[str, float] | None = None,
+    profile: Profile | str | None = None,
 ) -> tuple[Iterator, list[dict]]:
     """Plan a population and return ``(events, truth)``; see the package docstring.
 
     ``events`` is lazy (memory: one day of events plus the late carry-over); ``truth`` is the
-    ground-truth rows (dicts with ``TRUTH_FIELDS``), available before iterating.
+    ground-truth rows (dicts with ``TRUTH_FIELDS``), available before iterating. ``profile`` is
+    a ``Profile``, a name from ``PROFILE_NAMES`` (``"random"`` draws one from ``seed``) or None
+    (the default population); ``mix``, if given, replaces the profile's archetype mix.
     """
     if fmt not in ("bytes", "dict", "records"):
         raise ValueError("fmt must be 'bytes', 'dict' or 'records'")
-    w = _plan(n_subscribers, days, seed, start, mix or DEFAULT_MIX)
+    w = _plan(n_subscribers, days, seed, start, mix, resolve_profile(profile, seed))
     recs = _iter_records(w, seed, malformed_rate, late)
     if fmt == "bytes":
         it: Iterator = (v for _, _, v, _ in recs)

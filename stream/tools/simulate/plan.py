@@ -9,31 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...operators import DEFAULT_COMPETITOR_HOTLINES, DEFAULT_PREFIXES
+from .profile import ARCHETYPES, Profile
 
-ARCHETYPES = ("loyal", "switcher", "silent_porter", "seasonal_migrant", "drifter", "prepaid_lapser")
 CHURN_ARCHETYPES = ("switcher", "silent_porter", "drifter", "prepaid_lapser")
-DEFAULT_MIX: dict[str, float] = {
-    "loyal": 0.80,
-    "switcher": 0.06,
-    "silent_porter": 0.03,
-    "seasonal_migrant": 0.04,
-    "drifter": 0.03,
-    "prepaid_lapser": 0.04,
-}
 DEFAULT_START = "2026-01-05"  # a Monday
 TZ_OFFSET_S = 8 * 3600
 DAY_S = 86400
 BASELINE_DAYS = 35
-
-# Loyal sub-variants (shares of the loyal population).
-HOLIDAY_SHARE = 0.10
-HANDSET_SHARE = 0.05
-HANDDOWN_SHARE = 0.25  # of handset changers (loyal and dual-SIM switchers)
-DUAL_OWN_SIM_SHARE = 0.005
-LOYAL_RIVAL_HOTLINE_SHARE = 0.005
-SWITCHER_HOTLINE_SHARE = 0.90
-SWITCHER_DUAL_SIM_HANDSET_SHARE = 0.40
-LOYAL_TREND_SD_PER_DAY = 0.002  # slow usage drift of non-churners: exp(slope * day), slope ~ N(0, sd)
+# The behavioural constants (archetype mix, rates, cadences, lengths, shares) are a ``Profile``.
 
 # event kinds in the columnar day buffers (same codes as stream.contract KIND_*)
 _CALL, _SMS, _RECHARGE, _PROFILE = 0, 1, 2, 3
@@ -72,6 +55,7 @@ class _World:
     n: int
     days: int
     start_ts: int
+    profile: Profile
     numbers: list[str]  # number id -> digits; ids [0, n) are our subscribers
     num_op: np.ndarray  # number id -> operator code (-1 none)
     arche: np.ndarray  # archetype index per subscriber
@@ -135,11 +119,14 @@ def _split_counts(n: int, mix: dict[str, float]) -> list[int]:
     return counts.tolist()
 
 
-def _communities(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _communities(
+    rng: np.random.Generator, n: int, prof: Profile
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Communities with heavy-tailed sizes: (members, start of each in members, sizes, community of each)."""
     sizes: list[int] = []
+    median, sigma = prof.community_size
     while sum(sizes) < n:
-        sizes.append(int(np.clip(rng.lognormal(np.log(40), 0.9), 5, 400)))
+        sizes.append(int(np.clip(rng.lognormal(np.log(median), sigma), 5, prof.community_max)))
     sizes[-1] -= sum(sizes) - n
     sizes = [s for s in sizes if s > 0]
     members = rng.permutation(n)
@@ -153,8 +140,8 @@ def _communities(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarr
 class _Planner:
     """Draws the plan phase by phase (the order of the draws from ``rng`` is the seed's contract)."""
 
-    def __init__(self, n: int, days: int, seed: int, start: str) -> None:
-        self.n, self.days = n, days
+    def __init__(self, n: int, days: int, seed: int, start: str, prof: Profile) -> None:
+        self.n, self.days, self.prof = n, days, prof
         self.rng = np.random.default_rng(seed)
         self.start_ts = simulation_start_ts(start)
         self.start_date = _dt.date.fromisoformat(start)
@@ -197,8 +184,8 @@ class _Planner:
         return self.add_numbers(_unique_numbers(self.rng, _PREFIXES_OF[op], count, self.taken), _OP_NAMES.index(op))
 
     def new_external(self, count: int) -> np.ndarray:
-        """count cu/ct numbers (60% cu)."""
-        is_cu = self.rng.random(count) < 0.6
+        """count cu/ct numbers (``external_cu_share`` on cu)."""
+        is_cu = self.rng.random(count) < self.prof.external_cu_share
         ncu = int(is_cu.sum())
         cu_ids = self.new_numbers("cu", ncu)
         ct_ids = self.new_numbers("ct", count - ncu)
@@ -252,42 +239,44 @@ class _Planner:
         self.imei_new[i] = self.new_imeis(1)[0]
         self.change_day[i] = day
         self.notes[i].append(f"{note}={day}")
-        if self.rng.random() < HANDDOWN_SHARE:
+        if self.rng.random() < self.prof.handdown_share:
             self.handdown(i, day)
 
     # ------------------------------------------------------------------ population and call graph
     def population(self, mix: dict[str, float]) -> None:
         """Archetypes (exact counts, random placement), profiles and usage levels."""
-        rng, n = self.rng, self.n
+        rng, n, prof = self.rng, self.n, self.prof
         counts = _split_counts(n, mix)
         arche = np.repeat(np.arange(len(ARCHETYPES)), counts)
         rng.shuffle(arche)
         self.arche = arche
-        prepaid_share = np.array([0.55, 0.5, 0.4, 0.75, 0.6, 1.0])[arche]
+        prepaid_share = np.array(prof.prepaid_share)[arche]
         self.prepaid = prepaid = rng.random(n) < prepaid_share
-        arpu = np.where(prepaid, rng.lognormal(np.log(38), 0.5, n), rng.lognormal(np.log(95), 0.55, n))
-        arpu = np.where(arche == _A["drifter"], arpu * 0.6, arpu)
+        (pre_m, pre_s), (post_m, post_s) = prof.arpu_prepaid, prof.arpu_postpaid
+        arpu = np.where(prepaid, rng.lognormal(np.log(pre_m), pre_s, n), rng.lognormal(np.log(post_m), post_s, n))
+        arpu = np.where(arche == _A["drifter"], arpu * prof.drifter_arpu_factor, arpu)
         self.arpu = arpu = np.round(np.clip(arpu, 8, 800), 1)
-        self.tenure = np.clip(rng.lognormal(np.log(900), 0.9, n), 30, 9000).astype(int)
-        self.key_group = (~prepaid) & (rng.random(n) < 0.15)
+        self.tenure = np.clip(rng.lognormal(np.log(prof.tenure[0]), prof.tenure[1], n), 30, 9000).astype(int)
+        self.key_group = (~prepaid) & (rng.random(n) < prof.key_group_share)
         # usage levels (outgoing calls and SMS per day; incoming from outside peers)
-        level = rng.lognormal(0.0, 0.45, n) * np.clip(arpu / 60.0, 0.5, 2.0) ** 0.35
-        self.base_call = 2.2 * level
-        self.base_sms = 0.9 * level * rng.lognormal(0.0, 0.4, n)
-        self.base_in = (self.base_call + self.base_sms) * 0.9
+        level = rng.lognormal(0.0, prof.usage_sigma, n) * np.clip(arpu / 60.0, 0.5, 2.0) ** 0.35
+        self.base_call = prof.calls_per_day * level
+        self.base_sms = prof.sms_per_day * level * rng.lognormal(0.0, prof.sms_sigma, n)
+        self.base_in = (self.base_call + self.base_sms) * prof.incoming_factor
 
     def contacts(self) -> None:
         """Contact circles in communities, as weighted edges grouped by subscriber (CSR)."""
-        rng, n = self.rng, self.n
-        members, comm_start, comm_size, comm_of = _communities(rng, n)
-        k_total = np.clip(np.round(rng.lognormal(np.log(12), 0.6, n)), 3, 120).astype(int)
-        own_frac = np.clip(rng.beta(5.5, 4.5, n), 0.1, 0.9)
+        rng, n, prof = self.rng, self.n, self.prof
+        members, comm_start, comm_size, comm_of = _communities(rng, n, prof)
+        k_total = np.clip(np.round(rng.lognormal(np.log(prof.contacts[0]), prof.contacts[1], n)), 3, prof.contacts_max)
+        k_total = k_total.astype(int)
+        own_frac = np.clip(rng.beta(*prof.own_contact_beta, n), 0.1, 0.9)
         k_own = np.maximum(1, np.round(k_total * own_frac)).astype(int)
         k_ext = np.maximum(1, k_total - k_own)
         # own edges: each subscriber draws about half its own contacts (the other half draws it)
         m = np.maximum(1, np.ceil(k_own / 2)).astype(int)
         src = np.repeat(np.arange(n), m)
-        in_comm = rng.random(src.size) < 0.85
+        in_comm = rng.random(src.size) < prof.in_community_share
         c = comm_of[src]
         partner = np.where(
             in_comm,
@@ -298,23 +287,23 @@ class _Planner:
         a_, b_ = np.minimum(src[keep], partner[keep]), np.maximum(src[keep], partner[keep])
         pair = np.unique(a_.astype(np.int64) * n + b_)
         a_, b_ = pair // n, pair % n
-        w_pair = rng.lognormal(0.0, 1.2, a_.size)
+        w_pair = rng.lognormal(0.0, prof.edge_sigma, a_.size)
         e_src = [a_, b_]
         e_peer = [b_, a_]
         e_w = [w_pair, w_pair]
         # a few own-network numbers outside the simulated population (~3% of own contacts)
-        n_outside = rng.binomial(k_own, 0.03)
+        n_outside = rng.binomial(k_own, prof.outside_own_share)
         tot_out = int(n_outside.sum())
         if tot_out:
             e_src.append(np.repeat(np.arange(n), n_outside))
             e_peer.append(self.new_numbers("own", tot_out))
-            e_w.append(rng.lognormal(0.0, 1.2, tot_out))
+            e_w.append(rng.lognormal(0.0, prof.edge_sigma, tot_out))
         # competitor contacts: half from a community pool (shared), half private
-        pool_sizes = np.maximum(3, (comm_size * 0.6).astype(int))
+        pool_sizes = np.maximum(3, (comm_size * prof.competitor_pool_size).astype(int))
         pool_start = np.concatenate([[0], np.cumsum(pool_sizes)[:-1]])
         pool_ids = self.new_external(int(pool_sizes.sum()))
         ext_src = np.repeat(np.arange(n), k_ext)
-        from_pool = rng.random(ext_src.size) < 0.5
+        from_pool = rng.random(ext_src.size) < prof.competitor_pool_share
         cs = comm_of[ext_src]
         ext_peer = np.empty(ext_src.size, dtype=np.int64)
         ext_peer[from_pool] = pool_ids[
@@ -324,9 +313,9 @@ class _Planner:
         ext_peer[~from_pool] = self.new_external(int((~from_pool).sum()))
         e_src.append(ext_src)
         e_peer.append(ext_peer)
-        e_w.append(rng.lognormal(0.0, 1.2, ext_src.size) * 0.8)
+        e_w.append(rng.lognormal(0.0, prof.edge_sigma, ext_src.size) * prof.competitor_weight)
         # service numbers (10086, banks, rail): low weight
-        k_svc = 1 + rng.poisson(0.4, n)
+        k_svc = 1 + rng.poisson(prof.services_per_sub, n)
         svc_src = np.repeat(np.arange(n), k_svc)
         e_src.append(svc_src)
         e_peer.append(self.service_ids[rng.choice(len(self.service_ids), svc_src.size, p=[0.5, 0.15, 0.1, 0.1, 0.15])])
@@ -360,24 +349,24 @@ class _Planner:
     # ------------------------------------------------------------------ archetype timelines
     def loyal(self) -> None:
         """Slow drift of the non-churners; loyal holidays, handset changes, shared handsets, rival care calls."""
-        rng, days, notes = self.rng, self.days, self.notes
+        rng, days, notes, prof = self.rng, self.days, self.notes, self.prof
         loyal_idx = np.flatnonzero(self.arche == _A["loyal"])
         # everyone's usage drifts a little over the period (loyal and migrants: the non-churners)
         steady = np.flatnonzero((self.arche == _A["loyal"]) | (self.arche == _A["seasonal_migrant"]))
-        slope = rng.normal(0.0, LOYAL_TREND_SD_PER_DAY, steady.size)
+        slope = rng.normal(0.0, prof.trend_sd_per_day, steady.size)
         self.act[steady] *= np.exp(np.outer(slope, self.dd)).astype(np.float32)
         lv = rng.random(loyal_idx.size)
-        for i in loyal_idx[lv < HOLIDAY_SHARE].tolist():
-            L = int(rng.integers(5, 10))
+        for i in loyal_idx[lv < prof.holiday_share].tolist():
+            L = int(rng.integers(prof.holiday_days[0], prof.holiday_days[1] + 1))
             h = int(rng.integers(5, days - L - 6)) if days > L + 12 else 0  # back for at least 6 days
-            self.act[i, h : h + L] *= 0.05
+            self.act[i, h : h + L] *= prof.holiday_level
             notes[i].append(f"holiday={h}-{min(h + L, days) - 1}")
-        for i in loyal_idx[(lv >= HOLIDAY_SHARE) & (lv < HOLIDAY_SHARE + HANDSET_SHARE)].tolist():
+        for i in loyal_idx[(lv >= prof.holiday_share) & (lv < prof.holiday_share + prof.handset_share)].tolist():
             if i in self.handdown_used:
                 continue
             self.change_handset(i, int(rng.integers(min(3, days - 1), max(days - 2, 4))), "handset_change")
         lv2 = rng.random(loyal_idx.size)
-        for i in loyal_idx[lv2 < DUAL_OWN_SIM_SHARE].tolist():
+        for i in loyal_idx[lv2 < prof.dual_own_sim_share].tolist():
             r = self.closest_own(i, self.handdown_used | {i})
             if r < 0 or self.change_day[r] <= days or self.change_day[i] <= days or self.arche[r] != _A["loyal"]:
                 continue
@@ -387,21 +376,22 @@ class _Planner:
             notes[i].append(f"dual_own_sim={self.numbers[r]}")
             notes[r].append(f"dual_own_sim={self.numbers[i]}")
         for i in loyal_idx[
-            (lv2 >= DUAL_OWN_SIM_SHARE) & (lv2 < DUAL_OWN_SIM_SHARE + LOYAL_RIVAL_HOTLINE_SHARE)
+            (lv2 >= prof.dual_own_sim_share) & (lv2 < prof.dual_own_sim_share + prof.loyal_rival_hotline_share)
         ].tolist():
-            op = "cu" if rng.random() < 0.55 else "ct"
+            op = "cu" if rng.random() < prof.rival_cu_share else "ct"
             hd = int(rng.integers(0, days))
             self.add_special(hd, i, self.hotline_ids[op], 1 if op == "cu" else 2, _CALL)
             notes[i].append(f"rival_hotline={hd}:{_HOTLINE_OF[op]}")
 
     def switchers(self) -> None:
         """Ramp, shadow number taking over, care-line calls, decay to the cancelled old number."""
-        rng, dd = self.rng, self.dd
+        rng, dd, prof = self.rng, self.dd, self.prof
+        (ramp_lo, ramp_hi), (delay_lo, delay_hi) = prof.switcher_ramp_days, prof.shadow_delay_days
         for i in np.flatnonzero(self.arche == _A["switcher"]).tolist():
             C = self.churn_at()
-            S = max(min(self.baseline, C - 7), C - int(rng.integers(21, 43)))
-            S2 = min(S + int(rng.integers(0, 8)), max(C - 5, S))
-            op = "cu" if rng.random() < 0.55 else "ct"
+            S = max(min(self.baseline, C - 7), C - int(rng.integers(ramp_lo, ramp_hi + 1)))
+            S2 = min(S + int(rng.integers(delay_lo, delay_hi + 1)), max(C - 5, S))
+            op = "cu" if rng.random() < prof.rival_cu_share else "ct"
             opc = 1 if op == "cu" else 2
             self.rival[i] = opc
             self.shadow[i] = self.new_numbers(op, 1)[0]
@@ -410,23 +400,24 @@ class _Planner:
             s[dd >= C] = 1.0
             self.shadow_s[i] = s
             a = 1.0 - 0.9 * s**0.8
-            a[(dd >= S) & (dd < S2)] = 0.93
+            a[(dd >= S) & (dd < S2)] = prof.switcher_ramp_level
             a[dd >= C] = 0.0
             self.act[i] = a
             self.status[i, C:] = 2
             # asking around, then on-net via the new SIM
-            self.boost[i] = np.where((dd >= S) & (dd < C), 0.6 * (1.0 - 0.7 * s), 0.0)
+            self.boost[i] = np.where((dd >= S) & (dd < C), prof.switcher_rival_calls * (1.0 - 0.7 * s), 0.0)
             if self.rival_peers[i, 0] < 0:
                 self.rival_peers[i] = self.new_external(3)
             self.churn_day[i] = C
-            self.recharge_until[i] = S2 + 7
+            self.recharge_until[i] = S2 + prof.switcher_recharge_days
             self.notes[i] += [f"ramp_start={S}", f"shadow_from={S2}", f"rival={op}"]
-            if rng.random() < SWITCHER_HOTLINE_SHARE:
-                hds = sorted({int(rng.integers(S2, max(C - 2, S2 + 1))) for _ in range(1 + int(rng.random() < 0.4))})
+            if rng.random() < prof.switcher_hotline_share:
+                second = int(rng.random() < prof.switcher_second_hotline)
+                hds = sorted({int(rng.integers(S2, max(C - 2, S2 + 1))) for _ in range(1 + second)})
                 for hd in hds:
                     self.add_special(hd, i, self.hotline_ids[op], opc, _CALL)
                 self.notes[i].append("hotline=" + ",".join(f"{hd}:{_HOTLINE_OF[op]}" for hd in hds))
-            if rng.random() < SWITCHER_DUAL_SIM_HANDSET_SHARE and i not in self.handdown_used:
+            if rng.random() < prof.switcher_dual_sim_handset_share and i not in self.handdown_used:
                 self.change_handset(i, S2, "dual_sim_handset")
 
     def silent_porters(self) -> None:
@@ -435,32 +426,33 @@ class _Planner:
             C = self.churn_at()
             self.act[i, C:] = 0.0
             self.status[i, C:] = 1
-            self.rival[i] = 1 if self.rng.random() < 0.55 else 2
+            self.rival[i] = 1 if self.rng.random() < self.prof.rival_cu_share else 2
             self.churn_day[i] = C
             self.stop_day[i] = C
             self.notes[i].append(f"ported_to={_OP_NAMES[self.rival[i]]}")
 
     def seasonal_migrants(self) -> None:
         """Quiet for 3-5 weeks (away cell, recharges paused) after the baseline, then back."""
-        rng, days = self.rng, self.days
+        rng, days, (q_lo, q_hi) = self.rng, self.days, self.prof.migrant_quiet_days
         for i in np.flatnonzero(self.arche == _A["seasonal_migrant"]).tolist():
-            L = int(rng.integers(21, 36))
+            L = int(rng.integers(q_lo, q_hi + 1))
             lo = min(max(days // 2 - 14, self.baseline), max(days - L - 7, 0))
             hi = max(days - L - 7, lo)
             Q = int(rng.integers(lo, hi + 1))
-            self.act[i, Q : Q + L] = 0.04
+            self.act[i, Q : Q + L] = self.prof.migrant_level
             self.quiet[i, Q : Q + L] = True
             self.recharge_pause[i, Q : Q + L] = True
             self.notes[i].append(f"quiet={Q}-{min(Q + L, days) - 1}")
 
     def drifters(self) -> None:
         """Usage decays over 30-60 days to nothing."""
-        rng, dd = self.rng, self.dd
+        rng, dd, prof = self.rng, self.dd, self.prof
+        (d_lo, d_hi) = prof.drifter_decay_days
         for i in np.flatnonzero(self.arche == _A["drifter"]).tolist():
             C = self.churn_at()
-            S = max(min(self.baseline, C - 7), C - int(rng.integers(30, 61)))
+            S = max(min(self.baseline, C - 7), C - int(rng.integers(d_lo, d_hi + 1)))
             frac = np.clip((C - dd) / max(C - S, 1), 0.0, 1.0)
-            self.act[i] = np.where(dd < S, 1.0, frac**1.3)
+            self.act[i] = np.where(dd < S, 1.0, frac**prof.drifter_shape)
             self.act[i, C:] = 0.0
             self.status[i, C:] = 2
             self.churn_day[i] = C
@@ -468,11 +460,17 @@ class _Planner:
 
     def lapsers(self) -> None:
         """Usual recharge intervals; prepaid lapsers stop recharging and decline to suspension."""
-        rng, dd = self.rng, self.dd
-        self.interval = rng.choice([7, 10, 14, 30], self.n, p=[0.2, 0.15, 0.3, 0.35])
-        for i in np.flatnonzero(self.arche == _A["prepaid_lapser"]).tolist():
+        rng, dd, prof = self.rng, self.dd, self.prof
+        self.interval = rng.choice(list(prof.recharge_every), self.n, p=list(prof.recharge_share))
+        lapsers = np.flatnonzero(self.arche == _A["prepaid_lapser"])
+        if prof.lapser_recharge_share is not None and lapsers.size:  # (never for the default profile)
+            self.interval[lapsers] = rng.choice(
+                list(prof.recharge_every), lapsers.size, p=list(prof.lapser_recharge_share)
+            )
+        g_lo, g_hi = prof.lapser_decline_days
+        for i in lapsers.tolist():
             C = self.churn_at()
-            G = max(1, min(int(rng.integers(10, 21)), C - self.baseline))  # decline (balance running out)
+            G = max(1, min(int(rng.integers(g_lo, g_hi + 1)), C - self.baseline))  # decline (balance running out)
             E = C - G  # expected next recharge never happens; balance runs dry from about here
             R = E - int(self.interval[i])  # the last recharge is about one interval before E
             self.recharge_until[i] = R
@@ -487,12 +485,13 @@ class _Planner:
     # ------------------------------------------------------------------ recharges, profiles, truth
     def recharges(self) -> dict[int, list[tuple]]:
         """Prepaid recharges by day: usual interval per subscriber, amount from ARPU."""
-        rng, days, act = self.rng, self.days, self.act
+        rng, days, act, prof = self.rng, self.days, self.act, self.prof
+        j_lo, j_hi = prof.recharge_jitter
+        amt_choices = np.array(prof.recharge_amounts)
         recharges: dict[int, list[tuple]] = {}
         last_recharge = np.full(self.n, -1, dtype=np.int64)
         for i in np.flatnonzero(self.prepaid).tolist():
             I = int(self.interval[i])
-            amt_choices = np.array([10, 20, 30, 50, 100, 200])
             want = float(self.arpu[i]) * I / 30.0
             amount = int(amt_choices[np.argmin(np.abs(amt_choices - want))])
             ch = int(rng.integers(0, len(_CHANNELS)))
@@ -501,14 +500,14 @@ class _Planner:
                 # the schedule runs backwards from the last recharge, so that it really is the last one
                 sched = [int(self.recharge_until[i])]
                 while sched[-1] - I - 1 >= 0:
-                    sched.append(sched[-1] - I - int(rng.integers(-1, 3)))
+                    sched.append(sched[-1] - I - int(rng.integers(j_lo, j_hi + 1)))
                 sched = [d for d in reversed(sched) if 0 <= d < days]
             else:
                 sched = []
                 d = int(rng.integers(0, I))
                 while d < days:
                     sched.append(d)
-                    d += I + int(rng.integers(-1, 3))
+                    d += I + int(rng.integers(j_lo, j_hi + 1))
             for d in sched:
                 ok = d <= self.recharge_until[i] and act[i, d] > 0 and not self.recharge_pause[i, d]
                 if self.arche[i] == _A["drifter"]:
@@ -536,7 +535,7 @@ class _Planner:
         """A few ARPU changes (~2% of subscribers) on a day they are active."""
         rng, days = self.rng, self.days
         updates: dict[int, list[dict]] = {}
-        for i in np.flatnonzero(rng.random(self.n) < 0.02).tolist():
+        for i in np.flatnonzero(rng.random(self.n) < self.prof.profile_update_share).tolist():
             d = int(rng.integers(1, max(days, 2)))
             if d < days and self.act[i, d] > 0:
                 p = self.profile(
@@ -569,11 +568,12 @@ class _Planner:
         return rows
 
 
-def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _World:
+def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float] | None, prof: Profile) -> _World:
+    """The plan for ``prof`` (``mix``, if given, replaces the profile's archetype mix)."""
     if n < 1 or days < 1:
         raise ValueError("need at least one subscriber and one day")
-    p = _Planner(n, days, seed, start)
-    p.population(mix)
+    p = _Planner(n, days, seed, start, prof)
+    p.population(mix or prof.mix_dict)
     p.contacts()
     p.handsets()
     p.loyal()
@@ -589,6 +589,7 @@ def _plan(n: int, days: int, seed: int, start: str, mix: dict[str, float]) -> _W
         n=n,
         days=days,
         start_ts=p.start_ts,
+        profile=prof,
         numbers=p.numbers,
         num_op=np.asarray(p.num_op, dtype=np.int8),
         arche=p.arche,
