@@ -43,6 +43,10 @@ drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer
 erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
                                           (weighted by contact days) is not contacted recently, for
                                           subscribers still active (>= drop_min_recent_active_days)
+drop_min_z                     0          traffic_drop's weekly drop and trend also need the events (calls +
+                                          SMS) of the recent week / two weeks to fall short of what the
+                                          baseline expects by >= this many Poisson standard deviations
+                                          (0 = off): a low-traffic subscriber's quiet week is noise
 drift_threshold                0          long memory (0 = off): contact_erosion also trips when the
                                           circle's contact days per day over the last 14 days are
                                           down by this much against days 36-63 before (drifters
@@ -203,6 +207,7 @@ class EngineConfig:
     drop_min_recent_active_days: int = 3
     erosion_threshold: float = 0.6
     drift_threshold: float = 0.0
+    drop_min_z: float = 0.0
     drift_min_weight: int = 20
     circle_min_days: int = 2
     circle_min_members: int = 3
@@ -367,6 +372,8 @@ class EngineConfig:
             raise bad("churned_silence_days", "must be > silence_days")
         if self.recharge_lapse_factor < 1.0 or self.recharge_min_overdue_days < 0:
             raise bad("recharge_lapse_factor", "must be >= 1 (and recharge_min_overdue_days >= 0)")
+        if not 0 <= self.drop_min_z <= 10:
+            raise bad("drop_min_z", "must be in [0, 10] (0 = off)")
         if not 0 <= self.drift_threshold <= 1 or self.drift_min_weight < 1:
             raise bad("drift_threshold", "must be in [0, 1] (0 = off), with drift_min_weight >= 1")
         if (

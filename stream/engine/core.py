@@ -223,6 +223,13 @@ def _traffic_drop(use: np.ndarray, metrics, base: slice, span: slice, nbase: int
     return tot, cnt
 
 
+def _shortfall_z(used: np.ndarray, base: slice, span: slice, nbase: int, nspan: int) -> np.ndarray:
+    """Per row: how many Poisson standard deviations the events of ``span`` fall short of what
+    ``base``'s daily mean expects of it (negative: above it)."""
+    e = used[:, base].sum(1) / max(nbase, 1) * nspan
+    return (e - used[:, span].sum(1)) / np.sqrt(np.maximum(e, 1.0))
+
+
 def _lowbits(k: np.ndarray) -> np.ndarray:
     """uint64 with the low k bits set (k clipped to 0..64)."""
     k = np.clip(k, 0, 64).astype(np.uint64)
@@ -990,6 +997,11 @@ class Engine:
         # the last drop_tail_days days: a churner's traffic is lowest at the end of the window, a
         # subscriber back from a holiday is not down there any more
         f["drop_tail"] = np.where(elig, rel_drop(slice(nb + nr - cfg.drop_tail_days, nb + nr)), 0.0)
+        # the drops' significance (drop_min_z): the events of the recent week, and of the last two
+        # weeks, against the count their baseline expects (a low-traffic subscriber's week is noisy)
+        ev_used = np.where(use, calls + sms, 0)
+        f["drop_z"] = _shortfall_z(ev_used, B, W, nbd, nrd)
+        f["trend_z"] = _shortfall_z(ev_used, B2, PW, nb2d, int((~hol[PW]).sum()))
         # hotline: dials in the last hotline_days complete days (a dial trips at once, on its own:
         # Engine.immediate; a decision reads it from the day after)
         hd = np.arange(D - cfg.hotline_days, D, dtype=np.int64)
@@ -1281,8 +1293,13 @@ class Engine:
         cfg = self.config
         a = self._a
         tail = f["drop_tail"] >= cfg.drop_tail_threshold
+        off = cfg.drop_min_z <= 0
         t_drop7 = (
-            f["drop_elig"] & (f["drop"] >= cfg.drop_threshold) & (f["drop_prior"] >= cfg.drop_confirm_threshold) & tail
+            f["drop_elig"]
+            & (f["drop"] >= cfg.drop_threshold)
+            & (f["drop_prior"] >= cfg.drop_confirm_threshold)
+            & tail
+            & (off | (f["drop_z"] >= cfg.drop_min_z))
         )
         # a slow decay: the last two weeks down by trend_threshold vs the 21 days before, each week
         # down by trend_week_threshold (a short holiday fills one week, not both)
@@ -1292,6 +1309,7 @@ class Engine:
             & (f["drop_prior"] >= cfg.trend_week_threshold)
             & (f["trend_recent"] >= cfg.trend_week_threshold)
             & tail
+            & (off | (f["trend_z"] >= cfg.drop_min_z))
         )
         t_drop = t_drop7 | t_trend
         drop_v = np.where(t_trend, np.maximum(f["drop"], f["trend"]), f["drop"])

@@ -576,6 +576,14 @@ class ReferenceEngine:
         f["trend"] = rel_drop(prior + rec) if elig else 0.0
         f["trend_recent"] = rel_drop(rec) if elig else 0.0
         f["drop_tail"] = rel_drop(rec[nr - cfg.drop_tail_days :]) if elig else 0.0
+
+        def shortfall_z(b, span):
+            nb_, ns_ = sum(1 for d in b if d not in hol), sum(1 for d in span if d not in hol)
+            e = sum(mt[d][0][1] + mt[d][0][2] for d in b if d not in hol) / max(nb_, 1) * ns_
+            return (e - sum(mt[d][0][1] + mt[d][0][2] for d in span if d not in hol)) / math.sqrt(max(e, 1.0))
+
+        f["drop_z"] = shortfall_z(base, rec)
+        f["trend_z"] = shortfall_z(old_b, prior + rec)
         f["hotline"] = sum(get(d, "hot_n") for d in range(D - cfg.hotline_days, D))
         # contact circle
         mem_n = wsum = ero = rsum = bsum = rcomp = bcomp = rnew = size = 0
@@ -730,11 +738,13 @@ class ReferenceEngine:
     def _decide(self, sub: _Sub, f: dict, D: int) -> dict:
         cfg = self.config
         tail = f["drop_tail"] >= cfg.drop_tail_threshold
+        off = cfg.drop_min_z <= 0
         t_drop7 = (
             f["drop_elig"]
             and f["drop"] >= cfg.drop_threshold
             and f["drop_prior"] >= cfg.drop_confirm_threshold
             and tail
+            and (off or f["drop_z"] >= cfg.drop_min_z)
         )
         t_trend = (
             f["drop_elig"]
@@ -742,6 +752,7 @@ class ReferenceEngine:
             and f["drop_prior"] >= cfg.trend_week_threshold
             and f["trend_recent"] >= cfg.trend_week_threshold
             and tail
+            and (off or f["trend_z"] >= cfg.drop_min_z)
         )
         t_drop = t_drop7 or t_trend
         drop_v = max(f["drop"], f["trend"]) if t_trend else f["drop"]

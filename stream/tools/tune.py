@@ -29,8 +29,9 @@ any precursor), or the simulator's truth CSV (``archetype`` column: switchers, d
 prepaid lapsers are the churners, silent porters are left out, the rest are non-churners).
 
 What is tuned: ``TUNED`` below (score weights, warning/alarm scores, the drop, trend, erosion,
-drift and competitor-share thresholds). Not tuned (they shape the features themselves, which are
-recorded once): windows, recharge-lapse tolerances and priors, silence days, circle rules.
+drift and competitor-share thresholds, the drop's significance). Not tuned (they shape the
+features themselves, which are recorded once): windows, recharge-lapse tolerances and priors,
+silence days, circle rules.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ TUNED: dict[str, tuple[float, float]] = {
     "warn_score": (0.2, 0.6),
     "alarm_score": (0.5, 0.9),
     "drop_threshold": (0.35, 0.8),
+    "drop_min_z": (0.0, 4.0),
     "trend_threshold": (0.3, 0.8),
     "erosion_threshold": (0.4, 0.9),
     "drift_threshold": (0.0, 0.9),
@@ -306,6 +308,8 @@ def _rounded(p: dict) -> dict:
     out["alarm_score"] = max(out["alarm_score"], out["warn_score"])
     if out["drift_threshold"] < 0.05:
         out["drift_threshold"] = 0.0
+    if out["drop_min_z"] < 0.2:
+        out["drop_min_z"] = 0.0
     return out
 
 

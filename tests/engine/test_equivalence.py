@@ -79,6 +79,7 @@ PRIORS = {
         "recharge_min_count": 3,
         "drift_threshold": 0.3,
         "drift_min_weight": 2,
+        "drop_min_z": 1.0,
     },
     "flat": {
         "recharge_prior_from_amount": False,
@@ -86,6 +87,7 @@ PRIORS = {
         "recharge_prior_unseen": True,
         "drift_threshold": 0.01,
         "drift_min_weight": 1,
+        "drop_min_z": 0.2,
     },
 }
 
