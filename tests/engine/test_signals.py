@@ -70,6 +70,18 @@ def test_traffic_drop_warns():
     assert 0.5 <= drop["value"] < 0.8 and drop["threshold"] == 0.5
 
 
+def test_drop_min_z_leaves_out_a_low_traffic_quiet_week():
+    # 3 events a day, then 1: the same relative drop as 6 -> 2, but a recent week of 7 events against
+    # 21 expected is 3.1 Poisson standard deviations short (6 -> 2: 14 against 42, 4.3)
+    low = life(A, 0, 35, C1, per_day=3) + life(A, 35, 13, C1, per_day=1)
+    high = life(A, 0, 35, C1) + life(A, 35, 13, C1, per_day=2)
+    for ev in (low, high):
+        assert phases(run(ev)[0]) == ["warning"]
+        assert phases(run(ev, quiet_config(drop_min_z=2.5))[0]) == ["warning"]
+    assert run(low, quiet_config(drop_min_z=3.5))[0] == []
+    assert phases(run(high, quiet_config(drop_min_z=3.5))[0]) == ["warning"]
+
+
 def test_deep_drop_is_alarm_level():
     ev = life(A, 0, 35, C1) + life(A, 35, 16, C1, per_day=1, skip_days=set(range(36, 51, 2)))
     ev += life(B, 0, 51, C2, seed=2)  # others keep the watermark moving
