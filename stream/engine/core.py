@@ -696,8 +696,8 @@ class Engine:
             idd = a["imei_d"][r].astype(np.int64)
             seen = ((ih == h[:, None]) & (idd >= d[:, None])).any(axis=1)
             todo = np.flatnonzero(~seen)
-            for j in todo.tolist():
-                self._imei_one(int(r[j]), int(h[j]), int(d[j]))
+            if len(todo):
+                self._apply_handsets(r[todo], h[todo], d[todo], ih[todo])
         # ---------------- recharges
         rc = kind == KIND_RECHARGE
         if rc.any():
@@ -856,6 +856,35 @@ class Engine:
         if bool(a["c_comp"][row, b]) != bool(comp):
             a["dirty"][row] = 1  # the flag is read for complete days too: re-evaluate
         a["c_comp"][row, b] = comp
+
+    def _apply_handsets(self, r: np.ndarray, h: np.ndarray, d: np.ndarray, ih: np.ndarray) -> None:
+        """Handset observations that are news (arrival order). The common one, a number using a
+        handset it already holds on a later day, is applied in bulk (its day moved up, in the slot
+        and the index) when nothing else in the batch can interleave with it: its number and its
+        handset meet no other kind of observation in the batch, the handset has no switch indexed
+        and the number is in the handset's index. The rest go one by one (:meth:`_imei_one`), as
+        the reference engine does; the result is the same as one by one for all."""
+        slot_eq = ih == h[:, None]
+        known = slot_eq.any(axis=1)
+        slow = ~known
+        if slow.any():
+            slow |= np.isin(r, r[slow]) | np.isin(h, h[slow])
+        idx, sw = self._imei_index, self._switch_index
+        fast = np.flatnonzero(~slow)
+        keep = []
+        for j, row, hh, dd in zip(fast.tolist(), r[fast].tolist(), h[fast].tolist(), d[fast].tolist(), strict=True):
+            ent = idx.get(hh)
+            if hh in sw or ent is None or row not in ent:
+                slow[j] = True
+                continue
+            if dd > ent[row]:
+                ent[row] = dd
+            keep.append(j)
+        if keep:
+            k = np.array(keep, dtype=np.int64)
+            np.maximum.at(self._a["imei_d"], (r[k], slot_eq[k].argmax(axis=1)), d[k].astype(np.int32))
+        for j in np.flatnonzero(slow).tolist():
+            self._imei_one(int(r[j]), int(h[j]), int(d[j]))
 
     def _imei_one(self, row: int, h: int, d: int) -> None:
         """One handset observation, sequential semantics (mirrors the reference engine)."""

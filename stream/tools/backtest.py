@@ -37,18 +37,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
-def _lines(fh, batch_size: int):
+def _lines(fh, batch_size: int, chunk_bytes: int = 1 << 22):
+    """Batches of ``batch_size`` non-blank lines (stripped), each with the bytes read since the
+    previous batch (for the progress bar). The file is read in chunks and split at C speed."""
     batch: list[bytes] = []
     nbytes = 0
-    for line in fh:
-        nbytes += len(line)
-        s = line.strip()
-        if not s:
-            continue
-        batch.append(s)
-        if len(batch) >= batch_size:
-            yield batch, nbytes
-            batch, nbytes = [], 0
+    tail = b""
+    while True:
+        chunk = fh.read(chunk_bytes)
+        nbytes += len(chunk)
+        if chunk:
+            parts = (tail + chunk).split(b"\n")
+            tail = parts.pop()
+        else:
+            parts, tail = [tail], b""
+        batch.extend(filter(None, map(bytes.strip, parts)))
+        while len(batch) >= batch_size:
+            yield batch[:batch_size], nbytes
+            del batch[:batch_size]
+            nbytes = 0
+        if not chunk:
+            break
     if batch or nbytes:
         yield batch, nbytes
 
