@@ -117,9 +117,11 @@ recharge_prior_overdue_days               it (denominations: a top-up rounded do
 recharge_prior_weight          0          the prior also counts as this many gaps beside the own
                                           mean gap, from recharge_min_count recharges on (0: the own
                                           interval alone)
-recharge_prior_unseen          false      true: a prepaid subscriber with no recharge at all since
+recharge_prior_unseen          true       true: a prepaid subscriber with no recharge at all since
                                           it was first seen is overdue against the prior cadence
-                                          counted from its first day
+                                          counted from its first day, overdue at
+recharge_prior_unseen_factor   1.2        ... this many times recharge_prior_days (its last recharge
+                                          was before it was first seen: the time is a lower bound)
 silence_days                   7          silence trips after 7 silent non-holiday days
 silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
 churned_silence_days           21         silence >= 21 days: phase churned
@@ -226,7 +228,8 @@ class EngineConfig:
     recharge_prior_factor: float = 1.5
     recharge_prior_overdue_days: float = 7.0
     recharge_prior_weight: float = 0.0
-    recharge_prior_unseen: bool = False
+    recharge_prior_unseen: bool = True
+    recharge_prior_unseen_factor: float = 1.2
     silence_days: int = 7
     silence_min_active_days: int = 10
     churned_silence_days: int = 21
@@ -380,6 +383,7 @@ class EngineConfig:
             self.recharge_prior_days < 0
             or self.recharge_prior_weight < 0
             or self.recharge_prior_factor < 1.0
+            or self.recharge_prior_unseen_factor < 1.0
             or self.recharge_prior_overdue_days < 0
             or not 0 < self.recharge_prior_min_days <= self.recharge_prior_max_days
         ):

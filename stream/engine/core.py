@@ -1313,6 +1313,9 @@ class Engine:
         if prior_on:
             fac = np.where(own_ok, fac, cfg.recharge_prior_factor)
             over = np.where(own_ok, over, cfg.recharge_prior_overdue_days)
+            if cfg.recharge_prior_unseen:  # no recharge since first seen: its own factor, no margin
+                fac = np.where(none, cfg.recharge_prior_unseen_factor, fac)
+                over = np.where(none, 0.0, over)
         over = over * 86400.0
         trip = ok & (ratio >= fac) & (since - interval >= over)
         return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": np.where(ok, interval, 0.0)}

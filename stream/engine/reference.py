@@ -528,7 +528,9 @@ class ReferenceEngine:
         if not interval > 0:
             return 0.0, False, 0.0
         ratio = since / interval
-        if ref != last or n < cfg.recharge_min_count:  # a prior cadence: its own tolerance
+        if n == 0:  # no recharge since first seen (recharge_prior_unseen)
+            fac, over = cfg.recharge_prior_unseen_factor, 0.0
+        elif ref != last or n < cfg.recharge_min_count:  # a prior cadence: its own tolerance
             fac, over = cfg.recharge_prior_factor, cfg.recharge_prior_overdue_days
         elif n <= 2:  # one gap is a rough estimate of the interval: twice the tolerance
             fac, over = 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), 2.0 * cfg.recharge_min_overdue_days

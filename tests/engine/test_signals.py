@@ -510,10 +510,14 @@ def test_without_arpu_the_prior_is_recharge_prior_days():
     assert lapse_day(run(_one_recharge(10, 15, 40), cfg)[0]) == 24
 
 
-def test_no_recharge_at_all_only_with_recharge_prior_unseen():
-    assert lapse_day(run(_one_recharge(None, 15, 50))[0]) is None
-    # counted from the first day seen (day 0): 30-day prior, overdue after 45 days -> day 45
-    assert lapse_day(run(_one_recharge(None, 15, 50), quiet_config(recharge_prior_unseen=True))[0]) == 45
+def test_no_recharge_at_all_is_overdue_from_the_first_day_seen():
+    # counted from the first day seen (day 0): 30-day prior x recharge_prior_unseen_factor 1.2, no
+    # margin (the last recharge was before day 0) -> day 36
+    assert lapse_day(run(_one_recharge(None, 15, 50))[0]) == 36
+    assert lapse_day(run(_one_recharge(None, 15, 50), quiet_config(recharge_prior_unseen_factor=1.5))[0]) == 45
+    assert lapse_day(run(_one_recharge(None, 15, 50), quiet_config(recharge_prior_unseen=False))[0]) is None
+    # a recharge on day 30 (amount 15 at ARPU 30: a 15-day prior) ends it
+    assert lapse_day(run(_one_recharge(30, 15, 50))[0]) is None
 
 
 def test_the_prior_shrinks_a_short_own_history():
