@@ -384,7 +384,7 @@ def write_png(curve: list[dict], chosen: dict, budget: float, path: str | Path) 
     pts = [c for c in curve if c["recall"] is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.plot([c["budget"] * 100 for c in pts], [c["recall"] * 100 for c in pts], "o-", label="best recall found")
-    ax.axvline(budget * 100, color="tab:red", ls="--", lw=1, label=f"budget {budget:.0%}")
+    ax.axvline(budget * 100, color="tab:red", ls="--", lw=1, label=f"budget {budget:.1%}")
     ax.plot([chosen["warned"] * 100], [chosen["recall"] * 100], "*", ms=14, color="tab:red", label="chosen")
     ax.set_xlabel("non-churners ever warned or alarmed (%)")
     ax.set_ylabel("churners flagged with the lead (%)")
@@ -484,10 +484,12 @@ def run(args: argparse.Namespace) -> int:
         f"{len(tuner.tried)} candidates in {t2 - t1:.1f} s; churners {tuner.n_pos}, non-churners {tuner.n_neg}"
     )
     print(f"\n{'budget warned':>14} {'best recall':>12} {'warned':>8}")
-    for c in tuner.curve():
+    budgets = sorted({0.01, 0.02, 0.03, 0.05, 0.08, 0.10, 0.15, 0.20, args.budget_warned})
+    curve = tuner.curve(budgets)
+    for c in curve:
         r = "-" if c["recall"] is None else f"{c['recall']:.1%}"
         w = "-" if c["warned"] is None else f"{c['warned']:.1%}"
-        print(f"{c['budget']:>14.0%} {r:>12} {w:>8}")
+        print(f"{c['budget']:>14.1%} {r:>12} {w:>8}")
     tuned = {k: v for k, v in best["params"].items() if v != getattr(cfg, k)}
     out_map = {**base_map, **tuned}
     try:
@@ -519,7 +521,7 @@ def run(args: argparse.Namespace) -> int:
         _holdout(args, cfg, EngineConfig.from_toml(args.out))
     if (args.png or "").lower() != "none":
         try:
-            png = write_png(tuner.curve(), best, args.budget_warned, args.png or f"{args.out}.png")
+            png = write_png(curve, best, args.budget_warned, args.png or f"{args.out}.png")
             print(f"curve: {png}")
         except ImportError:
             print("curve: matplotlib not installed, no PNG", file=sys.stderr)
