@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 
 import numpy as np
+import orjson
 import pytest
 
 from stream.cli import main
@@ -150,3 +151,24 @@ def test_toml_text_round_trips():
     vals = {"warn_score": 0.4, "cooldown_days": 3, "shadow_enabled": False, "timezone": "Asia/Shanghai"}
     vals |= {"holidays": [["2026-01-01", "2026-01-03"]], "prefixes": {"86130": "cu"}}
     assert tomllib.loads(tune.toml_text(vals, "a\nb")) == vals
+
+
+def _prepaid_lines(m: str, t0: float, wait_days: float) -> list[bytes]:
+    return [
+        orjson.dumps({"type": "profile", "msisdn": m, "ts": t0, "plan": "prepaid"}),
+        orjson.dumps({"type": "recharge", "msisdn": m, "ts": t0 + wait_days * 86400, "amount": 30}),
+        orjson.dumps({"type": "recharge", "msisdn": m, "ts": t0 + (wait_days + 30) * 86400, "amount": 30}),
+    ]
+
+
+def test_the_no_recharge_prior_is_learned_from_the_non_churners(tmp_path):
+    t0 = 1_767_000_000.0
+    lines = [x for k in range(1, 41) for x in _prepaid_lines(f"86138{k:08d}", t0, k)]
+    lines += _prepaid_lines("8613999999999", t0, 100)  # a churner: left out
+    lines += [b"{not json", orjson.dumps({"type": "sms", "msisdn": "8613800000001", "ts": t0 - 86400})]
+    p = tmp_path / "e.ndjson"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    got = tune.learn_recharge_priors(p, EngineConfig(), {"8613999999999"})
+    # first recharges 1..40 days after first seen: the 99th percentile 39.61 days, + 2 = 41.61 days
+    assert got == {"recharge_prior_unseen": True, "recharge_prior_unseen_factor": round(41.61 / 30, 2)}
+    assert tune.learn_recharge_priors(p, EngineConfig(), set(), min_subs=50) == {}

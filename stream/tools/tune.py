@@ -176,6 +176,46 @@ def _churn_ts(d: str, cfg, where: str) -> float:
         raise ValueError(f"{where}: churn_date {d!r} is neither YYYY-MM-DD nor Unix seconds") from exc
 
 
+# ---------------------------------------------------------------------------- learned priors
+
+
+def learn_recharge_priors(events_path: str | os.PathLike, cfg, churners: set[str], min_subs: int = 30) -> dict:
+    """The no-recharge prior learned from the history's prepaid non-churners (issue 13: a cadence
+    from the population where a subscriber's own history is too short): a prepaid subscriber with
+    no recharge since first seen is overdue 2 days after the 99th percentile of those
+    non-churners' first recharge after they were first seen (``recharge_prior_unseen_factor``, as
+    a multiple of ``recharge_prior_days``). Empty when fewer than ``min_subs`` show one. (Their mean
+    gaps would be a biased prior for the 0-1 recharge case: in a short history, the subscribers
+    with enough recharges to measure a gap are the frequent ones.)"""
+    first: dict[str, float] = {}
+    rch_first: dict[str, float] = {}
+    prepaid: set[str] = set()
+    with open(events_path, "rb") as fh:
+        for line in fh:
+            try:
+                e = orjson.loads(line)
+                m, ts = e["msisdn"], float(e["ts"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if not isinstance(m, str) or m in churners:
+                continue
+            if ts < first.get(m, math.inf):
+                first[m] = ts
+            t = e.get("type")
+            if t == "recharge" and ts < rch_first.get(m, math.inf):
+                rch_first[m] = ts
+            elif t == "profile" and e.get("plan") == "prepaid":
+                prepaid.add(m)
+    waits = [(rch_first[m] - first[m]) / DAY_S for m in prepaid if m in rch_first]
+    if len(waits) < min_subs or cfg.recharge_prior_days <= 0:
+        return {}
+    wait = float(np.percentile(waits, 99)) + 2.0
+    return {
+        "recharge_prior_unseen": True,
+        "recharge_prior_unseen_factor": round(max(1.0, wait / cfg.recharge_prior_days), 2),
+    }
+
+
 # ---------------------------------------------------------------------------- search
 
 
@@ -415,6 +455,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", metavar="FILE", help="the curve as PNG (default <out>.png; 'none' to skip)")
     p.add_argument("--no-check", action="store_true", help="skip the checking backtest of the tuned config")
     p.add_argument(
+        "--no-learn-priors", action="store_true", help="keep the base config's recharge priors (not learned)"
+    )
+    p.add_argument(
         "--holdout-events", metavar="FILE", help="another labelled history: base and tuned configs measured on it"
     )
     p.add_argument("--holdout-truth", metavar="FILE", help="its truth (with --holdout-events)")
@@ -468,6 +511,13 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.holdout_events) != bool(args.holdout_truth):
         return fail("--holdout-events and --holdout-truth go together")
     t0 = time.perf_counter()
+    cfg0 = cfg  # the base as given (the held-out comparison's "base")
+    learned = {} if args.no_learn_priors else learn_recharge_priors(args.events, cfg, set(truth["churn"]))
+    learned = {k: v for k, v in learned.items() if k not in base_map}  # the base file's own values win
+    if learned:
+        print("learned from the prepaid non-churners: " + ", ".join(f"{k} = {v}" for k, v in learned.items()))
+        base_map = {**base_map, **learned}
+        cfg = EngineConfig.from_mapping(base_map)
     rec = recording_engine(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -505,7 +555,8 @@ def run(args: argparse.Namespace) -> int:
     )
     Path(args.out).write_text(toml_text(out_map, header))
     print(f"\n{'':>10} {'recall':>8} {'warned':>8} {'alarmed':>8}")
-    print(f"{'base':>10} {base['recall']:>8.1%} {base['warned']:>8.1%} {base['alarmed']:>8.1%}  (replayed)")
+    label = "base+prior" if learned else "base"
+    print(f"{label:>10} {base['recall']:>8.1%} {base['warned']:>8.1%} {base['alarmed']:>8.1%}  (replayed)")
     print(f"{'tuned':>10} {best['recall']:>8.1%} {best['warned']:>8.1%} {best['alarmed']:>8.1%}  (replayed)")
     if not best["ok"]:
         print(f"no candidate met the budget: the closest is written to {args.out}", file=sys.stderr)
@@ -518,7 +569,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'tuned':>10} {got['recall']:>8.1%} {got['warned']:>8.1%} {got['alarmed']:>8.1%}  (backtest)")
     print(f"\nwrote {args.out}: {', '.join(f'{k}={v}' for k, v in sorted(tuned.items())) or 'the base config'}")
     if args.holdout_events:
-        _holdout(args, cfg, EngineConfig.from_toml(args.out))
+        _holdout(args, cfg0, EngineConfig.from_toml(args.out))
     if (args.png or "").lower() != "none":
         try:
             png = write_png(curve, best, args.budget_warned, args.png or f"{args.out}.png")
