@@ -2,6 +2,9 @@
 
 Fits the engine's warning/alarm thresholds and weights to an operator's own labelled history.
 
+0. **Learned prior.** The no-recharge prior (``recharge_prior_unseen_factor``) is set from the
+   history's prepaid non-churners (:func:`learn_recharge_priors`; ``--no-learn-priors`` keeps the
+   base's; a value in the ``--config`` file wins).
 1. **One replay.** The events run once through the engine (the backtest's batch step, config
    ``--config`` or the defaults), and every daily decision's features (the traffic drop, circle
    erosion and drift, competitor share, recharge lapse, silence, ... of each subscriber decided
