@@ -22,7 +22,7 @@ decision_grace_s               43200      a day is decided (every subscriber act
                                           up to this late still count for their day
 recent_days                    7          recent window: the 7 complete days before "today"
 baseline_days                  28         baseline window: the 28 days before the recent window
-drop_threshold                 0.5        traffic_drop trips at a relative drop >= 0.5
+drop_threshold                 0.515      traffic_drop trips at a relative drop >= 0.515
 deep_drop_threshold            0.8        a drop >= 0.8 is alarm-level when the week before was
                                           already down by drop_threshold (a sustained fall)
 deep_trend_threshold           0.75       ... and the last two weeks down >= 0.75 (the trend below):
@@ -31,8 +31,8 @@ drop_confirm_threshold         0.3        ... and a drop needs the week before t
                                           down >= 0.3 already (vs the 21 days before it): one
                                           quiet week, e.g. a holiday, is not a drop (0 disables;
                                           0.3 > 2/7: two holiday days in it do not confirm)
-trend_threshold                0.5        traffic_drop also trips on a two-week trend: the last 14
-                                          days down >= 0.5 vs the 21 days before them ...
+trend_threshold                0.546      traffic_drop also trips on a two-week trend: the last 14
+                                          days down >= 0.546 vs the 21 days before them ...
 trend_week_threshold           0.3        ... with each of the two weeks down >= 0.3 (slow decays
                                           whose 28-day baseline is already decaying; issue 5)
 drop_tail_days                 3          both forms of traffic_drop need the last 3 days ...
@@ -40,7 +40,7 @@ drop_tail_threshold            0.6        ... down >= 0.6 vs the same 21 days: a
                                           the end, a subscriber back from a holiday is not (0 = off)
 drop_min_baseline_active_days  10         baseline needs >= 10 active (non-holiday) days ...
 drop_min_recent_active_days    3          ... and >= 3 active recent days (fewer = silence case)
-erosion_threshold              0.6        contact_erosion trips when >= 60% of the baseline circle
+erosion_threshold              0.675      contact_erosion trips when >= 67.5% of the baseline circle
                                           (weighted by contact days) is not contacted recently, for
                                           subscribers still active (>= drop_min_recent_active_days)
 drop_min_z                     0          traffic_drop's weekly drop and trend also need the events (calls +
@@ -125,21 +125,26 @@ recharge_prior_unseen_factor   1.2        ... this many times recharge_prior_day
 silence_days                   7          silence trips after 7 silent non-holiday days
 silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
 churned_silence_days           21         silence >= 21 days: phase churned
-warn_score / alarm_score       0.35/0.65  score thresholds for warning / alarm
+warn_score / alarm_score       0.358/0.676 score thresholds for warning / alarm (these score
+                                          weights and thresholds were retuned on 2026-12-02 on four
+                                          tuning populations: fewer loyal warned at the same recall;
+                                          README "Alarm quality")
 cooldown_days                  7          no repeat record of the same or a lower phase within 7
                                           days of the last one
 recover_min_active_days        3          recovery needs >= 3 active recent days ...
 recover_clear_days             7          ... and the signals clear on 7 consecutive days (daily
                                           sweeps evaluate every subscriber not healthy): one good
                                           day inside a falling trend does not end the episode
-w_drop, w_erosion              0.64, 0.5  score contribution = weight * value (a drop >= 0.55 alone
-                                          is a warning, never an alarm: 0.64 < alarm_score; only a
+w_drop, w_erosion              0.655, 0.497 score contribution = weight * value (a drop >= 0.55 alone
+                                          is a warning, never an alarm: 0.655 < alarm_score; only a
                                           sustained deep drop is); drop and erosion
                                           both describe fading use and count once (the larger)
 w_hotline, w_dual_sim          0.7, 0.5   score contribution when tripped
 w_competitor_contacts          0.25
-w_recharge_lapse               0.35       (alone a warning: a prepaid subscriber overdue)
-w_silence                      0.4        at the threshold, rising by +0.5 up to churned_silence_days
+w_recharge_lapse               0.367      (alone a warning: a prepaid subscriber overdue)
+w_silence                      0.32       at the threshold, rising by +0.5 up to churned_silence_days
+                                          (alone a warning from ~9 silent days: 0.32 < warn_score; set
+                                          0.4 to warn at silence_days)
 tier_high_arpu / tier_mid_arpu 150 / 60   value tier by monthly ARPU (currency units)
 influence_high / influence_mid 8 / 5      contact-circle size that lifts the tier
 loyal_tenure_days              730        tenure that lifts a low tier to mid
@@ -197,17 +202,17 @@ class EngineConfig:
     own_operator: str = "own"
     recent_days: int = 7
     baseline_days: int = 28
-    drop_threshold: float = 0.5
+    drop_threshold: float = 0.515
     deep_drop_threshold: float = 0.8
     deep_trend_threshold: float = 0.75
     drop_confirm_threshold: float = 0.3
-    trend_threshold: float = 0.5
+    trend_threshold: float = 0.546
     trend_week_threshold: float = 0.3
     drop_tail_days: int = 3
     drop_tail_threshold: float = 0.6
     drop_min_baseline_active_days: int = 10
     drop_min_recent_active_days: int = 3
-    erosion_threshold: float = 0.6
+    erosion_threshold: float = 0.675
     drift_threshold: float = 0.0
     drop_min_z: float = 0.0
     drift_min_weight: int = 20
@@ -233,13 +238,13 @@ class EngineConfig:
     silence_days: int = 7
     silence_min_active_days: int = 10
     churned_silence_days: int = 21
-    warn_score: float = 0.35
-    alarm_score: float = 0.65
+    warn_score: float = 0.358
+    alarm_score: float = 0.676
     cooldown_days: int = 7
     recover_min_active_days: int = 3
     recover_clear_days: int = 7
-    w_drop: float = 0.64
-    w_erosion: float = 0.5
+    w_drop: float = 0.655
+    w_erosion: float = 0.497
     w_hotline: float = 0.7
     w_dual_sim: float = 0.5
     w_competitor_contacts: float = 0.25
@@ -256,8 +261,8 @@ class EngineConfig:
     shadow_refresh_days: int = 14
     shadow_expire_days: int = 35
     shadow_band_capacity: int = 8
-    w_recharge_lapse: float = 0.35
-    w_silence: float = 0.4
+    w_recharge_lapse: float = 0.367
+    w_silence: float = 0.32
     tier_high_arpu: float = 150.0
     tier_mid_arpu: float = 60.0
     influence_high: int = 8

@@ -10,9 +10,28 @@ ENGINES = (Engine, ReferenceEngine)
 CLOCK = 4_000_000_000.0  # a fixed wall clock far after the test data
 
 
+# the score thresholds and weights the hand-computed expectations of the unit tests were written
+# for (the defaults before the 2026-12-02 retune on four tuning populations, README "Alarm quality"):
+# the tests check the mechanics, the defaults are measured by backtests
+UNIT_THRESHOLDS = {
+    "warn_score": 0.35,
+    "alarm_score": 0.65,
+    "drop_threshold": 0.5,
+    "trend_threshold": 0.5,
+    "erosion_threshold": 0.6,
+    "w_drop": 0.64,
+    "w_erosion": 0.5,
+    "w_recharge_lapse": 0.35,
+    "w_silence": 0.4,
+}
+
+
 def quiet_config(**kw) -> EngineConfig:
-    """Defaults without holidays (so test dates never fall into a season), overridable."""
+    """Defaults without holidays (so test dates never fall into a season) and with the unit tests'
+    thresholds (``UNIT_THRESHOLDS``), overridable."""
     kw.setdefault("holidays", ())
+    for k, v in UNIT_THRESHOLDS.items():
+        kw.setdefault(k, v)
     return EngineConfig(**kw)
 
 
