@@ -1028,9 +1028,13 @@ class Engine:
         f["drop_tail"] = np.where(elig, rel_drop(slice(nb + nr - cfg.drop_tail_days, nb + nr)), 0.0)
         # the drops' significance (drop_min_z): the events of the recent week, and of the last two
         # weeks, against the count their baseline expects (a low-traffic subscriber's week is noisy)
-        ev_used = np.where(use, calls + sms, 0)
-        f["drop_z"] = _shortfall_z(ev_used, B, W, nbd, nrd)
-        f["trend_z"] = _shortfall_z(ev_used, B2, PW, nb2d, int((~hol[PW]).sum()))
+        # (computed only when read: off by default)
+        if cfg.drop_min_z > 0 or self.all_features:
+            ev_used = np.where(use, calls + sms, 0)
+            f["drop_z"] = _shortfall_z(ev_used, B, W, nbd, nrd)
+            f["trend_z"] = _shortfall_z(ev_used, B2, PW, nb2d, int((~hol[PW]).sum()))
+        else:
+            f["drop_z"] = f["trend_z"] = np.zeros(len(rows))
         # hotline: dials in the last hotline_days complete days (a dial trips at once, on its own:
         # Engine.immediate; a decision reads it from the day after)
         hd = np.arange(D - cfg.hotline_days, D, dtype=np.int64)

@@ -53,7 +53,16 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-__all__ = ["TUNED", "Recorder", "load_truth_any", "Tuner", "add_arguments", "run"]
+__all__ = [
+    "TUNED",
+    "recording_engine",
+    "load_truth_any",
+    "Tuner",
+    "measure",
+    "backtest_measure",
+    "add_arguments",
+    "run",
+]
 
 DAY_S = 86400.0
 EARLY = ("switcher", "drifter", "prepaid_lapser")
@@ -124,9 +133,6 @@ def recording_engine(cfg):
             return out
 
     return Recorder(cfg)
-
-
-Recorder = recording_engine  # the public name (a factory: the class needs the engine imported)
 
 
 def _is_column(v, n: int) -> bool:
@@ -476,21 +482,28 @@ def _base_mapping(path: str | None) -> dict:
     return dict(data["engine"]) if set(data) == {"engine"} else dict(data)
 
 
-def _holdout(args, base_cfg, tuned_cfg) -> None:
-    """Both configs backtested on the held-out history, measured with the tune's definitions."""
+def backtest_measure(events_path: str, cfg, truth: dict, lead_days: float) -> dict:
+    """Backtest ``cfg`` on a history and measure its alarms with the tune's definitions."""
     from stream.engine import Engine
     from stream.tools.backtest import backtest
 
+    eng = Engine(cfg, clock=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "a.ndjson")
+        backtest(events_path, path, cfg, engine=eng)
+        return measure(path, truth, lead_days, set(eng))
+
+
+def _print_measured(name: str, got: dict) -> None:
+    print(f"{name:>10} {got['recall']:>8.1%} {got['warned']:>8.1%} {got['alarmed']:>8.1%}  (backtest)")
+
+
+def _holdout(args, base_cfg, tuned_cfg) -> None:
+    """Both configs backtested on the held-out history, measured with the tune's definitions."""
     truth = load_truth_any(args.holdout_truth, base_cfg, tuple(args.ignore_reason))
     print(f"\nheld out ({args.holdout_events}):")
     for name, c in (("base", base_cfg), ("tuned", tuned_cfg)):
-        eng = Engine(c, clock=None)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "a.ndjson")
-            backtest(args.holdout_events, path, c, engine=eng)
-            seen = set(eng)
-            got = measure(path, truth, args.lead_days, seen)
-        print(f"{name:>10} {got['recall']:>8.1%} {got['warned']:>8.1%} {got['alarmed']:>8.1%}  (backtest)")
+        _print_measured(name, backtest_measure(args.holdout_events, c, truth, args.lead_days))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -564,12 +577,7 @@ def run(args: argparse.Namespace) -> int:
     if not best["ok"]:
         print(f"no candidate met the budget: the closest is written to {args.out}", file=sys.stderr)
     if not args.no_check:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "a.ndjson")
-            backtest(args.events, path, EngineConfig.from_toml(args.out))
-            seen = set(rec)
-            got = measure(path, truth, args.lead_days, seen)
-        print(f"{'tuned':>10} {got['recall']:>8.1%} {got['warned']:>8.1%} {got['alarmed']:>8.1%}  (backtest)")
+        _print_measured("tuned", backtest_measure(args.events, EngineConfig.from_toml(args.out), truth, args.lead_days))
     print(f"\nwrote {args.out}: {', '.join(f'{k}={v}' for k, v in sorted(tuned.items())) or 'the base config'}")
     if args.holdout_events:
         _holdout(args, cfg0, EngineConfig.from_toml(args.out))
