@@ -33,6 +33,8 @@
 | CHURNWATCH_RECOVERY_HOLD_S | 0 | fault injection for tests: hold every recovery this long before the engine is rebuilt; leave 0 in production |
 | CHURNWATCH_SESSION_TIMEOUT_S | 60 | consumer-group session timeout: a worker silent this long loses its partitions; back, it writes nothing before it rejoined |
 | CHURNWATCH_STALL_S | 120 | `/healthz` reports a partition with a backlog and no progress for this many seconds (HTTP 503) |
+| CHURNWATCH_BROKER_DOWN_S | 20 | `/healthz` reports `broker_unreachable` (HTTP 503) when no broker answered for this many seconds |
+| CHURNWATCH_SHUTDOWN_GRACE_S | 25 | on SIGTERM/SIGINT, exit hard if the graceful shutdown has not ended after this many seconds (keep it below the orchestrator's stop grace period; nothing is lost: what was not committed is replayed) |
 | CHURNWATCH_LOG_LEVEL | info | worker log level |
 
 Any other ``CHURNWATCH_*`` variable is a misconfiguration and fails start-up.
@@ -108,6 +110,8 @@ class Settings:
     store_flush_s: float = 10.0
     max_skew_s: float = 36000.0
     stall_s: float = 120.0
+    broker_down_s: float = 20.0
+    shutdown_grace_s: float = 25.0
     checkpoint_hold_s: float = 0.0
     recovery_hold_s: float = 0.0
     session_timeout_s: float = 60.0
@@ -169,6 +173,10 @@ class Settings:
             raise SettingsError("CHURNWATCH_SESSION_TIMEOUT_S must be in [6, 1800] (the broker's group session limits)")
         if not 0 < self.stall_s <= 86400:
             raise SettingsError("CHURNWATCH_STALL_S must be in (0, 86400]")
+        if not 1 <= self.broker_down_s <= 3600:
+            raise SettingsError("CHURNWATCH_BROKER_DOWN_S must be in [1, 3600]")
+        if not 1 <= self.shutdown_grace_s <= 3600:
+            raise SettingsError("CHURNWATCH_SHUTDOWN_GRACE_S must be in [1, 3600]")
         if self.config_path is not None and not Path(self.config_path).is_file():
             raise SettingsError(f"CHURNWATCH_CONFIG={self.config_path!r}: no such file")
         names = [
@@ -275,6 +283,8 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_STORE_FLUSH_S": "store_flush_s",
     "CHURNWATCH_MAX_SKEW_S": "max_skew_s",
     "CHURNWATCH_STALL_S": "stall_s",
+    "CHURNWATCH_BROKER_DOWN_S": "broker_down_s",
+    "CHURNWATCH_SHUTDOWN_GRACE_S": "shutdown_grace_s",
     "CHURNWATCH_CHECKPOINT_HOLD_S": "checkpoint_hold_s",
     "CHURNWATCH_RECOVERY_HOLD_S": "recovery_hold_s",
     "CHURNWATCH_SESSION_TIMEOUT_S": "session_timeout_s",

@@ -41,6 +41,8 @@ def test_env_values_are_typed():
         ({"CHURNWATCH_TOPIC_ALARMS": "cdr.calls"}, "topic names must be distinct"),
         ({"CHURNWATCH_COMMIT_INTERVAL_S": "0"}, "CHURNWATCH_COMMIT_INTERVAL_S must be in (0, 3600]"),
         ({"CHURNWATCH_COMMIT_EVERY": "0"}, "CHURNWATCH_COMMIT_EVERY must be >= 1"),
+        ({"CHURNWATCH_BROKER_DOWN_S": "0"}, "CHURNWATCH_BROKER_DOWN_S must be in [1, 3600]"),
+        ({"CHURNWATCH_SHUTDOWN_GRACE_S": "-1"}, "CHURNWATCH_SHUTDOWN_GRACE_S must be in [1, 3600]"),
     ],
 )
 def test_misconfiguration_fails_with_a_clear_message(env, needle):

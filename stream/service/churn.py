@@ -70,7 +70,6 @@ _WM = struct.Struct(">d")
 # this long after a start or rebalance (a partition whose fetches never return would stall all)
 UNKNOWN_GRACE_S = 30.0
 LIVE_COMMIT_EVERY = 2_000  # events per checkpoint at most when the worker is not catching up (see _due)
-BROKER_DOWN_S = 20.0  # /healthz: no broker answer for this long = unreachable (503)
 DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
@@ -669,7 +668,7 @@ class ChurnService:
                 pass
             else:
                 self._broker_ok_at = time.monotonic()
-        self.metrics.broker_reachable.set(0 if time.monotonic() - self._broker_ok_at > BROKER_DOWN_S else 1)
+        self.metrics.broker_reachable.set(0 if time.monotonic() - self._broker_ok_at > self.settings.broker_down_s else 1)
 
     def _log_tasks(self, held_s: float) -> None:
         lines = []
@@ -959,7 +958,7 @@ class ChurnService:
         stuck_fenced = fenced_s > 2 * self.settings.session_timeout_s
         status = (
             "broker_unreachable"
-            if broker_age > BROKER_DOWN_S
+            if broker_age > self.settings.broker_down_s
             else "fenced"
             if stuck_fenced
             else "stalled"

@@ -73,27 +73,25 @@ def check_web_port(settings: Settings) -> None:
         sock.close()
 
 
-SHUTDOWN_GRACE_S = 25.0  # below docker-compose's stop_grace_period (30 s) and Kubernetes' default (30 s)
-
-
-def _exit_after_grace(signum: int) -> None:
-    """Exit hard if a graceful shutdown has not finished in ``SHUTDOWN_GRACE_S``: with the broker
+def _exit_after_grace(signum: int, grace_s: float) -> None:
+    """Exit hard if a graceful shutdown has not finished in ``grace_s`` (CHURNWATCH_SHUTDOWN_GRACE_S,
+    25 s by default: below docker-compose's stop_grace_period and Kubernetes' default, 30 s): with the broker
     gone, Faust's shutdown waits on the consumer and the producer and would never end. Nothing is
     lost: what was not committed is replayed from the last commit at the next start."""
     import os
     import threading
 
     def _hard_exit() -> None:
-        logger.warning("shutdown did not finish in %.0fs (broker unreachable?): exiting now", SHUTDOWN_GRACE_S)
+        logger.warning("shutdown did not finish in %.0fs (broker unreachable?): exiting now", grace_s)
         logging.shutdown()
         os._exit(128 + signum)
 
-    timer = threading.Timer(SHUTDOWN_GRACE_S, _hard_exit)
+    timer = threading.Timer(grace_s, _hard_exit)
     timer.daemon = True
     timer.start()
 
 
-def _worker_class():
+def _worker_class(grace_s: float):
     import signal
 
     import faust
@@ -102,11 +100,11 @@ def _worker_class():
         """Faust's worker, with a bound on how long SIGTERM / SIGINT may take to stop it."""
 
         def _on_sigterm(self) -> None:
-            _exit_after_grace(signal.SIGTERM)
+            _exit_after_grace(signal.SIGTERM, grace_s)
             super()._on_sigterm()
 
         def _on_sigint(self) -> None:
-            _exit_after_grace(signal.SIGINT)
+            _exit_after_grace(signal.SIGINT, grace_s)
             super()._on_sigint()
 
     return Worker
@@ -138,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from .churn import build_service
 
     service = build_service(settings)
-    worker = _worker_class()(service.app, loglevel=settings.log_level.upper())
+    worker = _worker_class(settings.shutdown_grace_s)(service.app, loglevel=settings.log_level.upper())
     if not sys.stdout.isatty():
         worker.spinner = None  # its terminal escape codes would litter a log file
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
