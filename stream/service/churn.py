@@ -668,7 +668,9 @@ class ChurnService:
                 pass
             else:
                 self._broker_ok_at = time.monotonic()
-        self.metrics.broker_reachable.set(0 if time.monotonic() - self._broker_ok_at > self.settings.broker_down_s else 1)
+        self.metrics.broker_reachable.set(
+            0 if time.monotonic() - self._broker_ok_at > self.settings.broker_down_s else 1
+        )
 
     def _log_tasks(self, held_s: float) -> None:
         lines = []
