@@ -1,7 +1,8 @@
 """The plain-Python reference engine: dicts and lists, one event at a time, the same semantics as
 :class:`stream.engine.core.Engine`. Slow and obvious on purpose; tests check that both agree.
 
-It shares only the (pure) decode and config with the fast engine.
+It shares only the config and the (pure) decode module with the fast engine, and decodes with
+``decode_exact``, the contract's rules field by field, where the fast engine runs the typed fast path.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from stream.contract import SIGNALS as SIGNAL_ORDER
 from . import shadow as _sh
 from .config import EngineConfig
 from .core import EVAL_CHUNK, Applied, Decision
-from .decode import Batch, Reject, decode, mix64
+from .decode import Batch, Reject, decode_exact, mix64
 
 __all__ = ["ReferenceEngine"]
 
@@ -212,7 +213,7 @@ class ReferenceEngine:
         return 0  # not columnar
 
     def decode(self, raws: Sequence[bytes], keys=None, src=None, offsets=None):
-        batch, rejects = decode(raws, keys, src, offsets, config=self.config, seq_start=self._seq)
+        batch, rejects = decode_exact(raws, keys, src, offsets, config=self.config, seq_start=self._seq)
         if offsets is None:
             self._seq += len(raws)
         for r in rejects:
