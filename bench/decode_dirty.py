@@ -6,7 +6,8 @@ Input, all from the same payloads:
   present), keyed by their msisdn as the service decodes them (``keys=``);
 * **dirty**: the same lines re-serialised with the field order shuffled per line, the optional
   fields (``imei``, ``cell_id``, ``channel``) each absent with probability 0.3, 3% of them late
-  (ts 3 days back: decode accepts them, the engine's apply rejects them), and 0.1% of the lines
+  (ts 3 days back: out of order but within the subscriber's ring, so decode and the engine accept
+  them), and 0.1% of the lines
   replaced by a malformed line, round robin over every reason decode produces
   (``REJECT_REASONS`` minus ``late``/``future``, which apply produces): invalid_json, not_object,
   unknown_type, missing_field, invalid_field, key_mismatch (the key, not the line, is altered).
@@ -78,6 +79,13 @@ def make_payloads(n: int, seed: int = 7, rate: float = 0.001, late: float = 0.03
     """(clean lines, clean keys, dirty lines, dirty keys, {index: reason} of the malformed dirty lines)."""
     clean = make_events(n_subs=100_000, n_events=n, seed=seed, t_start=T0, span_s=0.5 * DAY)
     keys = [key_of(x) for x in clean]
+    dirty, dkeys, expect = dirty_variant(clean, keys, seed, rate, late)
+    return clean, keys, dirty, dkeys, expect
+
+
+def dirty_variant(clean: list[bytes], keys: list[bytes], seed: int, rate: float = 0.001, late: float = 0.03):
+    """The dirty variant of ``clean`` (see the module docstring): (dirty lines, dirty keys,
+    {index: reason} of the malformed lines)."""
     rng = random.Random(seed)
     dirty, dkeys, expect = [], list(keys), {}
     n_bad = 0
@@ -101,7 +109,7 @@ def make_payloads(n: int, seed: int = 7, rate: float = 0.001, late: float = 0.03
                 out = _malformed(reason, o, out, rng)
             expect[i] = reason
         dirty.append(out)
-    return clean, keys, dirty, dkeys, expect
+    return dirty, dkeys, expect
 
 
 def _cpu(fn) -> float:
