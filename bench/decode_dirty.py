@@ -18,7 +18,7 @@ row interleaved round by round: ``decode`` (``stream.engine.decode.decode``) in 
 are then valid), on clean and dirty; and the ceilings, ``orjson.loads`` per line and of the joined
 batch (``b"[" + b",".join(batch) + b"]"``, the decode's own trick; on dirty input it fails, so
 it runs on the dirty lines minus the malformed ones: shuffled field order alone makes orjson slower). The cyclic GC is off in every timed region (decode turns it off itself).
-``--baseline REV`` adds the decode of git revision ``REV`` (its ``stream/engine/decode.py``, loaded
+``--baseline REV`` adds the decode of git revision ``REV`` (its ``stream/engine`` package, loaded
 beside the current one) as rows of the same run: before and after on the same payloads.
 Correctness, checked after the timed rounds: clean gives no rejects, dirty gives exactly the
 injected (index, reason) pairs, and the valid lines of dirty decode to the same columns as the
@@ -123,30 +123,34 @@ def _cpu(fn) -> float:
 
 
 def _load_baseline(rev: str):
-    """``stream/engine/decode.py`` as of git revision ``rev``, imported as ``stream.engine._decode_baseline``."""
+    """``decode`` of ``stream/engine`` as of git revision ``rev``: that revision's whole engine
+    package (its decode may span modules), extracted into a temporary directory and imported as
+    ``stream._baseline_engine`` beside the current one."""
     import importlib.util
+    import io
     import os
     import subprocess
+    import tarfile
     import tempfile
 
-    import stream.engine
-
-    src = subprocess.run(
-        ["git", "show", f"{rev}:stream/engine/decode.py"],
+    tar = subprocess.run(
+        ["git", "archive", rev, "stream/engine"],
         check=True,
         capture_output=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     ).stdout
-    with tempfile.NamedTemporaryFile("wb", suffix=".py", delete=False) as f:
-        f.write(src)
-    name = "stream.engine._decode_baseline"
-    spec = importlib.util.spec_from_file_location(name, f.name, submodule_search_locations=None)
+    tmp = tempfile.mkdtemp(prefix="decode-baseline-")
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        tf.extractall(tmp, filter="data")
+    pkg_dir = os.path.join(tmp, "stream", "engine")
+    name = "stream._baseline_engine"
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir]
+    )
     mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = stream.engine.__name__
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
-    os.unlink(f.name)
-    return mod.decode
+    return importlib.import_module(name + ".decode").decode
 
 
 def _decode_all(lines, keys, batch, cfg, decode=decode):
