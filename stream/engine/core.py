@@ -20,6 +20,7 @@ the service a worker only sees the numbers of its own partitions (until routing 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import struct
@@ -36,6 +37,7 @@ from stream.contract import PHASES as PHASE_NAMES
 from stream.contract import SIGNALS as SIGNAL_ORDER
 
 from . import shadow as _sh
+from . import sparse as _sparse
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
 
@@ -48,8 +50,8 @@ IMEI_INDEX_SIZE = 4  # numbers remembered per IMEI
 NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
-SNAPSHOT_VERSION = 5  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time;
-# 5: the last day decided per subscriber
+SNAPSHOT_VERSION = 6  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time;
+# 5: the last day decided per subscriber; 6: version 5's fields in the sparse encoding (stream.engine.sparse)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -116,6 +118,17 @@ _V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")  # v
 _V5_FIELDS = ("dec_day",)  # version 5
 _LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS + _V5_FIELDS
 assert tuple(f[0] for f in FIELDS[-len(_LATER) :]) == _LATER
+
+
+@functools.cache
+def initial_body(ring: int) -> bytes:
+    """A fresh subscriber's snapshot fields (every field at its initial value, ``ring`` days), the
+    dense version-5 layout: the base that the sparse snapshots (version 6) are encoded against."""
+    return b"".join(
+        np.full(tuple(ring if x == "R" else x for x in tail), init, dtype=dt).tobytes() for _, tail, dt, init in FIELDS
+    )
+
+
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
@@ -1701,45 +1714,42 @@ class Engine:
 
     def snapshot_many(self, rows: np.ndarray, prefix: np.ndarray | None = None) -> list[bytes]:
         """Snapshots of ``rows`` (engine rows, as ``apply`` returns them), in order: the bytes of
-        :meth:`snapshot`, each field gathered for all rows in one numpy operation and sliced
-        from one contiguous byte matrix (a checkpoint writes thousands at once; ``snapshot``
-        builds one field by field, ~30 µs). ``prefix`` (uint8, one row of bytes per engine row)
-        is put before each snapshot, in the same matrix (a caller's header, without a copy)."""
+        :meth:`snapshot`, each field gathered for all rows in one numpy operation and the sparse
+        encoding (:mod:`stream.engine.sparse`) vectorised over them (a checkpoint writes thousands
+        at once). ``prefix`` (uint8, one row of bytes per engine row) is put before each snapshot
+        (a caller's header, in the same pass)."""
         rows = np.asarray(rows, dtype=np.int64)
         k = len(rows)
         if k == 0:
             return []
-        head = np.frombuffer(struct.pack("<BB", SNAPSHOT_VERSION, self.R), dtype=np.uint8)
-        parts = [np.asarray(prefix, dtype=np.uint8).reshape(k, -1)] if prefix is not None else []
-        parts.append(np.broadcast_to(head, (k, 2)))
-        for name, _, _, _ in FIELDS:
-            col = np.ascontiguousarray(self._a[name][rows])
-            parts.append(col.view(np.uint8).reshape(k, -1))
-        matrix = np.ascontiguousarray(np.concatenate(parts, axis=1))
-        width = matrix.shape[1]
-        buf = matrix.tobytes()
-        return [buf[i * width : (i + 1) * width] for i in range(k)]
+        head = np.broadcast_to(np.array([SNAPSHOT_VERSION, self.R], dtype=np.uint8), (k, 2))
+        if prefix is not None:
+            head = np.concatenate([np.asarray(prefix, dtype=np.uint8).reshape(k, -1), head], axis=1)
+        parts = [self._a[name][rows].view(np.uint8).reshape(k, -1) for name, _, _, _ in FIELDS]
+        return _sparse.pack(parts, head, initial_body(self.R))
 
     def snapshot(self, msisdn: str) -> bytes | None:
+        """The subscriber's state as bytes (:meth:`restore` reads them; version ``SNAPSHOT_VERSION``)."""
         r = self._row.get(msisdn)
         if r is None:
             return None
-        parts = [struct.pack("<BB", SNAPSHOT_VERSION, self.R)]
-        for name, _, _, _ in FIELDS:
-            parts.append(np.ascontiguousarray(self._a[name][r]).tobytes())
-        return b"".join(parts)
+        return self.snapshot_many(np.array([r], dtype=np.int64))[0]
 
     def restore(self, msisdn: str, data: bytes) -> None:
         if len(data) < 2:
             raise ValueError("snapshot too short")
         ver, ring = struct.unpack_from("<BB", data, 0)
-        if ver not in (1, 2, 3, 4, SNAPSHOT_VERSION):
+        if ver not in (1, 2, 3, 4, 5, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if not 35 <= ring <= 60:
             raise ValueError(f"snapshot ring_days {ring} not in 35..60")
 
         def shape(tail):  # the snapshot's own ring size (a changed ring_days is converted below)
             return tuple(ring if x == "R" else x for x in tail)
+
+        if ver == 6:  # version 5's fields, sparse: restored from their dense bytes
+            data = bytes([5, ring]) + _sparse.unpack(data, 2, initial_body(ring))
+            ver = 5
 
         # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
         fields = {

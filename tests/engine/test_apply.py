@@ -10,7 +10,8 @@ import pytest
 
 from stream.contract import SIGNALS
 from stream.engine import Engine, EngineConfig, ReferenceEngine
-from stream.engine.core import SNAPSHOT_VERSION
+from stream.engine.core import SNAPSHOT_VERSION, initial_body
+from stream.engine.sparse import unpack
 
 from .gen import DAY, T0, call, profile, recharge, sms
 from .helpers import CLOCK, ENGINES, quiet_config
@@ -131,7 +132,7 @@ def test_snapshot_round_trip_and_restore_elsewhere():
     evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    assert snap[0] == SNAPSHOT_VERSION == 5  # version byte (5: the last day decided per subscriber)
+    assert snap[0] == SNAPSHOT_VERSION == 6  # version byte (6: version 5's fields, sparse)
     assert len(snap) <= 2048 + 2
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     other.restore(M, snap)
@@ -160,10 +161,12 @@ def test_reference_snapshot_round_trip():
 def test_state_is_fixed_size():
     eng = Engine(EngineConfig(), clock=lambda: CLOCK)
     assert eng.state_bytes_per_subscriber <= 2048
+    words = (len(initial_body(eng.R)) + 7) // 8
+    bound = 2 + (words + 7) // 8 + 8 * words  # the sparse snapshot at its largest: every word stored
     feed(eng, [call(M, T0, P)])
     n0 = len(eng.snapshot(M))
     feed(eng, [call(M, T0 + k, f"8613{k:09d}") for k in range(2000)])  # many distinct peers
-    assert len(eng.snapshot(M)) == n0
+    assert n0 < len(eng.snapshot(M)) <= bound
     assert len(eng.state_of(M)["circle"]) <= 16
 
 
@@ -198,7 +201,10 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     eng = Engine(quiet_config(), clock=lambda: CLOCK)
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
-    snap = eng.snapshot(M)
+    snap = bytes([5, eng.R]) + unpack(eng.snapshot(M), 2, initial_body(eng.R))  # version 5: the dense fields
+    other = Engine(quiet_config(), clock=lambda: CLOCK)
+    other.restore(M, snap)
+    assert other.state_of(M) == eng.state_of(M)
     v5_tail = 4  # dec_day
     v4_tail = v5_tail + 8 + 4 + 4 + 4 + 8 + 4  # rch_prev, imm_day, ep_day, dual_prev, sw_h, sw_d
     v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
@@ -219,7 +225,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
         with pytest.raises(ValueError):
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
-        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([6]) + snap[1:])
+        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([7]) + snap[1:])
 
 
 def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):
