@@ -383,9 +383,19 @@ def _decode(
     fixed order (missing fields, msisdn, ts, key, then the type's own fields), and the first failing
     one names an event's reject."""
     n = len(raws)
-    rejects: list[Reject] = []
     if n == 0:
+        return Batch.empty(), []
+    parts, rejects = decode_parts(raws, keys, config)
+    if not parts:
         return Batch.empty(), rejects
+    return _assemble(parts, n, src, offsets, seq_start, config), rejects
+
+
+def decode_parts(raws: Sequence[bytes], keys, config: EngineConfig) -> tuple[list[dict], list[Reject]]:
+    """The exact rules over ``raws``: the kept rows as parts (one per event type, columns keyed as
+    :func:`_assemble` reads them, ``"i"`` the positions in ``raws``) and the rejects, by position."""
+    n = len(raws)
+    rejects: list[Reject] = []
     ctx = _ctx_for(config)
     objs = _parse(raws, rejects)
     bad: dict[int, tuple[str, str]] = {}
@@ -405,10 +415,7 @@ def _decode(
     for i, (reason, detail) in bad.items():
         rejects.append(Reject(i, reason, detail))
     rejects.sort(key=lambda r: r.index)
-    parts = [p for p in parts if p is not None]
-    if not parts:
-        return Batch.empty(), rejects
-    return _assemble(parts, n, src, offsets, seq_start, config), rejects
+    return [p for p in parts if p is not None], rejects
 
 
 def _groups(objs: list, n: int, bad: dict) -> dict[int, list | None]:

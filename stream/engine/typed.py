@@ -37,10 +37,10 @@ from .exact import (
     _check_keys,
     _contact_part,
     _ctx_for,
-    _decode,
     _digits_within,
     _part,
     _take,
+    decode_parts,
 )
 
 __all__ = ["decode_typed"]
@@ -229,37 +229,18 @@ def decode_typed(raws: Sequence[bytes], keys, src, offsets, config, seq_start: i
     rejects: list[Reject] = []
     if slow:
         slow.sort()
-        parts_slow, rejects = _exact(raws, keys, src, offsets, seq_start, slow, config)
+        parts_slow, rejects = _exact(raws, keys, slow, config)
         parts += parts_slow
     if not parts:
         return Batch.empty(), rejects
     return _assemble(parts, n, src, offsets, seq_start, config), rejects
 
 
-def _exact(raws, keys, src, offsets, seq_start: int, slow: list, config) -> tuple[list[dict], list[Reject]]:
-    """The exact validator over the ``slow`` lines: (their kept rows as a part, their rejects), both
+def _exact(raws, keys, slow: list, config) -> tuple[list[dict], list[Reject]]:
+    """The exact rules over the ``slow`` lines: their kept rows as parts and their rejects, both
     indexed like ``raws``."""
-    sub_keys = None if keys is None else _take(keys, slow)
-    batch, rejects = _decode(_take(raws, slow), sub_keys, None, None, config, 0)
+    parts, rejects = decode_parts(_take(raws, slow), None if keys is None else _take(keys, slow), config)
     slow_a = np.array(slow, dtype=np.int64)
-    rejects = [Reject(slow[r.index], r.reason, r.detail) for r in rejects]
-    if not len(batch):
-        return [], rejects
-    part = {
-        "i": slow_a[batch.idx],
-        "kind": batch.kind,
-        "m": batch.msisdn,
-        "ts": batch.ts,
-        "out": batch.out,
-        "peer": batch.peer,
-        "comp": batch.comp,
-        "hot": batch.hotline,
-        "dur": batch.dur,
-        "imei": batch.imei,
-        "cents": batch.cents,
-        "plan": batch.plan,
-        "act": batch.activated,
-        "arpu": batch.arpu_c,
-        "kg": batch.key_group,
-    }
-    return [part], rejects
+    for p in parts:
+        p["i"] = slow_a[p["i"]]
+    return parts, [Reject(slow[r.index], r.reason, r.detail) for r in rejects]
