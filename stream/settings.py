@@ -25,6 +25,7 @@
 | CHURNWATCH_WEB_URL | http://<web host>:<web port> | the URL other workers use to reach this one (set it when binding 0.0.0.0, e.g. in containers) |
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
 | CHURNWATCH_BATCH_SIZE | 10000 | max input records per fetch (one batch through the engine); also the second-SIM agents' `take_events` batch |
+| CHURNWATCH_FETCH_MAX_WAIT_MS | 100 | the broker holds a fetch that finds no new data this long at most (Faust's own 1,500 made a worker that fell behind receive its input in bursts 1.5 s apart: see stream/service/faust_adapter.py) |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages while catching up (at most 2,000 when live) |
@@ -105,6 +106,7 @@ class Settings:
     config_path: str | None = None
     batch_size: int = 10_000
     batch_timeout_s: float = 0.5
+    fetch_max_wait_ms: int = 100
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
     store_flush_s: float = 10.0
@@ -146,6 +148,8 @@ class Settings:
             raise SettingsError(f"CHURNWATCH_WEB_URL={self.web_url!r}: expected an http(s):// URL")
         if self.batch_size < 1:
             raise SettingsError("CHURNWATCH_BATCH_SIZE must be >= 1")
+        if not 0 <= self.fetch_max_wait_ms <= 60_000:
+            raise SettingsError("CHURNWATCH_FETCH_MAX_WAIT_MS must be in [0, 60000]")
         if not 0 < self.batch_timeout_s <= 60:
             raise SettingsError("CHURNWATCH_BATCH_TIMEOUT_S must be in (0, 60]")
         if not 0 < self.commit_interval_s <= 3600:
@@ -278,6 +282,7 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_CONFIG": "config_path",
     "CHURNWATCH_BATCH_SIZE": "batch_size",
     "CHURNWATCH_BATCH_TIMEOUT_S": "batch_timeout_s",
+    "CHURNWATCH_FETCH_MAX_WAIT_MS": "fetch_max_wait_ms",
     "CHURNWATCH_COMMIT_INTERVAL_S": "commit_interval_s",
     "CHURNWATCH_COMMIT_EVERY": "commit_every",
     "CHURNWATCH_STORE_FLUSH_S": "store_flush_s",

@@ -119,7 +119,13 @@ class ChurnService:
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
         self.producer = Producer(self.app)
-        install(self.app, [*settings.input_topics, settings.topic_shadow_evidence], self.on_records, self.on_revoke)
+        install(
+            self.app,
+            [*settings.input_topics, settings.topic_shadow_evidence],
+            self.on_records,
+            self.on_revoke,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        )
         s = settings
         # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)
         self.inputs = raw_topic(self.app, *s.input_topics, s.topic_shadow_evidence, partitions=s.partitions)
