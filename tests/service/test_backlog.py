@@ -5,6 +5,12 @@ and the durable state must equal an in-process replay of the same events."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
 import time
 import uuid
 
@@ -13,7 +19,7 @@ import pytest
 from stream.settings import Settings
 from stream.tools.simulate import generate
 
-from .harness import WorkerProc, produce, scenario_env, wait_caught_up
+from .harness import ROOT, WorkerProc, produce, scenario_env, wait_caught_up
 from .test_resilience import _assert_exact, _metric
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -79,3 +85,79 @@ def test_backlog_two_workers_started_30s_apart_lose_nothing(kafka_bootstrap, tmp
     finally:
         b.stop()
         a.stop()
+
+
+def _starved_cpu() -> int | None:
+    """A CPU of this process's affinity set for the worker and a busy loop to share, when
+    ``taskset`` can pin them (None: the test skips)."""
+    if shutil.which("taskset") is None or not hasattr(os, "sched_getaffinity"):
+        return None
+    return min(os.sched_getaffinity(0))
+
+
+class _Watch(threading.Thread):
+    """Polls a worker's /healthz and applied-event count every 0.5 s while it catches up."""
+
+    def __init__(self, worker: WorkerProc) -> None:
+        super().__init__(daemon=True)
+        self.worker = worker
+        self.done = threading.Event()
+        self.statuses: list[str] = []
+        self.progress: list[tuple[float, float]] = []  # (monotonic time, events applied)
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                _, body = self.worker.get("/healthz")
+                self.statuses.append(json.loads(body).get("status", "?"))
+                self.progress.append((time.monotonic(), _metric(self.worker, "churnwatch_events_total")))
+            except (OSError, ValueError, AssertionError):
+                pass
+            self.done.wait(0.5)
+
+    def longest_flat_s(self, total: int) -> float:
+        """The longest time the applied count stood still before every event was applied."""
+        longest, since, last = 0.0, None, None
+        for t, n in self.progress:
+            if n >= total:
+                break
+            if last is None or n > last:
+                since, last = t, n
+            longest = max(longest, t - since)
+        return longest
+
+
+def test_backlog_cpu_starved_worker_catches_up_without_stalling(kafka_bootstrap, tmp_path, history):
+    """The way the demo stalled on a loaded 2-core machine: a large backlog on 48 partitions and a
+    worker that gets half a CPU (pinned with ``taskset`` to one CPU that a busy loop shares). It
+    must catch up with nothing lost, keep applying events (never 20 s without progress), never
+    report itself stalled, and log no error (Faust's "Stream stopped processing, or is slow" /
+    "Has not committed" floods of the stall)."""
+    cpu = _starved_cpu()
+    if cpu is None:
+        pytest.skip("taskset not available: cannot pin the worker and a busy loop to one CPU")
+    env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=12, CHURNWATCH_BATCH_SIZE="2000")
+    settings = Settings.from_env(env)
+    produce(settings, history)
+    pin = ["taskset", "-c", str(cpu)]
+    hog = subprocess.Popen([*pin, sys.executable, "-c", "while True: pass"], cwd=ROOT)
+    worker = WorkerProc(env, "starved", tmp_path, cmd=[*pin, sys.executable, "-m", "stream.cli", "worker"])
+    watch = _Watch(worker)
+    try:
+        worker.start(timeout_s=180)
+        watch.start()
+        wait_caught_up(settings, timeout_s=420, workers=[worker])
+        watch.done.set()
+        watch.join(10)
+        _check_no_loss([worker], settings, history)
+        assert "stalled" not in watch.statuses, watch.statuses
+        assert len(watch.progress) > 4, "the worker's progress was not observed"
+        flat = watch.longest_flat_s(len(history))
+        assert flat < 20, f"no event applied for {flat:.1f} s while the backlog was not consumed"
+        errors = [line for line in worker.log().splitlines() if "[ERROR]" in line or "[CRITICAL]" in line]
+        assert not errors, "\n".join(errors[:20])
+    finally:
+        watch.done.set()
+        hog.kill()
+        hog.wait(10)
+        worker.stop()
