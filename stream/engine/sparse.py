@@ -18,7 +18,7 @@ from operator import add
 
 import numpy as np
 
-__all__ = ["pack", "unpack"]
+__all__ = ["pack", "pack_words", "unpack"]
 
 
 def _sizes(body_len: int) -> tuple[int, int]:
@@ -42,7 +42,16 @@ def pack(parts: list[np.ndarray], head: np.ndarray, base: bytes) -> list[bytes]:
         parts = parts + [np.zeros((k, pad), dtype=np.uint8)]
     if body_len != len(base):
         raise ValueError(f"body of {body_len} bytes, base of {len(base)}")
-    words = np.concatenate(parts, axis=1).view(np.uint64)  # (k, n_words): a fresh contiguous matrix
+    return pack_words(np.concatenate(parts, axis=1).view(np.uint64), head, base)
+
+
+def pack_words(words: np.ndarray, head: np.ndarray, base: bytes) -> list[bytes]:
+    """:func:`pack` of bodies already side by side: ``words`` (k, n_words) uint64, each row one
+    body zero-padded to whole words (``len(base)`` bytes before the padding); changed in place."""
+    k = head.shape[0]
+    n_words, _ = _sizes(len(base))
+    if words.shape != (k, n_words) or words.dtype != np.uint64:
+        raise ValueError(f"words {words.shape} {words.dtype}, expected ({k}, {n_words}) uint64")
     words ^= _base_words(base, n_words)
     nz = words != 0
     front = np.concatenate([head, np.packbits(nz, axis=1, bitorder="little")], axis=1)
