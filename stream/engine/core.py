@@ -405,6 +405,11 @@ class Engine:
     def msisdns(self, rows) -> list[str]:
         return [self._msisdn[int(r)] for r in np.asarray(rows).tolist()]
 
+    def rows_of(self, msisdns) -> np.ndarray:
+        """The row of each of ``msisdns`` (-1: not a subscriber of this engine), in one pass."""
+        n = len(msisdns)
+        return np.fromiter(map(self._row.get, msisdns, repeat(-1, n)), dtype=np.int64, count=n)
+
     @property
     def watermark_s(self) -> float | None:
         return self._wm

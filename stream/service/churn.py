@@ -89,7 +89,7 @@ class ChurnService:
         self.step = Step(
             self.engine, chunk_rows=DECIDE_CHUNK
         )  # apply -> immediate alarms -> day decisions -> confirmation
-        self.partition_of: dict[str, int] = {}
+        self._row_part = np.full(0, -1, dtype=np.int32)  # engine row -> its input (and table) partition, -1: none
         self._src_index = {t: i for i, t in enumerate(settings.input_topics)}
         self._tp_watermark: dict[TP, float] = {}  # newest event time applied per input partition
         self._tp_next: dict[TP, int] = {}  # next offset per input partition: everything before it is durable
@@ -431,13 +431,11 @@ class ChurnService:
         res = self.step(batch, complete, self._evidence(evidence_msgs) if evidence_msgs else ())
         eng = self.engine
         rejects = list(rejects) + list(res.rejects)
-        # remember each touched subscriber's partition (decision-time writes need it)
-        part_of = self.partition_of
-        key_part = {msgs[i].key: msgs[i].partition for i in batch.idx.tolist()}
-        for msisdn in eng.msisdns(res.applied):
-            p = key_part.get(msisdn.encode())
-            if p is not None:
-                part_of[msisdn] = p
+        # remember each subscriber's partition (its state is written there, decisions included)
+        if len(batch):
+            # (msgs holds the input records of tp_first's partitions, in that order)
+            msg_part = np.repeat([tp.partition for tp in tp_first], [len(records[tp]) for tp in tp_first])
+            self._learn_partitions(eng.rows_of(batch.msisdn), msg_part[batch.idx])
         alarms = res.alarms
         self._dirty_partitions.update(tp.partition for tp, first in tp_first.items() if cuts.get(tp, first + 1) > first)
         await self._emit(res)
@@ -843,23 +841,37 @@ class ChurnService:
         changelog = changelog + self._watermark_items(partitions)  # (a new list: the one kept above stays rows' items)
         return await self.producer.send_batches(self._changelog_topic, by_partition(changelog)), flushed
 
+    def _learn_partitions(self, rows: np.ndarray, parts: np.ndarray) -> None:
+        """Record the input partition of each engine row in ``rows`` (-1: none, skipped): its
+        state table partition. A subscriber's events all come keyed by it, so from one partition."""
+        ok = rows >= 0
+        if not ok.any():
+            return
+        rows, parts = rows[ok], parts[ok]
+        top = int(rows.max())
+        if top >= len(self._row_part):
+            grown = np.full(max(top + 1, 2 * len(self._row_part), 1024), -1, dtype=np.int32)
+            grown[: len(self._row_part)] = self._row_part
+            self._row_part = grown
+        self._row_part[rows] = parts
+
     def _state_items(self, rows: np.ndarray) -> tuple[np.ndarray, list]:
         """The rows of ``rows`` in a partition of ours, and their ``(key, partition, value)`` table
         items, in that order (values: the 2-byte partition, then the snapshot)."""
         eng = self.engine
         rows = np.asarray(rows, dtype=np.int64)
-        msisdns = eng.msisdns(rows)
-        part_of = self.partition_of
-        parts = [part_of.get(m) for m in msisdns]
-        keep = [i for i, p in enumerate(parts) if p is not None]  # never seen in a batch of ours: nothing to persist
-        if not keep:
+        known = self._row_part
+        parts = np.full(len(rows), -1, dtype=np.int32)
+        inside = rows < len(known)
+        parts[inside] = known[rows[inside]]
+        keep = parts >= 0  # never seen in a batch of ours: nothing to persist
+        if not keep.any():
             return rows[:0], []
-        kept = rows[keep]
-        kept_parts = [parts[i] for i in keep]
-        prefix = np.asarray(kept_parts, dtype=">u2").view(np.uint8).reshape(-1, PART.size)
+        kept, kept_parts = rows[keep], parts[keep]
+        prefix = kept_parts.astype(">u2").view(np.uint8).reshape(-1, PART.size)
         values = eng.snapshot_many(kept, prefix=prefix)
-        keys = [msisdns[i].encode() for i in keep]
-        return kept, list(zip(keys, kept_parts, values, strict=True))
+        keys = [m.encode() for m in eng.msisdns(kept)]
+        return kept, list(zip(keys, kept_parts.tolist(), values, strict=True))
 
     def _watermark_items(self, partitions: set[int]) -> list:
         wm = self._eval_time
@@ -1018,8 +1030,8 @@ class ChurnService:
         t0 = time.perf_counter()
         actives = self.active_partitions()
         engine = Engine(self.engine_config, clock=self.clock)
-        part_of: dict[str, int] = {}
-        n = 0
+        restored: list[str] = []
+        parts: list[int] = []
         wms = []
         for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
@@ -1027,8 +1039,9 @@ class ChurnService:
                 continue
             msisdn = key.decode()
             engine.restore(msisdn, payload)
-            part_of[msisdn] = p
-            n += 1
+            restored.append(msisdn)
+            parts.append(p)
+        n = len(restored)
         if wms:
             engine.advance_watermark(max(wms))
         # each partition's complete time, as its last owner wrote it: decisions resume from the
@@ -1040,7 +1053,8 @@ class ChurnService:
         self.engine = engine
         self.step = Step(engine, chunk_rows=DECIDE_CHUNK)
         self.step.decided = None if complete is None else self.step.due(complete) - 1
-        self.partition_of = part_of
+        self._row_part = np.full(0, -1, dtype=np.int32)
+        self._learn_partitions(engine.rows_of(restored), np.asarray(parts, dtype=np.int32))
         self._tp_watermark.clear()
         self._tp_next.clear()
         self._pending_next.clear()
