@@ -144,24 +144,32 @@ async def produce_fast(bootstrap: str, topics: TopicSet, values: list[bytes], pa
     try:
         futs = []
         for (kind, p), msgs in groups.items():
-            batch = producer.create_batch()
-            for k, v in msgs:
-                if batch.append(key=k, value=v, timestamp=None) is None:
-                    batch.close()
-                    futs.append(await producer.send_batch(batch, names[kind], partition=p))
-                    batch = producer.create_batch()
-                    batch.append(key=k, value=v, timestamp=None)
-                if len(futs) > 64:
-                    await asyncio.gather(*futs)
-                    futs.clear()
-            batch.close()
-            futs.append(await producer.send_batch(batch, names[kind], partition=p))
+            futs += await send_in_batches(producer, names[kind], p, msgs)
+            if len(futs) > 64:
+                await asyncio.gather(*futs)
+                futs.clear()
         await asyncio.gather(*futs)
         await producer.flush()
     finally:
         await producer.stop()
     dt = time.perf_counter() - t0
     return {"events": len(values), "seconds": dt, "events_per_s": len(values) / dt if dt else 0.0}
+
+
+async def send_in_batches(producer, topic: str, partition: int, kvs) -> list:
+    """``kvs`` ((key, value) pairs) to one partition as aiokafka producer batches, in order; the
+    batches' send futures."""
+    futs = []
+    batch = producer.create_batch()
+    for k, v in kvs:
+        if batch.append(key=k, value=v, timestamp=None) is None:
+            batch.close()
+            futs.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            batch.append(key=k, value=v, timestamp=None)
+    batch.close()
+    futs.append(await producer.send_batch(batch, topic, partition=partition))
+    return futs
 
 
 async def end_offsets(bootstrap: str, names: list[str], partitions: int = PARTITIONS) -> dict:
@@ -886,18 +894,10 @@ async def latency(
                 sent += 1
             dial_keys = {m.encode() for m in tick_dials}
             for (kind, p), kvs in groups.items():
-                batch = producer.create_batch()
-                for k, v in kvs:
-                    if batch.append(key=k, value=v, timestamp=None) is None:
-                        batch.close()
-                        pending.append(await producer.send_batch(batch, names[kind], partition=p))
-                        batch = producer.create_batch()
-                        batch.append(key=k, value=v, timestamp=None)
-                batch.close()
-                fut = await producer.send_batch(batch, names[kind], partition=p)
-                for m in [k.decode() for k, _ in kvs if k in dial_keys]:
-                    fut.add_done_callback(lambda _f, m=m: acked_at.__setitem__(m, time.time()))
-                pending.append(fut)
+                futs = await send_in_batches(producer, names[kind], p, kvs)
+                for m in [k.decode() for k, _ in kvs if k in dial_keys]:  # (acked with the group's last batch)
+                    futs[-1].add_done_callback(lambda _f, m=m: acked_at.__setitem__(m, time.time()))
+                pending += futs
             if len(pending) > 5000:
                 pending = [f for f in pending if not f.done()]
             await asyncio.sleep(tick)
