@@ -110,6 +110,34 @@ def _worker_class(grace_s: float):
     return Worker
 
 
+class RetriedErrorsAsWarnings(logging.Filter):
+    """aiokafka logs ERROR for two conditions that it retries by itself and that a first start
+    meets: no group coordinator yet (a fresh broker elects one), and an internal topic the
+    metadata does not list yet (Faust creates the tables' changelogs as the worker starts). An SRE
+    paged on ERROR lines would be paged at every start; they are logged as WARNING instead (a
+    broker that stays away shows at ``/healthz``: ``broker_unreachable``). Non-retriable
+    coordinator errors stay ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and isinstance(record.msg, str):
+            retried = record.msg.startswith("Topic %s not found in cluster metadata") or (
+                record.msg.startswith("Group Coordinator Request failed")
+                and bool(record.args)
+                and getattr(record.args[0], "retriable", False)
+            )
+            if retried:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_retried_errors() -> None:
+    """Install :class:`RetriedErrorsAsWarnings` on the aiokafka loggers that log them."""
+    for name in ("aiokafka.cluster", "aiokafka.consumer.group_coordinator"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, RetriedErrorsAsWarnings) for f in log.filters):
+            log.addFilter(RetriedErrorsAsWarnings())
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -135,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .churn import build_service
 
+    quiet_retried_errors()
     service = build_service(settings)
     worker = _worker_class(settings.shutdown_grace_s)(service.app, loglevel=settings.log_level.upper())
     if not sys.stdout.isatty():
