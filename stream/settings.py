@@ -32,6 +32,7 @@
 | CHURNWATCH_MAX_SKEW_S | 36000 | event-time alignment: an input partition more than this far ahead of the slowest partition that still has a backlog is paused until the others catch up (with the engine's decision_grace_s, < 1 day with the default ring: see stream/engine/step.py) |
 | CHURNWATCH_CHECKPOINT_HOLD_S | 0 | fault injection for tests: hold every checkpoint this long between its acknowledged state and its offset commit (so a SIGKILL lands mid-checkpoint); leave 0 in production |
 | CHURNWATCH_RECOVERY_HOLD_S | 0 | fault injection for tests: hold every recovery this long before the engine is rebuilt; leave 0 in production |
+| CHURNWATCH_INSTANCE_ID | (none) | Kafka static group membership (`group.instance.id`), unique per worker: a worker restarted with the same id takes its partitions back at once instead of after the session timeout; a worker stopped for good keeps its partitions unassigned until the session timeout |
 | CHURNWATCH_SESSION_TIMEOUT_S | 60 | consumer-group session timeout: a worker silent this long loses its partitions; back, it writes nothing before it rejoined |
 | CHURNWATCH_STALL_S | 120 | `/healthz` reports a partition with a backlog and no progress for this many seconds (HTTP 503) |
 | CHURNWATCH_BROKER_DOWN_S | 20 | `/healthz` reports `broker_unreachable` (HTTP 503) when no broker answered for this many seconds |
@@ -104,6 +105,7 @@ class Settings:
     web_port: int = 6066
     web_url: str | None = None
     config_path: str | None = None
+    instance_id: str | None = None
     batch_size: int = 10_000
     batch_timeout_s: float = 0.5
     fetch_max_wait_ms: int = 100
@@ -293,6 +295,7 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_CHECKPOINT_HOLD_S": "checkpoint_hold_s",
     "CHURNWATCH_RECOVERY_HOLD_S": "recovery_hold_s",
     "CHURNWATCH_SESSION_TIMEOUT_S": "session_timeout_s",
+    "CHURNWATCH_INSTANCE_ID": "instance_id",
     "CHURNWATCH_LOG_LEVEL": "log_level",
 }
 

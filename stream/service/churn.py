@@ -177,6 +177,7 @@ class ChurnService:
             broker_commit_every=s.commit_every,
             # a worker silent this long (frozen, partitioned off) loses its partitions to the others
             broker_session_timeout=s.session_timeout_s,
+            consumer_group_instance_id=s.instance_id,  # static membership (None: dynamic)
             broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
             broker_commit_interval=s.commit_interval_s,
             producer_max_batch_size=512 * 1024,  # changelog batches of a few hundred states
