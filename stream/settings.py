@@ -25,7 +25,7 @@
 | CHURNWATCH_WEB_URL | http://<web host>:<web port> | the URL other workers use to reach this one (set it when binding 0.0.0.0, e.g. in containers) |
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
 | CHURNWATCH_BATCH_SIZE | 10000 | max input records per fetch (one batch through the engine); also the second-SIM agents' `take_events` batch |
-| CHURNWATCH_FETCH_MAX_WAIT_MS | 100 | the broker holds a fetch that finds no new data this long at most (Faust's own 1,500 made a worker that fell behind receive its input in bursts 1.5 s apart: see stream/service/faust_adapter.py) |
+| CHURNWATCH_FETCH_MAX_WAIT_MS | 100 | the broker holds a fetch that finds no new data this long at most (Faust's own 1,500 made a worker that fell behind receive its input in bursts up to 1.5 s apart: see stream/service/faust_adapter.py) |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.5 | max seconds to wait filling a batch |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages while catching up (at most 2,000 when live) |

@@ -18,7 +18,7 @@ from operator import add
 
 import numpy as np
 
-__all__ = ["pack", "pack_words", "unpack"]
+__all__ = ["pack_words", "unpack"]
 
 
 def _sizes(body_len: int) -> tuple[int, int]:
@@ -30,24 +30,11 @@ def _base_words(base: bytes, n_words: int) -> np.ndarray:
     return np.frombuffer(base + bytes(n_words * 8 - len(base)), dtype=np.uint64)
 
 
-def pack(parts: list[np.ndarray], head: np.ndarray, base: bytes) -> list[bytes]:
+def pack_words(words: np.ndarray, head: np.ndarray, base: bytes) -> list[bytes]:
     """One encoded snapshot per row: ``head`` (k, h) uint8 (what precedes the bitmap: a caller's
     prefix and the version header), then the bitmap and the words that differ from ``base`` of the
-    body formed by ``parts`` side by side (each (k, w_i) uint8; ``len(base)`` bytes in all)."""
-    k = head.shape[0]
-    body_len = sum(p.shape[1] for p in parts)
-    n_words, _ = _sizes(body_len)
-    pad = n_words * 8 - body_len
-    if pad:
-        parts = parts + [np.zeros((k, pad), dtype=np.uint8)]
-    if body_len != len(base):
-        raise ValueError(f"body of {body_len} bytes, base of {len(base)}")
-    return pack_words(np.concatenate(parts, axis=1).view(np.uint64), head, base)
-
-
-def pack_words(words: np.ndarray, head: np.ndarray, base: bytes) -> list[bytes]:
-    """:func:`pack` of bodies already side by side: ``words`` (k, n_words) uint64, each row one
-    body zero-padded to whole words (``len(base)`` bytes before the padding); changed in place."""
+    bodies side by side in ``words`` ((k, n_words) uint64, each row one body zero-padded to whole
+    words, ``len(base)`` bytes before the padding; changed in place)."""
     k = head.shape[0]
     n_words, _ = _sizes(len(base))
     if words.shape != (k, n_words) or words.dtype != np.uint64:

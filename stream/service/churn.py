@@ -99,9 +99,8 @@ class ChurnService:
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
         self._dirty: list[np.ndarray] = []  # engine rows changed since the last checkpoint
         self._dirty_partitions: set[int] = set()
-        self._unflushed: list[
-            tuple[np.ndarray, list]
-        ] = []  # (engine rows, table items) sent since the last store flush
+        # (engine rows, table items) sent to the changelog since the last store flush
+        self._unflushed: list[tuple[np.ndarray, list]] = []
         self._unflushed_partitions: set[int] = set()
         self._flushed_at = time.monotonic()
         self._inflight: list = []  # send futures since the last checkpoint
