@@ -40,13 +40,13 @@ from . import shadow as _sh
 from . import sparse as _sparse
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
+from .handsets import DROP, IMEI_INDEX_SIZE, LATEST, SWITCHED, UNSWITCH, USE, HandsetIndex, Op
 
 __all__ = ["Engine", "Applied", "Decision", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
 logger = logging.getLogger(__name__)
 
 K = 16  # contact-circle buckets per subscriber
-IMEI_INDEX_SIZE = 4  # numbers remembered per IMEI
 NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
@@ -336,8 +336,12 @@ class Engine:
         self._row: dict[str, int] = {}
         self._msisdn: list[str | None] = []
         self._a: dict[str, np.ndarray] = {}
-        self._imei_index: dict[int, dict[int, int]] = {}
-        self._switch_index: dict[int, dict[int, int]] = {}  # IMEI -> {row: day it switched to it} (<= 4)
+        # IMEI -> this engine's numbers on it, and their switches (stream/engine/handsets.py)
+        self._handsets = HandsetIndex(self.config.dual_sim_days)
+        # the changes, for the stage that routes them by IMEI across workers (recorded when
+        # route_handsets is set: the service; a single engine over all numbers needs no stage)
+        self.route_handsets = False
+        self._hs_ops: list[Op] = []
         self._wm: float | None = None
         self._seq = 0
         self._extra: set[int] = set()
@@ -904,16 +908,22 @@ class Engine:
         slow = ~known
         if slow.any():
             slow |= np.isin(r, r[slow]) | np.isin(h, h[slow])
-        idx, sw = self._imei_index, self._switch_index
+        hx = self._handsets
+        idx, sw = hx.numbers, hx.switches
+        ms = self._msisdn
+        ops = self._hs_ops if self.route_handsets else None
         fast = np.flatnonzero(~slow)
         keep = []
         for j, row, hh, dd in zip(fast.tolist(), r[fast].tolist(), h[fast].tolist(), d[fast].tolist(), strict=True):
             ent = idx.get(hh)
-            if hh in sw or ent is None or row not in ent:
+            m = ms[row]
+            if hh in sw or ent is None or m not in ent:
                 slow[j] = True
                 continue
-            if dd > ent[row]:
-                ent[row] = dd
+            if dd > ent[m]:
+                ent[m] = dd
+            if ops is not None:
+                ops.append(Op(USE, hh, m, dd, 0))
             keep.append(j)
         if keep:
             k = np.array(keep, dtype=np.int64)
@@ -922,18 +932,21 @@ class Engine:
             self._imei_one(int(r[j]), int(h[j]), int(d[j]))
 
     def _imei_one(self, row: int, h: int, d: int) -> None:
-        """One handset observation, sequential semantics (mirrors the reference engine)."""
+        """One handset observation, sequential semantics (mirrors the reference engine). The
+        number's slots here, the index in :class:`HandsetIndex` (shared with the stage that routes
+        it by IMEI across workers: every change is also recorded as an :class:`Op` for it)."""
         a = self._a
         hs = [int(x) for x in a["imei_h"][row]]
         ds = [int(x) for x in a["imei_d"][row]]
-        changed = False
+        m = self._msisdn[row]
+        hx = self._handsets
         # a switch: a handset new to this number, which used another one before
         switched = h not in hs and any(x != 0 for x in hs)
         if h in hs:
             j = hs.index(h)
-            if d > ds[j]:
-                a["imei_d"][row, j] = d
-                changed = True
+            if d <= ds[j]:
+                return
+            a["imei_d"][row, j] = d
         else:
             if 0 in hs:
                 j = hs.index(0)
@@ -941,49 +954,29 @@ class Engine:
                 j = min((0, 1), key=lambda x: (ds[x], hs[x]))
                 if not (d, h) > (ds[j], hs[j]):
                     return
-                ent = self._imei_index.get(hs[j])
-                if ent is not None:
-                    ent.pop(row, None)
-                    if not ent:
-                        del self._imei_index[hs[j]]
+                hx.drop(hs[j], m)
+                if self.route_handsets:
+                    self._hs_ops.append(Op(DROP, hs[j], m))
             a["imei_h"][row, j] = h
             a["imei_d"][row, j] = d
-            changed = True
-        if not changed:
+        # the index holds each number's latest switch only (as a restore rebuilds it)
+        latest = switched and d >= int(a["sw_d"][row])
+        old = int(a["sw_h"][row])
+        ev = hx.use(h, m, d, (SWITCHED if switched else 0) | (LATEST if latest else 0), old if latest else 0)
+        if self.route_handsets:
+            flags = (SWITCHED if switched else 0) | (LATEST if latest and ev is not None else 0)
+            self._hs_ops.append(Op(USE, h, m, d, flags))
+            if latest and ev is not None and old and old != h:
+                self._hs_ops.append(Op(UNSWITCH, old, m))
+        if ev is None:
             return
-        ent = self._imei_index.setdefault(h, {})
-        ms = self._msisdn
-        if row in ent:
-            ent[row] = max(ent[row], d)
-        elif len(ent) < IMEI_INDEX_SIZE:
-            ent[row] = d
-        else:
-            rr = min(ent, key=lambda x: (ent[x], ms[x]))
-            if (d, ms[row]) > (ent[rr], ms[rr]):
-                del ent[rr]
-                ent[row] = d
-            else:
-                return
-        dual = self.config.dual_sim_days
-        if switched:
-            # the handset now carries another of our numbers: evidence for those who used it within
-            # dual_sim_days before (or since)
-            for x in [x for x in ent if x != row and ent[x] >= d - dual + 1]:
-                self._dual_evidence(x, d)
-            if d >= int(a["sw_d"][row]):  # the index holds each number's latest switch only (as a restore rebuilds it)
-                old = int(a["sw_h"][row])
-                sw = self._switch_index.get(old)
-                if old != h and sw is not None:
-                    sw.pop(row, None)
-                    if not sw:
-                        del self._switch_index[old]
-                a["sw_h"][row], a["sw_d"][row] = h, d
-                self._index_switch(row, h, d)
-        # ... and the same evidence when a number's use of the handset arrives after the switch
-        # (the order of two numbers' events depends on partitions and topics, the evidence must not)
-        for x, dx in list(self._switch_index.get(h, {}).items()):
-            if x != row and d >= dx - dual + 1:
-                self._dual_evidence(row, dx)
+        if latest:
+            a["sw_h"][row], a["sw_d"][row] = h, d
+        get = self._row.get
+        for x, dx in ev:
+            rx = get(x)
+            if rx is not None:
+                self._dual_evidence(rx, dx)
 
     def _dual_evidence(self, x: int, d: int) -> None:
         a = self._a
@@ -997,16 +990,29 @@ class Engine:
         a["dirty"][x] = 1
         self._extra.add(x)
 
-    def _index_switch(self, row: int, h: int, d: int) -> None:
-        sw = self._switch_index.setdefault(h, {})
-        ms = self._msisdn
-        if row in sw or len(sw) < IMEI_INDEX_SIZE:
-            sw[row] = max(sw.get(row, NODAY), d)
-            return
-        rr = min(sw, key=lambda x: (sw[x], ms[x]))
-        if (d, ms[row]) > (sw[rr], ms[rr]):
-            del sw[rr]
-            sw[row] = d
+    def apply_handset_evidence(self, evidence: Iterable[tuple[str, int]]) -> np.ndarray:
+        """Dual-SIM evidence found by the handset stage (other workers' numbers on a shared
+        handset): [(msisdn, day)]. Idempotent. Returns the rows changed (persist them); numbers
+        this engine does not hold are counted (``handset_evidence_unknown``) and skipped."""
+        rows = []
+        get = self._row.get
+        a = self._a
+        for m, d in evidence:
+            r = get(m)
+            if r is None:
+                self._count("handset_evidence_unknown")
+                continue
+            before = (int(a["dual_day"][r]), int(a["dual_prev"][r]), int(a["dual_n"][r]))
+            self._dual_evidence(r, int(d))
+            if (int(a["dual_day"][r]), int(a["dual_prev"][r]), int(a["dual_n"][r])) != before:
+                rows.append(r)
+        self._extra.clear()
+        return np.unique(np.array(rows, dtype=np.int64)) if rows else NO_ROWS
+
+    def take_handset_ops(self) -> list:
+        """The handset observations since the last call, for the stage keyed by IMEI."""
+        ops, self._hs_ops = self._hs_ops, []
+        return ops
 
     # ------------------------------------------------------------------ features
     def _features(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
@@ -1823,28 +1829,12 @@ class Engine:
                         self._a[name][r, st[j] % self.R] = ring_vals[name][j]
         self._a["dirty"][r] = 1
         self._a["eval_day"][r] = NODAY
-        for j in range(2):
-            h = int(self._a["imei_h"][r, j])
-            if h:
-                ent = self._imei_index.setdefault(h, {})
-                if r in ent or len(ent) < IMEI_INDEX_SIZE:
-                    ent[r] = max(ent.get(r, NODAY), int(self._a["imei_d"][r, j]))
-        if int(self._a["sw_h"][r]):
-            self._index_switch(r, int(self._a["sw_h"][r]), int(self._a["sw_d"][r]))
+        slots = [(int(self._a["imei_h"][r, j]), int(self._a["imei_d"][r, j])) for j in range(2)]
+        self._handsets.add_number(msisdn, [x for x in slots if x[0]], int(self._a["sw_h"][r]), int(self._a["sw_d"][r]))
 
     def _unindex(self, r: int) -> None:
-        for j in range(2):
-            h = int(self._a["imei_h"][r, j])
-            ent = self._imei_index.get(h)
-            if ent is not None:
-                ent.pop(r, None)
-                if not ent:
-                    del self._imei_index[h]
-        sw = self._switch_index.get(int(self._a["sw_h"][r]))
-        if sw is not None:
-            sw.pop(r, None)
-            if not sw:
-                del self._switch_index[int(self._a["sw_h"][r])]
+        hs = [int(self._a["imei_h"][r, j]) for j in range(2)]
+        self._handsets.remove_number(self._msisdn[r], [h for h in hs if h], int(self._a["sw_h"][r]))
 
     def forget(self, msisdns: Iterable[str]) -> None:
         rows = []

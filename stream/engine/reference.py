@@ -454,6 +454,25 @@ class ReferenceEngine:
             if x != m and d >= dx - dual + 1:
                 self._evidence(sub, dx)
 
+    route_handsets = False  # one engine over every number: no stage keyed by IMEI needed
+
+    def take_handset_ops(self) -> list:
+        return []
+
+    def apply_handset_evidence(self, evidence) -> np.ndarray:
+        """Dual-SIM evidence from the handset stage: [(msisdn, day)]; the rows changed."""
+        rows = set()
+        for m, d in evidence:
+            sub = self._subs.get(m)
+            if sub is None:
+                continue
+            before = (sub.dual_day, sub.dual_prev, sub.dual_n)
+            self._evidence(sub, int(d))
+            if (sub.dual_day, sub.dual_prev, sub.dual_n) != before:
+                rows.add(sub.row)
+        self._extra.clear()
+        return np.array(sorted(rows), dtype=np.int64)
+
     def _evidence(self, s: _Sub, d: int) -> None:
         if d > s.dual_day:
             s.dual_prev, s.dual_day = s.dual_day, d

@@ -52,6 +52,7 @@ class StepResult(NamedTuple):
     confirmed: int  # subscribers whose second-SIM evidence was confirmed
     applied: np.ndarray  # engine rows with applied events (a subset of rows)
     decide_s: float  # seconds spent deciding days
+    handset_ops: list  # handset observations for the stage keyed by IMEI (engine.route_handsets)
 
 
 class Step:
@@ -76,10 +77,16 @@ class Step:
         return self.engine.day_of(complete_s - self.grace_s)
 
     def __call__(
-        self, batch: Batch, complete_s: float | None | Callable[[Applied], float | None], evidence=()
+        self,
+        batch: Batch,
+        complete_s: float | None | Callable[[Applied], float | None],
+        evidence=(),
+        handset_evidence=(),
     ) -> StepResult:
         """``complete_s``: the complete event time after this batch, or a function of what apply
-        did that returns it (the service's partition times move with the accepted events)."""
+        did that returns it (the service's partition times move with the accepted events).
+        ``evidence``: the second-SIM join's candidates; ``handset_evidence``: [(msisdn, day)] from
+        the handset stage (stream/engine/handsets.py), both applied before the decisions."""
         eng = self.engine
         ap: Applied = eng.apply(batch)
         if callable(complete_s):
@@ -89,6 +96,8 @@ class Step:
         confirmed = eng.apply_shadow(evidence) if evidence else NO_ROWS
         if len(confirmed):
             rows.append(confirmed)
+        if handset_evidence:
+            rows.append(eng.apply_handset_evidence(handset_evidence))
         decided = []
         t0 = time.perf_counter()
         if complete_s is not None and math.isfinite(complete_s):
@@ -107,6 +116,7 @@ class Step:
             len(confirmed),
             ap.rows,
             dt,
+            eng.take_handset_ops() if eng.route_handsets else [],
         )
 
     @property
