@@ -56,6 +56,7 @@ from .faust_adapter import (
     raw_table,
     raw_topic,
 )
+from .handsets import HandsetStage, parse_evidence
 from .metrics import Metrics
 from .shadow import ShadowStages
 from .web import register_views
@@ -86,6 +87,7 @@ class ChurnService:
         self.clock = clock
         self.metrics = Metrics(registry)
         self.engine = Engine(self.engine_config, clock=clock)
+        self.engine.route_handsets = True  # the handset stage joins numbers across workers
         self.step = Step(
             self.engine, chunk_rows=DECIDE_CHUNK
         )  # apply -> immediate alarms -> day decisions -> confirmation
@@ -143,6 +145,7 @@ class ChurnService:
         self.app.task(self._checkpoint_timer)
         self.app.task(self._watchdog)
         self.shadow = ShadowStages(self)
+        self.handsets = HandsetStage(self)
         register_views(self)
 
     # ------------------------------------------------------------------ app
@@ -428,7 +431,10 @@ class ChurnService:
             self._advance_partition_time(batch, ap.rejects, tp_of)
             return self._advance_eval_time()
 
-        res = self.step(batch, complete, self._evidence(evidence_msgs) if evidence_msgs else ())
+        shadow_ev, handset_ev = self._evidence(evidence_msgs) if evidence_msgs else ((), ())
+        if handset_ev:
+            self.metrics.handset_evidence.inc(len(handset_ev))
+        res = self.step(batch, complete, shadow_ev, handset_ev)
         eng = self.engine
         rejects = list(rejects) + list(res.rejects)
         # remember each subscriber's partition (its state is written there, decisions included)
@@ -468,6 +474,8 @@ class ChurnService:
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(res.contacts, res.publications)
+        # handset observations by IMEI (dual-SIM evidence between numbers other workers own)
+        sends += await self.handsets.route_from_engine(res.handset_ops)
         for a in res.alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
 
@@ -589,12 +597,20 @@ class ChurnService:
         self._paused = pause
         self.metrics.paused_partitions.set(len(pause))
 
-    def _evidence(self, msgs) -> list[dict]:
-        out = []
+    def _evidence(self, msgs) -> tuple[list[dict], list[tuple[str, int]]]:
+        """The evidence topic's envelopes: the second-SIM join's candidates (``"e"``) and the
+        handset stage's dual-SIM evidence (``"h"``). An unreadable entry is counted and skipped."""
+        out: list[dict] = []
+        handset: list[tuple[str, int]] = []
         for m in msgs:
             try:
-                entries = orjson.loads(m.value)["e"]
-            except (orjson.JSONDecodeError, TypeError, KeyError):
+                env = orjson.loads(m.value)
+                if "e" not in env and "h" not in env:
+                    raise ValueError("no evidence in the envelope")
+                entries = env.get("e", [])
+                if "h" in env:
+                    handset.extend(parse_evidence(env["h"]))
+            except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue
             for ev in entries if isinstance(entries, list) else ():
@@ -611,7 +627,7 @@ class ChurnService:
                     )
                 except (TypeError, KeyError, ValueError):
                     self.metrics.shadow_bad.labels(topic=m.topic).inc()
-        return out
+        return out, handset
 
     # ----------------------------------------------------------- checkpoint
     def _due(self) -> bool:
@@ -994,6 +1010,7 @@ class ChurnService:
             "recovering": self.recovering(),
             "fenced_s": round(fenced_s, 1),
             "subscribers": len(self.engine),
+            "partitions": sorted(self.active_partitions()),
             "stalled_partitions": sorted(stalled),
             "paused_partitions": len(self._paused),
             "held_partitions": len(self._held),
@@ -1030,6 +1047,7 @@ class ChurnService:
         t0 = time.perf_counter()
         actives = self.active_partitions()
         engine = Engine(self.engine_config, clock=self.clock)
+        engine.route_handsets = True  # the handset stage joins numbers across workers
         restored: list[str] = []
         parts: list[int] = []
         wms = []

@@ -160,7 +160,7 @@ async def _committed_and_end(settings: Settings, shadow: bool = False) -> tuple[
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        topics = list(settings.input_topics) + (list(settings.shadow_topics) if shadow else [])
+        topics = list(settings.input_topics) + (list(settings.internal_topics) if shadow else [])
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         end = await consumer.end_offsets(tps)
     finally:
