@@ -14,8 +14,11 @@ State per subscriber (fixed size, see :data:`FIELDS`; ~2.0 KB with the default 3
 * recharges (count, first/last time, total cents), profile (plan, activation day, ARPU, key group);
 * per input source the highest offset applied (idempotent replays), and the lifecycle.
 
-The engine-wide IMEI index (IMEI -> up to 4 numbers with their last day) lives in the instance: in
-the service a worker only sees the numbers of its own partitions (until routing by IMEI exists).
+The engine-wide IMEI index (stream/engine/handsets.py: IMEI -> up to 4 numbers with their last day,
+and their switches) lives in the instance. In the service a worker only holds the numbers of its own
+partitions: with ``route_handsets`` the engine also records its observations for the handset stage
+keyed by IMEI (stream/service/handsets.py), which sends back the evidence between numbers of
+different workers (``apply_handset_evidence``).
 """
 
 from __future__ import annotations
@@ -922,8 +925,8 @@ class Engine:
                 continue
             if dd > ent[m]:
                 ent[m] = dd
-            if ops is not None:
-                ops.append(Op(USE, hh, m, dd, 0))
+                if ops is not None:  # (a day already indexed is no news for the stage either)
+                    ops.append(Op(USE, hh, m, dd, 0))
             keep.append(j)
         if keep:
             k = np.array(keep, dtype=np.int64)

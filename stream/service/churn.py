@@ -56,7 +56,7 @@ from .faust_adapter import (
     raw_table,
     raw_topic,
 )
-from .handsets import HandsetStage, parse_evidence
+from .handsets import HandsetStage, parse_evidence, parse_times
 from .metrics import Metrics
 from .shadow import ShadowStages
 from .web import register_views
@@ -73,6 +73,8 @@ UNKNOWN_GRACE_S = 30.0
 LIVE_COMMIT_EVERY = 2_000  # events per checkpoint at most when the worker is not catching up (see _due)
 DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
+HEARTBEAT_RETRY_S = 2.0  # heartbeats to the handset stage again this often while its time is not known
+IDLE_TIME = 1e15  # a worker whose partitions hold no event at all holds nobody's decisions back
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
 
@@ -99,6 +101,17 @@ class ChurnService:
         self._processed_next: dict[TP, int] = {}  # ... processed (durable or not)
         self._progress_at: dict[TP, float] = {}  # monotonic time of each partition's last delivered batch
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
+        # the handset stage's time per stage partition (every worker's observations before it are
+        # in, their evidence sent): decisions wait for it (_decision_time)
+        self._stage_time: dict[int, float] = {}
+        self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
+        self._heartbeat_sent: tuple[float, float] | None = None  # (event time, monotonic time) of the last heartbeat
+        # how far past the handset stage's time events may be applied: the ring must still hold the
+        # days a decision reads (it waits for that time) next to the newest day applied (the room
+        # check_decision_window checks for the alignment; an hour to spare)
+        cfg = self.engine_config
+        room = (cfg.ring_days - cfg.baseline_days - cfg.recent_days) * 86400
+        self._stage_window = max(settings.max_skew_s, room - cfg.decision_grace_s - 3600)
         self._dirty: list[np.ndarray] = []  # engine rows changed since the last checkpoint
         self._dirty_partitions: set[int] = set()
         # (engine rows, table items) sent to the changelog since the last store flush
@@ -333,7 +346,17 @@ class ChurnService:
             unknown -= firsts.keys()
         if unknown and time.monotonic() - self._recovered_at < UNKNOWN_GRACE_S:
             return -math.inf
-        return min(fr.values()) + self.settings.max_skew_s if fr else None
+        limit = min(fr.values()) + self.settings.max_skew_s if fr else None
+        # ... and across workers: no further than _stage_window past the handset stage's time (what
+        # the slowest worker reported), so that decisions, which wait for that time, never fall
+        # further behind the newest events applied than the ring allows. Before the stage
+        # answered: past our last report.
+        base = self._stage_gate()
+        if base is None and self._heartbeat_sent is not None:
+            base = self._heartbeat_sent[0]
+        if base is not None:
+            limit = base + self._stage_window if limit is None else min(limit, base + self._stage_window)
+        return limit
 
     def _hold_ahead(
         self, batch, tp_first: dict[TP, int], tp_of: list[TP]
@@ -429,7 +452,7 @@ class ChurnService:
         def complete(ap) -> float | None:
             # each partition's time moves with its accepted events; decisions follow the minimum
             self._advance_partition_time(batch, ap.rejects, tp_of)
-            return self._advance_eval_time()
+            return self._decision_time()
 
         shadow_ev, handset_ev = self._evidence(evidence_msgs) if evidence_msgs else ((), ())
         if handset_ev:
@@ -476,6 +499,7 @@ class ChurnService:
         sends += await self.shadow.route_from_engine(res.contacts, res.publications)
         # handset observations by IMEI (dual-SIM evidence between numbers other workers own)
         sends += await self.handsets.route_from_engine(res.handset_ops)
+        await self._heartbeat()
         for a in res.alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
 
@@ -486,17 +510,61 @@ class ChurnService:
             self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
         return self._eval_time
 
+    def _stage_gate(self) -> float | None:
+        """The handset stage's time: the least of its partitions' (None until each answered)."""
+        st = self._stage_time
+        return min(st.values()) if len(st) >= self.settings.partitions else None
+
+    def _decision_time(self) -> float | None:
+        """The event time decisions follow: this worker's complete time, held back to the handset
+        stage's time, so that a day is decided once the dual-SIM evidence of every worker's
+        events before it is in (the backtest's one engine finds it at once). Never decreasing."""
+        c = self._advance_eval_time()
+        g = self._stage_gate()
+        if c is not None and g is not None:
+            t = min(c, g)
+            self._decide_s = t if self._decide_s is None else max(self._decide_s, t)
+        return None if c is None or g is None else self._decide_s
+
+    async def _heartbeat(self) -> None:
+        """Tell the handset stage this worker's complete time when it moved a day of decisions
+        on, or a quarter of ``_stage_window`` (the alignment waits for the stage's time: see
+        _align_limit), and again every HEARTBEAT_RETRY_S while the stage's time is not known here;
+        after the observations of the events before it (each stage partition reads them in
+        order)."""
+        t = self._eval_time
+        if t is None:
+            backlog = self._backlog()
+            if not self._recovered_once or not backlog or any(b is not False for b in backlog.values()):
+                return
+            t = IDLE_TIME  # only empty partitions, caught up: they hold nobody back
+        now = time.monotonic()
+        last = self._heartbeat_sent
+        if (
+            last is not None
+            and self.step.due(t) <= self.step.due(last[0])
+            and t - last[0] < self._stage_window / 4
+            and (self._stage_gate() is not None or now - last[1] < HEARTBEAT_RETRY_S)
+        ):
+            return
+        parts = sorted(self.active_partitions())
+        if parts and not self._fenced:
+            self._heartbeat_sent = (t, now)
+            self._inflight += await self.handsets.heartbeat(parts, t)
+
     async def _decide_due(self) -> None:
         """Decide the days the complete time completed without new input: when the last
         partitions with a backlog catch up, the complete time moves to the newest event time,
         and nothing else would run the step."""
+        await self._heartbeat()
         if self.step.decided is None or self.engine.watermark_s is None:
             return
-        if self._advance_eval_time() is None:
+        t = self._decision_time()
+        if t is None:
             return
-        if self.step.due(self._eval_time) <= self.step.decided and not self.step.deciding:
+        if self.step.due(t) <= self.step.decided and not self.step.deciding:
             return
-        res = self.step(Batch.empty(), self._eval_time)
+        res = self.step(Batch.empty(), t)
         await self._emit(res)
         self._dirty_partitions.update(self.active_partitions())
         self.metrics.observe_alarms(res.alarms)
@@ -605,11 +673,13 @@ class ChurnService:
         for m in msgs:
             try:
                 env = orjson.loads(m.value)
-                if "e" not in env and "h" not in env:
+                if "e" not in env and "h" not in env and "w" not in env:
                     raise ValueError("no evidence in the envelope")
                 entries = env.get("e", [])
                 if "h" in env:
                     handset.extend(parse_evidence(env["h"]))
+                for q, t in parse_times(env.get("w", ()), self.settings.partitions):
+                    self._stage_time[q] = max(t, self._stage_time.get(q, t))
             except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue
@@ -890,7 +960,7 @@ class ChurnService:
         return kept, list(zip(keys, kept_parts.tolist(), values, strict=True))
 
     def _watermark_items(self, partitions: set[int]) -> list:
-        wm = self._eval_time
+        wm = self._decide_s
         return [] if wm is None else [(WATERMARK_KEY, p, PART.pack(p) + _WM.pack(wm)) for p in sorted(partitions)]
 
     @property
@@ -1015,6 +1085,8 @@ class ChurnService:
             "paused_partitions": len(self._paused),
             "held_partitions": len(self._held),
             "event_time": self._eval_time,
+            "decided_time": self._decide_s,  # (the handset stage's time holds it back: stage_time)
+            "stage_time": self._stage_gate(),
             "complete_time": self._complete_time(),
             "align_limit": "waiting for a partition" if limit == -math.inf else limit,
             # the partitions holding event time back: name, next event time, held here, paused
@@ -1067,7 +1139,8 @@ class ChurnService:
         # subscribers decided for a day already skip it (their dec_day), so no day is decided
         # twice, none skipped, and the last one, which a crash may have cut short, is finished
         complete = min(wms) if wms else None
-        self._eval_time = complete
+        self._eval_time = self._decide_s = complete
+        self._heartbeat_sent = None
         self.engine = engine
         self.step = Step(engine, chunk_rows=DECIDE_CHUNK)
         self.step.decided = None if complete is None else self.step.due(complete) - 1

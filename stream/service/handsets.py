@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import numpy as np
 import orjson
@@ -38,11 +39,22 @@ from ..engine.handsets import DROP, UNSWITCH, USE, HandsetIndex
 from .faust_adapter import mark_persisted, raw_table, raw_topic
 from .shadow import number_partitions, partition_for
 
-__all__ = ["HandsetStage", "op_messages", "handset_evidence_messages", "parse_evidence", "TABLE"]
+__all__ = [
+    "HandsetStage",
+    "op_messages",
+    "handset_evidence_messages",
+    "parse_evidence",
+    "parse_ops",
+    "parse_times",
+    "TABLE",
+]
 
 logger = logging.getLogger(__name__)
 
 TABLE = "handset-index"
+# the stage's batch wait: short, since every worker's day decisions wait for its round trip
+STAGE_WITHIN_S = 0.05
+TIME_KEY = b"\x00time:"  # + partition: the stage partition's heartbeats (msisdn keys are digits)
 KINDS = (USE, DROP, UNSWITCH)
 
 
@@ -81,13 +93,25 @@ def parse_evidence(entries) -> list[tuple[str, int]]:
 
 
 def parse_ops(rec) -> list[tuple[int, int, str, int, int]]:
-    """An observation envelope, validated; raises ValueError (or TypeError/KeyError) if malformed."""
+    """An observation envelope's ``"o"`` list, validated; raises ValueError (or TypeError,
+    KeyError) if malformed."""
     ops = []
     for kind, h, m, d, flags in rec["o"]:
         if kind not in KINDS or not isinstance(m, str) or not 0 < int(h) < 2**64:
             raise ValueError("bad handset observation")
         ops.append((int(kind), int(h), m, int(d), int(flags)))
     return ops
+
+
+def parse_times(entries, partitions: int) -> list[tuple[int, float]]:
+    """A ``"w"`` list (heartbeats and the stage's replies): [[partition, event time], ...],
+    validated; raises ValueError (or TypeError) if malformed."""
+    out = []
+    for p, t in entries:
+        if not (isinstance(p, int) and 0 <= p < partitions and isinstance(t, int | float) and math.isfinite(t)):
+            raise ValueError(f"bad stage time {[p, t]!r}")
+        out.append((p, float(t)))
+    return out
 
 
 class HandsetStage:
@@ -101,30 +125,66 @@ class HandsetStage:
         self.index = HandsetIndex(cfg.dual_sim_days)
         self._part: dict[int, int] = {}
         self._today: int | None = None
+        # per stage partition: each input partition's event time, as its worker last reported it
+        self._times: dict[int, dict[int, float]] = {}
         self.topic = raw_topic(service.app, s.topic_handsets, partitions=s.partitions)
         self.table = raw_table(
             service.app, TABLE, s.partitions, self._recover, "handset dual-SIM stage: numbers and switches per IMEI"
         )
-        service.app.agent(self.topic, name="handset-index")(service.shadow.agent_body("handset-index", self.process))
+        service.app.agent(self.topic, name="handset-index")(
+            service.shadow.agent_body("handset-index", self.process, within=STAGE_WITHIN_S)
+        )
 
     async def route_from_engine(self, ops: list) -> list:
         """The engine agent's handset observations to the stage. Returns the send futures."""
         s = self.service.settings
         return await self.service.shadow.send_routed(s.topic_handsets, op_messages(ops, s.partitions), "handsets")
 
+    async def heartbeat(self, partitions: list[int], t: float) -> list:
+        """The engine agent's progress: its input ``partitions`` are complete up to event time
+        ``t`` and every handset observation of their events before it was sent. To every stage
+        partition (after the observations, in each partition's order). Returns the send futures."""
+        s = self.service.settings
+        env = orjson.dumps({"w": [[p, t] for p in partitions]})
+        return await self.service.shadow.send_routed(
+            s.topic_handsets, [(q, env) for q in range(s.partitions)], "heartbeats"
+        )
+
+    def time_of(self, q: int) -> float | None:
+        """Stage partition ``q``'s time: every input partition's observations up to it are in
+        (the minimum over every input partition's heartbeat; None while one is missing)."""
+        times = self._times.get(q, {})
+        if len(times) < self.service.settings.partitions:
+            return None
+        return min(times.values())
+
     async def process(self, msgs) -> None:
         if not msgs:
             return
         m_ = self.service.metrics
+        s = self.service.settings
         evidence: list[tuple[str, int]] = []
         touched: set[int] = set()
+        heard: dict[int, bool] = {}  # stage partitions with heartbeats: whether their times moved
         today = self._today
         for m in msgs:
             try:
-                ops = parse_ops(orjson.loads(m.value))
+                rec = orjson.loads(m.value)
+                ops = parse_ops(rec) if "o" in rec else []
+                beats = parse_times(rec["w"], s.partitions) if "w" in rec else []
+                if not ops and not beats and "o" not in rec:
+                    raise ValueError("empty envelope")
             except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, OverflowError):
                 m_.shadow_bad.labels(topic=m.topic).inc()
                 continue
+            if beats:
+                times = self._times.setdefault(m.partition, {})
+                moved = heard.get(m.partition, False)
+                for p, t in beats:
+                    if t > times.get(p, -math.inf):
+                        times[p] = t
+                        moved = True
+                heard[m.partition] = moved
             for op in ops:
                 self._part[op[1]] = m.partition
                 touched.add(op[1])
@@ -143,13 +203,23 @@ class HandsetStage:
             items[str(h).encode()] = (p, None if entry is None else orjson.dumps(entry))
             if entry is None:
                 self._part.pop(h, None)
+        for q, moved in heard.items():
+            if moved:
+                items[TIME_KEY + str(q).encode()] = (q, orjson.dumps({str(p): t for p, t in self._times[q].items()}))
         shadow = self.service.shadow
         sends = await shadow.write_table(self.table, items)
         n_changelog = len(sends)
-        s = self.service.settings
         sends += await shadow.send_routed(
             s.topic_shadow_evidence, handset_evidence_messages(evidence, s.partitions), "handset-evidence"
         )
+        # ... then, behind that evidence in every evidence partition, the stage partitions' times
+        # (to each heartbeat, moved or not: a restarted worker learns them)
+        times = [[q, t] for q in sorted(heard) if (t := self.time_of(q)) is not None]
+        if times:
+            env = orjson.dumps({"w": times})
+            sends += await shadow.send_routed(
+                s.topic_shadow_evidence, [(p, env) for p in range(s.partitions)], "handset-time"
+            )
         if sends:
             results = await asyncio.gather(*sends)
             mark_persisted(self.table, results[:n_changelog])
@@ -158,7 +228,12 @@ class HandsetStage:
     async def _recover(self) -> None:
         index = HandsetIndex(self.service.engine_config.dual_sim_days)
 
-        def restore(key: bytes, payload: bytes) -> tuple[int, list[int]]:
+        times: dict[int, dict[int, float]] = {}
+
+        def restore(key: bytes, payload: bytes) -> tuple[int | bytes, list[int]]:
+            if key.startswith(TIME_KEY):
+                times[int(key[len(TIME_KEY) :])] = {int(p): float(t) for p, t in orjson.loads(payload).items()}
+                return key, []
             h = int(key)
             entry = orjson.loads(payload)
             index.load(h, entry)
@@ -166,5 +241,7 @@ class HandsetStage:
 
         shadow = self.service.shadow
         part, today = shadow.recover_table(self.table, self.service.settings.topic_handsets, index, restore, "handsets")
-        self.index, self._part, self._today = index, part, today
+        self.index, self._today = index, today
+        self._part = {h: p for h, p in part.items() if isinstance(h, int)}
+        self._times.update(times)  # (times only move forward: the partitions kept keep theirs)
         self.service.metrics.handset_imeis.set(len(index))

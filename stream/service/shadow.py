@@ -153,13 +153,15 @@ class ShadowStages:
         by_partition = put_many(table, rows, self.service.settings.topic_calls)
         return await self.service.producer.send_batches(table.changelog_topic.get_topic_name(), by_partition)
 
-    def agent_body(self, name: str, process):
-        """The agent body of a stage: ``process`` each batch of messages; on a bug, exit without
+    def agent_body(self, name: str, process, within: float | None = None):
+        """The agent body of a stage: ``process`` each batch of messages (up to ``batch_size``, or
+        what came ``within`` seconds: ``batch_timeout_s`` by default); on a bug, exit without
         acking (the replay is idempotent)."""
 
         async def agent(stream) -> None:
             s = self.service.settings
-            async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
+            wait = s.batch_timeout_s if within is None else within
+            async for events in stream.take_events(s.batch_size, within=wait):
                 try:
                     await process(self._messages(events))
                 except asyncio.CancelledError:

@@ -160,7 +160,9 @@ async def _committed_and_end(settings: Settings, shadow: bool = False) -> tuple[
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        topics = list(settings.input_topics) + (list(settings.internal_topics) if shadow else [])
+        # the handset stage's round trip always (decisions wait for its time: stream/service/churn.py)
+        internal = settings.internal_topics if shadow else (settings.topic_handsets, settings.topic_shadow_evidence)
+        topics = list(settings.input_topics) + list(internal)
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         end = await consumer.end_offsets(tps)
     finally:
@@ -349,7 +351,7 @@ def assert_backtest_alarms(
 ) -> dict:
     """The worker sent the backtest's decisions: every record of a subscriber without dual-SIM
     evidence equal (subscriber, phase, day via alarm_id, signals); dual-SIM records (the second-SIM
-    join's round trip through Kafka; handset evidence across workers: README) the same
+    join's round trip through Kafka: README) the same
     (subscriber, phase) pairs but for ``dual_sim_slack``, and the other records of those
     subscribers the same but for ``dual_sim_slack`` subscribers; other records may differ in ``other_slack`` subscribers
     (the circle sketch's order sensitivity, above). Re-sent records (after a crash) must repeat the first

@@ -156,8 +156,8 @@ def test_two_workers_share_partitions_without_loss(kafka_bootstrap, tmp_path):
         b.stop()
         a.stop()
     _assert_exact(settings, records)
-    # the backtest's alarms. Bounded, named in the README: handset dual-SIM evidence only meets
-    # numbers of the same worker (and the circle sketch's order sensitivity, harness.py)
+    # the backtest's alarms. Bounded, named in the README: the second-SIM join's round trip (and
+    # the circle sketch's order sensitivity, harness.py); handset evidence is routed by IMEI
     report = assert_backtest_alarms(
         read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path), dual_sim_slack=4
     )
