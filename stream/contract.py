@@ -12,7 +12,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "DEFAULT_TOPICS",
     "SHADOW_TOPIC_SUFFIXES",
-    "HANDSET_TOPIC_SUFFIX",
     "EVENT_TYPES",
     "KIND_CALL",
     "KIND_SMS",
@@ -49,9 +48,6 @@ DEFAULT_TOPICS = {
 # ``<app id>.shadow.bands`` (keyed by LSH band), ``<app id>.shadow.evidence`` (keyed by subscriber,
 # co-partitioned with the inputs).
 SHADOW_TOPIC_SUFFIXES = {"contacts": ".shadow.contacts", "bands": ".shadow.bands", "evidence": ".shadow.evidence"}
-# The handset (IMEI) stage's input (stream/service/handsets.py): ``<app id>.handset.observations``,
-# routed by IMEI; its dual-SIM evidence goes back on ``<app id>.shadow.evidence``.
-HANDSET_TOPIC_SUFFIX = ".handset.observations"
 
 # Input event kinds: the JSON "type" field, and the small integer code used in columnar batches.
 EVENT_TYPES = ("call", "sms", "recharge", "profile")

@@ -17,7 +17,6 @@
 | CHURNWATCH_TOPIC_SHADOW_CONTACTS | <app id>.shadow.contacts | internal: contacts with competitor numbers, keyed by the number |
 | CHURNWATCH_TOPIC_SHADOW_BANDS | <app id>.shadow.bands | internal: LSH band publications, keyed by band |
 | CHURNWATCH_TOPIC_SHADOW_EVIDENCE | <app id>.shadow.evidence | internal: second-SIM candidates, keyed by subscriber (co-partitioned with the inputs) |
-| CHURNWATCH_TOPIC_HANDSETS | <app id>.handset.observations | internal: handset (IMEI) observations, keyed by IMEI; the dual-SIM evidence found goes back on the shadow evidence topic |
 | CHURNWATCH_PARTITIONS | 12 | partitions of the (co-partitioned) input topics and the state table |
 | CHURNWATCH_STORE | rocksdb:// | Faust table store (`memory://` for tests) |
 | CHURNWATCH_DATA_DIR | var/worker | Faust data dir (RocksDB files) |
@@ -51,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .contract import DEFAULT_TOPICS, HANDSET_TOPIC_SUFFIX, SHADOW_TOPIC_SUFFIXES
+from .contract import DEFAULT_TOPICS, SHADOW_TOPIC_SUFFIXES
 
 __all__ = ["Settings", "SettingsError", "ENV_VARS"]
 
@@ -99,7 +98,6 @@ class Settings:
     topic_shadow_contacts: str = ""  # "" = <app id>.shadow.contacts (internal topics are per app, like changelogs)
     topic_shadow_bands: str = ""
     topic_shadow_evidence: str = ""
-    topic_handsets: str = ""  # "" = <app id>.handset.observations
     partitions: int = 12
     store: str = "rocksdb://"
     data_dir: str = "var/worker"
@@ -127,8 +125,6 @@ class Settings:
         for kind, suffix in SHADOW_TOPIC_SUFFIXES.items():
             if not getattr(self, f"topic_shadow_{kind}"):
                 object.__setattr__(self, f"topic_shadow_{kind}", self.app_id + suffix)
-        if not self.topic_handsets:
-            object.__setattr__(self, "topic_handsets", self.app_id + HANDSET_TOPIC_SUFFIX)
         if not self.bootstrap_servers.strip():
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
         for hp in self.bootstrap_servers.split(","):
@@ -199,7 +195,6 @@ class Settings:
             self.topic_shadow_contacts,
             self.topic_shadow_bands,
             self.topic_shadow_evidence,
-            self.topic_handsets,
         ]
         if len(set(names)) != len(names):
             raise SettingsError(f"topic names must be distinct: {names}")
@@ -208,11 +203,6 @@ class Settings:
     def shadow_topics(self) -> tuple[str, str, str]:
         """The second-SIM join's internal topics: contacts, bands, evidence."""
         return (self.topic_shadow_contacts, self.topic_shadow_bands, self.topic_shadow_evidence)
-
-    @property
-    def internal_topics(self) -> tuple[str, ...]:
-        """Every internal routing topic: the second-SIM join's and the handset stage's."""
-        return (*self.shadow_topics, self.topic_handsets)
 
     @property
     def input_topics(self) -> tuple[str, str, str, str]:
@@ -285,7 +275,6 @@ ENV_VARS: dict[str, str] = {
     "CHURNWATCH_TOPIC_SHADOW_CONTACTS": "topic_shadow_contacts",
     "CHURNWATCH_TOPIC_SHADOW_BANDS": "topic_shadow_bands",
     "CHURNWATCH_TOPIC_SHADOW_EVIDENCE": "topic_shadow_evidence",
-    "CHURNWATCH_TOPIC_HANDSETS": "topic_handsets",
     "CHURNWATCH_PARTITIONS": "partitions",
     "CHURNWATCH_STORE": "store",
     "CHURNWATCH_DATA_DIR": "data_dir",

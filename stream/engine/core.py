@@ -16,9 +16,9 @@ State per subscriber (fixed size, see :data:`FIELDS`; ~2.0 KB with the default 3
 
 The engine-wide IMEI index (stream/engine/handsets.py: IMEI -> up to 4 numbers with their last day,
 and their switches) lives in the instance. In the service a worker only holds the numbers of its own
-partitions: with ``route_handsets`` the engine also records its observations for the handset stage
-keyed by IMEI (stream/service/handsets.py), which sends back the evidence between numbers of
-different workers (``apply_handset_evidence``).
+partitions: with ``route_handsets`` the engine also records the switches it indexes, which the
+service broadcasts to every worker (stream/service/handsets.py), whose engines meet them with their
+own numbers (``apply_switches``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from . import shadow as _sh
 from . import sparse as _sparse
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
-from .handsets import DROP, IMEI_INDEX_SIZE, LATEST, SWITCHED, UNSWITCH, USE, HandsetIndex, Op
+from .handsets import IMEI_INDEX_SIZE, LATEST, SWITCHED, HandsetIndex, Switch
 
 __all__ = ["Engine", "Applied", "Decision", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
@@ -341,10 +341,10 @@ class Engine:
         self._a: dict[str, np.ndarray] = {}
         # IMEI -> this engine's numbers on it, and their switches (stream/engine/handsets.py)
         self._handsets = HandsetIndex(self.config.dual_sim_days)
-        # the changes, for the stage that routes them by IMEI across workers (recorded when
-        # route_handsets is set: the service; a single engine over all numbers needs no stage)
+        # the switches it indexes, for the other workers' engines (recorded when route_handsets is
+        # set: the service; a single engine over all numbers needs none)
         self.route_handsets = False
-        self._hs_ops: list[Op] = []
+        self._hs_ops: list[Switch] = []
         self._wm: float | None = None
         self._seq = 0
         self._extra: set[int] = set()
@@ -914,7 +914,6 @@ class Engine:
         hx = self._handsets
         idx, sw = hx.numbers, hx.switches
         ms = self._msisdn
-        ops = self._hs_ops if self.route_handsets else None
         fast = np.flatnonzero(~slow)
         keep = []
         for j, row, hh, dd in zip(fast.tolist(), r[fast].tolist(), h[fast].tolist(), d[fast].tolist(), strict=True):
@@ -925,8 +924,6 @@ class Engine:
                 continue
             if dd > ent[m]:
                 ent[m] = dd
-                if ops is not None:  # (a day already indexed is no news for the stage either)
-                    ops.append(Op(USE, hh, m, dd, 0))
             keep.append(j)
         if keep:
             k = np.array(keep, dtype=np.int64)
@@ -936,8 +933,8 @@ class Engine:
 
     def _imei_one(self, row: int, h: int, d: int) -> None:
         """One handset observation, sequential semantics (mirrors the reference engine). The
-        number's slots here, the index in :class:`HandsetIndex` (shared with the stage that routes
-        it by IMEI across workers: every change is also recorded as an :class:`Op` for it)."""
+        number's slots here, the index in :class:`HandsetIndex`; a switch it indexes is also
+        recorded (route_handsets) for the engines that hold the other numbers."""
         a = self._a
         hs = [int(x) for x in a["imei_h"][row]]
         ds = [int(x) for x in a["imei_d"][row]]
@@ -958,21 +955,16 @@ class Engine:
                 if not (d, h) > (ds[j], hs[j]):
                     return
                 hx.drop(hs[j], m)
-                if self.route_handsets:
-                    self._hs_ops.append(Op(DROP, hs[j], m))
             a["imei_h"][row, j] = h
             a["imei_d"][row, j] = d
         # the index holds each number's latest switch only (as a restore rebuilds it)
         latest = switched and d >= int(a["sw_d"][row])
         old = int(a["sw_h"][row])
         ev = hx.use(h, m, d, (SWITCHED if switched else 0) | (LATEST if latest else 0), old if latest else 0)
-        if self.route_handsets:
-            flags = (SWITCHED if switched else 0) | (LATEST if latest and ev is not None else 0)
-            self._hs_ops.append(Op(USE, h, m, d, flags))
-            if latest and ev is not None and old and old != h:
-                self._hs_ops.append(Op(UNSWITCH, old, m))
         if ev is None:
             return
+        if switched and self.route_handsets:
+            self._hs_ops.append(Switch(h, m, d, SWITCHED | (LATEST if latest else 0), old if latest else 0))
         if latest:
             a["sw_h"][row], a["sw_d"][row] = h, d
         get = self._row.get
@@ -993,27 +985,37 @@ class Engine:
         a["dirty"][x] = 1
         self._extra.add(x)
 
-    def apply_handset_evidence(self, evidence: Iterable[tuple[str, int]]) -> np.ndarray:
-        """Dual-SIM evidence found by the handset stage (other workers' numbers on a shared
-        handset): [(msisdn, day)]. Idempotent. Returns the rows changed (persist them); numbers
-        this engine does not hold are counted (``handset_evidence_unknown``) and skipped."""
+    def apply_switches(self, switches: Iterable[Switch | tuple]) -> np.ndarray:
+        """Other engines' switches (:class:`Switch`), met with this engine's numbers: dual-SIM
+        evidence for those that used the handset within the window, and the switch kept for
+        their later uses. Idempotent; a switch of a number this engine holds is its own (found
+        at once). Returns the rows changed (persist them)."""
         rows = []
         get = self._row.get
         a = self._a
-        for m, d in evidence:
-            r = get(m)
-            if r is None:
-                self._count("handset_evidence_unknown")
+        hx = self._handsets
+        for h, m, d, flags, old in switches:
+            if m in self._row:
                 continue
-            before = (int(a["dual_day"][r]), int(a["dual_prev"][r]), int(a["dual_n"][r]))
-            self._dual_evidence(r, int(d))
-            if (int(a["dual_day"][r]), int(a["dual_prev"][r]), int(a["dual_n"][r])) != before:
-                rows.append(r)
+            for x, dx in hx.remote_switch(int(h), m, int(d), int(flags), int(old)):
+                r = get(x)
+                if r is None:
+                    continue
+                before = (int(a["dual_day"][r]), int(a["dual_prev"][r]), int(a["dual_n"][r]))
+                self._dual_evidence(r, int(dx))
+                if (int(a["dual_day"][r]), int(a["dual_prev"][r]), int(a["dual_n"][r])) != before:
+                    rows.append(r)
+                    self._count("handset_evidence_remote")
         self._extra.clear()
         return np.unique(np.array(rows, dtype=np.int64)) if rows else NO_ROWS
 
+    def add_switch(self, h: int, m: str, d: int) -> None:
+        """Another engine's number's latest switch, restored (the service persists them)."""
+        if m not in self._row:
+            self._handsets.switch(m, int(h), int(d))
+
     def take_handset_ops(self) -> list:
-        """The handset observations since the last call, for the stage keyed by IMEI."""
+        """The switches indexed since the last call (route_handsets), for the other engines."""
         ops, self._hs_ops = self._hs_ops, []
         return ops
 

@@ -5,22 +5,20 @@ A number that moves into a handset another of the operator's numbers used within
 dual-SIM evidence for those other numbers, on the switch's day; a use of a handset read after
 another number's switch to it gets the same evidence (the order of two numbers' events depends on
 partitions and topics, the evidence must not). :class:`HandsetIndex` holds that index, keyed by
-IMEI hash, and is written once for its two users:
+IMEI hash, inside each engine (``stream/engine/core.py``), over the engine's own numbers.
 
-* **inside an engine** (``stream/engine/core.py``): the numbers of that engine, evidence applied at
-  once, in arrival order. The backtest's single engine sees every number.
-* **as a stage keyed by IMEI** (``stream/service/handsets.py``): a worker's engine only holds the
-  numbers of its partitions, so it also sends what it observed (:data:`Op`, one per handset
-  observation that changed the number's state) to an internal topic keyed by IMEI; the worker
-  owning that IMEI's partition runs the same index over every worker's observations and sends the
-  evidence back to the numbers' partitions. Evidence is idempotent and commutative (a number keeps
-  the latest evidence day and the latest before it), so evidence found both ways, or replayed
-  after a crash, changes nothing twice.
+The backtest's single engine sees every number. A worker's engine holds only the numbers of its
+partitions, so the switches (rare: a handset changes hands a few times in a subscriber's life,
+against a use on every active day) are broadcast: the engine records each switch it indexes as a
+:class:`Switch`, the service sends it to every worker (stream/service/handsets.py), and each
+engine meets it with its own numbers (:meth:`HandsetIndex.remote_switch`): evidence for those that
+used the handset within the window, and the switch kept so that a later use finds it. Evidence
+is idempotent and commutative (a number keeps the latest evidence day and the latest before it),
+so a switch met twice (a replay after a crash, a worker holding several partitions) counts once.
 
 The index keeps ``IMEI_INDEX_SIZE`` numbers per IMEI (on overflow the oldest use goes, ties by
 msisdn) and the same number of switches; a number's latest switch only (the previous one is
-unswitched). The stage expires entries older than the ring (:meth:`HandsetIndex.expire`): a
-decision reads evidence within ``dual_sim_days``.
+unswitched).
 """
 
 from __future__ import annotations
@@ -28,28 +26,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-__all__ = ["HandsetIndex", "Op", "IMEI_INDEX_SIZE", "USE", "DROP", "UNSWITCH", "SWITCHED", "LATEST"]
+__all__ = ["HandsetIndex", "Switch", "IMEI_INDEX_SIZE", "SWITCHED", "LATEST"]
 
 IMEI_INDEX_SIZE = 4  # numbers (and switches) remembered per IMEI
 NODAY = -(2**31)
 
-# operations on the index (Op.kind)
-USE = 0  # the number used the handset on day ``day`` (a new handset, or a later day)
-DROP = 1  # the number no longer holds the handset (a newer one took its slot)
-UNSWITCH = 2  # the number's latest switch is now to another handset
-# USE flags
+# use() flags
 SWITCHED = 1  # a handset new to the number, which used another one before
 LATEST = 2  # ... and it is the number's latest switch (indexed as such)
 
 
-class Op(NamedTuple):
-    """One observation for the index, routed by ``imei``."""
+class Switch(NamedTuple):
+    """A number's switch into a handset, for the engines that hold the other numbers."""
 
-    kind: int
     imei: int
     msisdn: str
-    day: int = NODAY
-    flags: int = 0
+    day: int
+    flags: int  # SWITCHED, with LATEST when it is the number's latest switch (indexed)
+    old: int = 0  # with LATEST: the handset of the number's previous latest switch (unswitched)
 
 
 class HandsetIndex:
@@ -68,8 +62,7 @@ class HandsetIndex:
     def use(self, h: int, m: str, d: int, flags: int = 0, old_switch: int = 0) -> list[tuple[str, int]] | None:
         """Number ``m`` used handset ``h`` on day ``d``. Returns the evidence it gives as
         [(msisdn, evidence day)], or None when the index is full of later numbers (not indexed).
-        ``old_switch``: the number's previous latest switch, unswitched here (an engine's own
-        index; the stage gets an :data:`UNSWITCH` op for it instead, routed by that IMEI)."""
+        ``old_switch``: the number's previous latest switch, unswitched here."""
         ent = self.numbers.setdefault(h, {})
         if m in ent:
             ent[m] = max(ent[m], d)
@@ -122,21 +115,18 @@ class HandsetIndex:
             del sw[mm]
             sw[m] = d
 
-    def apply(self, ops: Iterable[Op | tuple]) -> list[tuple[str, int]]:
-        """The stage: every worker's observations, in the order they arrived. Returns the evidence."""
-        out: list[tuple[str, int]] = []
-        for kind, h, m, d, flags in ops:
-            if kind == USE:
-                ev = self.use(h, m, d, flags)
-                if ev:
-                    out.extend(ev)
-            elif kind == DROP:
-                self.drop(h, m)
-            elif kind == UNSWITCH:
-                self.unswitch(h, m)
-            else:
-                raise ValueError(f"unknown handset op {kind}")
-        return out
+    def remote_switch(self, h: int, m: str, d: int, flags: int, old: int = 0) -> list[tuple[str, int]]:
+        """Another engine's number ``m`` switched into handset ``h`` on day ``d``: the evidence
+        for this index's numbers (those that used it within the window), and the switch kept (if
+        it is ``m``'s latest) so that a use read later gets the same evidence. ``m`` is not
+        added to the handset's numbers: its own engine holds its uses."""
+        ent = self.numbers.get(h, {})
+        ev = [(x, d) for x in ent if x != m and ent[x] >= d - self.dual + 1]
+        if flags & LATEST:
+            if old and old != h:
+                self.unswitch(old, m)
+            self.switch(m, h, d)
+        return ev
 
     # ------------------------------------------------------------------ an engine's numbers
     def add_number(self, m: str, slots: Iterable[tuple[int, int]], switch_h: int, switch_d: int) -> None:
@@ -152,32 +142,3 @@ class HandsetIndex:
         for h in handsets:
             self.drop(h, m)
         self.unswitch(switch_h, m)
-
-    # ------------------------------------------------------------------ the stage's state
-    def entry(self, h: int) -> dict | None:
-        """One IMEI's entries (the stage's table value), None when it holds none."""
-        n, s = self.numbers.get(h), self.switches.get(h)
-        if not n and not s:
-            return None
-        return {"n": n or {}, "s": s or {}}
-
-    def load(self, h: int, entry: dict) -> None:
-        if entry.get("n"):
-            self.numbers[h] = {m: int(d) for m, d in entry["n"].items()}
-        if entry.get("s"):
-            self.switches[h] = {m: int(d) for m, d in entry["s"].items()}
-
-    def expire(self, before: int) -> list[int]:
-        """Drop entries last used (or switched) before day ``before``; returns the IMEIs changed."""
-        changed = []
-        for index in (self.numbers, self.switches):
-            for h in list(index):
-                ent = index[h]
-                old = [m for m, d in ent.items() if d < before]
-                if old:
-                    changed.append(h)
-                    for m in old:
-                        del ent[m]
-                    if not ent:
-                        del index[h]
-        return sorted(set(changed))

@@ -21,6 +21,7 @@ from . import shadow as _sh
 from .config import EngineConfig
 from .core import EVAL_CHUNK, Applied, Decision
 from .decode import Batch, Reject, decode_exact, mix64
+from .handsets import LATEST, SWITCHED, Switch
 
 __all__ = ["ReferenceEngine"]
 
@@ -165,6 +166,7 @@ class ReferenceEngine:
         self._seq = 0
         self.shadow_publications: list[dict] = []
         self._extra: set[int] = set()
+        self._hs_ops: list[Switch] = []
         self._hits: list = []
         self.counters: dict[str, int] = {}
 
@@ -442,7 +444,10 @@ class ReferenceEngine:
         if switched:
             for x in [x for x in ent if x != m and ent[x] >= d - dual + 1]:
                 self._evidence(self._subs[x], d)
-            if d >= sub.sw_d:  # the index holds each number's latest switch only (as a restore rebuilds it)
+            latest = d >= sub.sw_d
+            if self.route_handsets:  # for the engines holding the other numbers
+                self._hs_ops.append(Switch(h, m, d, SWITCHED | (LATEST if latest else 0), sub.sw_h if latest else 0))
+            if latest:  # the index holds each number's latest switch only (as a restore rebuilds it)
                 sw = self._switches.get(sub.sw_h)
                 if sub.sw_h != h and sw is not None:
                     sw.pop(m, None)
@@ -454,22 +459,34 @@ class ReferenceEngine:
             if x != m and d >= dx - dual + 1:
                 self._evidence(sub, dx)
 
-    route_handsets = False  # one engine over every number: no stage keyed by IMEI needed
+    route_handsets = False  # a worker's engine: record the switches for the other engines
 
     def take_handset_ops(self) -> list:
-        return []
+        ops, self._hs_ops = self._hs_ops, []
+        return ops
 
-    def apply_handset_evidence(self, evidence) -> np.ndarray:
-        """Dual-SIM evidence from the handset stage: [(msisdn, day)]; the rows changed."""
+    def apply_switches(self, switches) -> np.ndarray:
+        """Other engines' switches: evidence for our numbers that used the handset within the
+        window, and the switch kept for their later uses; the rows changed."""
         rows = set()
-        for m, d in evidence:
-            sub = self._subs.get(m)
-            if sub is None:
+        dual = self.config.dual_sim_days
+        for h, m, d, flags, old in switches:
+            if m in self._subs:
                 continue
-            before = (sub.dual_day, sub.dual_prev, sub.dual_n)
-            self._evidence(sub, int(d))
-            if (sub.dual_day, sub.dual_prev, sub.dual_n) != before:
-                rows.add(sub.row)
+            ent = self._index.get(h, {})
+            for x in [x for x in ent if x != m and ent[x] >= d - dual + 1]:
+                sub = self._subs[x]
+                before = (sub.dual_day, sub.dual_prev, sub.dual_n)
+                self._evidence(sub, int(d))
+                if (sub.dual_day, sub.dual_prev, sub.dual_n) != before:
+                    rows.add(sub.row)
+            if flags & LATEST:
+                sw = self._switches.get(old)
+                if old and old != h and sw is not None:
+                    sw.pop(m, None)
+                    if not sw:
+                        del self._switches[old]
+                self._switch(m, h, d)
         self._extra.clear()
         return np.array(sorted(rows), dtype=np.int64)
 

@@ -52,7 +52,7 @@ class StepResult(NamedTuple):
     confirmed: int  # subscribers whose second-SIM evidence was confirmed
     applied: np.ndarray  # engine rows with applied events (a subset of rows)
     decide_s: float  # seconds spent deciding days
-    handset_ops: list  # handset observations for the stage keyed by IMEI (engine.route_handsets)
+    handset_ops: list  # the switches indexed, for the other workers' engines (engine.route_handsets)
 
 
 class Step:
@@ -81,12 +81,12 @@ class Step:
         batch: Batch,
         complete_s: float | None | Callable[[Applied], float | None],
         evidence=(),
-        handset_evidence=(),
+        switches=(),
     ) -> StepResult:
         """``complete_s``: the complete event time after this batch, or a function of what apply
         did that returns it (the service's partition times move with the accepted events).
-        ``evidence``: the second-SIM join's candidates; ``handset_evidence``: [(msisdn, day)] from
-        the handset stage (stream/engine/handsets.py), both applied before the decisions."""
+        ``evidence``: the second-SIM join's candidates; ``switches``: other engines' handset
+        switches (stream/engine/handsets.py), both applied before the decisions."""
         eng = self.engine
         ap: Applied = eng.apply(batch)
         if callable(complete_s):
@@ -96,8 +96,8 @@ class Step:
         confirmed = eng.apply_shadow(evidence) if evidence else NO_ROWS
         if len(confirmed):
             rows.append(confirmed)
-        if handset_evidence:
-            rows.append(eng.apply_handset_evidence(handset_evidence))
+        if switches:
+            rows.append(eng.apply_switches(switches))
         decided = []
         t0 = time.perf_counter()
         if complete_s is not None and math.isfinite(complete_s):

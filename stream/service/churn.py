@@ -43,6 +43,7 @@ from faust.types import TP
 from ..contract import SCHEMA_VERSION
 from ..engine import Engine, EngineConfig
 from ..engine.decode import Batch
+from ..engine.handsets import LATEST
 from ..engine.step import Step
 from ..settings import Settings
 from .faust_adapter import (
@@ -56,7 +57,16 @@ from .faust_adapter import (
     raw_table,
     raw_topic,
 )
-from .handsets import HandsetStage, parse_evidence, parse_times
+from .handsets import (
+    HEARTBEAT_S,
+    SWITCH_PREFIX,
+    heartbeat_messages,
+    parse_switch_key,
+    parse_switches,
+    parse_times,
+    switch_key,
+    switch_messages,
+)
 from .metrics import Metrics
 from .shadow import ShadowStages
 from .web import register_views
@@ -73,7 +83,6 @@ UNKNOWN_GRACE_S = 30.0
 LIVE_COMMIT_EVERY = 2_000  # events per checkpoint at most when the worker is not catching up (see _due)
 DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
-HEARTBEAT_RETRY_S = 2.0  # heartbeats to the handset stage again this often while its time is not known
 IDLE_TIME = 1e15  # a worker whose partitions hold no event at all holds nobody's decisions back
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
@@ -89,7 +98,7 @@ class ChurnService:
         self.clock = clock
         self.metrics = Metrics(registry)
         self.engine = Engine(self.engine_config, clock=clock)
-        self.engine.route_handsets = True  # the handset stage joins numbers across workers
+        self.engine.route_handsets = True  # its handset switches go to every worker (handsets.py)
         self.step = Step(
             self.engine, chunk_rows=DECIDE_CHUNK
         )  # apply -> immediate alarms -> day decisions -> confirmation
@@ -101,12 +110,13 @@ class ChurnService:
         self._processed_next: dict[TP, int] = {}  # ... processed (durable or not)
         self._progress_at: dict[TP, float] = {}  # monotonic time of each partition's last delivered batch
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
-        # the handset stage's time per stage partition (every worker's observations before it are
-        # in, their evidence sent): decisions wait for it (_decision_time)
-        self._stage_time: dict[int, float] = {}
+        # every input partition's complete time, as its worker reported it on the evidence topic
+        # (its handset switches before it are in): decisions wait for the least (_decision_time)
+        self._peer_time: dict[int, float] = {}
+        self._remote_switches: dict[bytes, int] = {}  # table key -> partition (persisted)
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         self._heartbeat_sent: tuple[float, float] | None = None  # (event time, monotonic time) of the last heartbeat
-        # how far past the handset stage's time events may be applied: the ring must still hold the
+        # how far past the other workers' reported time events may be applied: the ring must still hold the
         # days a decision reads (it waits for that time) next to the newest day applied (the room
         # check_decision_window checks for the alignment; an hour to spare)
         cfg = self.engine_config
@@ -158,7 +168,6 @@ class ChurnService:
         self.app.task(self._checkpoint_timer)
         self.app.task(self._watchdog)
         self.shadow = ShadowStages(self)
-        self.handsets = HandsetStage(self)
         register_views(self)
 
     # ------------------------------------------------------------------ app
@@ -347,11 +356,11 @@ class ChurnService:
         if unknown and time.monotonic() - self._recovered_at < UNKNOWN_GRACE_S:
             return -math.inf
         limit = min(fr.values()) + self.settings.max_skew_s if fr else None
-        # ... and across workers: no further than _stage_window past the handset stage's time (what
-        # the slowest worker reported), so that decisions, which wait for that time, never fall
-        # further behind the newest events applied than the ring allows. Before the stage
-        # answered: past our last report.
-        base = self._stage_gate()
+        # ... and across workers: no further than _stage_window past the time the slowest worker
+        # reported, so that decisions, which wait for that time, never fall further behind the
+        # newest events applied than the ring allows. Before every worker reported: past our last
+        # report.
+        base = self._peer_gate()
         if base is None and self._heartbeat_sent is not None:
             base = self._heartbeat_sent[0]
         if base is not None:
@@ -454,10 +463,12 @@ class ChurnService:
             self._advance_partition_time(batch, ap.rejects, tp_of)
             return self._decision_time()
 
-        shadow_ev, handset_ev = self._evidence(evidence_msgs) if evidence_msgs else ((), ())
-        if handset_ev:
-            self.metrics.handset_evidence.inc(len(handset_ev))
-        res = self.step(batch, complete, shadow_ev, handset_ev)
+        shadow_ev, switches = self._evidence(evidence_msgs) if evidence_msgs else ((), [])
+        n_ev = self.engine.counters.get("handset_evidence_remote", 0)
+        res = self.step(batch, complete, shadow_ev, [sw for _, sw in switches])
+        self.metrics.handset_evidence.inc(self.engine.counters.get("handset_evidence_remote", 0) - n_ev)
+        if switches:
+            await self._keep_switches(switches)
         eng = self.engine
         rejects = list(rejects) + list(res.rejects)
         # remember each subscriber's partition (its state is written there, decisions included)
@@ -497,8 +508,11 @@ class ChurnService:
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(res.contacts, res.publications)
-        # handset observations by IMEI (dual-SIM evidence between numbers other workers own)
-        sends += await self.handsets.route_from_engine(res.handset_ops)
+        # the handset switches its engine indexed, to every worker (stream/service/handsets.py)
+        s = self.settings
+        sends += await self.shadow.send_routed(
+            s.topic_shadow_evidence, switch_messages(res.handset_ops, s.partitions), "switches"
+        )
         await self._heartbeat()
         for a in res.alarms:
             sends.append(await self._send(self.settings.topic_alarms, a["msisdn"].encode(), orjson.dumps(a)))
@@ -510,28 +524,28 @@ class ChurnService:
             self._eval_time = c if self._eval_time is None else max(self._eval_time, c)
         return self._eval_time
 
-    def _stage_gate(self) -> float | None:
-        """The handset stage's time: the least of its partitions' (None until each answered)."""
-        st = self._stage_time
+    def _peer_gate(self) -> float | None:
+        """The least complete time every input partition's worker reported (None until each did)."""
+        st = self._peer_time
         return min(st.values()) if len(st) >= self.settings.partitions else None
 
     def _decision_time(self) -> float | None:
         """The event time decisions follow: this worker's complete time, held back to the handset
-        stage's time, so that a day is decided once the dual-SIM evidence of every worker's
-        events before it is in (the backtest's one engine finds it at once). Never decreasing."""
+        workers' reported times, so that a day is decided once the handset switches of every
+        worker's events before it are in (the backtest's one engine finds their evidence at
+        once). Never decreasing."""
         c = self._advance_eval_time()
-        g = self._stage_gate()
+        g = self._peer_gate()
         if c is not None and g is not None:
             t = min(c, g)
             self._decide_s = t if self._decide_s is None else max(self._decide_s, t)
         return None if c is None or g is None else self._decide_s
 
     async def _heartbeat(self) -> None:
-        """Tell the handset stage this worker's complete time when it moved a day of decisions
-        on, or a quarter of ``_stage_window`` (the alignment waits for the stage's time: see
-        _align_limit), and again every HEARTBEAT_RETRY_S while the stage's time is not known here;
-        after the observations of the events before it (each stage partition reads them in
-        order)."""
+        """Tell every worker this worker's complete time (to every evidence partition, behind the
+        switches of the events before it) when it moved a day of decisions on, or a quarter of
+        ``_stage_window`` (the alignment waits for it: see _align_limit), and every HEARTBEAT_S
+        anyway (a restarted worker learns it)."""
         t = self._eval_time
         if t is None:
             backlog = self._backlog()
@@ -544,13 +558,16 @@ class ChurnService:
             last is not None
             and self.step.due(t) <= self.step.due(last[0])
             and t - last[0] < self._stage_window / 4
-            and (self._stage_gate() is not None or now - last[1] < HEARTBEAT_RETRY_S)
+            and now - last[1] < HEARTBEAT_S
         ):
             return
         parts = sorted(self.active_partitions())
         if parts and not self._fenced:
             self._heartbeat_sent = (t, now)
-            self._inflight += await self.handsets.heartbeat(parts, t)
+            s = self.settings
+            self._inflight += await self.shadow.send_routed(
+                s.topic_shadow_evidence, heartbeat_messages(parts, t, s.partitions), "heartbeats"
+            )
 
     async def _decide_due(self) -> None:
         """Decide the days the complete time completed without new input: when the last
@@ -665,21 +682,22 @@ class ChurnService:
         self._paused = pause
         self.metrics.paused_partitions.set(len(pause))
 
-    def _evidence(self, msgs) -> tuple[list[dict], list[tuple[str, int]]]:
-        """The evidence topic's envelopes: the second-SIM join's candidates (``"e"``) and the
-        handset stage's dual-SIM evidence (``"h"``). An unreadable entry is counted and skipped."""
+    def _evidence(self, msgs) -> tuple[list[dict], list[tuple[int, Any]]]:
+        """The evidence topic's envelopes: the second-SIM join's candidates (``"e"``), other
+        workers' handset switches (``"s"``, with the partition they were read from) and their
+        complete times (``"w"``, recorded here). An unreadable entry is counted and skipped."""
         out: list[dict] = []
-        handset: list[tuple[str, int]] = []
+        switches: list[tuple[int, Any]] = []
         for m in msgs:
             try:
                 env = orjson.loads(m.value)
-                if "e" not in env and "h" not in env and "w" not in env:
-                    raise ValueError("no evidence in the envelope")
+                if not ("e" in env or "s" in env or "w" in env):
+                    raise ValueError("nothing in the envelope")
                 entries = env.get("e", [])
-                if "h" in env:
-                    handset.extend(parse_evidence(env["h"]))
-                for q, t in parse_times(env.get("w", ()), self.settings.partitions):
-                    self._stage_time[q] = max(t, self._stage_time.get(q, t))
+                if "s" in env:
+                    switches.extend((m.partition, sw) for sw in parse_switches(env["s"]))
+                for p, t in parse_times(env.get("w", []), self.settings.partitions):
+                    self._peer_time[p] = max(t, self._peer_time.get(p, t))
             except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue
@@ -697,7 +715,28 @@ class ChurnService:
                     )
                 except (TypeError, KeyError, ValueError):
                     self.metrics.shadow_bad.labels(topic=m.topic).inc()
-        return out, handset
+        return out, switches
+
+    async def _keep_switches(self, switches: list[tuple[int, Any]]) -> None:
+        """Persist the other workers' latest switches this worker read (in the table partition
+        they came from, so that its next owner has them), each once; a number's earlier latest
+        switch is deleted. Acknowledged before the next commit, like every send."""
+        items: list[tuple[bytes, int, bytes | None]] = []
+        kept = self._remote_switches
+        for p, sw in switches:
+            if not sw.flags & LATEST or sw.msisdn in self.engine:
+                continue
+            if sw.old and sw.old != sw.imei:
+                old = switch_key(sw.old, sw.msisdn)
+                if kept.pop(old, None) is not None:
+                    items.append((old, p, None))
+            key = switch_key(sw.imei, sw.msisdn)
+            if key not in kept:
+                kept[key] = p
+                items.append((key, p, PART.pack(p) + orjson.dumps(sw.day)))
+        if items and not self._fenced:
+            by = put_many(self.table, items, self.settings.topic_calls)
+            self._inflight += await self.producer.send_batches(self._changelog_topic, by)
 
     # ----------------------------------------------------------- checkpoint
     def _due(self) -> bool:
@@ -1085,8 +1124,8 @@ class ChurnService:
             "paused_partitions": len(self._paused),
             "held_partitions": len(self._held),
             "event_time": self._eval_time,
-            "decided_time": self._decide_s,  # (the handset stage's time holds it back: stage_time)
-            "stage_time": self._stage_gate(),
+            "decided_time": self._decide_s,  # (held back to the other workers' reported time: peer_time)
+            "peer_time": self._peer_gate(),
             "complete_time": self._complete_time(),
             "align_limit": "waiting for a partition" if limit == -math.inf else limit,
             # the partitions holding event time back: name, next event time, held here, paused
@@ -1119,19 +1158,28 @@ class ChurnService:
         t0 = time.perf_counter()
         actives = self.active_partitions()
         engine = Engine(self.engine_config, clock=self.clock)
-        engine.route_handsets = True  # the handset stage joins numbers across workers
+        engine.route_handsets = True  # its handset switches go to every worker (handsets.py)
         restored: list[str] = []
         parts: list[int] = []
         wms = []
+        remote: dict[bytes, tuple[int, int]] = {}
         for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
                 wms.append(_WM.unpack_from(payload)[0])
+                continue
+            if key.startswith(SWITCH_PREFIX):  # another worker's handset switch (handsets.py)
+                remote[key] = (p, orjson.loads(payload))
                 continue
             msisdn = key.decode()
             engine.restore(msisdn, payload)
             restored.append(msisdn)
             parts.append(p)
         n = len(restored)
+        self._remote_switches = {}
+        for key, (p, day) in remote.items():
+            h, m = parse_switch_key(key)
+            engine.add_switch(h, m, day)
+            self._remote_switches[key] = p
         if wms:
             engine.advance_watermark(max(wms))
         # each partition's complete time, as its last owner wrote it: decisions resume from the

@@ -79,7 +79,7 @@ _METRICS: dict[str, tuple] = {
     "shadow_messages": (
         Counter,
         "shadow_messages",
-        "Internal routing messages sent, by stage (second SIM: contacts, bands, evidence; handsets, handset-evidence)",
+        "Internal routing messages sent, by stage (second SIM: contacts, bands, evidence; handset switches, heartbeats)",
         ("stage",),
     ),
     "shadow_confirmed": (
@@ -90,11 +90,10 @@ _METRICS: dict[str, tuple] = {
     ),
     "shadow_numbers": (Gauge, "shadow_numbers", "Competitor numbers sketched by this worker (stage 1)", ()),
     "shadow_band_keys": (Gauge, "shadow_band_keys", "LSH band keys held by this worker (stage 2)", ()),
-    "handset_imeis": (Gauge, "handset_imeis", "Handsets (IMEIs) indexed by this worker's handset stage", ()),
     "handset_evidence": (
         Counter,
         "handset_evidence",
-        "Dual-SIM evidence from the handset stage applied to this worker's subscribers",
+        "Subscribers given dual-SIM evidence by another worker's handset switch",
         (),
     ),
     "shadow_bad": (Counter, "shadow_bad_messages", "Unreadable second-SIM join messages skipped, by topic", ("topic",)),

@@ -123,8 +123,8 @@ class ShadowStages:
         self.bands_table = raw_table(
             app, BANDS_TABLE, s.partitions, self._recover_bands, "second SIM, stage 2: LSH band entries"
         )
-        app.agent(self.contacts_topic, name="shadow-peers")(self.agent_body("shadow-peers", self.process_contacts))
-        app.agent(self.bands_topic, name="shadow-bands")(self.agent_body("shadow-bands", self.process_bands))
+        app.agent(self.contacts_topic, name="shadow-peers")(self._agent("shadow-peers", self.process_contacts))
+        app.agent(self.bands_topic, name="shadow-bands")(self._agent("shadow-bands", self.process_bands))
 
     # ------------------------------------------------------------- sends
     async def send_routed(self, topic: str, envelopes: list[tuple[int, bytes]], stage: str) -> list:
@@ -145,7 +145,7 @@ class ShadowStages:
             s.topic_shadow_contacts, contact_messages(contacts, s.partitions), "contacts"
         ) + await self.send_routed(s.topic_shadow_bands, band_messages([], s_publications, s.partitions), "bands")
 
-    async def write_table(self, table, items: dict[bytes, tuple[int, bytes | None]]) -> list:
+    async def _write(self, table, items: dict[bytes, tuple[int, bytes | None]]) -> list:
         """Write ``key -> (partition, payload or None = delete)`` to the table's store and changelog."""
         if not items:
             return []
@@ -153,15 +153,13 @@ class ShadowStages:
         by_partition = put_many(table, rows, self.service.settings.topic_calls)
         return await self.service.producer.send_batches(table.changelog_topic.get_topic_name(), by_partition)
 
-    def agent_body(self, name: str, process, within: float | None = None):
-        """The agent body of a stage: ``process`` each batch of messages (up to ``batch_size``, or
-        what came ``within`` seconds: ``batch_timeout_s`` by default); on a bug, exit without
+    def _agent(self, name: str, process):
+        """The agent body of a stage: ``process`` each batch of messages; on a bug, exit without
         acking (the replay is idempotent)."""
 
         async def agent(stream) -> None:
             s = self.service.settings
-            wait = s.batch_timeout_s if within is None else within
-            async for events in stream.take_events(s.batch_size, within=wait):
+            async for events in stream.take_events(s.batch_size, within=s.batch_timeout_s):
                 try:
                     await process(self._messages(events))
                 except asyncio.CancelledError:
@@ -224,7 +222,7 @@ class ShadowStages:
             snap = self.peers.snapshot(x)
             if snap is not None:
                 items[str(x).encode()] = (self._peer_part[x], snap)
-        sends = await self.write_table(self.peers_table, items)
+        sends = await self._write(self.peers_table, items)
         n_changelog = len(sends)
         sends += await self.send_routed(
             self.service.settings.topic_shadow_bands, band_messages(pubs, [], self.service.settings.partitions), "bands"
@@ -284,7 +282,7 @@ class ShadowStages:
             items[key.encode()] = (p, None if snap is None else orjson.dumps(snap))
             if snap is None:
                 self._band_part.pop(key, None)
-        sends = await self.write_table(self.bands_table, items)
+        sends = await self._write(self.bands_table, items)
         n_changelog = len(sends)
         sends += await self.send_routed(
             self.service.settings.topic_shadow_evidence,
@@ -300,7 +298,7 @@ class ShadowStages:
     def _actives(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.service.app.assignor.assigned_actives() if tp.topic == topic}
 
-    def recover_table(self, table, topic: str, index, restore, what: str) -> tuple[dict, int | None]:
+    def _recover(self, table, topic: str, index, restore, what: str) -> tuple[dict, int | None]:
         """Rebuilds ``index`` from ``table``'s entries in this worker's active partitions of ``topic``:
         ``restore(key, payload)`` puts one entry into it and returns its index key and the days it
         holds. Returns each index key's partition and the latest day seen (None if none)."""
@@ -327,7 +325,7 @@ class ShadowStages:
             return x, [peers.get(x)["last"]]
 
         topic = self.service.settings.topic_shadow_contacts
-        part, today = self.recover_table(self.peers_table, topic, peers, restore, "competitor-number sketches")
+        part, today = self._recover(self.peers_table, topic, peers, restore, "competitor-number sketches")
         self.peers, self._peer_part, self._peers_today = peers, part, today
         self.service.metrics.shadow_numbers.set(len(peers))
 
@@ -341,6 +339,6 @@ class ShadowStages:
             return k, list(snap["s"].values()) + [v[0] for v in snap["x"].values()]
 
         topic = self.service.settings.topic_shadow_bands
-        part, today = self.recover_table(self.bands_table, topic, bands, restore, "band keys")
+        part, today = self._recover(self.bands_table, topic, bands, restore, "band keys")
         self.bands, self._band_part, self._bands_today = bands, part, today
         self.service.metrics.shadow_band_keys.set(len(bands))

@@ -41,7 +41,7 @@ async def ensure_topics_async(
             wanted = (
                 list(settings.input_topics)
                 + [settings.topic_alarms, settings.topic_deadletter]
-                + list(settings.internal_topics)
+                + list(settings.shadow_topics)
             )
         else:
             wanted = list(dict.fromkeys(topics))

@@ -17,7 +17,6 @@ import pytest
 
 from stream.engine import Engine, EngineConfig, ReferenceEngine
 from stream.engine.decode import Batch
-from stream.engine.handsets import HandsetIndex
 from stream.engine.shadow import ShadowJoin
 from stream.engine.step import Replay
 from stream.tools.simulate import generate
@@ -95,14 +94,13 @@ def _shard(key: bytes | None, n: int) -> int:
 def run_shards(records, cfg: EngineConfig, n: int, stage: bool, chunk: int = 40) -> tuple[list[dict], int]:
     """Subscribers split over ``n`` engines by key hash (``n`` workers' partitions), each with its
     own watermark, fed in lockstep (``chunk`` records of the arrival order at a time). With
-    ``stage``, their handset observations go through one :class:`HandsetIndex` (the stage keyed by
-    IMEI) after each chunk, and its evidence to the engine that holds each number. Returns the
-    alarms and the number of evidence pairs that crossed engines."""
+    ``stage``, the handset switches each engine indexed are met by every other engine after each
+    chunk (the service broadcasts them: stream/service/handsets.py). Returns the alarms and the
+    number of subscribers whose state a switch from another engine changed."""
     engines = [Engine(cfg, clock=None) for _ in range(n)]
     replays = [Replay(e, None) for e in engines]
     for e in engines:
         e.route_handsets = stage
-    index = HandsetIndex(cfg.dual_sim_days)
     alarms: list[dict] = []
     crossed = 0
     for i in range(0, len(records), chunk):
@@ -111,16 +109,15 @@ def run_shards(records, cfg: EngineConfig, n: int, stage: bool, chunk: int = 40)
             b, _ = eng.decode([v for _, k, v in records[i : i + chunk] if _shard(k, n) == s])
             for res in rp.feed(b):
                 alarms += res.alarms
-                ops += res.handset_ops
+                ops.append((s, res.handset_ops))
         if not stage:
             continue
-        by: dict[int, list] = {}
-        for m, d in index.apply(ops):
-            by.setdefault(_shard(m.encode(), n), []).append((m, d))
-        for s, ev in by.items():
-            before = {m: engines[s].snapshot(m) for m, _ in ev if m in engines[s]}
-            alarms += replays[s].step(Batch.empty(), None, handset_evidence=ev).alarms
-            crossed += sum(1 for m in before if engines[s].snapshot(m) != before[m])
+        for s, rp in enumerate(replays):
+            theirs = [sw for o, sws in ops if o != s for sw in sws]
+            if theirs:
+                res = rp.step(Batch.empty(), None, switches=theirs)
+                alarms += res.alarms
+                crossed += len(res.rows)
     return alarms, crossed
 
 
@@ -164,11 +161,10 @@ def handset_records(records):
 
 
 def test_three_shards_give_the_same_alarms_as_one(handset_records):
-    """Three engines holding a third of the subscribers each (three workers' partitions), their
-    handset (IMEI) observations routed through one index keyed by IMEI (the stage of
-    stream/service/handsets.py): the same alarms as one engine, dual-SIM evidence included.
-    Without the stage, the handset evidence between numbers of different engines is lost and the
-    alarms differ (so this test can tell). The second-SIM join is off: its evidence travels two
+    """Three engines holding a third of the subscribers each (three workers' partitions), the
+    handset switches of each met by the others (the broadcast of stream/service/handsets.py): the
+    same alarms as one engine, dual-SIM evidence included. Without it, the handset evidence
+    between numbers of different engines is lost and the alarms differ (so this test can tell). The second-SIM join is off: its evidence travels two
     hops through Kafka, after a delay (README "What still varies")."""
     records = handset_records
     cfg = EngineConfig(shadow_enabled=False, **WIDE)
@@ -176,7 +172,7 @@ def test_three_shards_give_the_same_alarms_as_one(handset_records):
     dual = {a["msisdn"] for a in one if any(s["name"] == "dual_sim" for s in a["signals"])}
     assert len(dual) >= 3, dual  # the population has handset evidence to lose
     three, crossed = run_shards(records, cfg, 3, stage=True)
-    assert crossed > 0  # evidence changed a number that its own engine's index could not see
+    assert crossed > 0  # another engine's switch changed a number its own engine's index could not tell
     assert sorted(map(key, three)) == sorted(map(key, one))
     alone, _ = run_shards(records, cfg, 3, stage=False)
     assert sorted(map(key, alone)) != sorted(map(key, one))

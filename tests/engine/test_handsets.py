@@ -8,8 +8,8 @@ import random
 import orjson
 import pytest
 
-from stream.engine import Engine
-from stream.engine.handsets import DROP, LATEST, SWITCHED, UNSWITCH, USE, HandsetIndex, Op
+from stream.engine import Engine, ReferenceEngine
+from stream.engine.handsets import LATEST, SWITCHED, HandsetIndex, Switch
 
 from .helpers import quiet_config
 from .test_signals import A, B, hand_down
@@ -51,59 +51,73 @@ def test_a_numbers_latest_switch_only():
     ix.use(H1, A, 10, SWITCHED | LATEST)
     ix.use(H2, A, 12, SWITCHED | LATEST, old_switch=H1)
     assert H1 not in ix.switches and ix.switches[H2] == {A: 12}
-    # the stage gets the same as ops: the engine sends UNSWITCH for the old handset
-    st = HandsetIndex(dual_sim_days=30)
-    st.apply([Op(USE, H1, A, 10, SWITCHED | LATEST), Op(USE, H2, A, 12, SWITCHED | LATEST), Op(UNSWITCH, H1, A)])
-    assert st.switches == ix.switches and st.numbers == ix.numbers
-    st.apply([Op(DROP, H1, A)])
-    assert H1 not in st.numbers
-    with pytest.raises(ValueError):
-        st.apply([(9, H1, A, 1, 0)])
+    # another engine meets the same switches as broadcast (Switch: imei, msisdn, day, flags, old)
+    other = HandsetIndex(dual_sim_days=30)
+    for sw in (Switch(H1, A, 10, SWITCHED | LATEST), Switch(H2, A, 12, SWITCHED | LATEST, H1)):
+        assert other.remote_switch(*sw) == []
+    assert other.switches == ix.switches and other.numbers == {}  # A's uses stay with A's engine
+    # a switch that is not the number's latest gives evidence but is not kept
+    other.use(H1, B, 9)
+    assert other.remote_switch(H1, A, 11, SWITCHED) == [(B, 11)] and H1 not in other.switches
 
 
-def test_entries_round_trip_and_expire():
-    ix = HandsetIndex(dual_sim_days=30)
-    ix.use(H1, A, 10)
-    ix.use(H1, B, 20, SWITCHED | LATEST)
-    ix.use(H2, A, 30)
-    back = HandsetIndex(dual_sim_days=30)
-    for h in (H1, H2):
-        back.load(h, orjson.loads(orjson.dumps(ix.entry(h))))  # as the table stores it (string keys)
-    assert back.numbers == ix.numbers and back.switches == ix.switches
-    assert back.entry(999) is None
-    assert back.expire(15) == [H1]  # A's use of H1 (day 10) expires; B's stays
-    assert back.numbers[H1] == {B: 20} and back.switches[H1] == {B: 20}
-    assert back.expire(31) == [H1, H2] and len(back) == 0
+def test_a_remote_switch_meets_this_engines_numbers_in_either_order():
+    before = HandsetIndex(dual_sim_days=30)
+    before.use(H1, B, 10)  # B used the handset, then A (another engine's number) switched into it
+    assert before.remote_switch(H1, A, 20, SWITCHED | LATEST) == [(B, 20)]
+    after = HandsetIndex(dual_sim_days=30)
+    after.remote_switch(H1, A, 20, SWITCHED | LATEST)  # ... read before B's use
+    assert after.use(H1, B, 10) == [(B, 20)]
+    # outside the window: nothing either way
+    late = HandsetIndex(dual_sim_days=30)
+    late.use(H1, B, 10)
+    assert late.remote_switch(H1, A, 45, SWITCHED | LATEST) == []
 
 
-def test_the_engines_ops_replayed_through_a_stage_find_the_engines_evidence():
+@pytest.mark.parametrize("cls", [Engine, ReferenceEngine])
+def test_engines_that_broadcast_their_switches_find_one_engines_evidence(cls):
     """Two engines, each holding one of two numbers that hand a handset down (hand_down: A's old
-    handset reaches B): neither finds the evidence alone; their ops, replayed in any interleaving
-    through one stage index, give exactly the evidence one engine with both numbers finds."""
+    handset reaches B): neither finds the evidence alone; with each one's switches met by the
+    other, in any interleaving that keeps each engine's order, A gets exactly the evidence one
+    engine holding both numbers gives."""
     events = sorted(hand_down(), key=lambda e: e["ts"])
     cfg = quiet_config()
 
-    def feed(eng, evs):
+    def chunks(eng, evs):
         eng.route_handsets = True
-        ops = []
+        out = []
         for i in range(0, len(evs), 50):
             eng.apply(eng.decode([orjson.dumps(e) for e in evs[i : i + 50]])[0])
-            ops.append(eng.take_handset_ops())
-        return ops
+            out.append(eng.take_handset_ops())
+        return out
 
-    one = Engine(cfg)
-    feed(one, events)
-    want = (int(one._a["dual_day"][one.rows_of([A])[0]]), int(one._a["dual_n"][one.rows_of([A])[0]]))
+    one = cls(cfg)
+    chunks(one, events)
+    want = _dual(one)
     assert want[1] > 0  # the single engine found it
-    ea, eb = Engine(cfg), Engine(cfg)
-    ops_a = feed(ea, [e for e in events if e["msisdn"] == A])
-    ops_b = feed(eb, [e for e in events if e["msisdn"] == B])
-    assert int(ea._a["dual_n"][ea.rows_of([A])[0]]) == 0  # alone, A's engine never sees B's switch
+    assert _dual(cls(cfg)) is None
     rng = random.Random(7)
-    for _ in range(20):  # interleavings that keep each engine's order (one producer per IMEI partition)
-        a, b = list(ops_a), list(ops_b)
-        merged = [(a if rng.random() < 0.5 and a or not b else b).pop(0) for _ in range(len(a) + len(b))]
-        stage = HandsetIndex(cfg.dual_sim_days)
-        ev = [x for ops in merged for x in stage.apply(ops)]
-        assert {m for m, _ in ev} == {A}
-        assert max(d for _, d in ev) == want[0]
+    for _ in range(10):
+        ea, eb = cls(cfg), cls(cfg)
+        seq = [(ea, c) for c in chunks(ea, [e for e in events if e["msisdn"] == A])]
+        seq += [(eb, c) for c in chunks(eb, [e for e in events if e["msisdn"] == B])]
+        assert _dual(ea)[1] == 0  # alone, A's engine never sees B's switch
+        # B's switches reach A's engine at some point after they were made (A's own: none)
+        b_sw = [sw for eng, c in seq if eng is eb for sw in c]
+        assert b_sw and all(sw.msisdn == B for sw in b_sw)
+        cut = rng.randrange(len(b_sw) + 1)
+        ea.apply_switches(b_sw[:cut])
+        ea.apply_switches(b_sw[cut:])
+        ea.apply_switches(b_sw)  # met twice (a replay): nothing changes
+        assert _dual(ea) == want
+
+
+def _dual(eng):
+    """A's dual-SIM evidence state (evidence day, count), None if A is unknown."""
+    if A not in eng:
+        return None
+    if isinstance(eng, Engine):
+        r = eng.rows_of([A])[0]
+        return int(eng._a["dual_day"][r]), int(eng._a["dual_n"][r])
+    sub = eng._subs[A]
+    return sub.dual_day, sub.dual_n

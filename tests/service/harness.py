@@ -160,8 +160,9 @@ async def _committed_and_end(settings: Settings, shadow: bool = False) -> tuple[
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        # the handset stage's round trip always (decisions wait for its time: stream/service/churn.py)
-        internal = settings.internal_topics if shadow else (settings.topic_handsets, settings.topic_shadow_evidence)
+        # the evidence topic always: decisions wait for the other workers' times it carries
+        # (stream/service/handsets.py)
+        internal = settings.shadow_topics if shadow else (settings.topic_shadow_evidence,)
         topics = list(settings.input_topics) + list(internal)
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         end = await consumer.end_offsets(tps)
@@ -278,11 +279,12 @@ def read_alarms(settings: Settings) -> list[dict]:
 def read_table(settings: Settings) -> dict[str, bytes]:
     """Last value per key of the state table's changelog: the durable per-subscriber state."""
     from stream.service.churn import TABLE_NAME, WATERMARK_KEY
+    from stream.service.handsets import SWITCH_PREFIX
 
     topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
     last: dict[str, bytes] = {}
     for m in read_topic(settings.bootstrap_servers, topic):
-        if m.key != WATERMARK_KEY:
+        if m.key != WATERMARK_KEY and not m.key.startswith(SWITCH_PREFIX):  # (other workers' handset switches)
             last[m.key.decode()] = m.value
     return last
 

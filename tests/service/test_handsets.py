@@ -1,5 +1,5 @@
-"""The handset (IMEI) stage (stream/service/handsets.py): its wire formats, and, through the real
-broker, dual-SIM evidence between two numbers that two different workers own."""
+"""Handset (IMEI) evidence across workers (stream/service/handsets.py): the wire formats, and,
+through the real broker, dual-SIM evidence between two numbers that two different workers own."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import uuid
 import orjson
 import pytest
 
-from stream.engine.handsets import DROP, LATEST, SWITCHED, USE, Op
-from stream.service.handsets import handset_evidence_messages, op_messages, parse_evidence, parse_ops
-from stream.service.shadow import number_partitions, partition_for
+from stream.engine.handsets import LATEST, SWITCHED, Switch
+from stream.service.handsets import (
+    SWITCH_PREFIX,
+    heartbeat_messages,
+    parse_switch_key,
+    parse_switches,
+    parse_times,
+    switch_key,
+    switch_messages,
+)
+from stream.service.shadow import partition_for
 from stream.settings import Settings
 
 from ..engine.gen import OWN, num
@@ -28,38 +36,29 @@ from .harness import (
     wait_caught_up,
 )
 
-H = [356000000000001, 356000000000002, 356000000000003, 2**64 - 5]
+H = [356000000000001, 356000000000002, 2**64 - 5]
 
 
-def test_observations_are_routed_by_imei_in_order():
-    ops = [Op(USE, h, f"86138{i:08d}", 10 + i, SWITCHED | LATEST) for i, h in enumerate(H * 3)] + [Op(DROP, H[0], "x")]
-    msgs = op_messages(ops, 4)
-    back = []
-    for p, value in msgs:
-        got = parse_ops(orjson.loads(value))
-        assert set(number_partitions([o[1] for o in got], 4).tolist()) == {p}
-        back += got
-    for p in range(4):  # each partition's observations in the order they were made
-        mine = [tuple(o) for o in ops if number_partitions([o[1]], 4)[0] == p]
-        assert [o for o in back if number_partitions([o[1]], 4)[0] == p] == mine
-    assert op_messages([], 4) == []
-    for bad in ({"o": [[7, 1, "x", 1, 0]]}, {"o": [[0, 0, "x", 1, 0]]}, {"o": [[0, 1, 5, 1, 0]]}, {"x": []}):
-        with pytest.raises((ValueError, KeyError, TypeError)):
-            parse_ops(bad)
-
-
-def test_evidence_is_routed_by_subscriber_like_the_inputs():
-    ev = [(num(OWN, i), 20 + i % 3) for i in range(30)] + [(num(OWN, 1), 21)]  # one duplicate
-    msgs = handset_evidence_messages(ev, 4)
-    back = []
-    for p, value in msgs:
-        got = parse_evidence(orjson.loads(value)["h"])
-        assert {partition_for(m.encode(), 4) for m, _ in got} == {p}
-        back += got
-    assert sorted(back) == sorted(set(ev))
-    for bad in ("x", [["m"]], [[5, 1]], [["m", "1"]]):
+def test_switches_and_times_go_to_every_partition_and_read_back():
+    sws = [Switch(h, num(OWN, i), 10 + i, SWITCHED | LATEST, H[0]) for i, h in enumerate(H)] + [
+        Switch(H[1], num(OWN, 9), 3, SWITCHED)
+    ]
+    msgs = switch_messages(sws, 4)
+    assert [p for p, _ in msgs] == [0, 1, 2, 3]  # broadcast: every worker reads one
+    for _, value in msgs:
+        assert parse_switches(orjson.loads(value)["s"]) == sws
+    assert switch_messages([], 4) == []
+    beats = heartbeat_messages([1, 3], 1_760_000_123.5, 4)
+    assert [p for p, _ in beats] == [0, 1, 2, 3]
+    assert parse_times(orjson.loads(beats[0][1])["w"], 4) == [(1, 1_760_000_123.5), (3, 1_760_000_123.5)]
+    for bad in ("x", [[0, "m", 1, 1, 0]], [[1, 5, 1, 1, 0]], [[1, "m", 1, 7, 0]], [[2**64, "m", 1, 1, 0]]):
         with pytest.raises((ValueError, TypeError)):
-            parse_evidence(bad)
+            parse_switches(bad)
+    for bad in ("x", [[4, 1.0]], [[0, "1"]], [[0, float("inf")]], [[-1, 1.0]]):
+        with pytest.raises((ValueError, TypeError)):
+            parse_times(bad, 4)
+    key = switch_key(H[2], num(OWN, 1))
+    assert key.startswith(SWITCH_PREFIX) and parse_switch_key(key) == (H[2], num(OWN, 1))
 
 
 def _two_partitions_apart(partitions: int) -> tuple[str, str]:
@@ -82,8 +81,9 @@ def _partitions(worker: WorkerProc) -> list[int] | None:
 @pytest.mark.slow
 def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tmp_path):
     """A hands a handset down to B (B switches into the handset A used until the day before); A
-    and B are owned by two different workers, so neither engine sees both numbers: the stage keyed
-    by IMEI finds the evidence and sends it to A's worker. The alarms are the backtest's exactly."""
+    and B are owned by two different workers, so neither engine sees both numbers: B's worker
+    broadcasts the switch, A's worker meets it with A, and decides A's days only once B's worker
+    reported its time past them. The alarms are the backtest's exactly."""
     unique = uuid.uuid4().hex[:8]
     env = scenario_env(kafka_bootstrap, unique, tmp_path, partitions=2, **exact_env(tmp_path))
     settings = Settings.from_env(env)
@@ -120,13 +120,14 @@ def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tm
     finally:
         w2.stop()
         w1.stop()
-    # the stage's evidence for A sits in A's partition of the evidence topic
+    # B's switch into A's old handset went to every partition of the evidence topic (A's, too)
     found = [
-        (m.partition, e)
+        (m.partition, sw)
         for m in read_topic(settings.bootstrap_servers, settings.topic_shadow_evidence)
-        for e in orjson.loads(m.value).get("h", [])
+        for sw in orjson.loads(m.value).get("s", [])
     ]
-    assert found and {e[0] for _, e in found} == {a} and {p for p, _ in found} == {partition_for(a.encode(), 2)}
+    assert {p for p, _ in found} == {0, 1} and {sw[1] for _, sw in found} == {a, b}  # (A moved to h2)
+    assert {p for p, sw in found if sw[1] == b} == {0, 1}  # B switched once: into h1
     # ... and the alarms are those of the backtest's one engine, which holds both numbers
     online = read_alarms(settings)
     offline = backtest_alarms(records, settings.config_path, tmp_path)
