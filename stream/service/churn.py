@@ -696,8 +696,11 @@ class ChurnService:
                 entries = env.get("e", [])
                 if "s" in env:
                     switches.extend((m.partition, sw) for sw in parse_switches(env["s"]))
+                # the latest report, not the highest: a partition idle until now (IDLE_TIME) holds
+                # time back again once it has events; an older report read again (a replay, a new
+                # owner behind the last) only delays decisions (_decision_time never goes back)
                 for p, t in parse_times(env.get("w", []), self.settings.partitions):
-                    self._peer_time[p] = max(t, self._peer_time.get(p, t))
+                    self._peer_time[p] = t
             except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue
