@@ -83,7 +83,7 @@ UNKNOWN_GRACE_S = 30.0
 LIVE_COMMIT_EVERY = 2_000  # events per checkpoint at most when the worker is not catching up (see _due)
 DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
 WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
-IDLE_TIME = 1e15  # a worker whose partitions hold no event at all holds nobody's decisions back
+IDLE_TIME = 1e15  # reported for a caught-up input partition: it holds nobody's decisions back
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
 
@@ -115,7 +115,8 @@ class ChurnService:
         self._peer_time: dict[int, float] = {}
         self._remote_switches: dict[bytes, int] = {}  # table key -> partition (persisted)
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
-        self._heartbeat_sent: tuple[float, float] | None = None  # (event time, monotonic time) of the last heartbeat
+        # the last heartbeat: (event time, monotonic time, the times per partition sent)
+        self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
         # how far past the other workers' reported time events may be applied: the ring must still hold the
         # days a decision reads (it waits for that time) next to the newest day applied (the room
         # check_decision_window checks for the alignment; an hour to spare)
@@ -539,19 +540,37 @@ class ChurnService:
         if c is not None and g is not None:
             t = min(c, g)
             self._decide_s = t if self._decide_s is None else max(self._decide_s, t)
+            self.metrics.decisions_held.set(max(0.0, c - self._decide_s))
         return None if c is None or g is None else self._decide_s
+
+    def _report(self) -> tuple[dict[int, float], float] | None:
+        """What this worker tells the others: per input partition it owns, its complete time, or
+        IDLE_TIME for a partition caught up on all four topics (it holds nobody back, as a
+        caught-up partition does not hold this worker's own complete time back); and the time
+        reported for the others. None before anything is known."""
+        parts = self.active_partitions()
+        if not parts or not self._recovered_once:
+            return None
+        idle = {p: True for p in parts}
+        for tp, behind in self._backlog().items():
+            if behind is not False:
+                idle[tp.partition] = False
+        t = self._eval_time
+        if t is None and not all(idle.values()):
+            return None
+        t = IDLE_TIME if t is None else t
+        return {p: IDLE_TIME if idle[p] else t for p in sorted(parts)}, t
 
     async def _heartbeat(self) -> None:
         """Tell every worker this worker's complete time (to every evidence partition, behind the
-        switches of the events before it) when it moved a day of decisions on, or a quarter of
-        ``_stage_window`` (the alignment waits for it: see _align_limit), and every HEARTBEAT_S
-        anyway (a restarted worker learns it)."""
-        t = self._eval_time
-        if t is None:
-            backlog = self._backlog()
-            if not self._recovered_once or not backlog or any(b is not False for b in backlog.values()):
-                return
-            t = IDLE_TIME  # only empty partitions, caught up: they hold nobody back
+        switches of the events before it: _report) when it moved a day of decisions on, or a
+        quarter of ``_stage_window`` (the alignment waits for it: see _align_limit), when a
+        partition caught up or fell behind, and every HEARTBEAT_S anyway (a restarted worker
+        learns it)."""
+        report = self._report()
+        if report is None or self._fenced:
+            return
+        times, t = report
         now = time.monotonic()
         last = self._heartbeat_sent
         if (
@@ -559,15 +578,15 @@ class ChurnService:
             and self.step.due(t) <= self.step.due(last[0])
             and t - last[0] < self._stage_window / 4
             and now - last[1] < HEARTBEAT_S
+            and times.keys() == last[2].keys()
+            and all((v == IDLE_TIME) == (last[2][p] == IDLE_TIME) for p, v in times.items())
         ):
             return
-        parts = sorted(self.active_partitions())
-        if parts and not self._fenced:
-            self._heartbeat_sent = (t, now)
-            s = self.settings
-            self._inflight += await self.shadow.send_routed(
-                s.topic_shadow_evidence, heartbeat_messages(parts, t, s.partitions), "heartbeats"
-            )
+        self._heartbeat_sent = (t, now, times)
+        s = self.settings
+        self._inflight += await self.shadow.send_routed(
+            s.topic_shadow_evidence, heartbeat_messages(times, s.partitions), "heartbeats"
+        )
 
     async def _decide_due(self) -> None:
         """Decide the days the complete time completed without new input: when the last
@@ -1129,6 +1148,10 @@ class ChurnService:
             "event_time": self._eval_time,
             "decided_time": self._decide_s,  # (held back to the other workers' reported time: peer_time)
             "peer_time": self._peer_gate(),
+            # input partitions no worker has reported a time for (every worker's decisions wait)
+            "unreported_partitions": [p for p in range(self.settings.partitions) if p not in self._peer_time],
+            # ... and the one whose reported time is the least (it sets peer_time)
+            "slowest_reported_partition": min(self._peer_time, key=self._peer_time.get) if self._peer_time else None,
             "complete_time": self._complete_time(),
             "align_limit": "waiting for a partition" if limit == -math.inf else limit,
             # the partitions holding event time back: name, next event time, held here, paused

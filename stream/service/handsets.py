@@ -13,11 +13,13 @@ crash, counts once.
 
 **Event time across workers.** The backtest's one engine finds the evidence at once; a worker
 must not decide a day before the switches of the other workers' events up to it are in. So each
-worker sends, behind its switches, its complete time (a *heartbeat*: its input partitions and
-the time) to every evidence partition, when it moves a day of decisions on, a quarter of its
-window (churn.py) further, and every ``HEARTBEAT_S`` anyway (a restarted worker learns the
-others' times); each worker decides up to the least of every input partition's reported time and
-its own (Flink's watermark over a broadcast exchange). One hop, no stage state.
+worker sends, behind its switches, its complete time (a *heartbeat*: per input partition it owns,
+that time, or a time far ahead for a partition caught up, which holds nobody back) to every
+evidence partition, when it moves a day of decisions on, a quarter of its window (churn.py)
+further, when a partition catches up or falls behind, and every ``HEARTBEAT_S`` anyway (a
+restarted worker learns the others' times); each worker decides up to the least of every input
+partition's latest reported time and its own (Flink's watermark over a broadcast exchange, idle
+inputs excluded). One hop, no stage state.
 
 Remote switches are kept in the subscriber-state table (its changelog), under
 ``SWITCH_PREFIX + imei:msisdn`` in the partition they were read from, so that a restarted worker,
@@ -63,10 +65,10 @@ def switch_messages(switches: list, partitions: int) -> list[tuple[int, bytes]]:
     return _broadcast({"s": [list(sw) for sw in switches]}, partitions)
 
 
-def heartbeat_messages(owned: list[int], t: float, partitions: int) -> list[tuple[int, bytes]]:
-    """This worker's input partitions ``owned`` are complete up to event time ``t`` (and their
-    switches before it sent): to every partition."""
-    return _broadcast({"w": [[p, t] for p in owned]}, partitions)
+def heartbeat_messages(times: dict[int, float], partitions: int) -> list[tuple[int, bytes]]:
+    """This worker's input partitions are complete up to these event times (and their switches
+    before them sent): to every partition."""
+    return _broadcast({"w": [[p, t] for p, t in sorted(times.items())]}, partitions)
 
 
 def parse_switches(entries) -> list[Switch]:

@@ -64,6 +64,13 @@ _METRICS: dict[str, tuple] = {
         "The last event-time day decided (days since 1970-01-01 in the engine's zone)",
         (),
     ),
+    "decisions_held": (
+        Gauge,
+        "decisions_held_seconds",
+        "Event-time seconds between this worker's complete time and the time it decides up to (held "
+        "back until every worker reported its handset switches past it: /healthz peer_time)",
+        (),
+    ),
     "consumer_lag": (
         Gauge,
         "consumer_lag",

@@ -48,7 +48,7 @@ def test_switches_and_times_go_to_every_partition_and_read_back():
     for _, value in msgs:
         assert parse_switches(orjson.loads(value)["s"]) == sws
     assert switch_messages([], 4) == []
-    beats = heartbeat_messages([1, 3], 1_760_000_123.5, 4)
+    beats = heartbeat_messages({3: 1_760_000_123.5, 1: 1_760_000_123.5}, 4)
     assert [p for p, _ in beats] == [0, 1, 2, 3]
     assert parse_times(orjson.loads(beats[0][1])["w"], 4) == [(1, 1_760_000_123.5), (3, 1_760_000_123.5)]
     for bad in ("x", [[0, "m", 1, 1, 0]], [[1, 5, 1, 1, 0]], [[1, "m", 1, 7, 0]], [[2**64, "m", 1, 1, 0]]):
@@ -117,6 +117,22 @@ def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tm
         assert dual["tripped"], dual
         got = [_sample(owner[m], "churnwatch_handset_evidence_total") for m in (a, b)]
         assert got[0] > 0 and got[1] == 0, got
+        health = [orjson.loads(w.get("/healthz")[1]) for w in (w1, w2)]
+        assert all(h["unreported_partitions"] == [] and h["peer_time"] is not None for h in health), health
+        # a caught-up partition holds nobody back: four more days of A alone (B's worker idle)
+        # are decided up to A's newest event, as one worker would
+        more = life(a, 40, 4, C1, imei=h2, seed=5)
+        produce(settings, [("calls" if e["type"] == "call" else "sms", a.encode(), orjson.dumps(e)) for e in more])
+        newest = max(e["ts"] for e in more)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            h = orjson.loads(owner[a].get("/healthz")[1])
+            if (h["decided_time"] or 0) >= newest:
+                break
+            time.sleep(0.5)
+        assert h["decided_time"] >= newest, (h, newest)
+        records += [("calls" if e["type"] == "call" else "sms", a.encode(), orjson.dumps(e)) for e in more]
+        wait_caught_up(settings, timeout_s=60, workers=[w1, w2], shadow=True)
     finally:
         w2.stop()
         w1.stop()
