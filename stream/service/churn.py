@@ -113,7 +113,7 @@ class ChurnService:
         # every input partition's complete time, as its worker reported it on the evidence topic
         # (its handset switches before it are in): decisions wait for the least (_decision_time)
         self._peer_time: dict[int, float] = {}
-        self._remote_switches: dict[bytes, int] = {}  # table key -> partition (persisted)
+        self._remote_switches: set[tuple[bytes, int]] = set()  # (table key, partition) persisted
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
         self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
@@ -740,21 +740,23 @@ class ChurnService:
         return out, switches
 
     async def _keep_switches(self, switches: list[tuple[int, Any]]) -> None:
-        """Persist the other workers' latest switches this worker read (in the table partition
-        they came from, so that its next owner has them), each once; a number's earlier latest
-        switch is deleted. Acknowledged before the next commit, like every send."""
+        """Persist the latest switches this worker read, in every table partition they were read
+        from (each evidence partition carries every switch), so that whoever owns a partition next
+        has them, whichever partitions it holds; a number's earlier latest switch is deleted there.
+        Acknowledged before the next commit, like every send."""
         items: list[tuple[bytes, int, bytes | None]] = []
         kept = self._remote_switches
         for p, sw in switches:
-            if not sw.flags & LATEST or sw.msisdn in self.engine:
+            if not sw.flags & LATEST:
                 continue
             if sw.old and sw.old != sw.imei:
-                old = switch_key(sw.old, sw.msisdn)
-                if kept.pop(old, None) is not None:
-                    items.append((old, p, None))
+                old = (switch_key(sw.old, sw.msisdn), p)
+                if old in kept:
+                    kept.discard(old)
+                    items.append((old[0], p, None))
             key = switch_key(sw.imei, sw.msisdn)
-            if key not in kept:
-                kept[key] = p
+            if (key, p) not in kept:
+                kept.add((key, p))
                 items.append((key, p, PART.pack(p) + orjson.dumps(sw.day)))
         if items and not self._fenced:
             by = put_many(self.table, items, self.settings.topic_calls)
@@ -1188,24 +1190,23 @@ class ChurnService:
         restored: list[str] = []
         parts: list[int] = []
         wms = []
-        remote: dict[bytes, tuple[int, int]] = {}
+        remote: dict[tuple[bytes, int], int] = {}
         for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
                 wms.append(_WM.unpack_from(payload)[0])
                 continue
             if key.startswith(SWITCH_PREFIX):  # another worker's handset switch (handsets.py)
-                remote[key] = (p, orjson.loads(payload))
+                remote[(key, p)] = orjson.loads(payload)
                 continue
             msisdn = key.decode()
             engine.restore(msisdn, payload)
             restored.append(msisdn)
             parts.append(p)
         n = len(restored)
-        self._remote_switches = {}
-        for key, (p, day) in remote.items():
+        for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
-            engine.add_switch(h, m, day)
-            self._remote_switches[key] = p
+            engine.add_switch(h, m, day)  # (a number this engine holds has its own)
+        self._remote_switches = set(remote)
         if wms:
             engine.advance_watermark(max(wms))
         # each partition's complete time, as its last owner wrote it: decisions resume from the

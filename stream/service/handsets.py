@@ -21,9 +21,10 @@ restarted worker learns the others' times); each worker decides up to the least 
 partition's latest reported time and its own (Flink's watermark over a broadcast exchange, idle
 inputs excluded). One hop, no stage state.
 
-Remote switches are kept in the subscriber-state table (its changelog), under
-``SWITCH_PREFIX + imei:msisdn`` in the partition they were read from, so that a restarted worker,
-or the next owner of the partition, has them again.
+Switches are kept in the subscriber-state table (its changelog), under ``SWITCH_PREFIX +
+imei:msisdn``, in every partition they were read from: every evidence partition carries every
+switch, so every table partition holds them, and whoever owns any partitions after a restart or a
+rebalance has them all.
 
 Wire formats on the evidence topic (internal, JSON envelopes, one per partition per batch):
 ``{"s": [[imei, msisdn, day, flags, old imei], ...]}`` and ``{"w": [[input partition, event
