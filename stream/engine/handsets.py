@@ -55,9 +55,6 @@ class HandsetIndex:
         self.numbers: dict[int, dict[str, int]] = {}
         self.switches: dict[int, dict[str, int]] = {}
 
-    def __len__(self) -> int:
-        return len(self.numbers.keys() | self.switches.keys())
-
     # ------------------------------------------------------------------ operations
     def use(self, h: int, m: str, d: int, flags: int = 0, old_switch: int = 0) -> list[tuple[str, int]] | None:
         """Number ``m`` used handset ``h`` on day ``d``. Returns the evidence it gives as
@@ -75,35 +72,19 @@ class HandsetIndex:
                 ent[m] = d
             else:
                 return None
-        dual = self.dual
-        ev = []
-        if flags & SWITCHED:
-            # the handset now carries another of the numbers: evidence for those who used it within
-            # dual_sim_days before (or since)
-            ev = [(x, d) for x in ent if x != m and ent[x] >= d - dual + 1]
-            if flags & LATEST:
-                if old_switch and old_switch != h:
-                    self.unswitch(old_switch, m)
-                self.switch(m, h, d)
+        # a switch: the handset now carries another of the numbers (as another engine's switch)
+        ev = self.remote_switch(h, m, d, flags, old_switch) if flags & SWITCHED else []
         # ... and the same evidence when a number's use of the handset arrives after the switch
         for x, dx in self.switches.get(h, {}).items():
-            if x != m and d >= dx - dual + 1:
+            if x != m and d >= dx - self.dual + 1:
                 ev.append((m, dx))
         return ev
 
     def drop(self, h: int, m: str) -> None:
-        ent = self.numbers.get(h)
-        if ent is not None:
-            ent.pop(m, None)
-            if not ent:
-                del self.numbers[h]
+        _remove(self.numbers, h, m)
 
     def unswitch(self, h: int, m: str) -> None:
-        sw = self.switches.get(h)
-        if sw is not None:
-            sw.pop(m, None)
-            if not sw:
-                del self.switches[h]
+        _remove(self.switches, h, m)
 
     def switch(self, m: str, h: int, d: int) -> None:
         sw = self.switches.setdefault(h, {})
@@ -116,10 +97,10 @@ class HandsetIndex:
             sw[m] = d
 
     def remote_switch(self, h: int, m: str, d: int, flags: int, old: int = 0) -> list[tuple[str, int]]:
-        """Another engine's number ``m`` switched into handset ``h`` on day ``d``: the evidence
-        for this index's numbers (those that used it within the window), and the switch kept (if
-        it is ``m``'s latest) so that a use read later gets the same evidence. ``m`` is not
-        added to the handset's numbers: its own engine holds its uses."""
+        """Number ``m`` switched into handset ``h`` on day ``d``: the evidence for this index's
+        other numbers (those that used it within the window), and the switch kept (if it is
+        ``m``'s latest) so that a use read later gets the same evidence. For another engine's
+        number ``m`` is not added to the handset's numbers: its own engine holds its uses."""
         ent = self.numbers.get(h, {})
         ev = [(x, d) for x in ent if x != m and ent[x] >= d - self.dual + 1]
         if flags & LATEST:
@@ -142,3 +123,11 @@ class HandsetIndex:
         for h in handsets:
             self.drop(h, m)
         self.unswitch(switch_h, m)
+
+
+def _remove(index: dict[int, dict[str, int]], h: int, m: str) -> None:
+    ent = index.get(h)
+    if ent is not None:
+        ent.pop(m, None)
+        if not ent:
+            del index[h]

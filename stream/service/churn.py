@@ -122,7 +122,7 @@ class ChurnService:
         # check_decision_window checks for the alignment; an hour to spare)
         cfg = self.engine_config
         room = (cfg.ring_days - cfg.baseline_days - cfg.recent_days) * 86400
-        self._stage_window = max(settings.max_skew_s, room - cfg.decision_grace_s - 3600)
+        self._peer_window = max(settings.max_skew_s, room - cfg.decision_grace_s - 3600)
         self._dirty: list[np.ndarray] = []  # engine rows changed since the last checkpoint
         self._dirty_partitions: set[int] = set()
         # (engine rows, table items) sent to the changelog since the last store flush
@@ -357,7 +357,7 @@ class ChurnService:
         if unknown and time.monotonic() - self._recovered_at < UNKNOWN_GRACE_S:
             return -math.inf
         limit = min(fr.values()) + self.settings.max_skew_s if fr else None
-        # ... and across workers: no further than _stage_window past the time the slowest worker
+        # ... and across workers: no further than _peer_window past the time the slowest worker
         # reported, so that decisions, which wait for that time, never fall further behind the
         # newest events applied than the ring allows. Before every worker reported: past our last
         # report.
@@ -365,7 +365,7 @@ class ChurnService:
         if base is None and self._heartbeat_sent is not None:
             base = self._heartbeat_sent[0]
         if base is not None:
-            limit = base + self._stage_window if limit is None else min(limit, base + self._stage_window)
+            limit = base + self._peer_window if limit is None else min(limit, base + self._peer_window)
         return limit
 
     def _hold_ahead(
@@ -465,9 +465,7 @@ class ChurnService:
             return self._decision_time()
 
         shadow_ev, switches = self._evidence(evidence_msgs) if evidence_msgs else ((), [])
-        n_ev = self.engine.counters.get("handset_evidence_remote", 0)
         res = self.step(batch, complete, shadow_ev, [sw for _, sw in switches])
-        self.metrics.handset_evidence.inc(self.engine.counters.get("handset_evidence_remote", 0) - n_ev)
         if switches:
             await self._keep_switches(switches)
         eng = self.engine
@@ -531,7 +529,7 @@ class ChurnService:
         return min(st.values()) if len(st) >= self.settings.partitions else None
 
     def _decision_time(self) -> float | None:
-        """The event time decisions follow: this worker's complete time, held back to the handset
+        """The event time decisions follow: this worker's complete time, held back to the other
         workers' reported times, so that a day is decided once the handset switches of every
         worker's events before it are in (the backtest's one engine finds their evidence at
         once). Never decreasing."""
@@ -564,7 +562,7 @@ class ChurnService:
     async def _heartbeat(self) -> None:
         """Tell every worker this worker's complete time (to every evidence partition, behind the
         switches of the events before it: _report) when it moved a day of decisions on, or a
-        quarter of ``_stage_window`` (the alignment waits for it: see _align_limit), when a
+        quarter of ``_peer_window`` (the alignment waits for it: see _align_limit), when a
         partition caught up or fell behind, and every HEARTBEAT_S anyway (a restarted worker
         learns it)."""
         report = self._report()
@@ -576,7 +574,7 @@ class ChurnService:
         if (
             last is not None
             and self.step.due(t) <= self.step.due(last[0])
-            and t - last[0] < self._stage_window / 4
+            and t - last[0] < self._peer_window / 4
             and now - last[1] < HEARTBEAT_S
             and times.keys() == last[2].keys()
             and all((v == IDLE_TIME) == (last[2][p] == IDLE_TIME) for p, v in times.items())
@@ -1067,6 +1065,8 @@ class ChurnService:
                 m.events.labels(type=name[len("applied_") :]).inc(delta)
             elif name == "skipped":
                 m.replayed.inc(delta)
+            elif name == "handset_evidence_remote":
+                m.handset_evidence.inc(delta)
         for r in rejects:
             m.rejects.labels(reason=r.reason).inc()
             if r.reason == "late":

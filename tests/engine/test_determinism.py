@@ -91,16 +91,16 @@ def _shard(key: bytes | None, n: int) -> int:
     return zlib.crc32(key or b"") % n
 
 
-def run_shards(records, cfg: EngineConfig, n: int, stage: bool, chunk: int = 40) -> tuple[list[dict], int]:
+def run_shards(records, cfg: EngineConfig, n: int, broadcast: bool, chunk: int = 40) -> tuple[list[dict], int]:
     """Subscribers split over ``n`` engines by key hash (``n`` workers' partitions), each with its
     own watermark, fed in lockstep (``chunk`` records of the arrival order at a time). With
-    ``stage``, the handset switches each engine indexed are met by every other engine after each
+    ``broadcast``, the handset switches each engine indexed are met by every other engine after each
     chunk (the service broadcasts them: stream/service/handsets.py). Returns the alarms and the
     number of subscribers whose state a switch from another engine changed."""
     engines = [Engine(cfg, clock=None) for _ in range(n)]
     replays = [Replay(e, None) for e in engines]
     for e in engines:
-        e.route_handsets = stage
+        e.route_handsets = broadcast
     alarms: list[dict] = []
     crossed = 0
     for i in range(0, len(records), chunk):
@@ -110,7 +110,7 @@ def run_shards(records, cfg: EngineConfig, n: int, stage: bool, chunk: int = 40)
             for res in rp.feed(b):
                 alarms += res.alarms
                 ops.append((s, res.handset_ops))
-        if not stage:
+        if not broadcast:
             continue
         for s, rp in enumerate(replays):
             theirs = [sw for o, sws in ops if o != s for sw in sws]
@@ -171,10 +171,10 @@ def test_three_shards_give_the_same_alarms_as_one(handset_records):
     one = run([v for _, _, v in records], cfg, shadow=False)
     dual = {a["msisdn"] for a in one if any(s["name"] == "dual_sim" for s in a["signals"])}
     assert len(dual) >= 3, dual  # the population has handset evidence to lose
-    three, crossed = run_shards(records, cfg, 3, stage=True)
+    three, crossed = run_shards(records, cfg, 3, broadcast=True)
     assert crossed > 0  # another engine's switch changed a number its own engine's index could not tell
     assert sorted(map(key, three)) == sorted(map(key, one))
-    alone, _ = run_shards(records, cfg, 3, stage=False)
+    alone, _ = run_shards(records, cfg, 3, broadcast=False)
     assert sorted(map(key, alone)) != sorted(map(key, one))
     assert len(one) >= 15
 
