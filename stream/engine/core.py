@@ -1632,8 +1632,13 @@ class Engine:
             cand |= (a["sh_peer"][:n] != 0) & (a["sh_day"][:n] >= lo)
         im = a["imm_day"][:n]
         cand |= (im != NODAY) & (im < D) & (im >= a["ep_day"][:n]) & (a["phase"][:n] < 2)
-        # a subscriber decided for D already (by the worker that owned it before) is not decided again
-        return np.flatnonzero(cand & (a["alive"][:n] == 1) & (a["dec_day"][:n] < D))
+        # a subscriber decided for D already (by the worker that owned it before) is not decided again;
+        # one first seen on D or later has no complete day to decide (evidence dated before its
+        # first event, a handset switch met by its first use, waits for its first day's decision:
+        # a restart that decides its last day again finds the same candidates as the run before)
+        return np.flatnonzero(
+            cand & (a["alive"][:n] == 1) & (a["dec_day"][:n] < D) & (a["first_day"][:n].astype(np.int64) < D)
+        )
 
     def decide_rows(self, D: int, rows: np.ndarray) -> Decision:
         """Decide day ``D`` for ``rows`` (a part of :meth:`decide_candidates`: a worker decides a

@@ -980,7 +980,8 @@ class ReferenceEngine:
             lo = D - cfg.dual_sim_days + 1
             c = c or self._dual_before(sub, D) >= lo or (cfg.shadow_enabled and sub.sh_peer != 0 and sub.sh_day >= lo)
             c = c or (sub.imm_day != NODAY and sub.imm_day < D and sub.imm_day >= sub.ep_day and sub.phase < 2)
-            if c and sub.dec_day < D:  # not decided for D already (by the worker that owned it before)
+            # not decided for D already (by the worker that owned it before), and seen before D
+            if c and sub.dec_day < D and sub.first_day < D:
                 cands.append(sub)
         return np.array(sorted(sub.row for sub in cands), dtype=np.int64)
 

@@ -11,8 +11,9 @@ import pytest
 from stream.engine import Engine, ReferenceEngine
 from stream.engine.handsets import LATEST, SWITCHED, HandsetIndex, Switch
 
-from .helpers import quiet_config
-from .test_signals import A, B, hand_down
+from .gen import OWN, num
+from .helpers import quiet_config, signal_names
+from .test_signals import A, B, C2, D0, hand_down, life
 
 H1, H2 = 356000000000001, 356000000000002
 
@@ -114,10 +115,35 @@ def test_engines_that_broadcast_their_switches_find_one_engines_evidence(cls):
 
 def _dual(eng):
     """A's dual-SIM evidence state (evidence day, count), None if A is unknown."""
-    if A not in eng:
+    return _dual_of(eng, A)
+
+
+def _dual_of(eng, m):
+    if m not in eng:
         return None
     if isinstance(eng, Engine):
-        r = eng.rows_of([A])[0]
+        r = eng.rows_of([m])[0]
         return int(eng._a["dual_day"][r]), int(eng._a["dual_n"][r])
-    sub = eng._subs[A]
+    sub = eng._subs[m]
     return sub.dual_day, sub.dual_n
+
+
+@pytest.mark.parametrize("cls", [Engine, ReferenceEngine])
+def test_a_number_first_seen_after_its_evidence_is_decided_from_its_first_day_on(cls):
+    """C's first use of handset 1 comes after B's switch into it (day 31): C's evidence is dated
+    day 31, but C is decided only from the day after its first day. A day decided again (a
+    restart decides its last decided day again) finds the same candidates whether or not C's
+    first events were read before it."""
+    c = num(OWN, 3)
+    cfg = quiet_config()
+    eng = cls(cfg)
+    events = sorted(hand_down() + life(c, 36, 4, C2, imei=str(H1), seed=5), key=lambda e: e["ts"])
+    eng.apply(eng.decode([orjson.dumps(e) for e in events])[0])
+    rc = int(eng.rows_of([c])[0]) if isinstance(eng, Engine) else eng._subs[c].row
+    assert _dual_of(eng, c)[0] == D0 + 31  # the evidence: B's switch
+    first = D0 + 36
+    for d in range(D0 + 32, first + 1):
+        assert rc not in eng.decide_candidates(d).tolist(), d  # C's evidence waits for its first day
+    assert rc in eng.decide_candidates(first + 1).tolist()
+    (alarm,) = [x for x in eng.decide(first + 1).alarms if x["msisdn"] == c]
+    assert signal_names(alarm) == ["dual_sim"]
