@@ -13,7 +13,7 @@ from stream.engine.handsets import LATEST, SWITCHED, HandsetIndex, Switch
 
 from .gen import OWN, num
 from .helpers import quiet_config, signal_names
-from .test_signals import A, B, C2, D0, hand_down, life
+from .test_signals import C2, D0, A, B, hand_down, life
 
 H1, H2 = 356000000000001, 356000000000002
 
