@@ -1611,11 +1611,13 @@ class Engine:
         return self.decide_rows(D, self.decide_candidates(D))
 
     def decide_candidates(self, D: int) -> np.ndarray:
-        """The rows :meth:`decide` evaluates for day ``D`` (see there)."""
+        """The rows :meth:`decide` evaluates for day ``D`` (see there). Handset switches too old to
+        give evidence a decision from ``D`` on reads are forgotten here, once per day decided."""
+        cfg = self.config
+        self._handsets.expire(D - cfg.dual_sim_days + 1)
         n = self._n
         if n == 0:
             return NO_ROWS
-        cfg = self.config
         a = self._a
         every = np.arange(n, dtype=np.int64)
         cand = a["stamp"][:n, (D - 1) % self.R] == D - 1

@@ -109,6 +109,21 @@ class HandsetIndex:
             self.switch(m, h, d)
         return ev
 
+    def expire(self, before: int) -> int:
+        """Forget the switches of days before ``before`` (the earliest evidence day a decision still
+        reads: their evidence could never be live again); returns how many. Without it the index
+        held every number's latest switch for good, churned numbers' included."""
+        gone = 0
+        for h in list(self.switches):
+            sw = self.switches[h]
+            old = [m for m, d in sw.items() if d < before]
+            for m in old:
+                del sw[m]
+            gone += len(old)
+            if not sw:
+                del self.switches[h]
+        return gone
+
     # ------------------------------------------------------------------ an engine's numbers
     def add_number(self, m: str, slots: Iterable[tuple[int, int]], switch_h: int, switch_d: int) -> None:
         """A number restored from its snapshot: its handsets and its latest switch."""

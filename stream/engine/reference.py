@@ -970,6 +970,13 @@ class ReferenceEngine:
 
     def decide_candidates(self, D: int) -> np.ndarray:
         cfg = self.config
+        lo = D - cfg.dual_sim_days + 1  # switches before it can no longer give live evidence: forgotten
+        for h in list(self._switches):
+            sw = {m: d for m, d in self._switches[h].items() if d >= lo}
+            if sw:
+                self._switches[h] = sw
+            else:
+                del self._switches[h]
         cands = []
         for sub in self._subs.values():
             c = D - 1 in sub.ring or sub.phase > 0

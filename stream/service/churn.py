@@ -113,7 +113,7 @@ class ChurnService:
         # every input partition's complete time, as its worker reported it on the evidence topic
         # (its handset switches before it are in): decisions wait for the least (_decision_time)
         self._peer_time: dict[int, float] = {}
-        self._remote_switches: set[tuple[bytes, int]] = set()  # (table key, partition) persisted
+        self._remote_switches: dict[tuple[bytes, int], int] = {}  # (table key, partition) persisted: day
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
         self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
@@ -504,6 +504,8 @@ class ChurnService:
             )
         if len(res.rows):
             self._dirty.append(res.rows)
+        if res.decided and self._remote_switches:
+            await self._expire_switches(res.decided[-1])
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(res.contacts, res.publications)
@@ -749,16 +751,30 @@ class ChurnService:
                 continue
             if sw.old and sw.old != sw.imei:
                 old = (switch_key(sw.old, sw.msisdn), p)
-                if old in kept:
-                    kept.discard(old)
+                if kept.pop(old, None) is not None:
                     items.append((old[0], p, None))
             key = switch_key(sw.imei, sw.msisdn)
             if (key, p) not in kept:
-                kept.add((key, p))
+                kept[(key, p)] = sw.day
                 items.append((key, p, PART.pack(p) + orjson.dumps(sw.day)))
+        await self._write_switches(items)
+
+    async def _expire_switches(self, day: int) -> None:
+        """Delete the kept switches too old to give evidence to a decision from ``day`` on (as the
+        engine forgets them: ``Engine.decide_candidates``); without it the table kept every
+        number's latest switch for good, in every partition."""
+        lo = day - self.engine_config.dual_sim_days + 1
+        kept = self._remote_switches
+        old = [kp for kp, d in kept.items() if d < lo]
+        for kp in old:
+            del kept[kp]
+        await self._write_switches([(key, p, None) for key, p in old])
+
+    async def _write_switches(self, items: list[tuple[bytes, int, bytes | None]]) -> None:
         if items and not self._fenced:
             by = put_many(self.table, items, self.settings.topic_calls)
             self._inflight += await self.producer.send_batches(self._changelog_topic, by)
+        self.metrics.handset_switches.set(len(self._remote_switches))
 
     # ----------------------------------------------------------- checkpoint
     def _due(self) -> bool:
@@ -1206,7 +1222,8 @@ class ChurnService:
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
-        self._remote_switches = set(remote)
+        self._remote_switches = {kp: int(day) for kp, day in remote.items()}
+        self.metrics.handset_switches.set(len(remote))
         if wms:
             engine.advance_watermark(max(wms))
         # each partition's complete time, as its last owner wrote it: decisions resume from the

@@ -103,6 +103,12 @@ _METRICS: dict[str, tuple] = {
         "Subscribers given dual-SIM evidence by another worker's handset switch",
         (),
     ),
+    "handset_switches": (
+        Gauge,
+        "handset_switches_kept",
+        "Other workers' handset switches kept in this worker's table partitions (expired after dual_sim_days)",
+        (),
+    ),
     "shadow_bad": (Counter, "shadow_bad_messages", "Unreadable second-SIM join messages skipped, by topic", ("topic",)),
     "checkpoints": (
         Counter,

@@ -147,3 +147,33 @@ def test_a_number_first_seen_after_its_evidence_is_decided_from_its_first_day_on
     assert rc in eng.decide_candidates(first + 1).tolist()
     (alarm,) = [x for x in eng.decide(first + 1).alarms if x["msisdn"] == c]
     assert signal_names(alarm) == ["dual_sim"]
+
+
+def test_the_index_forgets_switches_too_old_to_give_live_evidence():
+    ix = HandsetIndex(dual_sim_days=30)
+    ix.use(H1, B, 20, SWITCHED | LATEST)
+    ix.remote_switch(H2, A, 25, SWITCHED | LATEST)
+    assert ix.expire(21) == 1 and ix.switches == {H2: {A: 25}}  # B's (day 20) went, A's stays
+    assert ix.expire(26) == 1 and ix.switches == {}
+    ix.use(H1, "5", 40)  # a later user of the handset: no switch left, no evidence (it would be stale)
+    assert ix.numbers[H1] == {B: 20, "5": 40}
+
+
+@pytest.mark.parametrize("cls", [Engine, ReferenceEngine])
+def test_engines_forget_switches_once_no_decision_can_read_their_evidence(cls):
+    """B's switch into A's old handset (day 31) gives A evidence; once the days decided are past
+    its window (dual_sim_days), the switch is forgotten: memory no longer grows with every
+    number that ever switched. The alarms are the same as without forgetting (A's, day 32)."""
+    cfg = quiet_config()
+    eng = cls(cfg)
+    eng.apply(eng.decode([orjson.dumps(e) for e in sorted(hand_down(), key=lambda e: e["ts"])])[0])
+
+    def switches():
+        return eng._handsets.switches if isinstance(eng, Engine) else eng._switches
+
+    assert switches() == {H1: {B: D0 + 31}, H2: {A: D0 + 30}}
+    alarms = [x for d in range(D0 + 32, D0 + 61) for x in eng.decide(d).alarms]
+    assert [(x["msisdn"], eng.day_of(x["event_time"])) for x in alarms][:1] == [(A, D0 + 32)]
+    assert switches() == {H1: {B: D0 + 31}}  # day 60 still reads evidence from day 31 on
+    eng.decide(D0 + 61)
+    assert switches() == {}

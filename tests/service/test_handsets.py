@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from stream.engine.handsets import LATEST, SWITCHED, Switch
+from stream.service.churn import TABLE_NAME
 from stream.service.handsets import (
     SWITCH_PREFIX,
     heartbeat_messages,
@@ -158,9 +159,36 @@ def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tm
         assert status == 200
         dual = next(s for s in orjson.loads(body)["signals"] if s["name"] == "dual_sim")
         assert dual["tripped"], dual
+        kept = [_sample(w, "churnwatch_handset_switches_kept") for w in (w1, w2)]
+        assert kept[owner[a] is w2] >= 1, kept  # B's switch, kept by A's worker (A's, by B's)
+        # three weeks on (another subscriber's days: event time moves on day by day, as it does
+        # live), no decision can read the switches' evidence any more: forgotten, and deleted
+        # from the table (a tombstone in the changelog), not kept for good
+        # (one in each partition: a worker decides up to its own partitions' event time)
+        ds = [
+            next(m for m in map(lambda k: num(OWN, k), range(301, 400)) if partition_for(m.encode(), 2) == p)
+            for p in (0, 1)
+        ]
+        later = [
+            ("calls" if e["type"] == "call" else "sms", d.encode(), orjson.dumps(e))
+            for i, d in enumerate(ds)
+            for e in life(d, 44, 21, C1, seed=7 + i)
+        ]
+        produce(settings, later)
+        records += later
+        wait_caught_up(settings, timeout_s=120, workers=[w1, w2], shadow=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_sample(w, "churnwatch_handset_switches_kept") for w in (w1, w2)):
+            time.sleep(0.5)
+        assert [_sample(w, "churnwatch_handset_switches_kept") for w in (w1, w2)] == [0, 0]
     finally:
         w2.stop()
         w1.stop()
+    last = {}
+    for m in read_topic(settings.bootstrap_servers, f"{settings.app_id}-{TABLE_NAME}-changelog"):
+        if m.key.startswith(SWITCH_PREFIX):
+            last[(m.key, m.partition)] = m.value
+    assert len(last) >= 3 and all(v is None for v in last.values()), last  # (B's in both, A's)
     # B's switch into A's old handset went to every partition of the evidence topic (A's, too)
     found = [
         (m.partition, sw)
