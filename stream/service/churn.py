@@ -61,6 +61,7 @@ from .handsets import (
     HEARTBEAT_S,
     SWITCH_PREFIX,
     heartbeat_messages,
+    parse_newest,
     parse_switch_key,
     parse_switches,
     parse_times,
@@ -113,6 +114,8 @@ class ChurnService:
         # every input partition's complete time, as its worker reported it on the evidence topic
         # (its handset switches before it are in): decisions wait for the least (_decision_time)
         self._peer_time: dict[int, float] = {}
+        # per input partition: the newest event time its worker applied (as it reported)
+        self._peer_newest: dict[int, float] = {}
         self._remote_switches: dict[tuple[bytes, int], int] = {}  # (table key, partition) persisted: day
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
@@ -585,7 +588,7 @@ class ChurnService:
         self._heartbeat_sent = (t, now, times)
         s = self.settings
         self._inflight += await self.shadow.send_routed(
-            s.topic_shadow_evidence, heartbeat_messages(times, s.partitions), "heartbeats"
+            s.topic_shadow_evidence, heartbeat_messages(times, s.partitions, self.engine.watermark_s), "heartbeats"
         )
 
     async def _decide_due(self) -> None:
@@ -660,7 +663,12 @@ class ChurnService:
             return None
         if fr:
             return min(fr.values())
-        return self.engine.watermark_s
+        # every partition caught up: the newest event time of any, as one worker holding them all
+        # would have it (a worker whose own partitions are quiet decides its subscribers' days
+        # as the others' events move event time on: the same alarms for any worker count)
+        wm = self.engine.watermark_s
+        peers = max(self._peer_newest.values(), default=None)
+        return peers if wm is None else wm if peers is None else max(wm, peers)
 
     async def _learn_positions(self, records: dict[TP, list]) -> None:
         """The start position of every owned input partition (after a start or a rebalance):
@@ -718,8 +726,13 @@ class ChurnService:
                 # the latest report, not the highest: a partition idle until now (IDLE_TIME) holds
                 # time back again once it has events; an older report read again (a replay, a new
                 # owner behind the last) only delays decisions (_decision_time never goes back)
-                for p, t in parse_times(env.get("w", []), self.settings.partitions):
+                times = parse_times(env.get("w", []), self.settings.partitions)
+                for p, t in times:
                     self._peer_time[p] = t
+                if "n" in env:
+                    newest = parse_newest(env["n"])
+                    for p, _ in times:
+                        self._peer_newest[p] = newest
             except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue

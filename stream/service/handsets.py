@@ -66,10 +66,23 @@ def switch_messages(switches: list, partitions: int) -> list[tuple[int, bytes]]:
     return _broadcast({"s": [list(sw) for sw in switches]}, partitions)
 
 
-def heartbeat_messages(times: dict[int, float], partitions: int) -> list[tuple[int, bytes]]:
+def heartbeat_messages(
+    times: dict[int, float], partitions: int, newest: float | None = None
+) -> list[tuple[int, bytes]]:
     """This worker's input partitions are complete up to these event times (and their switches
-    before them sent): to every partition."""
-    return _broadcast({"w": [[p, t] for p, t in sorted(times.items())]}, partitions)
+    before them sent), and ``newest``, the newest event time it applied (``"n"``): to every
+    partition."""
+    env: dict = {"w": [[p, t] for p, t in sorted(times.items())]}
+    if newest is not None:
+        env["n"] = newest
+    return _broadcast(env, partitions)
+
+
+def parse_newest(v) -> float:
+    """An envelope's ``"n"``: an event time; raises ValueError if malformed."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"bad newest time {v!r}")
+    return float(v)
 
 
 def parse_switches(entries) -> list[Switch]:

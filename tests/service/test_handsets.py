@@ -10,10 +10,12 @@ import orjson
 import pytest
 
 from stream.engine.handsets import LATEST, SWITCHED, Switch
+from stream.service.churn import IDLE_TIME as IDLE
 from stream.service.churn import TABLE_NAME
 from stream.service.handsets import (
     SWITCH_PREFIX,
     heartbeat_messages,
+    parse_newest,
     parse_switch_key,
     parse_switches,
     parse_times,
@@ -52,6 +54,13 @@ def test_switches_and_times_go_to_every_partition_and_read_back():
     beats = heartbeat_messages({3: 1_760_000_123.5, 1: 1_760_000_123.5}, 4)
     assert [p for p, _ in beats] == [0, 1, 2, 3]
     assert parse_times(orjson.loads(beats[0][1])["w"], 4) == [(1, 1_760_000_123.5), (3, 1_760_000_123.5)]
+    assert "n" not in orjson.loads(beats[0][1])
+    # with the newest event time the worker applied (a quiet worker follows it)
+    beats = heartbeat_messages({1: IDLE}, 4, 1_760_000_200.0)
+    assert parse_newest(orjson.loads(beats[2][1])["n"]) == 1_760_000_200.0
+    for bad in ("1", None, True, float("nan")):
+        with pytest.raises(ValueError):
+            parse_newest(bad)
     for bad in ("x", [[0, "m", 1, 1, 0]], [[1, 5, 1, 1, 0]], [[1, "m", 1, 7, 0]], [[2**64, "m", 1, 1, 0]]):
         with pytest.raises((ValueError, TypeError)):
             parse_switches(bad)
@@ -164,11 +173,9 @@ def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tm
         # three weeks on (another subscriber's days: event time moves on day by day, as it does
         # live), no decision can read the switches' evidence any more: forgotten, and deleted
         # from the table (a tombstone in the changelog), not kept for good
-        # (one in each partition: a worker decides up to its own partitions' event time)
-        ds = [
-            next(m for m in map(lambda k: num(OWN, k), range(301, 400)) if partition_for(m.encode(), 2) == p)
-            for p in (0, 1)
-        ]
+        # (all in one partition: the other worker, whose partitions are quiet, decides its
+        # subscribers' days as these events move event time on, as one worker would)
+        ds = [num(OWN, 301)]
         later = [
             ("calls" if e["type"] == "call" else "sms", d.encode(), orjson.dumps(e))
             for i, d in enumerate(ds)
