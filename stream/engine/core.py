@@ -323,6 +323,17 @@ def mix_np(peer: np.ndarray) -> np.ndarray:
         return peer.astype(np.uint64) * _GOLD
 
 
+def circle_comp(old: bool, comp: bool, last: int, d: int) -> bool:
+    """A circle peer's competitor flag after a contact on day ``d`` (``last``: the peer's newest
+    contact day before it, NODAY after a replacement): the peer's network on its newest contact
+    day, a rival if any event of that day says so. A function of the events, not of their
+    arrival order: a peer porting out on a day has events of both networks that day, and the
+    calls and SMS topics interleave differently live and in a file."""
+    if d > last:
+        return comp
+    return old or comp if d == last else old
+
+
 class Engine:
     """Vectorised engine. See the package docstring for the API."""
 
@@ -848,11 +859,16 @@ class Engine:
             csec[t] = np.minimum(csec[t].astype(np.int64) + ssum, _SAT[np.dtype("u4")])
             cnt = np.bincount(ginv, minlength=len(gsel)).astype(np.int64)
             ccnt[t] = np.minimum(ccnt[t].astype(np.int64) + cnt, _SAT[np.dtype("u2")])
-            # competitor flag: from the last event in arrival order of the group
-            lastpos = np.zeros(len(gsel), np.int64)
-            np.maximum.at(lastpos, ginv, ue)
-            newcomp = comp[order][lastpos]
-            flip = ccomp[t] != newcomp  # the flag is read for complete days too: re-evaluate
+            # competitor flag: the peer's network on its newest contact day, a rival if any event of
+            # that day says so (whatever their arrival order); older events leave it (_circle_one)
+            at_last = dd == newlast[ginv]
+            seen = np.zeros(len(gsel), bool)
+            seen[ginv[at_last]] = True
+            rival = np.zeros(len(gsel), bool)
+            np.logical_or.at(rival, ginv[at_last], comp[order][ue][at_last])
+            oldcomp = ccomp[t].astype(bool)
+            newcomp = np.where(seen, rival | ((oldlast == newlast) & oldcomp), oldcomp)
+            flip = oldcomp != newcomp  # the flag is read for complete days too: re-evaluate
             if flip.any():
                 self._a["dirty"][t[flip] // K] = 1
             ccomp[t] = newcomp
@@ -895,9 +911,11 @@ class Engine:
         a["c_last"][row, b] = newlast
         a["c_sec"][row, b] = min(int(a["c_sec"][row, b]) + dur, 0xFFFFFFFF)
         a["c_cnt"][row, b] = min(cnt + 1, 0xFFFF)
-        if bool(a["c_comp"][row, b]) != bool(comp):
+        old = bool(a["c_comp"][row, b])
+        new = circle_comp(old, bool(comp), last, d)
+        if old != new:
             a["dirty"][row] = 1  # the flag is read for complete days too: re-evaluate
-        a["c_comp"][row, b] = comp
+        a["c_comp"][row, b] = new
 
     def _apply_handsets(self, r: np.ndarray, h: np.ndarray, d: np.ndarray, ih: np.ndarray) -> None:
         """Handset observations that are news (arrival order). The common one, a number using a

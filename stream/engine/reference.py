@@ -405,7 +405,11 @@ class ReferenceEngine:
         e[1], e[2] = mask, newlast
         e[3] = min(sec + dur, 0xFFFFFFFF)
         e[4] = min(cnt + 1, 0xFFFF)
-        e[5] = comp
+        # the peer's network on its newest contact day: a rival if any event of that day says so
+        if d > last:
+            e[5] = comp
+        elif d == last:
+            e[5] = e[5] or comp
 
     def _imei(self, sub: _Sub, h: int, d: int) -> None:
         slots = sub.imeis

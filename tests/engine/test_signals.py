@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import orjson
 import pytest
 
 from stream.contract import ALARM_FIELDS, ALARM_PHASES, REASONS, SIGNALS, TIERS, alarm_id
 from stream.engine import Engine, ReferenceEngine
+from stream.engine.step import Replay
 
-from .gen import CU, DAY, OWN, T0, call, daily_life, num, profile, recharge
+from .gen import CU, DAY, OWN, T0, call, daily_life, num, profile, recharge, sms
 from .helpers import CLOCK, ENGINES, drive, phases, quiet_config, signal_names, sweep_days
 
 A = num(OWN, 1)
@@ -563,3 +565,42 @@ def test_dual_sim_evidence_does_not_depend_on_which_numbers_events_come_first(cl
     assert eng.state_of(A)["dual"][0] == D0 + 31  # the day B took the handset
     assert [(a["msisdn"], a["phase"], signal_names(a)) for a in in_order] == [(A, "warning", ["dual_sim"])]
     assert eng.view(A)["phase"] == "warning" or [a["msisdn"] for a in late] == [A]
+
+
+@pytest.mark.parametrize("cls", [Engine, ReferenceEngine])
+def test_a_circle_peers_network_does_not_depend_on_the_order_of_its_days_events(cls):
+    """A peer that ports out to a rival during a day has events of both networks that day: its
+    competitor flag is the rival's whatever their order (calls and SMS topics interleave
+    differently live and in a file), and an older day's event read later leaves it."""
+    peer = C1[0]
+    base = life(A, 0, 20, C1)
+    day = T0 + 20 * DAY
+    own = call(A, day + 9 * 3600, peer)
+    rival = sms(A, day + 15 * 3600, peer, peer_operator="rival")
+    late = call(A, day - DAY + 3600, peer)  # the day before, on the own network, read last
+    got = {}
+    for name, tail in {
+        "own, rival": [own, rival],
+        "rival, own": [rival, own],
+        "rival, own, late": [rival, own, late],
+        "late, own, rival": [late, own, rival],
+        "own": [own],
+    }.items():
+        eng = cls(quiet_config(), clock=lambda: CLOCK)
+        replay = Replay(eng)
+        for e in sorted(base, key=lambda e: e["ts"]) + tail:  # the tail in this order
+            replay.feed(eng.decode([orjson.dumps(e)])[0])
+        got[name] = (_comp(eng, A, peer), eng.snapshot(A))
+    assert got["own, rival"] == got["rival, own"] and got["own, rival"][0] is True
+    assert got["rival, own, late"] == got["late, own, rival"] and got["late, own, rival"][0] is True
+    assert got["own"][0] is False
+
+
+def _comp(eng, m, peer) -> bool:
+    """The competitor flag of ``peer`` in ``m``'s circle sketch."""
+    if isinstance(eng, Engine):
+        r = eng.rows_of([m])[0]
+        (b,) = np.flatnonzero(eng._a["c_peer"][r] == int(peer))
+        return bool(eng._a["c_comp"][r, b])
+    (e,) = [e for e in eng._subs[m].circle.values() if e[0] == int(peer)]
+    return bool(e[5])
