@@ -11,7 +11,10 @@ timezone                       Asia/      day buckets are calendar days in this 
 ring_days                      38         daily buckets kept (>= 35: 28 baseline + 7 recent; the rest
                                           is room for events of the next days, applied before a day
                                           is decided: see decision_grace_s)
-max_future_s                   172800     reject ts > clock()+this (2 days)
+max_future_s                   172800     reject ts > clock()+this (2 days); without a clock (the
+                                          backtest), ts > watermark+this, but for a gap in the feed:
+                                          GAP_CONFIRM (3) events in a row past it, close together, are
+                                          a jump of event time (the last of them accepted)
 max_watermark_jump_s           2592000    also reject ts > watermark+this (30 days): a corrupt
                                           far-future event must not move event time; generous, so
                                           that a feed outage, or one input topic read days ahead of

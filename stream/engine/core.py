@@ -311,6 +311,39 @@ def accept_watermark(ts: np.ndarray, live: np.ndarray, wm0: float, F: float) -> 
     return out
 
 
+GAP_CONFIRM = 3  # consecutive events past the future bound, within it of each other: a gap in the feed
+
+
+def accept_gaps(
+    ts: np.ndarray, live: np.ndarray, wm0: float, F: float, gap: tuple[float, int] | None
+) -> tuple[np.ndarray, tuple[float, int] | None]:
+    """Event time only (the backtest, no wall clock): :func:`accept_watermark`'s rule, "reject
+    ts > watermark + F", but for a gap in the feed. The live worker judges the future against the
+    wall clock, so after an outage of the feed it takes the events that resume it; the file of the
+    same history has a jump in event time there. ``GAP_CONFIRM`` consecutive live events past the
+    bound, all within ``F`` of the first of them, are such a jump: the last of them is accepted and
+    moves the watermark (the ones before it are rejected as future), so the rest of the feed after
+    an outage is not lost; a lone corrupt timestamp, followed by an event within the bound, stays
+    rejected. ``gap``: (the first ts of the run, its length) carried between batches, None when the
+    last live event was accepted. Returns (accepted, gap after)."""
+    acc = accept_watermark(ts, live, wm0, F)
+    if gap is None and not (live & ~acc).any():
+        return acc, (gap if not live.any() else None)
+    out = np.zeros(len(ts), dtype=bool)
+    wm = wm0
+    for i in np.flatnonzero(live).tolist():
+        t = float(ts[i])
+        if not math.isfinite(wm) or t <= wm + F:
+            out[i], gap = True, None
+        elif gap is not None and abs(t - gap[0]) <= F and gap[1] + 1 >= GAP_CONFIRM:
+            out[i], gap = True, None
+        else:
+            gap = (gap[0], gap[1] + 1) if gap is not None and abs(t - gap[0]) <= F else (t, 1)
+            continue
+        wm = t if not math.isfinite(wm) else max(wm, t)
+    return out, gap
+
+
 def lapse_min_count(cfg: EngineConfig) -> int:
     """The fewest recharges a prepaid subscriber needs to be judged for a lapse (priors lower it)."""
     if cfg.recharge_prior_days <= 0:
@@ -357,6 +390,7 @@ class Engine:
         self.route_handsets = False
         self._hs_ops: list[Switch] = []
         self._wm: float | None = None
+        self._gap: tuple[float, int] | None = None  # without a clock: a run of events past the future bound
         self._seq = 0
         self._extra: set[int] = set()
         # the second-SIM join's circle publications, decided at evaluations and shipped by the
@@ -431,6 +465,14 @@ class Engine:
     @property
     def watermark_s(self) -> float | None:
         return self._wm
+
+    def accepts(self, ts: np.ndarray) -> np.ndarray:
+        """Which of these event times :meth:`apply` (without a clock) would accept as not in the
+        future, from the current state, in this order (:func:`stream.engine.step.segments`)."""
+        cfg = self.config
+        wm0 = -math.inf if self._wm is None else self._wm
+        live = np.ones(len(ts), dtype=bool)
+        return accept_gaps(ts, live, wm0, min(cfg.max_future_s, cfg.max_watermark_jump_s), self._gap)[0]
 
     def advance_watermark(self, ts: float) -> None:
         """Move event time forward to ``ts`` (never back): a restarted service restores the
@@ -509,7 +551,7 @@ class Engine:
         if self.clock is None:  # event time only (the backtest): the future bound is the watermark's
             fut = np.zeros(n, dtype=bool)
             live = ~skipped
-            cand = accept_watermark(ts, live, wm0, min(F, cfg.max_watermark_jump_s))
+            cand, self._gap = accept_gaps(ts, live, wm0, min(F, cfg.max_watermark_jump_s), self._gap)
         else:
             fut = ~skipped & (ts > self.clock() + F)
             live = ~skipped & ~fut

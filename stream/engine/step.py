@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .core import NO_CONTACTS as _EMPTY_OBS
-from .core import NO_ROWS, Applied, accept_watermark
+from .core import NO_ROWS, Applied
 from .decode import Batch
 
 __all__ = ["Step", "StepResult", "Replay", "segments", "MAX_CATCHUP_DAYS"]
@@ -169,7 +169,7 @@ def segments(step: Step, batch: Batch) -> list[tuple[np.ndarray, float | None]]:
     cfg = eng.config
     wm0 = eng.watermark_s
     wm0 = -math.inf if wm0 is None else wm0
-    acc = accept_watermark(batch.ts, np.ones(n, dtype=bool), wm0, min(cfg.max_future_s, cfg.max_watermark_jump_s))
+    acc = eng.accepts(batch.ts)
     run = np.maximum.accumulate(np.where(acc, batch.ts, -math.inf))
     run = np.maximum(run, wm0)
     ok = np.isfinite(run)

@@ -273,3 +273,32 @@ def test_a_snapshot_written_with_another_ring_size_restores_day_by_day():
     small = Engine(quiet_config(ring_days=36), clock=lambda: CLOCK)  # back to a smaller ring: the newest days
     small.restore(M, new.snapshot(M))
     assert small.state_of(M)["ring"] == old.state_of(M)["ring"]
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_without_a_clock_a_gap_in_the_feed_is_taken_and_a_corrupt_time_is_not(cls, batch):
+    """The backtest has no wall clock: an event more than max_future_s (2 days) past the file's
+    watermark is future. A feed that resumes after a 4-day outage is a jump of event time, which
+    the live worker (judging by the wall clock) takes: GAP_CONFIRM events in a row past the bound,
+    close together, are the jump (the ones before the last are rejected). A lone corrupt time, or
+    fewer in a row, stays rejected and never moves the watermark. The same for any batch size."""
+    from stream.engine.core import GAP_CONFIRM
+    from stream.engine.step import Replay
+
+    before = [call(M if i % 2 else M2, T0 + i * 3600, P) for i in range(0, 4 * 24, 2)]  # days 0-3
+    corrupt = [call(M, T0 + 40 * DAY, P)] + [call(M2, T0 + 4 * DAY - 1800 + j, P) for j in range(3)]
+    corrupt += [call(M, T0 + 60 * DAY, P)] * (GAP_CONFIRM - 1) + [call(M2, T0 + 4 * DAY - 60, P)]
+    after = [call(M if i % 2 else M2, T0 + 8 * DAY + i * 3600, P) for i in range(0, 3 * 24, 2)]  # days 8-10
+    events = before + corrupt + after
+    eng = cls(quiet_config(), clock=None)
+    replay = Replay(eng)
+    rejected = []
+    for s in range(0, len(events), batch):
+        part = events[s : s + batch]
+        for res in replay.feed(eng.decode([orjson.dumps(e) for e in part])[0]):
+            rejected += [(part[r.index]["ts"], r.reason) for r in res.rejects]
+    bad = [(T0 + 40 * DAY, "future")] + [(T0 + 60 * DAY, "future")] * (GAP_CONFIRM - 1)
+    assert rejected == bad + [(e["ts"], "future") for e in after[: GAP_CONFIRM - 1]]
+    assert eng.watermark_s == after[-1]["ts"]
+    assert eng.counters["rejected_future"] == len(rejected)
