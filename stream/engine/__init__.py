@@ -30,8 +30,9 @@ Semantics worth knowing:
 * Rejects: decode reasons ``invalid_json, not_object, unknown_type, missing_field, invalid_field,
   key_mismatch``; apply reasons ``late`` (a call, SMS or recharge older than the subscriber's own ring: its
   day is ``ring_days`` or more before the newest day in that subscriber's ring) and ``future``
-  (``ts > clock() + max_future_s`` or ``ts > watermark + max_future_s``, judged event by event as the
-  watermark moves). Default offsets of ``decode`` are a running sequence per engine instance.
+  (``ts > clock() + max_future_s`` or, without a clock, ``ts > watermark + max_future_s``, judged event
+  by event as the watermark moves; ``GAP_CONFIRM`` such events in a row, close together, are a gap in
+  the feed: the last of them is taken, :func:`stream.engine.core.accept_gaps`). Default offsets of ``decode`` are a running sequence per engine instance.
 * Idempotence: per subscriber and source the highest offset seen; an event at or below it is skipped
   (``Applied.skipped``). Offsets of rejected (late/future) events count too.
 * ``apply`` returns (``Applied.rows``) the rows of subscribers with applied events plus those whose

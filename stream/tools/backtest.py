@@ -7,7 +7,8 @@ alarms as NDJSON in the contract. Lines that are not valid events are counted an
 Event time drives everything: the file's watermark (the running max of the accepted ts) is the
 complete time; each batch is cut at the events that complete a day, so the days are decided between
 the same two events whatever ``--batch-size`` is; a ts more than ``max_future_s`` ahead of the
-watermark is rejected as future; ``emitted_at`` is the watermark. A backtest is therefore a
+watermark is rejected as future (but three in a row, close together, are a gap in the feed, an
+outage, which the live worker takes: the third moves the watermark); ``emitted_at`` is the watermark. A backtest is therefore a
 function of the file and the config: the same alarms for any batch size, never the wall clock.
 At the end of the file, the days the watermark completed are decided, as a live worker would have.
 """
