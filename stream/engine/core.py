@@ -328,7 +328,7 @@ def accept_gaps(
     last live event was accepted. Returns (accepted, gap after)."""
     acc = accept_watermark(ts, live, wm0, F)
     if gap is None and not (live & ~acc).any():
-        return acc, (gap if not live.any() else None)
+        return acc, None  # (the common case: no event past the bound, none pending)
     out = np.zeros(len(ts), dtype=bool)
     wm = wm0
     for i in np.flatnonzero(live).tolist():
