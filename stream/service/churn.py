@@ -727,11 +727,10 @@ class ChurnService:
                 # time back again once it has events; an older report read again (a replay, a new
                 # owner behind the last) only delays decisions (_decision_time never goes back)
                 times = parse_times(env.get("w", []), self.settings.partitions)
+                newest = parse_newest(env["n"]) if "n" in env else None  # (all parsed before any is kept)
                 for p, t in times:
                     self._peer_time[p] = t
-                if "n" in env:
-                    newest = parse_newest(env["n"])
-                    for p, _ in times:
+                    if newest is not None:
                         self._peer_newest[p] = newest
             except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                 self.metrics.shadow_bad.labels(topic=m.topic).inc()

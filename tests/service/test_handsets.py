@@ -188,6 +188,16 @@ def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tm
         while time.monotonic() < deadline and any(_sample(w, "churnwatch_handset_switches_kept") for w in (w1, w2)):
             time.sleep(0.5)
         assert [_sample(w, "churnwatch_handset_switches_kept") for w in (w1, w2)] == [0, 0]
+        # ... and both workers decided up to the newest event (the quiet one follows the other's
+        # heartbeats, up to HEARTBEAT_S later): the days the backtest decides, before they stop
+        newest = max(orjson.loads(v)["ts"] for _, _, v in later)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            decided = [orjson.loads(w.get("/healthz")[1])["decided_time"] or 0 for w in (w1, w2)]
+            if min(decided) >= newest:
+                break
+            time.sleep(0.5)
+        assert min(decided) >= newest, (decided, newest)
     finally:
         w2.stop()
         w1.stop()
