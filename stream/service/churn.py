@@ -1234,7 +1234,7 @@ class ChurnService:
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
-        self._remote_switches = {kp: int(day) for kp, day in remote.items()}
+        self._remote_switches = remote
         self.metrics.handset_switches.set(len(remote))
         if wms:
             engine.advance_watermark(max(wms))

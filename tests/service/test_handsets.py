@@ -175,11 +175,10 @@ def test_handset_evidence_meets_numbers_on_different_workers(kafka_bootstrap, tm
         # from the table (a tombstone in the changelog), not kept for good
         # (all in one partition: the other worker, whose partitions are quiet, decides its
         # subscribers' days as these events move event time on, as one worker would)
-        ds = [num(OWN, 301)]
+        d = num(OWN, 301)
         later = [
             ("calls" if e["type"] == "call" else "sms", d.encode(), orjson.dumps(e))
-            for i, d in enumerate(ds)
-            for e in life(d, 44, 21, C1, seed=7 + i)
+            for e in life(d, 44, 21, C1, seed=7)
         ]
         produce(settings, later)
         records += later
