@@ -399,6 +399,10 @@ class Engine:
         self._shadow_log: list | None = None  # (tests/tuning) every candidate's measures
         self.counters: dict[str, int] = {}
         self._hol = np.array(sorted(self.config.holiday_days), dtype=np.int64)
+        # feed outages (void_fraction): each day's calls + SMS over every row, cached until an event
+        # of that day is applied or rows come and go; the void days each decided day reads
+        self._tot_cache: dict[int, int] = {}
+        self._void_memo: dict[int, np.ndarray] = {}
         self._lapse_min_count = lapse_min_count(self.config)
         self._grow(1024)
 
@@ -422,6 +426,8 @@ class Engine:
     def _reset_rows(self, rows: np.ndarray) -> None:
         for name, _tail, _dt, init in FIELDS + _CACHE_FIELDS:
             self._a[name][rows] = init
+        self._tot_cache.clear()
+        self._void_memo.clear()
 
     def _new_row(self, msisdn: str) -> int:
         if self._free:
@@ -631,6 +637,13 @@ class Engine:
         self._extra: set[int] = set()
         hits = self._immediate_hits(b, rows) if b.hotline.any() else []
         self._apply_accepted(b, rows)
+        if self._tot_cache:  # the days of this batch's events hold other totals now
+            lo, hi = int(b.day.min()), int(b.day.max())
+            if hi - lo > 64:
+                self._tot_cache.clear()
+            else:
+                for d in range(lo, hi + 1):
+                    self._tot_cache.pop(d, None)
         touched = np.unique(rows)
         if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
             touched = np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
@@ -1087,7 +1100,8 @@ class Engine:
         nb, nr = cfg.baseline_days, cfg.recent_days
         days = np.arange(D - nb - nr, D, dtype=np.int64)  # baseline then recent, complete days
         slots = days % R
-        hol = np.isin(days, self._hol)
+        # holidays and void days (feed outages) are left out of the traffic windows alike
+        hol = np.isin(days, self._hol) | np.isin(days, self._void(D))
         ix = (rows[:, None], slots[None, :])
         valid = a["stamp"][ix] == days[None, :]
         use = valid & ~hol[None, :]
@@ -1356,12 +1370,59 @@ class Engine:
         return np.where(dd < D, dd, np.where(dp < D, dp, NODAY))
 
     def _silent_days(self, la: np.ndarray, D: int) -> np.ndarray:
+        """Days since ``la`` up to D - 1, less the holidays and void days (feed outages) among them."""
         s = np.maximum(D - 1 - la, 0)
-        if len(self._hol):
-            lo = np.searchsorted(self._hol, np.maximum(la, D - 4000), side="right")
-            hi = np.searchsorted(self._hol, D - 1, side="right")
+        void = self._void(D)
+        skip = np.union1d(self._hol, void) if len(void) else self._hol
+        if len(skip):
+            lo = np.searchsorted(skip, np.maximum(la, D - 4000), side="right")
+            hi = np.searchsorted(skip, D - 1, side="right")
             s = np.maximum(s - np.maximum(hi - lo, 0), 0)
         return np.where(la == NODAY, 0, s)
+
+    def _day_total(self, d: int) -> int:
+        """Calls + SMS of day ``d`` over every row whose ring holds that day."""
+        t = self._tot_cache.get(d)
+        if t is None:
+            a, n, s = self._a, self._n, d % self.R
+            on = a["stamp"][:n, s] == d
+            t = 0
+            if on.any():
+                for name in ("calls_out", "calls_in", "sms_out", "sms_in"):
+                    t += int(a[name][:n, s][on].sum(dtype=np.int64))
+            self._tot_cache[d] = t
+        return t
+
+    def void_days(self, D: int) -> list[int]:
+        """The void days (feed outages, ``void_fraction``) the decision of day ``D`` reads."""
+        return self._void(D).tolist()
+
+    def _void(self, D: int, keep: bool = False) -> np.ndarray:
+        """The void days (feed outages) among the complete days a decision of day ``D`` reads
+        (``void_fraction``): a day whose calls + SMS over every row are below ``void_fraction`` of
+        the most of the 7 normal (not void) days before it in the window, those reaching
+        ``void_min_events``. Computed once for a decided day (``keep``: :meth:`decide_candidates`)
+        and read by every part of its decision, so late events between the parts change nothing."""
+        got = None if keep else self._void_memo.get(D)
+        if got is not None:
+            return got
+        cfg = self.config
+        out: list[int] = []
+        if cfg.void_fraction > 0 and self._n:
+            normal: list[int] = []
+            for d in range(D - cfg.baseline_days - cfg.recent_days, D):
+                t = self._day_total(d)
+                ref = max(normal[-7:], default=0)
+                if ref >= cfg.void_min_events and t < cfg.void_fraction * ref:
+                    out.append(d)
+                else:
+                    normal.append(t)
+        res = np.array(out, dtype=np.int64)
+        if keep:
+            for k in [k for k in self._void_memo if k < D - 2]:
+                del self._void_memo[k]
+            self._void_memo[D] = res
+        return res
 
     def _lapse(self, rows: np.ndarray, D: int) -> dict[str, np.ndarray]:
         """Recharge lapse at the start of day D, from the recharges before D (those of day D or
@@ -1427,6 +1488,22 @@ class Engine:
                 fac = np.where(none, cfg.recharge_prior_unseen_factor, fac)
                 over = np.where(none, 0.0, over)
         over = over * 86400.0
+        void = self._void(D)
+        if len(void):
+            # a recharge expected during the latest feed outage (within the rule's own margin,
+            # ``over``, of it) may have been made, and lost, there: the interval restarts at its
+            # end, unless the subscriber was overdue when it began
+            gap = np.flatnonzero(np.diff(void) > 1)
+            vf = int(void[gap[-1] + 1]) if len(gap) else int(void[0])
+            vs, ve = cfg.day_start_s(vf), cfg.day_start_s(int(void[-1]) + 1)
+            sf = vs - np.where(ok, ref, 0.0)
+            rf = np.where(ok, sf / np.where(ok, interval, 1.0), 0.0)
+            exp = np.where(ok, ref + interval, 0.0)
+            near = (exp >= vs - over) & (exp <= ve + over)
+            due = ok & near & ~((rf >= fac) & (sf - interval >= over))
+            if due.any():
+                since = np.where(due, ds - ve, since)
+                ratio = np.where(due, since / np.where(ok, interval, 1.0), ratio)
         trip = ok & (ratio >= fac) & (since - interval >= over)
         return {"lapse": ratio, "lapse_trip": trip, "rch_interval_s": np.where(ok, interval, 0.0)}
 
@@ -1675,6 +1752,7 @@ class Engine:
         give evidence a decision from ``D`` on reads are forgotten here, once per day decided."""
         cfg = self.config
         self._handsets.expire(D - cfg.dual_sim_days + 1)
+        self._void(D, keep=True)
         n = self._n
         if n == 0:
             return NO_ROWS
@@ -1851,6 +1929,8 @@ class Engine:
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if not 35 <= ring <= 60:
             raise ValueError(f"snapshot ring_days {ring} not in 35..60")
+        self._tot_cache.clear()  # a row's ring (re)written: the day totals change
+        self._void_memo.clear()
 
         def shape(tail):  # the snapshot's own ring size (a changed ring_days is converted below)
             return tuple(ring if x == "R" else x for x in tail)

@@ -170,6 +170,7 @@ class ReferenceEngine:
         self._hs_ops: list[Switch] = []
         self._hits: list = []
         self.counters: dict[str, int] = {}
+        self._void_memo: dict[int, list[int]] = {}  # the void days of each day being decided
 
     # ---------------------------------------------------------------- basics
     def _count(self, k: str, n: int = 1) -> None:
@@ -558,8 +559,36 @@ class ReferenceEngine:
         if la == NODAY:
             return 0
         s = max(D - 1 - la, 0)
-        hol = sum(1 for x in self.config.holiday_days if la < x <= D - 1 and x > D - 4000)
+        skip = set(self.config.holiday_days) | set(self._void(D))
+        hol = sum(1 for x in skip if la < x <= D - 1 and x > D - 4000)
         return max(s - hol, 0)
+
+    def void_days(self, D: int) -> list[int]:
+        return list(self._void(D))
+
+    def _void(self, D: int) -> list[int]:
+        """Feed outages: the days of the decision window whose calls + SMS over every subscriber fall
+        below void_fraction of the most of the 7 normal days before them (those reaching
+        void_min_events). Fixed for a day from its candidates on."""
+        if D in self._void_memo:
+            return self._void_memo[D]
+        cfg = self.config
+        out: list[int] = []
+        if cfg.void_fraction <= 0:
+            return out
+        normal: list[int] = []
+        for d in range(D - cfg.baseline_days - cfg.recent_days, D):
+            t = 0
+            for sub in self._subs.values():
+                c = sub.ring.get(d)
+                if c is not None:
+                    t += c[RI["calls_out"]] + c[RI["calls_in"]] + c[RI["sms_out"]] + c[RI["sms_in"]]
+            ref = max(normal[-7:]) if normal else 0
+            if ref >= cfg.void_min_events and t < cfg.void_fraction * ref:
+                out.append(d)
+            else:
+                normal.append(t)
+        return out
 
     def _lapse(self, sub: _Sub, D: int):
         """(overdue ratio, tripped, usual interval s): the own mean gap from recharge_min_count
@@ -589,10 +618,8 @@ class ReferenceEngine:
             interval, ref = prior, cfg.day_start_s(0) + sub.first_day * 86400.0
         else:
             return 0.0, False, 0.0
-        since = ds - ref
         if not interval > 0:
             return 0.0, False, 0.0
-        ratio = since / interval
         if n == 0:  # no recharge since first seen (recharge_prior_unseen)
             fac, over = cfg.recharge_prior_unseen_factor, 0.0
         elif ref != last or n < cfg.recharge_min_count:  # a prior cadence: its own tolerance
@@ -601,13 +628,26 @@ class ReferenceEngine:
             fac, over = 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), 2.0 * cfg.recharge_min_overdue_days
         else:
             fac, over = cfg.recharge_lapse_factor, cfg.recharge_min_overdue_days
+        void = self._void(D)
+        if void:  # a recharge expected within the margin of the latest outage may have been lost there
+            vf = void[-1]
+            while vf - 1 in void:
+                vf -= 1
+            vs = cfg.day_start_s(vf)
+            sf = vs - ref
+            exp, margin = ref + interval, over * 86400.0
+            due = vs - margin <= exp <= cfg.day_start_s(void[-1] + 1) + margin
+            if due and not (sf / interval >= fac and sf - interval >= over * 86400.0):
+                ref = cfg.day_start_s(void[-1] + 1)
+        since = ds - ref
+        ratio = since / interval
         trip = ratio >= fac and since - interval >= over * 86400.0
         return ratio, trip, interval
 
     def _features(self, sub: _Sub, D: int) -> dict:
         cfg = self.config
         nb, nr = cfg.baseline_days, cfg.recent_days
-        hol = cfg.holiday_days
+        hol = cfg.holiday_days | set(self._void(D))  # holidays and feed outages, left out alike
         days = list(range(D - nb - nr, D))
         base, rec = days[:nb], days[nb:]
         nrd = sum(1 for d in rec if d not in hol)
@@ -703,7 +743,7 @@ class ReferenceEngine:
         dd = self._dual_before(sub, D)
         f["dual"] = sub.dual_n if (dd != NODAY and dd >= D - cfg.dual_sim_days + 1) else 0
         f.update(self._shadow_features(sub, D))
-        f["in_season"] = any(d in hol for d in range(D - 2 * nr, D + 1))
+        f["in_season"] = any(d in cfg.holiday_days for d in range(D - 2 * nr, D + 1))
         return f
 
     def _shadow_features(self, sub: _Sub, D: int) -> dict:
@@ -1005,6 +1045,9 @@ class ReferenceEngine:
                 self._switches[h] = sw
             else:
                 del self._switches[h]
+        self._void_memo = {k: v for k, v in self._void_memo.items() if k >= D - 2}
+        self._void_memo.pop(D, None)
+        self._void_memo[D] = self._void(D)
         cands = []
         for sub in self._subs.values():
             c = D - 1 in sub.ring or sub.phase > 0
@@ -1097,6 +1140,7 @@ class ReferenceEngine:
             s = self._subs.pop(m, None)
             if s is None:
                 continue
+            self._void_memo.clear()  # the day totals change
             del self._by_row[s.row]
             for h, _ in s.imeis:
                 ent = self._index.get(h)
@@ -1124,6 +1168,7 @@ class ReferenceEngine:
         if data[:1] != b"\x01":
             raise ValueError("unsupported snapshot version")
         st = pickle.loads(data[1:])
+        self._void_memo.clear()
         if msisdn in self._subs:
             self.forget([msisdn])
         s = self._new_sub(msisdn)

@@ -117,6 +117,7 @@ class ChurnService:
         # per input partition: the newest event time its worker applied (as it reported)
         self._peer_newest: dict[int, float] = {}
         self._remote_switches: dict[tuple[bytes, int], int] = {}  # (table key, partition) persisted: day
+        self._void_logged: set[int] = set()  # void days (feed outages) already reported in the log
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
         self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
@@ -488,6 +489,23 @@ class ChurnService:
         self._observe(n_msgs, before, rejects, alarms, time.perf_counter() - t0)
         return n_msgs + len(evidence_msgs)
 
+    def _report_void(self, day: int) -> None:
+        """The feed outages the latest decision read: a gauge, and a warning per void day once."""
+        void = self.engine.void_days(day)
+        self.metrics.void_days.set(len(void))
+        cfg = self.engine.config
+        for d in void:
+            if d not in self._void_logged:
+                logger.warning(
+                    "event-time day %s is void: its calls and SMS over this worker's %d subscribers are "
+                    "below %.0f%% of the days before (a feed outage?); left out of traffic_drop, silence "
+                    "and recharge intervals",
+                    cfg.date_of_day(d),
+                    len(self.engine),
+                    100 * cfg.void_fraction,
+                )
+        self._void_logged = set(void)
+
     async def _emit(self, res) -> None:
         """A step's outputs: alarms and the join's messages handed to the producer, the changed
         rows kept dirty for the next checkpoint, the decision metrics."""
@@ -505,6 +523,7 @@ class ChurnService:
                 len(res.alarms),
                 res.decide_s,
             )
+            self._report_void(res.decided[-1])
         if len(res.rows):
             self._dirty.append(res.rows)
         if res.decided and self._remote_switches:

@@ -109,6 +109,12 @@ _METRICS: dict[str, tuple] = {
         "Other workers' handset switches kept in this worker's table partitions (expired after dual_sim_days)",
         (),
     ),
+    "void_days": (
+        Gauge,
+        "feed_void_days",
+        "Void days (feed outages: void_fraction) among the 35 complete days the latest day decided read",
+        (),
+    ),
     "shadow_bad": (Counter, "shadow_bad_messages", "Unreadable second-SIM join messages skipped, by topic", ("topic",)),
     "checkpoints": (
         Counter,

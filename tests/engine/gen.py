@@ -64,9 +64,11 @@ def random_stream(
     bad_rate: float = 0.02,
     late_rate: float = 0.01,
     future_rate: float = 0.01,
+    outage: tuple[int, int] | None = None,
 ):
     """A random mix of all event kinds, arrival order = ts + random delay (out of order), with a few
-    invalid, late and future events. Returns raw bytes lines."""
+    invalid, late and future events; ``outage``: days [a, b) with no event at all (the feed lost them).
+    Returns raw bytes lines."""
     rng = random.Random(seed)
     subs = [num(OWN, 1000 + i) for i in range(n_subs)]
     peers = (
@@ -113,6 +115,9 @@ def random_stream(
                         arpu=rng.choice([30, 80, 200]),
                     )
                 )
+    if outage is not None:
+        lo, hi = T0 + outage[0] * DAY, T0 + outage[1] * DAY
+        events = [e for e in events if not lo <= e["ts"] < hi]
     arrivals = [(e["ts"] + rng.randint(0, jitter_s), i, e) for i, e in enumerate(events)]
     arrivals.sort(key=lambda x: (x[0], x[1]))
     lines = [orjson.dumps(e) for _, _, e in arrivals]

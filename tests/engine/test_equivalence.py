@@ -103,8 +103,11 @@ PRIORS = {
     noise=st.floats(0, 0.1),
     holidays=st.booleans(),
     priors=st.sampled_from(sorted(PRIORS)),
+    outage=st.booleans(),
 )
-def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays, priors):
+def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays, priors, outage):
+    # outage: the feed loses days 20-23 and a few events a day count as a population (void_min_events
+    # 4), so that void days (feed outages) are found, by the outage and by chance on quiet days
     raws = random_stream(
         seed,
         n_subs=n_subs,
@@ -114,8 +117,10 @@ def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, no
         bad_rate=noise,
         late_rate=noise,
         future_rate=noise,
+        outage=(20, 24) if outage else None,
     )
-    cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else (), **PRIORS[priors])
+    void = {"void_min_events": 4} if outage else {}
+    cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else (), **PRIORS[priors], **void)
     compare(raws, batch_sizes, cfg)
 
 

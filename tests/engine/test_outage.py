@@ -1,0 +1,89 @@
+"""Feed outages (``void_fraction``): days on which the feed lost (nearly) every call and SMS of the
+population are void, not a population falling silent. Every scenario runs on the vectorised engine
+and the reference engine, which must emit exactly the same alarms."""
+
+from __future__ import annotations
+
+import random
+
+from stream.engine import Engine, ReferenceEngine
+
+from .gen import DAY, OWN, T0, daily_life, num, profile, recharge
+from .helpers import CLOCK, drive, phases, quiet_config, signal_names
+
+SUBS = [num(OWN, 1 + i) for i in range(5)]
+A = SUBS[0]
+CIRCLES = [[num(OWN, 100 + 10 * i + j) for j in range(6)] for i in range(5)]
+D0 = quiet_config().day_of(T0)
+# five subscribers of 6 calls and SMS a day: 30 a day, a population once void_min_events is 20
+POP = {"void_min_events": 20}
+
+
+def population(ndays: int, outage: range = range(0), extra=()):
+    ev = list(extra)
+    for i, m in enumerate(SUBS):
+        ev += daily_life(m, 0, ndays, random.Random(i), CIRCLES[i], per_day=6, skip_days=set(outage))
+    return [e for e in ev if not (e["type"] == "recharge" and (e["ts"] - T0) // DAY in outage)]
+
+
+def run(events, cfg):
+    out = []
+    for cls in (Engine, ReferenceEngine):
+        out.append(drive(cls(cfg, clock=lambda: CLOCK), events, batch=7))
+    assert out[0] == out[1]
+    return out[0]
+
+
+def days_of(alarms, m, signal):
+    cfg = quiet_config()
+    return [cfg.day_of(a["event_time"]) - D0 for a in alarms if a["msisdn"] == m and signal in signal_names(a)]
+
+
+def test_an_outage_of_the_whole_feed_is_not_silence():
+    # eight days without a single call or SMS from anyone, then the feed resumes
+    ev = population(60, outage=range(40, 48))
+    assert run(ev, quiet_config(**POP)) == []
+    # without the rule (or in a population too small to tell), every subscriber fell silent
+    for cfg in (quiet_config(void_fraction=0.0, **POP), quiet_config()):
+        alarms = run(ev, cfg)
+        assert {a["msisdn"] for a in alarms if "silence" in signal_names(a)} == set(SUBS)
+
+
+def test_one_subscriber_silent_while_the_others_call_is_still_silence():
+    ev = population(60)
+    ev = [e for e in ev if not (e["msisdn"] == A and 40 <= (e["ts"] - T0) // DAY < 48)]
+    alarms = run(ev, quiet_config(**POP))
+    assert {a["msisdn"] for a in alarms} == {A}
+    assert days_of(alarms, A, "silence") and phases(alarms, A)[0] == "warning"
+
+
+def _weekly(recharge_days):
+    return [profile(A, T0, plan="prepaid", arpu=30)] + [recharge(A, T0 + d * DAY + 100, 50) for d in recharge_days]
+
+
+def test_a_recharge_due_in_the_outage_may_have_been_lost_there():
+    # weekly recharges; the one of day 42 falls in the outage (days 41-43) and is lost with it
+    ev = population(60, outage=range(41, 44), extra=_weekly(range(0, 60, 7)))
+    assert run(ev, quiet_config(**POP)) == []
+    # without the rule: overdue 7 + 2.5 days after day 35's recharge, until day 49's
+    alarms = run(ev, quiet_config(void_fraction=0.0, **POP))
+    assert days_of(alarms, A, "recharge_lapse") == [45]
+
+
+def test_a_subscriber_overdue_before_the_outage_is_still_overdue():
+    # the last recharge on day 28: overdue from the decision of day 38, before the outage of 41-43
+    ev = population(60, outage=range(41, 44), extra=_weekly(range(0, 29, 7)))
+    alarms = run(ev, quiet_config(**POP))
+    assert days_of(alarms, A, "recharge_lapse")[:1] == [38]
+    assert "recovered" not in phases(alarms, A)
+
+
+def test_a_recharge_due_well_after_the_outage_is_still_judged():
+    # monthly: the recharge of day 30 observed, the next due on day 60, long after the outage (days
+    # 41-43): the outage does not restart its clock, the lapse comes when it would without the outage
+    prof = [profile(A, T0, plan="prepaid", arpu=30)]
+    rc = [recharge(A, T0 + d * DAY + 100, 50) for d in (0, 30)]
+    ev = population(80, outage=range(41, 44), extra=prof + rc)
+    clean = population(80, extra=prof + rc)
+    lapse = days_of(run(ev, quiet_config(**POP)), A, "recharge_lapse")
+    assert lapse[:1] == days_of(run(clean, quiet_config(**POP)), A, "recharge_lapse")[:1] == [70]
