@@ -36,7 +36,7 @@ prometheus-bin:
 test: venv kafka-jars prometheus-bin
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 demo: venv kafka-jars
 	$(VENV)/bin/churnwatch demo

@@ -636,7 +636,7 @@ class ReferenceEngine:
             vs = cfg.day_start_s(vf)
             sf = vs - ref
             exp, margin = ref + interval, over * 86400.0
-            due = vs - margin <= exp <= cfg.day_start_s(void[-1] + 1) + margin
+            due = ref < vs and vs - margin <= exp <= cfg.day_start_s(void[-1] + 1) + margin
             if due and not (sf / interval >= fac and sf - interval >= over * 86400.0):
                 ref = cfg.day_start_s(void[-1] + 1)
         since = ds - ref

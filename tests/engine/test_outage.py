@@ -87,3 +87,15 @@ def test_a_recharge_due_well_after_the_outage_is_still_judged():
     clean = population(80, extra=prof + rc)
     lapse = days_of(run(ev, quiet_config(**POP)), A, "recharge_lapse")
     assert lapse[:1] == days_of(run(clean, quiet_config(**POP)), A, "recharge_lapse")[:1] == [70]
+
+
+def test_a_recharge_made_after_the_outage_keeps_its_own_time():
+    # a single top-up of 5 on an ARPU of 30: a 5-day prior cadence, overdue max(1.5 x 5, 5 + 7) =
+    # 12 days after it. Made at 20:00 on day 44, just after the outage (days 41-43), its next one is
+    # expected within the prior's margin of the outage, but the clock stays at the recharge (an
+    # outage never brings a lapse earlier): overdue from 20:00 on day 56, the decision of day 57
+    # (no lapse before its first recharge: recharge_prior_unseen off)
+    prof = [profile(A, T0, plan="prepaid", arpu=30), recharge(A, T0 + 44 * DAY + 20 * 3600, 5)]
+    ev = population(70, outage=range(41, 44), extra=prof)
+    cfg = quiet_config(recharge_prior_unseen=False, **POP)
+    assert days_of(run(ev, cfg), A, "recharge_lapse")[:1] == [57]
