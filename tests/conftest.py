@@ -35,21 +35,9 @@ def unique():
     return uuid.uuid4().hex[:10]
 
 
-# modules whose tests are pure (no broker, no worker process, no fixed port): with ``-n 2`` (make
-# test) they run on one xdist worker beside the others, which keep to the other worker in order
-PURE = ("tests/engine/", "tests/test_tune.py", "tests/test_report.py", "tests/test_schemas.py")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Every test that uses the broker carries the ``kafka`` mark (so ``-m "not kafka"`` never
-    starts or touches one), whether or not its module says so. Every test but the pure ones is in
-    one xdist group (``--dist loadgroup``): one process runs them one at a time, as without xdist
-    (one broker per session, the ports, the CPU-starved and timed scenarios), while the other
-    runs the engine's tests in the time the broker tests spend waiting."""
+    starts or touches one), whether or not its module says so."""
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kafka)
-        path = item.nodeid.replace("\\", "/")
-        if not any(path.startswith(p) for p in PURE):
-            item.add_marker(pytest.mark.xdist_group("serial"))
