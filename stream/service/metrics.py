@@ -111,7 +111,7 @@ _METRICS: dict[str, tuple] = {
     ),
     "void_days": (
         Gauge,
-        "feed_void_days",
+        "void_dates",
         "Void days (feed outages: void_fraction) among the 35 complete days the latest day decided read",
         (),
     ),
