@@ -99,3 +99,26 @@ def test_a_recharge_made_after_the_outage_keeps_its_own_time():
     ev = population(70, outage=range(41, 44), extra=prof)
     cfg = quiet_config(recharge_prior_unseen=False, **POP)
     assert days_of(run(ev, cfg), A, "recharge_lapse")[:1] == [57]
+
+
+def test_the_worker_reports_each_void_day_once(caplog):
+    """The service's share: a gauge of the void days the latest decision read, and one warning per
+    void day naming its date (not one per decision)."""
+    import logging
+
+    from stream.service.churn import ChurnService
+    from stream.settings import Settings
+
+    svc = ChurnService(Settings.from_env({"CHURNWATCH_STORE": "memory://"}), quiet_config(**POP))
+    drive(svc.engine, population(50, outage=range(40, 43)), batch=50)
+    gauge = svc.metrics.registry.get_sample_value
+    with caplog.at_level(logging.WARNING, logger="stream.service.churn"):
+        svc._report_void(D0 + 44)
+        svc._report_void(D0 + 45)
+    assert gauge("churnwatch_void_dates") == 3
+    warned = [r.getMessage() for r in caplog.records if "is void" in r.getMessage()]
+    cfg = svc.engine.config
+    assert len(warned) == 3
+    assert all(cfg.date_of_day(D0 + d) in w for d, w in zip(range(40, 43), warned, strict=True))
+    svc._report_void(D0 + 20)  # a decision whose window holds no void day
+    assert gauge("churnwatch_void_dates") == 0
