@@ -118,6 +118,7 @@ class ChurnService:
         self._peer_newest: dict[int, float] = {}
         self._remote_switches: dict[tuple[bytes, int], int] = {}  # (table key, partition) persisted: day
         self._void_logged: set[int] = set()  # void days (feed outages) already reported in the log
+        self._void_dates: list[str] = []  # ... their dates, in /healthz
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
         self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
@@ -505,6 +506,7 @@ class ChurnService:
                     100 * cfg.void_fraction,
                 )
         self._void_logged = set(void)
+        self._void_dates = [cfg.date_of_day(d) for d in void]
 
     async def _emit(self, res) -> None:
         """A step's outputs: alarms and the join's messages handed to the producer, the changed
@@ -1202,6 +1204,8 @@ class ChurnService:
             # ... and the one whose reported time is the least (it sets peer_time)
             "slowest_reported_partition": min(self._peer_time, key=self._peer_time.get) if self._peer_time else None,
             "complete_time": self._complete_time(),
+            # feed outages among the days the latest decision read (void_fraction: left out of it)
+            "void_dates": self._void_dates,
             "align_limit": "waiting for a partition" if limit == -math.inf else limit,
             # the partitions holding event time back: name, next event time, held here, paused
             "slowest_partitions": [

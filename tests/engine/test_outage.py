@@ -120,5 +120,6 @@ def test_the_worker_reports_each_void_day_once(caplog):
     cfg = svc.engine.config
     assert len(warned) == 3
     assert all(cfg.date_of_day(D0 + d) in w for d, w in zip(range(40, 43), warned, strict=True))
+    assert svc._void_dates == [cfg.date_of_day(D0 + d) for d in range(40, 43)]  # (in /healthz)
     svc._report_void(D0 + 20)  # a decision whose window holds no void day
-    assert gauge("churnwatch_void_dates") == 0
+    assert gauge("churnwatch_void_dates") == 0 and svc._void_dates == []
