@@ -157,14 +157,16 @@ holidays                       ()         ISO date ranges (e.g. CN_HOLIDAYS): a 
                                           touching them is "in season" (reason seasonal, phase capped at warning
                                           unless competitor evidence); holiday days are left out
                                           of traffic_drop and silence.
-void_fraction                  0.1        a feed outage: a complete day whose calls + SMS, over every
-                                          subscriber the engine holds, are below this share of the
-                                          most of the 7 normal days before it (in the 35-day window)
-                                          is void: left out of traffic_drop and silence like a
-                                          holiday, and a recharge due from its outage on may have
-                                          been lost there (0 = off) ...
-void_min_events                2000       ... when those days reach >= 2000 events (a small
+void_fraction                  0.1        a feed outage: a complete day whose calls, or SMS, over
+                                          every subscriber the engine holds, are below this share of
+                                          the most of the 7 days before it (in the 35-day window)
+                                          normal for that kind is void: left out of traffic_drop and
+                                          silence like a holiday (0 = off) ...
+void_min_events                2000       ... when those days reach >= 2000 calls (SMS) (a small
                                           population's quiet day is not an outage)
+void_min_recharges             20         a day whose recharges fall so, those days reaching >= 20,
+                                          lost them: a recharge expected within the lapse margin of
+                                          the latest such outage restarts the interval at its end
 =============================  =========  ==========================================================
 """
 
@@ -283,6 +285,7 @@ class EngineConfig:
     holidays: tuple[tuple[str, str], ...] = ()
     void_fraction: float = 0.1
     void_min_events: int = 2000
+    void_min_recharges: int = 20
 
     # ---------------------------------------------------------------- validation
     def __post_init__(self) -> None:
@@ -307,8 +310,9 @@ class EngineConfig:
         object.__setattr__(self, "utc_offset_s", int(off.total_seconds()) if off is not None else 0)
         if not 0.0 <= self.void_fraction < 1.0:
             raise bad("void_fraction", f"must be in [0, 1), got {self.void_fraction}")
-        if self.void_min_events < 1:
-            raise bad("void_min_events", f"must be >= 1, got {self.void_min_events}")
+        if self.void_min_events < 1 or self.void_min_recharges < 1:
+            key = "void_min_events" if self.void_min_events < 1 else "void_min_recharges"
+            raise bad(key, f"must be >= 1, got {getattr(self, key)}")
         if self.ring_days < 35 or self.ring_days > 60:
             raise bad("ring_days", f"must be in 35..60, got {self.ring_days}")
         if self.recent_days < 1 or self.baseline_days < 1:

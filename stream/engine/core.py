@@ -401,8 +401,8 @@ class Engine:
         self._hol = np.array(sorted(self.config.holiday_days), dtype=np.int64)
         # feed outages (void_fraction): each day's calls + SMS over every row, cached until an event
         # of that day is applied or rows come and go; the void days each decided day reads
-        self._tot_cache: dict[int, int] = {}
-        self._void_memo: dict[int, np.ndarray] = {}
+        self._tot_cache: dict[int, tuple[int, int, int]] = {}
+        self._void_memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lapse_min_count = lapse_min_count(self.config)
         self._grow(1024)
 
@@ -1377,59 +1377,75 @@ class Engine:
             s = np.maximum(s - np.maximum(hi - lo, 0), 0)
         return np.where(la == NODAY, 0, s)
 
-    def _day_totals(self, days: range) -> list[int]:
-        """Calls + SMS of each of ``days`` (fewer than ``ring_days``) over every row whose ring
-        holds that day. Cached: a day's total is read again only after events of it were applied
+    def _day_totals(self, days: range) -> list[tuple[int, int, int]]:
+        """(calls, SMS, recharges) of each of ``days`` (fewer than ``ring_days``) over every row whose ring
+        holds that day. Cached: a day's totals are read again only after events of it were applied
         (or rows came or went); a few missing days are read column by column, more in one pass
         over the rings, in blocks of rows."""
         cache = self._tot_cache
         need = [d for d in days if d not in cache]
         if need:
             a, n, R = self._a, self._n, self.R
-            names = ("calls_out", "calls_in", "sms_out", "sms_in")
+            kinds = (("calls_out", "calls_in"), ("sms_out", "sms_in"), ("rch_n",))
             if len(need) < 16:  # ~20 ms a day per million rows (strided), the pass ~0.35 s
                 for d in need:
                     s = d % R
                     on = a["stamp"][:n, s] == d
-                    cache[d] = sum(int(np.where(on, a[nm][:n, s], 0).sum(dtype=np.int64)) for nm in names)
+                    cache[d] = tuple(
+                        sum(int(np.where(on, a[nm][:n, s], 0).sum(dtype=np.int64)) for nm in k) for k in kinds
+                    )
             else:
                 tgt = np.full(R, -1, dtype=np.int64)  # the day wanted from each slot (-1: none)
                 tgt[np.array(need, dtype=np.int64) % R] = need
-                tot = np.zeros(R, dtype=np.int64)
+                tot = np.zeros((3, R), dtype=np.int64)
                 for lo in range(0, n, 1 << 16):
                     hi = min(n, lo + (1 << 16))
                     on = a["stamp"][lo:hi] == tgt[None, :]
-                    for nm in names:
-                        tot += np.where(on, a[nm][lo:hi], 0).sum(axis=0, dtype=np.int64)
+                    for j, k in enumerate(kinds):
+                        for nm in k:
+                            tot[j] += np.where(on, a[nm][lo:hi], 0).sum(axis=0, dtype=np.int64)
                 for d in need:
-                    cache[d] = int(tot[d % R])
+                    cache[d] = (int(tot[0, d % R]), int(tot[1, d % R]), int(tot[2, d % R]))
         return [cache[d] for d in days]
 
     def void_days(self, D: int) -> list[int]:
         """The void days (feed outages, ``void_fraction``) the decision of day ``D`` reads."""
         return self._void(D).tolist()
 
-    def _void(self, D: int, keep: bool = False) -> np.ndarray:
+    def _void(self, D: int) -> np.ndarray:
+        return self._voids(D)[0]
+
+    def _voids(self, D: int, keep: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The void days (feed outages) among the complete days a decision of day ``D`` reads
-        (``void_fraction``): a day whose calls + SMS over every row are below ``void_fraction`` of
-        the most of the 7 normal (not void) days before it in the window, those reaching
-        ``void_min_events``. Computed once for a decided day (``keep``: :meth:`decide_candidates`)
-        and read by every part of its decision, so late events between the parts change nothing."""
+        (``void_fraction``): a day whose calls, or whose SMS, over every row are below
+        ``void_fraction`` of the most of the 7 days before it in the window that were normal for
+        that kind, those reaching ``void_min_events`` (the voice and the SMS feeds can fail
+        apart: the day is left out whole); and the days whose recharges fell so (those days
+        reaching ``void_min_recharges``): recharges lost. Computed once for a decided day
+        (``keep``: :meth:`decide_candidates`) and read by every part of its decision, so late
+        events between the parts change nothing."""
         got = None if keep else self._void_memo.get(D)
         if got is not None:
             return got
         cfg = self.config
         out: list[int] = []
+        lost: list[int] = []
         if cfg.void_fraction > 0 and self._n:
-            normal: list[int] = []
+            normal: tuple[list[int], ...] = ([], [], [])  # per kind: the totals of its normal days
+            mins = (cfg.void_min_events, cfg.void_min_events, cfg.void_min_recharges)
             window = range(D - cfg.baseline_days - cfg.recent_days, D)
-            for d, t in zip(window, self._day_totals(window), strict=True):
-                ref = max(normal[-7:], default=0)
-                if ref >= cfg.void_min_events and t < cfg.void_fraction * ref:
+            for d, tots in zip(window, self._day_totals(window), strict=True):
+                low = []
+                for t, seen, mn in zip(tots, normal, mins, strict=True):
+                    ref = max(seen[-7:], default=0)
+                    low.append(ref >= mn and t < cfg.void_fraction * ref)
+                    if not low[-1]:
+                        seen.append(t)
+                if low[0] or low[1]:
                     out.append(d)
-                else:
-                    normal.append(t)
-        res = np.array(out, dtype=np.int64)
+                if low[2]:
+                    lost.append(d)
+        res = (np.array(out, dtype=np.int64), np.array(lost, dtype=np.int64))
         if keep:
             for k in [k for k in self._void_memo if k < D - 2]:
                 del self._void_memo[k]
@@ -1500,7 +1516,7 @@ class Engine:
                 fac = np.where(none, cfg.recharge_prior_unseen_factor, fac)
                 over = np.where(none, 0.0, over)
         over = over * 86400.0
-        void = self._void(D)
+        void = self._voids(D)[1]  # the days whose recharges were lost
         if len(void):
             # a recharge expected during the latest feed outage (within the rule's own margin,
             # ``over``, of it) may have been made, and lost, there: the interval restarts at its
@@ -1765,7 +1781,7 @@ class Engine:
         give evidence a decision from ``D`` on reads are forgotten here, once per day decided."""
         cfg = self.config
         self._handsets.expire(D - cfg.dual_sim_days + 1)
-        self._void(D, keep=True)
+        self._voids(D, keep=True)
         n = self._n
         if n == 0:
             return NO_ROWS

@@ -170,7 +170,7 @@ class ReferenceEngine:
         self._hs_ops: list[Switch] = []
         self._hits: list = []
         self.counters: dict[str, int] = {}
-        self._void_memo: dict[int, list[int]] = {}  # the void days of each day being decided
+        self._void_memo: dict[int, tuple[list[int], list[int]]] = {}  # each decided day's void days
 
     # ---------------------------------------------------------------- basics
     def _count(self, k: str, n: int = 1) -> None:
@@ -567,28 +567,41 @@ class ReferenceEngine:
         return list(self._void(D))
 
     def _void(self, D: int) -> list[int]:
-        """Feed outages: the days of the decision window whose calls + SMS over every subscriber fall
-        below void_fraction of the most of the 7 normal days before them (those reaching
-        void_min_events). Fixed for a day from its candidates on."""
+        return self._voids(D)[0]
+
+    def _voids(self, D: int) -> tuple[list[int], list[int]]:
+        """Feed outages: the days of the decision window whose calls, or SMS, over every subscriber
+        fall below void_fraction of the most of the 7 days before them normal for that kind (those
+        reaching void_min_events); and those whose recharges fell so (void_min_recharges): recharges
+        lost. Fixed for a day from its candidates on."""
         if D in self._void_memo:
             return self._void_memo[D]
         cfg = self.config
         out: list[int] = []
+        lost: list[int] = []
         if cfg.void_fraction <= 0:
-            return out
-        normal: list[int] = []
+            return out, lost
+        normal: dict[str, list[int]] = {"calls": [], "sms": [], "rch": []}
+        mins = {"calls": cfg.void_min_events, "sms": cfg.void_min_events, "rch": cfg.void_min_recharges}
         for d in range(D - cfg.baseline_days - cfg.recent_days, D):
-            t = 0
+            tot = dict.fromkeys(normal, 0)
             for sub in self._subs.values():
                 c = sub.ring.get(d)
                 if c is not None:
-                    t += c[RI["calls_out"]] + c[RI["calls_in"]] + c[RI["sms_out"]] + c[RI["sms_in"]]
-            ref = max(normal[-7:]) if normal else 0
-            if ref >= cfg.void_min_events and t < cfg.void_fraction * ref:
+                    tot["calls"] += c[RI["calls_out"]] + c[RI["calls_in"]]
+                    tot["sms"] += c[RI["sms_out"]] + c[RI["sms_in"]]
+                    tot["rch"] += c[RI["rch_n"]]
+            low = {}
+            for k, seen in normal.items():  # each feed can fail alone
+                ref = max(seen[-7:]) if seen else 0
+                low[k] = ref >= mins[k] and tot[k] < cfg.void_fraction * ref
+                if not low[k]:
+                    seen.append(tot[k])
+            if low["calls"] or low["sms"]:
                 out.append(d)
-            else:
-                normal.append(t)
-        return out
+            if low["rch"]:
+                lost.append(d)
+        return out, lost
 
     def _lapse(self, sub: _Sub, D: int):
         """(overdue ratio, tripped, usual interval s): the own mean gap from recharge_min_count
@@ -628,8 +641,8 @@ class ReferenceEngine:
             fac, over = 1.0 + 2.0 * (cfg.recharge_lapse_factor - 1.0), 2.0 * cfg.recharge_min_overdue_days
         else:
             fac, over = cfg.recharge_lapse_factor, cfg.recharge_min_overdue_days
-        void = self._void(D)
-        if void:  # a recharge expected within the margin of the latest outage may have been lost there
+        void = self._voids(D)[1]
+        if void:  # a recharge expected within the margin of the latest outage of the recharges: lost there?
             vf = void[-1]
             while vf - 1 in void:
                 vf -= 1
@@ -1047,7 +1060,7 @@ class ReferenceEngine:
                 del self._switches[h]
         self._void_memo = {k: v for k, v in self._void_memo.items() if k >= D - 2}
         self._void_memo.pop(D, None)
-        self._void_memo[D] = self._void(D)
+        self._void_memo[D] = self._voids(D)
         cands = []
         for sub in self._subs.values():
             c = D - 1 in sub.ring or sub.phase > 0

@@ -107,7 +107,8 @@ PRIORS = {
 )
 def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays, priors, outage):
     # outage: the feed loses days 20-23 and a few events a day count as a population (void_min_events
-    # 4), so that void days (feed outages) are found, by the outage and by chance on quiet days
+    # 4, void_min_recharges 1), so that void days and lost recharges (feed outages) are found, by the
+    # outage and by chance on quiet days
     raws = random_stream(
         seed,
         n_subs=n_subs,
@@ -119,7 +120,7 @@ def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, no
         future_rate=noise,
         outage=(20, 24) if outage else None,
     )
-    void = {"void_min_events": 4} if outage else {}
+    void = {"void_min_events": 4, "void_min_recharges": 1} if outage else {}
     cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else (), **PRIORS[priors], **void)
     compare(raws, batch_sizes, cfg)
 

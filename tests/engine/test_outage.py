@@ -15,14 +15,18 @@ SUBS = [num(OWN, 1 + i) for i in range(5)]
 A = SUBS[0]
 CIRCLES = [[num(OWN, 100 + 10 * i + j) for j in range(6)] for i in range(5)]
 D0 = quiet_config().day_of(T0)
-# five subscribers of 6 calls and SMS a day: 30 a day, a population once void_min_events is 20
-POP = {"void_min_events": 20}
+# five subscribers of 6 calls and SMS a day (20 calls, 10 SMS), and 20 recharges a day by four of
+# them (not prepaid: no lapse of their own): a population once the minimums are 10 and 20
+POP = {"void_min_events": 10, "void_min_recharges": 20}
 
 
 def population(ndays: int, outage: range = range(0), extra=()):
+    """The five subscribers' lives over ``ndays`` with ``extra`` events; every event of the days
+    of ``outage`` lost (calls, SMS and recharges)."""
     ev = list(extra)
     for i, m in enumerate(SUBS):
         ev += daily_life(m, 0, ndays, random.Random(i), CIRCLES[i], per_day=6, skip_days=set(outage))
+    ev += [recharge(m, T0 + d * DAY + (9 + k) * 3600, 5) for d in range(ndays) for m in SUBS[1:] for k in range(5)]
     return [e for e in ev if not (e["type"] == "recharge" and (e["ts"] - T0) // DAY in outage)]
 
 
@@ -123,3 +127,28 @@ def test_the_worker_reports_each_void_day_once(caplog):
     assert svc._void_dates == [cfg.date_of_day(D0 + d) for d in range(40, 43)]  # (in /healthz)
     svc._report_void(D0 + 20)  # a decision whose window holds no void day
     assert gauge("churnwatch_void_dates") == 0 and svc._void_dates == []
+
+
+def test_an_outage_of_the_voice_feed_alone_is_void_too():
+    # calls lost for eight days while the SMS kept flowing: A, who never sends or gets an SMS, was
+    # not silent; the days are void (left out whole)
+    ev = [
+        e
+        for e in population(70)
+        if not (e["type"] == "call" and 40 <= (e["ts"] - T0) // DAY < 48)
+        and not (e["type"] == "sms" and e["msisdn"] == A)
+    ]
+    assert run(ev, quiet_config(**POP)) == []
+    without = run(ev, quiet_config(void_fraction=0.0, **POP))
+    assert {a["msisdn"] for a in without} == {A} and days_of(without, A, "silence")
+
+
+def test_a_lapse_during_an_outage_of_the_voice_feed_alone_is_still_a_lapse():
+    # the last recharge on day 35, weekly: overdue from the decision of day 45. The voice feed is
+    # lost on days 41-43 (void days) while the recharges kept coming: none was lost, the clock stays
+    ev = [
+        e
+        for e in population(60, extra=_weekly(range(0, 36, 7)))
+        if not (e["type"] == "call" and 41 <= (e["ts"] - T0) // DAY < 44)
+    ]
+    assert days_of(run(ev, quiet_config(**POP)), A, "recharge_lapse")[:1] == [45]
