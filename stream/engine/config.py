@@ -159,7 +159,7 @@ holidays                       ()         ISO date ranges (e.g. CN_HOLIDAYS): a 
                                           of traffic_drop and silence.
 void_fraction                  0.1        a feed outage: a complete day whose calls, or SMS, over
                                           every subscriber the engine holds, are below this share of
-                                          the most of the 7 days before it (in the 35-day window)
+                                          the median of the 7 days before it (in the 35-day window)
                                           normal for that kind is void: left out of traffic_drop and
                                           silence like a holiday (0 = off) ...
 void_min_events                2000       ... when those days reach >= 2000 calls (SMS) (a small

@@ -1418,8 +1418,8 @@ class Engine:
     def _voids(self, D: int, keep: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The void days (feed outages) among the complete days a decision of day ``D`` reads
         (``void_fraction``): a day whose calls, or whose SMS, over every row are below
-        ``void_fraction`` of the most of the 7 days before it in the window that were normal for
-        that kind, those reaching ``void_min_events`` (the voice and the SMS feeds can fail
+        ``void_fraction`` of the median of the 7 days before it in the window that were normal
+        for that kind, those reaching ``void_min_events`` (the voice and the SMS feeds can fail
         apart: the day is left out whole); and the days whose recharges fell so (those days
         reaching ``void_min_recharges``): recharges lost. Computed once for a decided day
         (``keep``: :meth:`decide_candidates`) and read by every part of its decision, so late
@@ -1437,7 +1437,8 @@ class Engine:
             for d, tots in zip(window, self._day_totals(window), strict=True):
                 low = []
                 for t, seen, mn in zip(tots, normal, mins, strict=True):
-                    ref = max(seen[-7:], default=0)
+                    last = sorted(seen[-7:])
+                    ref = last[len(last) // 2] if last else 0  # a median: one busy day is no standard
                     low.append(ref >= mn and t < cfg.void_fraction * ref)
                     if not low[-1]:
                         seen.append(t)

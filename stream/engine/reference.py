@@ -571,7 +571,7 @@ class ReferenceEngine:
 
     def _voids(self, D: int) -> tuple[list[int], list[int]]:
         """Feed outages: the days of the decision window whose calls, or SMS, over every subscriber
-        fall below void_fraction of the most of the 7 days before them normal for that kind (those
+        fall below void_fraction of the median of the 7 days before them normal for that kind (those
         reaching void_min_events); and those whose recharges fell so (void_min_recharges): recharges
         lost. Fixed for a day from its candidates on."""
         if D in self._void_memo:
@@ -593,7 +593,8 @@ class ReferenceEngine:
                     tot["rch"] += c[RI["rch_n"]]
             low = {}
             for k, seen in normal.items():  # each feed can fail alone
-                ref = max(seen[-7:]) if seen else 0
+                last = sorted(seen[-7:])
+                ref = last[len(last) // 2] if last else 0
                 low[k] = ref >= mins[k] and tot[k] < cfg.void_fraction * ref
                 if not low[k]:
                     seen.append(tot[k])

@@ -8,7 +8,7 @@ import random
 
 from stream.engine import Engine, ReferenceEngine
 
-from .gen import DAY, OWN, T0, daily_life, num, profile, recharge
+from .gen import DAY, OWN, T0, daily_life, num, profile, recharge, sms
 from .helpers import CLOCK, drive, phases, quiet_config, signal_names
 
 SUBS = [num(OWN, 1 + i) for i in range(5)]
@@ -152,3 +152,14 @@ def test_a_lapse_during_an_outage_of_the_voice_feed_alone_is_still_a_lapse():
         if not (e["type"] == "call" and 41 <= (e["ts"] - T0) // DAY < 44)
     ]
     assert days_of(run(ev, quiet_config(**POP)), A, "recharge_lapse")[:1] == [45]
+
+
+def test_a_day_of_ten_times_the_usual_sms_does_not_void_the_week_after():
+    # New Year's greetings: 25 more SMS each on day 30 (135 in all against 10): the days after it
+    # are normal days, not a tenth of it (the standard is the median of the 7 days before, not the most)
+    cfg = quiet_config(**POP)
+    greet = [sms(m, T0 + 30 * DAY + 10 * 3600 + k * 60, CIRCLES[i][0]) for i, m in enumerate(SUBS) for k in range(25)]
+    for cls in (Engine, ReferenceEngine):
+        eng = cls(cfg, clock=lambda: CLOCK)
+        drive(eng, population(45, extra=greet), batch=50)
+        assert [eng.void_days(D0 + d) for d in (32, 38, 44)] == [[], [], []], cls.__name__
