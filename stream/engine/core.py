@@ -747,6 +747,10 @@ class Engine:
             clear = cur < maxd
             if clear.any():
                 cu = uk[clear]
+                if self._tot_cache:  # the days these slots held lose their counts (an event far
+                    # ahead of the others, within the future bound, reuses a slot inside the window)
+                    for old in np.unique(cur[clear]).tolist():
+                        self._tot_cache.pop(old, None)
                 for name in DAY_FIELDS:
                     a[name].reshape(-1)[cu] = 0
                 stamp[cu] = maxd[clear]
