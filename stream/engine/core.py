@@ -637,10 +637,6 @@ class Engine:
         self._extra: set[int] = set()
         hits = self._immediate_hits(b, rows) if b.hotline.any() else []
         self._apply_accepted(b, rows)
-        if self._tot_cache:  # the days of this batch's events hold other totals now
-            lo = int(b.day.min())
-            for d in np.flatnonzero(np.bincount(b.day.astype(np.int64) - lo)).tolist():
-                self._tot_cache.pop(lo + d, None)
         touched = np.unique(rows)
         if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
             touched = np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
@@ -745,12 +741,13 @@ class Engine:
             stamp = a["stamp"].reshape(-1)
             cur = stamp[uk].astype(np.int64)
             clear = cur < maxd
+            if self._tot_cache:  # the day totals this batch changes: the days written, and the days a
+                # reused slot held (an event far ahead of the others, within the future bound,
+                # reuses a slot inside the window)
+                for day_changed in np.unique(np.r_[maxd, cur[clear]]).tolist():
+                    self._tot_cache.pop(day_changed, None)
             if clear.any():
                 cu = uk[clear]
-                if self._tot_cache:  # the days these slots held lose their counts (an event far
-                    # ahead of the others, within the future bound, reuses a slot inside the window)
-                    for old in np.unique(cur[clear]).tolist():
-                        self._tot_cache.pop(old, None)
                 for name in DAY_FIELDS:
                     a[name].reshape(-1)[cu] = 0
                 stamp[cu] = maxd[clear]
@@ -1521,15 +1518,15 @@ class Engine:
                 fac = np.where(none, cfg.recharge_prior_unseen_factor, fac)
                 over = np.where(none, 0.0, over)
         over = over * 86400.0
-        void = self._voids(D)[1]  # the days whose recharges were lost
-        if len(void):
+        lost = self._voids(D)[1]  # the days whose recharges were lost
+        if len(lost):
             # a recharge expected during the latest feed outage (within the rule's own margin,
             # ``over``, of it) may have been made, and lost, there: the interval restarts at its
             # end, for a subscriber whose last recharge came before it and who was not overdue
             # when it began (an outage never brings a lapse earlier)
-            gap = np.flatnonzero(np.diff(void) > 1)
-            vf = int(void[gap[-1] + 1]) if len(gap) else int(void[0])
-            vs, ve = cfg.day_start_s(vf), cfg.day_start_s(int(void[-1]) + 1)
+            gap = np.flatnonzero(np.diff(lost) > 1)
+            vf = int(lost[gap[-1] + 1]) if len(gap) else int(lost[0])
+            vs, ve = cfg.day_start_s(vf), cfg.day_start_s(int(lost[-1]) + 1)
             sf = vs - np.where(ok, ref, 0.0)
             rf = np.where(ok, sf / np.where(ok, interval, 1.0), 0.0)
             exp = np.where(ok, ref + interval, 0.0)

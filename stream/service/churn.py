@@ -117,8 +117,7 @@ class ChurnService:
         # per input partition: the newest event time its worker applied (as it reported)
         self._peer_newest: dict[int, float] = {}
         self._remote_switches: dict[tuple[bytes, int], int] = {}  # (table key, partition) persisted: day
-        self._void_logged: set[int] = set()  # void days (feed outages) already reported in the log
-        self._void_dates: list[str] = []  # ... their dates, in /healthz
+        self._void: list[int] = []  # the void days (feed outages) the latest decision read (logged once)
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
         self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
@@ -495,18 +494,15 @@ class ChurnService:
         void = self.engine.void_days(day)
         self.metrics.void_days.set(len(void))
         cfg = self.engine.config
-        for d in void:
-            if d not in self._void_logged:
-                logger.warning(
-                    "event-time day %s is void: its calls and SMS over this worker's %d subscribers are "
-                    "below %.0f%% of the days before (a feed outage?); left out of traffic_drop, silence "
-                    "and recharge intervals",
-                    cfg.date_of_day(d),
-                    len(self.engine),
-                    100 * cfg.void_fraction,
-                )
-        self._void_logged = set(void)
-        self._void_dates = [cfg.date_of_day(d) for d in void]
+        for d in sorted(set(void) - set(self._void)):
+            logger.warning(
+                "event-time day %s is void: its calls or its SMS over this worker's %d subscribers are "
+                "below %.0f%% of the days before (a feed outage?); left out of traffic_drop and silence",
+                cfg.date_of_day(d),
+                len(self.engine),
+                100 * cfg.void_fraction,
+            )
+        self._void = void
 
     async def _emit(self, res) -> None:
         """A step's outputs: alarms and the join's messages handed to the producer, the changed
@@ -1205,7 +1201,7 @@ class ChurnService:
             "slowest_reported_partition": min(self._peer_time, key=self._peer_time.get) if self._peer_time else None,
             "complete_time": self._complete_time(),
             # feed outages among the days the latest decision read (void_fraction: left out of it)
-            "void_dates": self._void_dates,
+            "void_dates": [self.engine.config.date_of_day(d) for d in self._void],
             "align_limit": "waiting for a partition" if limit == -math.inf else limit,
             # the partitions holding event time back: name, next event time, held here, paused
             "slowest_partitions": [

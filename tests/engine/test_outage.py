@@ -124,9 +124,9 @@ def test_the_worker_reports_each_void_day_once(caplog):
     cfg = svc.engine.config
     assert len(warned) == 3
     assert all(cfg.date_of_day(D0 + d) in w for d, w in zip(range(40, 43), warned, strict=True))
-    assert svc._void_dates == [cfg.date_of_day(D0 + d) for d in range(40, 43)]  # (in /healthz)
+    assert [cfg.date_of_day(d) for d in svc._void] == [cfg.date_of_day(D0 + d) for d in range(40, 43)]  # (/healthz)
     svc._report_void(D0 + 20)  # a decision whose window holds no void day
-    assert gauge("churnwatch_void_dates") == 0 and svc._void_dates == []
+    assert gauge("churnwatch_void_dates") == 0 and svc._void == []
 
 
 def test_an_outage_of_the_voice_feed_alone_is_void_too():
