@@ -1829,19 +1829,29 @@ class Engine:
         """Alarm records for the care-line dials :meth:`apply` found tripping (``Applied.immediate``):
         phase ``alarm`` on the dial's day, signal ``competitor_hotline`` with the dials counted up
         to it; the score and tier read the complete days before it. Independent of the day
-        decisions (which take the alarm over from the day after, without a second record)."""
-        out = []
+        decisions (which take the alarm over from the day after, without a second record).
+
+        The dials of one day are evaluated together (one feature pass for all their rows: this
+        reads the state and changes nothing, so it equals one pass per dial; until 2026-12-07 it
+        was one per dial, ~1-2 ms each, which at 1% dials of 28,000 events/s was half the worker's
+        time); the records keep the hits' order."""
         cfg = self.config
-        for r, d, ts, cnt in hits:
-            if not self._a["alive"][r]:
-                continue
-            rows = np.array([r], dtype=np.int64)
+        alive = self._a["alive"]
+        live = [h for h in hits if alive[h[0]]]
+        by_day: dict[int, list[int]] = {}
+        for i, h in enumerate(live):
+            by_day.setdefault(int(h[1]), []).append(i)
+        out: list = [None] * len(live)
+        for d, idx in by_day.items():
+            rows = np.array([live[i][0] for i in idx], dtype=np.int64)
             f = self._features(rows, d)
-            f["hotline"] = np.array([cnt], dtype=np.int64)
+            f["hotline"] = np.array([live[i][3] for i in idx], dtype=np.int64)
             dec = self._decide_arrays(rows, f, d)
-            rec = self._record(r, "alarm", 0, f, dec, d, ts, self._now(), int(self._a["phase"][r]))
-            rec["signals"] = [{"name": "competitor_hotline", "value": int(cnt), "threshold": cfg.hotline_min_calls}]
-            out.append(rec)
+            for j, i in enumerate(idx):
+                r, _, ts, cnt = live[i]
+                rec = self._record(r, "alarm", j, f, dec, d, ts, self._now(), int(self._a["phase"][r]))
+                rec["signals"] = [{"name": "competitor_hotline", "value": int(cnt), "threshold": cfg.hotline_min_calls}]
+                out[i] = rec
         return out
 
     # ------------------------------------------------------------------ views and snapshots
