@@ -353,6 +353,36 @@ def test_a_care_line_dial_alarms_at_once_on_its_own_day(cls):
 
 
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+def test_care_line_dials_of_one_batch_give_the_records_of_one_dial_per_batch(cls):
+    # the dials of a batch are evaluated together (one feature pass per day): the records, their
+    # order, scores, tiers and signals are those of applying each dial alone
+    subs = [num(OWN, 10 + i) for i in range(6)]
+    hist = []
+    for i, m in enumerate(subs):
+        # different histories: different scores and tiers; the last two quieter lately
+        hist += life(m, 0, 30, C1 if i % 2 else C2, per_day=3 + i, seed=i + 1)
+        hist.append(profile(m, T0 + 3600, arpu=(20.0, 90.0, 200.0)[i % 3]))  # tiers low, mid, high
+        if i >= 4:
+            hist += life(m, 30, 4, C1, per_day=1, seed=i + 9)
+    dials = [call(m, T0 + (34 + (i % 2)) * DAY + 600 * i, "10010", dur=120) for i, m in enumerate(reversed(subs))]
+
+    def records(batches):
+        eng = cls(quiet_config(), clock=lambda: CLOCK)
+        drive(eng, hist)
+        out = []
+        for part in batches:
+            b, _ = eng.decode([orjson.dumps(e) for e in part])
+            out += eng.immediate(eng.apply(b).immediate)
+        return out
+
+    together = records([dials])
+    alone = records([[d] for d in dials])
+    assert len(together) == len(subs) and together == alone
+    assert [a["msisdn"] for a in together] == [d["msisdn"] for d in dials]  # the hits' order
+    assert len({(a["score"], a["value_tier"]) for a in together}) > 1  # rows told apart, not one row's copy
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
 def test_advance_watermark_never_goes_back(cls):
     eng = cls(quiet_config(), clock=lambda: CLOCK)
     eng.advance_watermark(T0 + 5 * DAY)
