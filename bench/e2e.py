@@ -74,6 +74,36 @@ class Broker:
         return self.kafka.pid() if self.kafka is not None else None
 
 
+def proc_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None: not known)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+async def settle(pid: int | None, below: float = 0.15, window_s: float = 2.0, max_wait_s: float = 60.0) -> dict:
+    """Wait until the broker process ``pid`` uses less than ``below`` of a core over ``window_s``
+    (at most ``max_wait_s``): a section that follows another on the same broker and 2 cores starts
+    once the broker is done with the previous one's work (its consumers' changelogs, compaction),
+    which is not the worker's latency. Returns the wait and the broker's last window's share."""
+    t0 = time.monotonic()
+    share = None
+    while True:
+        c0 = proc_cpu_seconds(pid)
+        await asyncio.sleep(window_s)
+        c1 = proc_cpu_seconds(pid)
+        if c0 is None or c1 is None:
+            return {"waited_s": round(time.monotonic() - t0, 1), "broker_cpu_share": None}
+        share = (c1 - c0) / window_s
+        if share < below or time.monotonic() - t0 >= max_wait_s:
+            return {"waited_s": round(time.monotonic() - t0, 1), "broker_cpu_share": round(share, 3)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -258,12 +288,7 @@ class Consumer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the process (all its threads) so far."""
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return proc_cpu_seconds(self.pid) or 0.0
 
     def metrics_text(self) -> str:
         if not self.web_port:

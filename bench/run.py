@@ -39,7 +39,7 @@ MODES = {
         sweep=[100_000],
         service=dict(subs=20_000, events=20_000),
         e2e=dict(subs=5_000, events=20_000, cap_s=6.0, parallel=True, profile_s=0),
-        latency=dict(hist_subs=1_000, duration_s=3.0, rate=None),
+        latency=dict(hist_subs=1_000, duration_s=3.0, rate=None, settle_s=5.0),
         catchup=dict(subs=10_000, events=12_000, profile_s=0),
         shadow=dict(subs=400, days=40),
         port=19894,
@@ -59,7 +59,7 @@ MODES = {
             profile_s=20,
             variants=[{"CHURNWATCH_BATCH_SIZE": "10000"}],
         ),
-        latency=dict(hist_subs=20_000, duration_s=30.0, rate=None),
+        latency=dict(hist_subs=20_000, duration_s=30.0, rate=None, settle_s=60.0),
         catchup=dict(subs=1_000_000, events=1_200_000, profile_s=20),
         shadow=dict(subs=5_000, days=60),
         port=19893,
@@ -243,7 +243,7 @@ def run_sweep(cfg: dict) -> dict:
 
 
 def run_e2e(cfg: dict, work: Path) -> dict:
-    from .e2e import Broker, Consumer, catchup, latency, throughput
+    from .e2e import Broker, Consumer, catchup, latency, settle, throughput
 
     out: dict = {}
     e, lat, cu = cfg["e2e"], cfg["latency"], cfg["catchup"]
@@ -275,9 +275,15 @@ def run_e2e(cfg: dict, work: Path) -> dict:
                 log=log,
             )
             rate = lat["rate"] or max(100.0, 0.5 * out["throughput"]["churnwatch"]["events_per_s"])
-            log(f"[4] latency at {rate:,.0f} ev/s (half the measured maximum)")
+            # the broker's work after the peers (their changelogs and groups) is not the worker's latency
+            quiet = await settle(broker.pid(), max_wait_s=lat["settle_s"])
+            log(
+                f"[4] latency at {rate:,.0f} ev/s (half the measured maximum); the broker settled after "
+                f"{quiet['waited_s']} s (its CPU {quiet['broker_cpu_share']} of a core)"
+            )
             out["latency"] = await latency(broker.bootstrap, rate, lat["duration_s"], lat["hist_subs"], work, log=log)
             L = out["latency"]
+            L["settle"] = quiet
             if L.get("p99_s") is not None:
                 log(
                     f"    p50 {L['p50_s']:.3f} s, p99 {L['p99_s']:.3f} s over {L['alarms_seen']} alarms ({L['dials']} dials)"
@@ -651,6 +657,18 @@ def _md_latency(res: dict, L: list[str]) -> None:
             f"**p50 {lat['p50_s']:.3f} s, p99 {lat['p99_s']:.3f} s** (max {lat['max_s']:.3f} s) over {lat['alarms_seen']} of {lat['dials']} alarms; "
             f"worker side (alarm `emitted_at` − send time): p50 {fmt_n(lat.get('worker_emit_p50_s'))} s, p99 {fmt_n(lat.get('worker_emit_p99_s'))} s."
         )
+        if lat.get("timeline"):
+            text += (
+                " The worst latency of the dials sent in each tenth of the run, s: "
+                + ", ".join("–" if x is None else f"{x:.2f}" for x in lat["timeline"])
+                + "."
+            )
+        q = lat.get("settle")
+        if q:
+            text += (
+                f" Started once the broker had settled after the section before (its CPU below 15% of a core over 2 s:"
+                f" waited {q['waited_s']} s; {q['broker_cpu_share']} of a core then)."
+            )
     else:
         text = f"Not measured: {lat.get('error') or 'no alarms seen'}"
     _para(L, text)
