@@ -38,6 +38,7 @@ from .exact import (
     _contact_part,
     _ctx_for,
     _digits_within,
+    _drop,
     _part,
     _take,
     decode_parts,
@@ -151,13 +152,14 @@ class _Group:
         self.cols = {f: list(map(_G[f], rows)) for f in fields}
 
     def drop(self, bad: list) -> None:
+        """Remove the rows at positions ``bad`` (ascending) from the positions and every column
+        (in place when they are few: one memmove each instead of a copy of every column)."""
         if not bad:
             return
-        keep = np.ones(len(self.pos), bool)
-        keep[bad] = False
-        kp = np.flatnonzero(keep).tolist()
-        self.pos = _take(self.pos, kp)
-        self.cols = {f: _take(c, kp) for f, c in self.cols.items()}
+        desc = bad[::-1]
+        self.pos = _drop(self.pos, desc)
+        for c in self.cols.values():
+            _drop(c, desc)
 
 
 def _common_fails(g: _Group, keys) -> set:

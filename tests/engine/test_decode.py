@@ -86,6 +86,35 @@ def test_key_mismatch_and_matching_keys():
     assert batch.idx.tolist() == [0, 2]
 
 
+@pytest.mark.parametrize("cls", [Engine, ReferenceEngine], ids=lambda c: c.__name__)
+def test_keys_are_checked_one_by_one_whatever_their_neighbours(cls):
+    # the keys are compared joined first (one comparison for a batch whose keys all match); each
+    # of these must still be found or passed exactly as the key-by-key rule says
+    others = [with_(msisdn=f"86138000{i:05d}") for i in range(40)]
+    keys = [e["msisdn"].encode() for e in others]
+    cases = {
+        3: (b"8613800009999", "key_mismatch"),  # another number
+        7: (keys[7] + b"\n" + keys[8], "key_mismatch"),  # two keys' bytes in one: the join must not line up
+        11: (bytearray(keys[11]), None),  # the same bytes in another buffer type
+        15: (keys[15][:-1], "key_mismatch"),  # a prefix
+        20: (None, None),  # no key
+        39: (b"", "key_mismatch"),  # an empty key, at the end
+    }
+    ks = list(keys)
+    for i, (k, _) in cases.items():
+        ks[i] = k
+    batch, rejects = dec(*others, keys=ks, cls=cls)
+    want = [(i, r) for i, (_, r) in sorted(cases.items()) if r]
+    assert [(r.index, r.reason) for r in rejects] == want
+    assert len(batch) == len(others) - len(want)
+    # a newline inside an msisdn (an invalid one, rejected as such) does not make the join line up
+    bad = [with_(msisdn="8613800000001\n8613800000002"), with_(msisdn="8613800000003")]
+    _, rejects = dec(*bad, keys=[b"8613800000001", b"8613800000002\n8613800000003"], cls=cls)
+    assert {(r.index, r.reason) for r in rejects} == {(0, "invalid_field"), (1, "key_mismatch")}
+    _, rejects = dec(*others, keys=keys, cls=cls)  # all matching: nothing
+    assert rejects == []
+
+
 def test_columns_and_derived_fields():
     events = [
         with_(peer="8613012345678", imei="356000000000001", extra={"ignored": True}),  # cu prefix 130 -> competitor
