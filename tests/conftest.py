@@ -15,18 +15,24 @@ TEST_KAFKA_PORT = int(os.environ.get("CHURNWATCH_TEST_KAFKA_PORT", "19192"))
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap():
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if env:
-        yield env
+def local_kafka():
+    """The session's test broker (a ``LocalKafka``), or None when ``KAFKA_BOOTSTRAP_SERVERS``
+    names another one (tests that stop or pause the broker skip then)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
         return
     kafka = LocalKafka(port=TEST_KAFKA_PORT)
     kafka.reset()  # fresh data each session: no topics or groups left over from an earlier run
-    bootstrap = kafka.start()
+    kafka.start()
     try:
-        yield bootstrap
+        yield kafka
     finally:
         kafka.reset()  # stop it and delete its data (hundreds of MB per session otherwise)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_kafka):
+    return os.environ["KAFKA_BOOTSTRAP_SERVERS"] if local_kafka is None else local_kafka.bootstrap
 
 
 @pytest.fixture
@@ -39,5 +45,5 @@ def pytest_collection_modifyitems(config, items):
     """Every test that uses the broker carries the ``kafka`` mark (so ``-m "not kafka"`` never
     starts or touches one), whether or not its module says so."""
     for item in items:
-        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        if {"kafka_bootstrap", "local_kafka"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
