@@ -700,8 +700,12 @@ async def throughput(
     parallel: bool = False,
     variants: list[dict] | None = None,
     log=print,
+    broker_pid: int | None = None,
 ) -> dict:
-    """Item 3: the same pre-produced input for the churnwatch worker, the bare consumer and the peers."""
+    """Item 3: the same pre-produced input for the churnwatch worker, the bare consumer and the peers.
+    Run one after the other (not ``parallel``), each starts once the broker has settled (``settle``:
+    right after the input was produced, the broker's work on it took CPU from the first consumer
+    on the same 2 cores, which made the first run the slowest of any order)."""
     topics = TopicSet(_tag())
     await create_topics(bootstrap, topics.inputs + [topics.alarms, topics.deadletter])
     t = time.perf_counter()
@@ -808,13 +812,33 @@ async def throughput(
             f"correct={r['correct']}"
         )
 
+    async def settled(name: str) -> None:
+        q = await settle(broker_pid)
+        out.setdefault("settle", {})[name] = q
+        if q["waited_s"] > 2.5:
+            log(f"  (the broker settled after {q['waited_s']} s before {name})")
+
     if parallel:
         await asyncio.gather(run_cw(), *(run_peer(k) for k in ["bare"] + peers))
     else:
+        # a warm-up read of the whole input by the bare consumer, not measured: the first consumer
+        # of the input otherwise met a cold broker (alone in that place, the worker did 30-34k
+        # events/s and 32-38k per CPU-second; the same worker after another run, 49-60k and 52-67k)
+        warm = peer_consumer(
+            "bare", bootstrap, topics, f"bench-warm-{topics.tag}", work / f"warm-{topics.tag}", work / "logs"
+        )
+        try:
+            w = await run_consumer(warm, bootstrap, end, cap_s=300, poll_s=0.1)
+        finally:
+            warm.stop()
+        out["warmup_bare_events_per_s"] = w["events_per_s"]
+        await settled("churnwatch")
         await run_cw()
         for extra in variants or []:
+            await settled(str(extra))
             await run_variant(extra)
         for kind in ["bare"] + peers:
+            await settled(kind)
             await run_peer(kind)
     base = out["churnwatch"]["events_per_s"]
     out["ratios"] = {
@@ -1115,6 +1139,7 @@ def main(argv=None) -> int:
                         [],
                         profile_s=args.profile,
                         variants=variants,
+                        broker_pid=broker.pid(),
                     )
                 )
                 out = {

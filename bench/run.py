@@ -273,6 +273,7 @@ def run_e2e(cfg: dict, work: Path) -> dict:
                 parallel=e["parallel"],
                 variants=e.get("variants"),
                 log=log,
+                broker_pid=broker.pid(),
             )
             rate = lat["rate"] or max(100.0, 0.5 * out["throughput"]["churnwatch"]["events_per_s"])
             # the broker's work after the peers (their changelogs and groups) is not the worker's latency
