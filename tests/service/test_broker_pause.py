@@ -1,6 +1,7 @@
 """A paused broker (SIGSTOP: a long GC pause, a frozen VM, a saturated disk) in the middle of a
 backlog, then resumed: the worker rides it out without a restart, says so at ``/healthz``, and
-ends with exactly the state and alarms of an uninterrupted run."""
+ends with exactly the state and alarms of an uninterrupted run. The session's test broker is the
+one paused (nothing else uses it meanwhile)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import orjson
 import pytest
 
 from stream.settings import Settings
-from stream.tools.simulate import generate
 
 from .harness import (
     WorkerProc,
@@ -25,7 +25,7 @@ from .harness import (
     scenario_env,
     wait_caught_up,
 )
-from .test_resilience import _assert_exact, _metric
+from .test_resilience import _assert_exact, _metric, _records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -48,8 +48,7 @@ def test_a_paused_broker_mid_backlog_costs_nothing(local_kafka, tmp_path):
     bootstrap = kafka.bootstrap
     worker = None
     try:
-        events, _ = generate(150, 35, 17, fmt="records", malformed_rate=0.0)
-        records = list(events)
+        records, _ = _records(150, 35, 17)
         env = scenario_env(
             bootstrap,
             uuid.uuid4().hex[:8],
