@@ -665,6 +665,9 @@ def worker_metrics(c: Consumer) -> dict:
         "churnwatch_sweep_seconds_sum": "sweep_seconds_sum",
         "churnwatch_subscribers": "subscribers",
         "churnwatch_alarms_total": "alarms_total",
+        "churnwatch_checkpoints_total": "checkpoints",
+        "churnwatch_checkpoint_seconds_sum": "checkpoint_seconds_sum",
+        "churnwatch_checkpoint_wait_seconds_total": "checkpoint_wait_seconds",
     }
     out: dict = {}
     for line in text.splitlines():
@@ -1144,6 +1147,8 @@ def main(argv=None) -> int:
                 )
                 out = {
                     "churnwatch_events_per_s": r["churnwatch"].get("events_per_s"),
+                    "churnwatch_metrics": r["churnwatch"].get("metrics"),
+                    "churnwatch_cpu_cores": r["churnwatch"].get("cpu_cores"),
                     "bare_events_per_s": r.get("bare", {}).get("events_per_s"),
                     "variants": [
                         {"settings": v["settings"], "events_per_s": v["events_per_s"], "correct": v["correct"]}

@@ -903,7 +903,9 @@ class ChurnService:
         uncommitted: the input is consumed again from the previous commit, and each subscriber's
         per-source offset (in the state written at 1) skips what was already applied."""
         if self._ckpt_task is not None:
+            t0 = time.perf_counter()
             await self._ckpt_task  # one in flight: commits never overtake each other
+            self.metrics.checkpoint_wait.inc(time.perf_counter() - t0)
             self._ckpt_task = None
         if self._fenced:
             return

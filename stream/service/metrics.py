@@ -129,6 +129,13 @@ _METRICS: dict[str, tuple] = {
         (),
         _SECONDS_BUCKETS,
     ),
+    "checkpoint_wait": (
+        Counter,
+        "checkpoint_wait_seconds",
+        "Seconds the processing waited for the previous checkpoint to complete (its acknowledgements "
+        "and commit) before it could write the next one: time the broker's answers cost the worker",
+        (),
+    ),
     "checkpoint_states": (
         Counter,
         "checkpoint_states",
