@@ -942,7 +942,7 @@ class ChurnService:
             ok = await self.app.consumer.commit_offsets(offsets) if offsets else True
             if ok and offsets:
                 self._broker_ok_at = time.monotonic()
-                if generation == self._generation:
+                if generation == self._generation and not self._fenced:
                     self._member_ok_at = sent_at
             elif not ok and generation == self._generation:
                 self._fence("commit refused")  # rebalanced meanwhile: a recovery follows, which replays
@@ -966,7 +966,8 @@ class ChurnService:
         (a freeze long enough to lose the partitions is longer than the session timeout), and a
         rebalance others start revokes the partitions here first (``on_revoke``: a checkpoint,
         then the fence). Until 2026-12-07 every checkpoint asked: two commits per checkpoint, at
-        ~14 checkpoints/s of live traffic a tenth of the worker's time in Faust's commit path."""
+        up to 14 checkpoints/s of live traffic (py-spy at 28,000 events/s: ~5% of the worker's
+        samples in Faust's commit path)."""
         offsets = dict(self._tp_next)
         if not offsets:
             return True

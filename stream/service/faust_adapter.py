@@ -74,9 +74,9 @@ class _ConsumerThread(_faust_aiokafka.AIOKafkaConsumerThread):
         """The current assignment as Faust ``TP`` s, converted once per assignment. aiokafka hands
         out the same set object until a rebalance makes a new one, so the conversion (a ``TP`` per
         partition, which Faust did at every call) is kept with that object as its key; callers get
-        a copy. Faust's commit asks for it once per offset committed and the service at every batch:
-        ~10% of the worker's time at 28,000 events/s before (py-spy, ``ensure_TPset`` and the commit's
-        filter)."""
+        a copy. Faust's commit asks for it once per offset committed and the service several times
+        per batch: 5.7% of the worker's py-spy samples at 28,000 events/s were in that conversion
+        (63 µs for 108 partitions; a copy of the converted set, 1.1 µs)."""
         raw = self._ensure_consumer().assignment()
         got = self._assigned
         if got is None or got[0] is not raw:
