@@ -692,6 +692,21 @@ def _tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
+async def warm_up(bootstrap: str, topics: TopicSet, end: dict, work: Path) -> float:
+    """A read of the whole input by the bare consumer, not measured (its rate is returned): the
+    first consumer of freshly produced input otherwise met a cold broker (alone in that place, the
+    worker did 30-34k events/s and 32-38k per CPU-second; the same worker after another run, 49-60k
+    and 52-67k)."""
+    warm = peer_consumer(
+        "bare", bootstrap, topics, f"bench-warm-{topics.tag}", work / f"warm-{topics.tag}", work / "logs"
+    )
+    try:
+        w = await run_consumer(warm, bootstrap, end, cap_s=300, poll_s=0.1)
+    finally:
+        warm.stop()
+    return w["events_per_s"]
+
+
 async def throughput(
     bootstrap: str,
     n_subs: int,
@@ -824,17 +839,7 @@ async def throughput(
     if parallel:
         await asyncio.gather(run_cw(), *(run_peer(k) for k in ["bare"] + peers))
     else:
-        # a warm-up read of the whole input by the bare consumer, not measured: the first consumer
-        # of the input otherwise met a cold broker (alone in that place, the worker did 30-34k
-        # events/s and 32-38k per CPU-second; the same worker after another run, 49-60k and 52-67k)
-        warm = peer_consumer(
-            "bare", bootstrap, topics, f"bench-warm-{topics.tag}", work / f"warm-{topics.tag}", work / "logs"
-        )
-        try:
-            w = await run_consumer(warm, bootstrap, end, cap_s=300, poll_s=0.1)
-        finally:
-            warm.stop()
-        out["warmup_bare_events_per_s"] = w["events_per_s"]
+        out["warmup_bare_events_per_s"] = await warm_up(bootstrap, topics, end, work)
         await settled("churnwatch")
         await run_cw()
         for extra in variants or []:
