@@ -56,6 +56,9 @@ drift_threshold                0          long memory (0 = off): contact_erosion
                                           decay over 30-60 days; the 35-day ring's baseline is
                                           already decaying); needs 63 days since first seen ...
 drift_min_weight               20         ... and >= 20 contact days in the old window
+drift_old_days                 63         ... the old window: the 28 days from this many days back
+                                          (42-64; 63 = days 36-63 before, 42 = the 28 days just
+                                          before the last 14); needs this many days since first seen
 circle_min_days                2          a peer is in the baseline circle with >= 2 contact days
 circle_min_members             3          erosion / competitor share need >= 3 baseline members
 competitor_rise_threshold      0.3        competitor_contacts trips at a rise >= 0.3 of the competitor
@@ -125,6 +128,14 @@ recharge_prior_unseen          true       true: a prepaid subscriber with no rec
                                           counted from its first day, overdue at
 recharge_prior_unseen_factor   1.2        ... this many times recharge_prior_days (its last recharge
                                           was before it was first seen: the time is a lower bound)
+lapse_decline_factor           1.2        a lapse that shows in the traffic (0 = off): recharge_lapse
+                                          also trips, sooner, at this many usual intervals (own or
+                                          prior) without a recharge when the traffic is going down
+                                          with it: the last week down >= lapse_decline_drop against
+                                          the baseline and the last drop_tail_days down >=
+                                          lapse_decline_tail (a prepaid balance running dry)
+lapse_decline_drop             0.4        ... the weekly drop it needs
+lapse_decline_tail             0.3        ... and the drop of the last drop_tail_days
 silence_days                   7          silence trips after 7 silent non-holiday days
 silence_min_active_days        10         ... for subscribers with >= 10 active days in the ring
 churned_silence_days           21         silence >= 21 days: phase churned
@@ -229,6 +240,7 @@ class EngineConfig:
     drift_threshold: float = 0.0
     drop_min_z: float = 0.0
     drift_min_weight: int = 20
+    drift_old_days: int = 63
     circle_min_days: int = 2
     circle_min_members: int = 3
     competitor_rise_threshold: float = 0.3
@@ -248,6 +260,9 @@ class EngineConfig:
     recharge_prior_weight: float = 0.0
     recharge_prior_unseen: bool = True
     recharge_prior_unseen_factor: float = 1.2
+    lapse_decline_factor: float = 1.2
+    lapse_decline_drop: float = 0.4
+    lapse_decline_tail: float = 0.3
     silence_days: int = 7
     silence_min_active_days: int = 10
     churned_silence_days: int = 21
@@ -405,6 +420,14 @@ class EngineConfig:
             raise bad("drop_min_z", "must be in [0, 10] (0 = off)")
         if not 0 <= self.drift_threshold <= 1 or self.drift_min_weight < 1:
             raise bad("drift_threshold", "must be in [0, 1] (0 = off), with drift_min_weight >= 1")
+        if not (self.lapse_decline_factor == 0 or self.lapse_decline_factor >= 1.0) or not (
+            0 <= self.lapse_decline_drop <= 1 and 0 <= self.lapse_decline_tail <= 1
+        ):
+            raise bad("lapse_decline_factor", "must be 0 (off) or >= 1, with lapse_decline_drop/_tail in [0, 1]")
+        if not 42 <= self.drift_old_days <= 64:
+            raise bad(
+                "drift_old_days", "must be in [42, 64] (28 old days before the last 14, within the 64-day circle masks)"
+            )
         if (
             self.recharge_prior_days < 0
             or self.recharge_prior_weight < 0
@@ -466,6 +489,11 @@ class EngineConfig:
 
     def day_start_s(self, day: int) -> float:
         return float(day * 86400 - self.utc_offset_s)
+
+    def lapse_decline_threshold(self) -> float:
+        """The overdue ratio a ``recharge_lapse`` signal reports as its threshold when it is not
+        tripped by the lapse rule itself: the declining-traffic rule's, when that is on."""
+        return self.lapse_decline_factor if self.lapse_decline_factor > 0 else self.recharge_lapse_factor
 
     # ---------------------------------------------------------------- loading
     @classmethod

@@ -1180,9 +1180,10 @@ class Engine:
         f["drift"] = np.zeros(len(rows))
         if cfg.drift_threshold > 0 or self.all_features:
             rdd = np.where(occ, _popcount(cm & window_mask(cl, D - DRIFT_RECENT, D - 1)), 0).sum(1)
-            odd = np.where(occ, _popcount(cm & window_mask(cl, D - 63, D - 64 + DRIFT_OLD)), 0).sum(1)
+            old = cfg.drift_old_days
+            odd = np.where(occ, _popcount(cm & window_mask(cl, D - old, D - old - 1 + DRIFT_OLD)), 0).sum(1)
             d_elig = (
-                (a["first_day"][rows].astype(np.int64) <= D - 63)
+                (a["first_day"][rows].astype(np.int64) <= D - old)
                 & (odd >= cfg.drift_min_weight)
                 & (recent_active_all >= cfg.drop_min_recent_active_days)
             )
@@ -1572,6 +1573,13 @@ class Engine:
         ero_v = np.where(t_ero, ero_v, f["erosion"])
         t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
         t_lapse = f["lapse_trip"]
+        if cfg.lapse_decline_factor > 0:  # overdue, and the traffic going down with it
+            t_lapse = t_lapse | (
+                (f["rch_interval_s"] > 0)
+                & (f["lapse"] >= cfg.lapse_decline_factor)
+                & (f["drop"] >= cfg.lapse_decline_drop)
+                & (f["drop_tail"] >= cfg.lapse_decline_tail)
+            )
         t_sil = f["silence_elig"] & (f["silence"] >= cfg.silence_days)
         span = cfg.churned_silence_days - cfg.silence_days
         c_sil = cfg.w_silence + 0.5 * np.minimum(1.0, (f["silence"] - cfg.silence_days) / span)
@@ -1716,7 +1724,7 @@ class Engine:
             (int(f["dual"][i]) + int(f["shadow"][i]), 1),
             (float(dec["ero_v"][i]), cfg.erosion_threshold),
             (float(f["comp_rise"][i]), cfg.competitor_rise_threshold),
-            (float(f["lapse"][i]), cfg.recharge_lapse_factor),
+            (float(f["lapse"][i]), cfg.recharge_lapse_factor if f["lapse_trip"][i] else cfg.lapse_decline_threshold()),
             (int(f["silence"][i]), cfg.silence_days),
         )
         out = []

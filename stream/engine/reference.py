@@ -737,9 +737,10 @@ class ReferenceEngine:
                 if c <= 0:
                     continue
                 rdd += sum(1 for d in range(D - 14, D) if 0 <= last - d < 64 and mask >> (last - d) & 1)
-                odd += sum(1 for d in range(D - 63, D - 35) if 0 <= last - d < 64 and mask >> (last - d) & 1)
+                old = cfg.drift_old_days
+                odd += sum(1 for d in range(D - old, D - old + 28) if 0 <= last - d < 64 and mask >> (last - d) & 1)
             if (
-                sub.first_day <= D - 63
+                sub.first_day <= D - cfg.drift_old_days
                 and odd >= cfg.drift_min_weight
                 and recent_active >= cfg.drop_min_recent_active_days
             ):
@@ -753,7 +754,7 @@ class ReferenceEngine:
         f["silence"] = self._silent(sub, D)
         f["silence_elig"] = self._active_before(sub, D) != NODAY and ring_active >= cfg.silence_min_active_days
         f["recent_active"] = recent_active
-        f["lapse"], f["lapse_trip"], _ = self._lapse(sub, D)
+        f["lapse"], f["lapse_trip"], f["rch_interval_s"] = self._lapse(sub, D)
         dd = self._dual_before(sub, D)
         f["dual"] = sub.dual_n if (dd != NODAY and dd >= D - cfg.dual_sim_days + 1) else 0
         f.update(self._shadow_features(sub, D))
@@ -884,7 +885,13 @@ class ReferenceEngine:
         t_ero = t_ero35 or t_drift
         ero_v = max(f["erosion"] if t_ero35 else 0.0, f["drift"] if t_drift else 0.0) if t_ero else f["erosion"]
         t_comp = f["comp_rise"] >= cfg.competitor_rise_threshold
-        t_lapse = f["lapse_trip"]
+        t_lapse = f["lapse_trip"] or (
+            cfg.lapse_decline_factor > 0  # overdue, and the traffic going down with it
+            and f["rch_interval_s"] > 0
+            and f["lapse"] >= cfg.lapse_decline_factor
+            and f["drop"] >= cfg.lapse_decline_drop
+            and f["drop_tail"] >= cfg.lapse_decline_tail
+        )
         t_sil = f["silence_elig"] and f["silence"] >= cfg.silence_days
         span = cfg.churned_silence_days - cfg.silence_days
         c_sil = cfg.w_silence + 0.5 * min(1.0, (f["silence"] - cfg.silence_days) / span)
@@ -963,7 +970,7 @@ class ReferenceEngine:
             (int(f["dual"]) + int(f["shadow"]), 1),
             (float(dec["ero_v"]), cfg.erosion_threshold),
             (float(f["comp_rise"]), cfg.competitor_rise_threshold),
-            (float(f["lapse"]), cfg.recharge_lapse_factor),
+            (float(f["lapse"]), cfg.recharge_lapse_factor if f["lapse_trip"] else cfg.lapse_decline_threshold()),
             (int(f["silence"]), cfg.silence_days),
         )
         out = []

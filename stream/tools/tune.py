@@ -32,7 +32,8 @@ any precursor), or the simulator's truth CSV (``archetype`` column: switchers, d
 prepaid lapsers are the churners, silent porters are left out, the rest are non-churners).
 
 What is tuned: ``TUNED`` below (score weights, warning/alarm scores, the drop, trend, erosion,
-drift and competitor-share thresholds, the drop's significance). Not tuned (they shape the
+drift and competitor-share thresholds, the drop's significance, the overdue ratio and weekly drop
+of a lapse shown by fading traffic). Not tuned (they shape the
 features themselves, which are recorded once): windows, recharge-lapse tolerances and priors,
 silence days, circle rules.
 """
@@ -77,6 +78,8 @@ TUNED: dict[str, tuple[float, float]] = {
     "trend_threshold": (0.3, 0.8),
     "erosion_threshold": (0.4, 0.9),
     "drift_threshold": (0.0, 0.9),
+    "lapse_decline_factor": (1.0, 1.6),
+    "lapse_decline_drop": (0.2, 0.7),
     "competitor_rise_threshold": (0.1, 0.6),
     "w_drop": (0.3, 1.0),
     "w_erosion": (0.3, 1.0),

@@ -67,9 +67,10 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
     return E, R
 
 
-# recharge-lapse priors and the long-memory circle drift (issue 13): the defaults, priors off, and every
-# branch on (a prior for subscribers with no recharge, blended into the own interval, not from the
-# amount; drift at two thresholds)
+# recharge-lapse priors, the lapse shown by fading traffic and the long-memory circle drift (issue 13):
+# the defaults, priors off, and every branch on (a prior for subscribers with no recharge, blended into
+# the own interval, not from the amount; drift at two thresholds and old windows; the decline rule at
+# two factors)
 PRIORS = {
     "default": {},
     "off": {"recharge_prior_days": 0.0},
@@ -79,7 +80,11 @@ PRIORS = {
         "recharge_min_count": 3,
         "drift_threshold": 0.3,
         "drift_min_weight": 2,
+        "drift_old_days": 45,
         "drop_min_z": 1.0,
+        "lapse_decline_factor": 1.0,
+        "lapse_decline_drop": 0.1,
+        "lapse_decline_tail": 0.0,
     },
     "flat": {
         "recharge_prior_from_amount": False,
@@ -87,7 +92,9 @@ PRIORS = {
         "recharge_prior_unseen": True,
         "drift_threshold": 0.01,
         "drift_min_weight": 1,
+        "drift_old_days": 42,
         "drop_min_z": 0.2,
+        "lapse_decline_factor": 1.05,
     },
 }
 

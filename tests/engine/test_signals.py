@@ -634,3 +634,44 @@ def _comp(eng, m, peer) -> bool:
         return bool(eng._a["c_comp"][r, b])
     (e,) = [e for e in eng._subs[m].circle.values() if e[0] == int(peer)]
     return bool(e[5])
+
+
+# ---------------------------------------------------------------- a lapse that shows in the traffic (issue 13)
+
+
+def _weekly_then_fading(fade_from: int | None, horizon: int = 50):
+    """Weekly recharges up to day 28; 6 events a day, 3 a day from ``fade_from`` on (None: steady)."""
+    cut = horizon if fade_from is None else fade_from
+    fading = [] if fade_from is None else life(A, fade_from, horizon - fade_from, C1, per_day=3, seed=3)
+    return (
+        [profile(A, T0, plan="prepaid", arpu=30)]
+        + [recharge(A, T0 + d * DAY + 100, 50) for d in (0, 7, 14, 21, 28)]
+        + life(A, 0, cut, C1)
+        + fading
+        + life(B, 0, horizon, C2, seed=2)
+    )
+
+
+DECLINE = {"lapse_decline_factor": 1.1, "lapse_decline_drop": 0.35, "lapse_decline_tail": 0.3, "drop_threshold": 0.6}
+
+
+def test_an_overdue_recharge_with_fading_traffic_is_a_lapse_sooner():
+    # weekly recharges, the last on day 28; the traffic halves from day 31. Without the rule: overdue
+    # 7 + 2.5 days after day 28 -> day 38 (test_recharge_lapse_is_relative_to_own_interval); the halving
+    # alone is no traffic_drop (drop_threshold 0.6). With it: at the start of day 36, 8 days = 1.14
+    # weekly intervals since the recharge, the week before down 0.36 (days 29-30 at 6 events, 31-35
+    # at 3: 27 of 42) and its last 3 days 0.5 -> day 36, the signal's threshold the rule's (1.1)
+    assert lapse_day(run(_weekly_then_fading(31), quiet_config(**{**DECLINE, "lapse_decline_factor": 0.0}))[0]) == 38
+    alarms, _ = run(_weekly_then_fading(31), quiet_config(**DECLINE))
+    assert lapse_day(alarms) == 36
+    first = alarms[0]
+    assert first["msisdn"] == A and first["phase"] == "warning" and signal_names(first) == ["recharge_lapse"]
+    assert first["signals"][0]["threshold"] == 1.1 and 1.1 <= first["signals"][0]["value"] < 1.2
+    assert first["reason"] == "arrears"  # a prepaid lapse
+
+
+def test_an_overdue_recharge_with_steady_traffic_waits_for_the_lapse_rule():
+    # the same recharges, traffic steady: the rule needs the decline, the lapse comes on day 38
+    assert lapse_day(run(_weekly_then_fading(None), quiet_config(**DECLINE))[0]) == 38
+    # fading traffic but the recharge not yet overdue by 1.1 intervals (a higher factor): day 38 again
+    assert lapse_day(run(_weekly_then_fading(31), quiet_config(**{**DECLINE, "lapse_decline_factor": 1.5}))[0]) == 38
