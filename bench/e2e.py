@@ -667,6 +667,7 @@ def worker_metrics(c: Consumer) -> dict:
         "churnwatch_checkpoints_total": "checkpoints",
         "churnwatch_checkpoint_seconds_sum": "checkpoint_seconds_sum",
         "churnwatch_checkpoint_wait_seconds_total": "checkpoint_wait_seconds",
+        "churnwatch_gc_seconds_total": "gc_seconds",
     }
     out: dict = {}
     for line in text.splitlines():
@@ -676,6 +677,12 @@ def worker_metrics(c: Consumer) -> dict:
         key = want.get(name)
         if key is None:
             continue
+        if key == "gc_seconds":  # also by generation: which collections cost
+            gen = rest.partition('generation="')[2].partition('"')[0]
+            try:
+                out[f"gc_seconds_gen{gen}"] = float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                pass
         try:
             out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         except ValueError:
@@ -1156,7 +1163,13 @@ def main(argv=None) -> int:
                     "churnwatch_cpu_share_of_a_core": r["churnwatch"].get("cpu_share_of_a_core"),
                     "bare_events_per_s": r.get("bare", {}).get("events_per_s"),
                     "variants": [
-                        {"settings": v["settings"], "events_per_s": v["events_per_s"], "correct": v["correct"]}
+                        {
+                            "settings": v["settings"],
+                            "events_per_s": v["events_per_s"],
+                            "events_per_cpu_s": v.get("events_per_cpu_s"),
+                            "correct": v["correct"],
+                            "metrics": v.get("metrics"),
+                        }
                         for v in r.get("churnwatch_variants", [])
                     ],
                 }

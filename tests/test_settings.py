@@ -43,6 +43,7 @@ def test_env_values_are_typed():
         ({"CHURNWATCH_COMMIT_EVERY": "0"}, "CHURNWATCH_COMMIT_EVERY must be >= 1"),
         ({"CHURNWATCH_BROKER_DOWN_S": "0"}, "CHURNWATCH_BROKER_DOWN_S must be in [1, 3600]"),
         ({"CHURNWATCH_SHUTDOWN_GRACE_S": "-1"}, "CHURNWATCH_SHUTDOWN_GRACE_S must be in [1, 3600]"),
+        ({"CHURNWATCH_GC_GEN0": "10"}, "CHURNWATCH_GC_GEN0 must be in [100, 10000000]"),
     ],
 )
 def test_misconfiguration_fails_with_a_clear_message(env, needle):
@@ -82,3 +83,24 @@ def test_sasl_settings_reach_the_client_kwargs():
         and kw["security_protocol"] == "SASL_PLAINTEXT"
     )
     assert "s3cr3t-pw" not in repr(s)  # the password never shows in logs
+
+
+def test_the_gc_pauses_are_counted_by_generation():
+    import gc
+
+    from stream.service.metrics import Metrics
+
+    m = Metrics()
+    cb = m.time_gc()
+    try:
+        gc.collect(0)
+        gc.collect()
+    finally:
+        gc.callbacks.remove(cb)
+    text = m.exposition().decode()
+    got = {
+        line.split('generation="')[1][0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("churnwatch_gc_seconds_total{")
+    }
+    assert set(got) == {"0", "1", "2"} and got["0"] > 0 and got["2"] > 0 and got["1"] == 0

@@ -10,10 +10,12 @@ from __future__ import annotations
 from ..settings import Settings
 from .churn import build_service
 from .topics import ensure_topics
+from .worker import worker_process
 
 __all__ = ["app", "service"]
 
 _settings = Settings.from_env()
 ensure_topics(_settings)
 service = build_service(_settings)
+worker_process(service)
 app = service.app

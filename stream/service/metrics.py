@@ -142,6 +142,13 @@ _METRICS: dict[str, tuple] = {
         "Subscriber states written to the table at checkpoints (one per changed subscriber per checkpoint)",
         (),
     ),
+    "gc_seconds": (
+        Counter,
+        "gc_seconds",
+        "Seconds the worker's process spent in Python's cyclic garbage collector, by generation (pauses: "
+        "nothing else runs meanwhile)",
+        ("generation",),
+    ),
     "store_flush_states": (
         Counter,
         "store_flush_states",
@@ -208,6 +215,25 @@ class Metrics:
             self.alarms.labels(phase=phase, tier=a["value_tier"]).inc()
             for s in a["signals"]:
                 self.alarm_signals.labels(phase=phase, signal=s["name"]).inc()
+
+    def time_gc(self):
+        """Count the cyclic GC's pauses of this process in ``gc_seconds`` from now on (the worker
+        process calls it once: ``gc.callbacks`` are per process). Returns the callback installed."""
+        import gc
+        import time
+
+        started = [0.0]
+        counters = {g: self.gc_seconds.labels(generation=str(g)) for g in (0, 1, 2)}
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            elif started[0]:
+                counters[info.get("generation", 2)].inc(time.perf_counter() - started[0])
+                started[0] = 0.0
+
+        gc.callbacks.append(on_gc)
+        return on_gc
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

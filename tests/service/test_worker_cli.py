@@ -67,6 +67,7 @@ def test_faust_cli_runs_the_same_service(kafka_bootstrap, tmp_path):
         w.start()
         status, body = w.get("/metrics")
         assert status == 200 and b"# TYPE churnwatch_events_total counter" in body
+        assert b'churnwatch_gc_seconds_total{generation="2"}' in body  # the worker process's set-up ran
         # it created the co-partitioned input topics and the state table's changelog
         settings = Settings.from_env(env)
         want = [*settings.input_topics, f"{settings.app_id}-subscriber-state-changelog"]
