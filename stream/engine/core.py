@@ -1273,9 +1273,13 @@ class Engine:
         nat = _sh.national(peers.reshape(-1), cfg.country_code).reshape(peers.shape)
         h = np.bitwise_xor.reduce(np.where(strong, _sh.mix(nat), np.uint64(0)), axis=1)
         due = (strong.sum(1) >= cfg.circle_min_members) & ((D - p >= cfg.shadow_refresh_days) | (h != a["sh_hash"][rr]))
-        for i in np.flatnonzero(due).tolist():
-            sig = _sh.member_hashes(nat[i][strong[i]]).min(axis=0)
-            self.shadow_publications.append({"s": self._msisdn[int(rr[i])], "bands": _sh.band_keys(sig), "day": int(D)})
+        di = np.flatnonzero(due)
+        if len(di):
+            # each strong circle's signature (the min over its members' hashes), all at once
+            H = _sh.member_hashes(nat[di].reshape(-1)).reshape(len(di), nat.shape[1], _sh.M)
+            sigs = np.where(strong[di][:, :, None], H, _sh.EMPTY).min(axis=1)
+            for r, keys in zip(rr[di].tolist(), _sh.band_keys_many(sigs), strict=True):
+                self.shadow_publications.append({"s": self._msisdn[int(r)], "bands": keys, "day": int(D)})
         d = rr[due]
         a["sh_pub"][d] = D
         a["sh_hash"][d] = h[due]
@@ -1291,53 +1295,81 @@ class Engine:
         shadow_warmup_days after S, within shadow_new_days of the evidence) and reach S's weighted
         circle as it was before X appeared: >= shadow_min_overlap strong members, carrying >=
         shadow_min_weight_share of its contact-day weight, MinHash Jaccard >= shadow_min_jaccard.
-        The best confirmed X is kept (the same X refreshes its day). Returns the changed rows."""
+        The best confirmed X is kept (the same X refreshes its day). Returns the changed rows.
+
+        The measures of every pair are computed together (they read the circle, which this does
+        not change); only the pairs that pass are applied one by one, in order (the kept X of a
+        subscriber depends on the pairs before)."""
         cfg = self.config
         a = self._a
-        nb = cfg.baseline_days
+        evs = list(evidence)
+        if not evs:
+            return np.empty(0, dtype=np.int64)
+        rows = self.rows_of([str(ev["s"]) for ev in evs])
+        x = np.array([int(ev["x"]) for ev in evs], dtype=np.uint64)
+        first = np.array([int(ev["first"]) for ev in evs], dtype=np.int64)
+        day = np.array([int(ev["day"]) for ev in evs], dtype=np.int64)
+        sigs = np.array([ev["sig"] for ev in evs], dtype=np.uint32).reshape(len(evs), _sh.M)
+        ok = rows >= 0
+        fd = np.where(ok, a["first_day"][np.maximum(rows, 0)].astype(np.int64), 0)
+        ok &= (first >= fd + cfg.shadow_warmup_days) & (first >= day - cfg.shadow_new_days)
+        sel = np.flatnonzero(ok)
+        if not len(sel):
+            return np.empty(0, dtype=np.int64)
+        R, fs = rows[sel], first[sel, None]
+        occ = a["c_cnt"][R] > 0
+        wmask = window_mask(a["c_last"][R].astype(np.int64), fs - cfg.baseline_days, fs - 1)
+        w = np.where(occ, _popcount(a["c_mask"][R] & wmask), 0)
+        peers = a["c_peer"][R]
+        strong = occ & (a["c_comp"][R] == 0) & (w >= cfg.circle_min_days) & (peers != 0)
+        enough = strong.sum(1) >= cfg.shadow_min_overlap
+        H = _sh.member_hashes(_sh.national(peers.reshape(-1), cfg.country_code)).reshape(*peers.shape, _sh.M)
+        sig = sigs[sel]
+        hit = (H == sig[:, None, :]) & strong[:, :, None]
+        own = _sh.national(np.array([int(m) for m in self.msisdns(R)], dtype=np.uint64), cfg.country_code)
+        itself = (x[sel] == own) | (_sh.member_hashes(own) == sig).any(1)  # S's own number, or one S talks to
+        matched = hit.any(2)
+        n_matched = matched.sum(1)
+        smin = np.where(strong[:, :, None], H, _sh.EMPTY).min(1)  # S's circle's signature
+        both = (smin != _sh.EMPTY) | (sig != _sh.EMPTY)
+        nb = both.sum(1)
+        J = np.where(nb > 0, ((smin == sig) & both).sum(1) / np.maximum(nb, 1), 0.0)
+        contain = hit.any(1).mean(1)  # share of X's contacts inside S's circle
+        ws = np.where(strong, w, 0)
+        share = np.where(matched, ws, 0).sum(1) / np.maximum(ws.sum(1), 1)
+        measured = enough & ~itself
+        if self._shadow_log is not None:
+            for i in np.flatnonzero(measured).tolist():
+                e = int(sel[i])
+                self._shadow_log.append(
+                    (
+                        str(evs[e]["s"]),
+                        int(x[e]),
+                        float(J[i]),
+                        float(contain[i]),
+                        float(share[i]),
+                        int(n_matched[i]),
+                        int(day[e]),
+                    )
+                )
+        passed = (
+            measured
+            & (J >= cfg.shadow_min_jaccard)
+            & (contain >= cfg.shadow_min_containment)
+            & (n_matched >= cfg.shadow_min_overlap)
+            & (share >= cfg.shadow_min_weight_share)
+        )
         changed: list[int] = []
-        for ev in evidence:
-            r = self._row.get(str(ev["s"]))
-            if r is None:
-                continue
-            x, first, D = int(ev["x"]), int(ev["first"]), int(ev["day"])
-            if first < int(a["first_day"][r]) + cfg.shadow_warmup_days or first < D - cfg.shadow_new_days:
-                continue
-            occ = a["c_cnt"][r] > 0
-            w = np.where(
-                occ, _popcount(a["c_mask"][r] & window_mask(a["c_last"][r].astype(np.int64), first - nb, first - 1)), 0
-            )
-            strong = occ & (a["c_comp"][r] == 0) & (w >= cfg.circle_min_days) & (a["c_peer"][r] != 0)
-            idx = np.flatnonzero(strong)
-            if len(idx) < cfg.shadow_min_overlap:
-                continue
-            H = _sh.member_hashes(_sh.national(a["c_peer"][r][idx], cfg.country_code))
-            sig = np.asarray(ev["sig"], dtype=np.uint32)
-            hit = H == sig[None, :]
-            own = _sh.national(np.array([int(self._msisdn[r])], dtype=np.uint64), cfg.country_code)
-            if x == int(own[0]) or (_sh.member_hashes(own)[0] == sig).any():
-                continue  # S's own number (ported out), or a number that talks to S: not S's second SIM
-            matched = hit.any(axis=1)
-            J = _sh.jaccard(H.min(axis=0), sig)
-            contain = float(hit.any(axis=0).mean())  # share of X's contacts inside S's circle
-            ws = w[idx]
-            share = float(ws[matched].sum()) / float(ws.sum())
-            if self._shadow_log is not None:
-                self._shadow_log.append((str(ev["s"]), x, J, contain, share, int(matched.sum()), D))
-            if (
-                J < cfg.shadow_min_jaccard
-                or contain < cfg.shadow_min_containment
-                or int(matched.sum()) < cfg.shadow_min_overlap
-                or share < cfg.shadow_min_weight_share
-            ):
-                continue
-            jm = int(round(J * 1000))
+        for i in np.flatnonzero(passed).tolist():
+            e = int(sel[i])
+            r, xi, fi, D = int(R[i]), int(x[e]), int(first[e]), int(day[e])
+            jm = int(round(float(J[i]) * 1000))
             cur, cur_day = int(a["sh_peer"][r]), int(a["sh_day"][r])
             live = cur != 0 and cur_day >= D - cfg.dual_sim_days + 1
-            if not (cur == x or not live or jm > int(a["sh_j"][r])):
+            if not (cur == xi or not live or jm > int(a["sh_j"][r])):
                 continue
-            mask = sum(1 << int(b) for b in idx[matched].tolist())
-            new = (x, first, max(D, cur_day) if cur == x else D, mask, jm)
+            mask = sum(1 << int(b) for b in np.flatnonzero(matched[i]).tolist())
+            new = (xi, fi, max(D, cur_day) if cur == xi else D, mask, jm)
             old = (cur, int(a["sh_first"][r]), cur_day, int(a["sh_mask"][r]), int(a["sh_j"][r]))
             if new != old:
                 a["sh_peer"][r], a["sh_first"][r], a["sh_day"][r], a["sh_mask"][r], a["sh_j"][r] = new

@@ -57,6 +57,7 @@ __all__ = [
     "signature",
     "jaccard",
     "band_keys",
+    "band_keys_many",
     "shadow_detail",
     "PeerSketches",
     "BandIndex",
@@ -116,11 +117,19 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 def band_keys(sig: np.ndarray) -> list[str]:
     """The ``BANDS`` LSH keys of a signature (hex strings; the Kafka key of the band stage)."""
-    s = np.asarray(sig, dtype=np.uint64).reshape(BANDS, ROWS)
-    acc = np.arange(BANDS, dtype=np.uint64) + _U(1)
-    for j in range(ROWS):
-        acc = mix(acc * _U(0x100000001B3) ^ s[:, j])
-    return [f"{int(k):016x}" for k in acc]
+    return band_keys_many(np.asarray(sig).reshape(1, M))[0]
+
+
+def band_keys_many(sigs: np.ndarray) -> list[list[str]]:
+    """:func:`band_keys` of each signature (row) of ``sigs`` ((k, M)), computed together."""
+    s = np.asarray(sigs, dtype=np.uint64).reshape(-1, BANDS, ROWS)
+    acc = np.broadcast_to(np.arange(BANDS, dtype=np.uint64) + _U(1), s.shape[:2])
+    with np.errstate(over="ignore"):
+        for j in range(ROWS):
+            acc = mix(acc * _U(0x100000001B3) ^ s[:, :, j])
+    text = acc.astype(">u8").tobytes().hex()  # 16 hex digits per key, big-endian: f"{k:016x}"
+    w = 16 * BANDS
+    return [[text[i + 16 * b : i + 16 * b + 16] for b in range(BANDS)] for i in range(0, len(text), w)]
 
 
 def shadow_detail(peer: int, j: float) -> dict:
@@ -357,40 +366,44 @@ class BandIndex:
         """Record ``rec`` (an X publication ``{"x", "sig", "first", "last", "day"}`` or an S one
         ``{"s", "day"}``) under band ``key``; returns the candidate pairs it completes, as evidence
         for S: ``{"s", "x", "sig", "first", "last", "day"}``."""
+        return self.add_many((key,), rec)
+
+    def add_many(self, keys, rec: dict) -> list[dict]:
+        """:meth:`add` of ``rec`` under each of ``keys``, in order (the evidence of all of them).
+        An X's entries share one copy of its signature (never changed in place)."""
         cfg = self.config
-        b = self._b.setdefault(key, {"s": {}, "x": {}})
         day = int(rec["day"])
-        self._by_day.setdefault(day, set()).add(key)
         lo = day - cfg.shadow_expire_days
-        out = []
-        if "x" in rec:
-            x = int(rec["x"])
-            b["x"][x] = [day, int(rec["first"]), int(rec["last"]), list(rec["sig"])]
-            for s, sd in b["s"].items():
-                if sd >= lo:
-                    out.append(
-                        {
-                            "s": s,
-                            "x": x,
-                            "sig": list(rec["sig"]),
-                            "first": int(rec["first"]),
-                            "last": int(rec["last"]),
-                            "day": max(day, sd),
-                        }
-                    )
-            side = b["x"]
+        cap = cfg.shadow_band_capacity
+        bands = self._b
+        keyed = self._by_day.setdefault(day, set())
+        out: list[dict] = []
+        is_x = "x" in rec
+        if is_x:
+            x, first, last = int(rec["x"]), int(rec["first"]), int(rec["last"])
+            sig = list(rec["sig"])
+            entry = [day, first, last, sig]
         else:
             s = str(rec["s"])
-            b["s"][s] = max(day, b["s"].get(s, NODAY))
-            for x, (xd, first, last, sig) in b["x"].items():
-                if xd >= lo:
-                    out.append({"s": s, "x": x, "sig": list(sig), "first": first, "last": last, "day": max(day, xd)})
-            side = b["s"]
-        cap = cfg.shadow_band_capacity
-        if len(side) > cap:
-            dayof = (lambda k: side[k]) if side is b["s"] else (lambda k: side[k][0])
-            for k in sorted(side, key=lambda k: (dayof(k), str(k)))[: len(side) - cap]:
-                del side[k]
+        for key in keys:
+            b = bands.get(key)
+            if b is None:
+                b = bands[key] = {"s": {}, "x": {}}
+            keyed.add(key)
+            if is_x:
+                side = b["x"]
+                side[x] = entry
+                for s_, sd in b["s"].items():
+                    if sd >= lo:
+                        out.append({"s": s_, "x": x, "sig": sig, "first": first, "last": last, "day": max(day, sd)})
+            else:
+                side = b["s"]
+                side[s] = max(day, side.get(s, NODAY))
+                for x_, (xd, first_, last_, sig_) in b["x"].items():
+                    if xd >= lo:
+                        out.append({"s": s, "x": x_, "sig": sig_, "first": first_, "last": last_, "day": max(day, xd)})
+            if len(side) > cap:
+                _trim(side, cap, is_x)
         return out
 
     def expire(self, today: int) -> list[str]:
@@ -433,6 +446,13 @@ class BandIndex:
             self._by_day.setdefault(d, set()).add(key)
 
 
+def _trim(side: dict, cap: int, is_x: bool) -> None:
+    """Keep the ``cap`` most recent entries of one side of a band key (X entries: [day, ...])."""
+    order = sorted(side, key=(lambda k: (side[k][0], str(k))) if is_x else (lambda k: (side[k], str(k))))
+    for k in order[: len(side) - cap]:
+        del side[k]
+
+
 # ---------------------------------------------------------------------- the join in process
 class ShadowJoin:
     """Stages 1 and 2 chained in process (the backtest's stand-in for the two Kafka hops). The
@@ -465,10 +485,10 @@ class ShadowJoin:
         evidence: list[dict] = []
         x_pubs = self.peers.publications(today)
         self.x_publications += len(x_pubs)
-        for rec in x_pubs:
-            for key in band_keys(np.asarray(rec["sig"], dtype=np.uint32)):
-                evidence.extend(self.bands.add(key, rec))
+        if x_pubs:
+            keys = band_keys_many(np.array([rec["sig"] for rec in x_pubs], dtype=np.uint32))
+            for rec, ks in zip(x_pubs, keys, strict=True):
+                evidence.extend(self.bands.add_many(ks, rec))
         for rec in s_publications:
-            for key in rec["bands"]:
-                evidence.extend(self.bands.add(key, {"s": rec["s"], "day": rec["day"]}))
+            evidence.extend(self.bands.add_many(rec["bands"], {"s": rec["s"], "day": rec["day"]}))
         return evidence

@@ -33,7 +33,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from ..engine.shadow import BandIndex, PeerSketches, band_keys, mix
+from ..engine.shadow import BandIndex, PeerSketches, band_keys_many, mix
 from .faust_adapter import PART, mark_persisted, owned_items, put_many, raw_table, raw_topic
 
 __all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages", "evidence_messages"]
@@ -78,9 +78,11 @@ def band_messages(x_publications: list[dict], s_publications: list[dict], partit
     band keys, every subscriber publication under its circle's band keys; one envelope per
     partition, ``{"e": [[band key, record], ...]}``."""
     by: dict[int, list] = {}
-    for rec in x_publications:
-        for key in band_keys(np.asarray(rec["sig"], dtype=np.uint32)):
-            by.setdefault(band_partition(key, partitions), []).append([key, rec])
+    if x_publications:
+        keys = band_keys_many(np.array([rec["sig"] for rec in x_publications], dtype=np.uint32))
+        for rec, ks in zip(x_publications, keys, strict=True):
+            for key in ks:
+                by.setdefault(band_partition(key, partitions), []).append([key, rec])
     for rec in s_publications:
         entry = {"s": rec["s"], "day": rec["day"]}
         for key in rec["bands"]:
