@@ -16,11 +16,13 @@ At the end of the file, the days the watermark completed are decided, as a live 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import orjson
 
@@ -63,6 +65,23 @@ def _lines(fh, batch_size: int, chunk_bytes: int = 1 << 22):
         yield batch, nbytes
 
 
+GC_GEN0 = 20_000  # the worker's default too (CHURNWATCH_GC_GEN0)
+
+
+@contextmanager
+def fewer_young_collections(gen0: int = GC_GEN0):
+    """Young garbage collections every ``gen0`` allocations instead of Python's 700 meanwhile:
+    a batch's decoded objects die before one instead of being promoted and bringing full
+    collections of the heap (a 1.1M-line backtest: 0.47 s of GC pauses, 0.29 s of them full
+    collections, against 0.11 s; README "Configuration", CHURNWATCH_GC_GEN0)."""
+    old = gc.get_threshold()
+    gc.set_threshold(gen0, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def backtest(
     events_path: str,
     alarms_path: str,
@@ -89,7 +108,7 @@ def backtest(
     reasons: Counter = Counter()
     n_lines = n_alarms = decided = 0
     t0 = time.perf_counter()
-    with open(events_path, "rb") as fh, open(alarms_path, "wb") as out:
+    with fewer_young_collections(), open(events_path, "rb") as fh, open(alarms_path, "wb") as out:
         for raws, nbytes in _lines(fh, batch_size):
             n_lines += len(raws)
             if raws:
