@@ -631,8 +631,10 @@ def _md_service_path(res: dict, L: list[str]) -> None:
     sp = res["service_path"]
     _para(
         L,
-        "What the worker does per event in process, without Kafka or Faust (`bench_service_path`: engine, then one "
-        "`Engine.snapshot` and one RocksDB put per touched subscriber, as `ChurnService._write_state` does), CPU µs per event:",
+        "What the worker does per event in process, without Kafka or Faust (`bench_service_path`: engine, then the "
+        "snapshots of the touched subscribers and one RocksDB WriteBatch of them per batch; the worker writes its store "
+        "at most every `CHURNWATCH_STORE_FLUSH_S`, coalesced, so the RocksDB column is an upper bound; the changelog "
+        "sends are not in it), CPU µs per event:",
     )
     _para(L, f"Snapshots taken with {next(iter(sp.values())).get('snapshot_method', 'Engine.snapshot per row')}.")
     _table(
