@@ -74,6 +74,32 @@ class Broker:
         return self.kafka.pid() if self.kafka is not None else None
 
 
+def all_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Every process's (name, user + system CPU seconds so far), from /proc."""
+    out = {}
+    tck = os.sysconf("SC_CLK_TCK")
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                raw = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        name, rest = raw.split(" (", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        out[int(d)] = ((cmd or name)[:80], (int(fields[11]) + int(fields[12])) / tck)
+    return out
+
+
+def busiest(before: dict, after: dict, seconds: float, top: int = 5) -> list[dict]:
+    """The processes that used the most CPU between two :func:`all_cpu_seconds`, as shares of a core."""
+    used = [(after[p][1] - before.get(p, ("", 0.0))[1], after[p][0]) for p in after]
+    return [{"cmd": c, "cpu_share": round(u / seconds, 3)} for u, c in sorted(used, reverse=True)[:top] if u > 0]
+
+
 def proc_cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of process ``pid`` so far (None: not known)."""
     if pid is None:
@@ -928,6 +954,20 @@ async def latency(
     # no dial in the first 2 s: the bench's own producer takes ~1.5 s to reach its pace (its acks
     # alone were 1.5-1.7 s late then, before any worker was involved; the acked_timeline shows it)
     warm = int(min(warm_s, duration_s / 10) * rate)
+    start = {"cpu": all_cpu_seconds(), "worker": worker_metrics(cw)}
+    start_report: dict = {}
+
+    async def first_seconds(window: float = 6.0):
+        """Who used the CPU, and what the worker did, in the first seconds of the traffic (the
+        slowest alarms of `make bench` came then, not when this section runs alone)."""
+        await asyncio.sleep(window)
+        cpu, wm = all_cpu_seconds(), await asyncio.to_thread(worker_metrics, cw)
+        start_report["busiest"] = busiest(start["cpu"], cpu, window)
+        start_report["worker"] = {
+            k: round(v - start["worker"].get(k, 0.0), 3) for k, v in wm.items() if isinstance(v, float)
+        }
+
+    watch = asyncio.create_task(first_seconds())
     t0 = time.monotonic()
     t_wall0 = time.time()
     tick = 0.01
@@ -1001,6 +1041,7 @@ async def latency(
         "worker_emit_p99_s": pct(lat_w, 0.99),
         "timeline": _timeline(sent_at, recv_at, t_wall0, duration_s),
         "acked_timeline": _timeline(sent_at, acked_at, t_wall0, duration_s),
+        "first_seconds": start_report if watch.done() else None,
     }
 
 

@@ -672,6 +672,16 @@ def _md_latency(res: dict, L: list[str]) -> None:
                 f" Started once the broker had settled after the section before (its CPU below 15% of a core over 2 s:"
                 f" waited {q['waited_s']} s; {q['broker_cpu_share']} of a core then)."
             )
+        fs = lat.get("first_seconds")
+        if fs:
+            w = fs.get("worker", {})
+            text += (
+                " In the first 6 s of the traffic, the processes that used the CPU (share of a core): "
+                + "; ".join(f"`{b['cmd'][:60]}` {b['cpu_share']}" for b in fs.get("busiest", [])[:4])
+                + f". The worker then: {w.get('batches', 0):.0f} batches taking {w.get('batch_seconds_sum', 0):.2f} s,"
+                f" {w.get('checkpoints', 0):.0f} checkpoints, day decisions {w.get('sweep_seconds_sum', 0):.2f} s,"
+                f" GC pauses {w.get('gc_seconds', 0):.3f} s."
+            )
     else:
         text = f"Not measured: {lat.get('error') or 'no alarms seen'}"
     _para(L, text)
