@@ -461,7 +461,7 @@ class Engine:
         return self._row.get(msisdn)
 
     def msisdns(self, rows) -> list[str]:
-        return [self._msisdn[int(r)] for r in np.asarray(rows).tolist()]
+        return list(map(self._msisdn.__getitem__, np.asarray(rows, dtype=np.int64).tolist()))
 
     def rows_of(self, msisdns) -> np.ndarray:
         """The row of each of ``msisdns`` (-1: not a subscriber of this engine), in one pass."""

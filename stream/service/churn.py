@@ -1083,7 +1083,7 @@ class ChurnService:
         kept, kept_parts = rows[keep], parts[keep]
         prefix = kept_parts.astype(">u2").view(np.uint8).reshape(-1, PART.size)
         values = eng.snapshot_many(kept, prefix=prefix)
-        keys = [m.encode() for m in eng.msisdns(kept)]
+        keys = "\n".join(eng.msisdns(kept)).encode().split(b"\n")  # (msisdns are digits) one encode, not one each
         return kept, list(zip(keys, kept_parts.tolist(), values, strict=True))
 
     def _watermark_items(self, partitions: set[int]) -> list:
