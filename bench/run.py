@@ -282,7 +282,9 @@ def run_e2e(cfg: dict, work: Path) -> dict:
                 f"[4] latency at {rate:,.0f} ev/s (half the measured maximum); the broker settled after "
                 f"{quiet['waited_s']} s (its CPU {quiet['broker_cpu_share']} of a core)"
             )
-            out["latency"] = await latency(broker.bootstrap, rate, lat["duration_s"], lat["hist_subs"], work, log=log)
+            out["latency"] = await latency(
+                broker.bootstrap, rate, lat["duration_s"], lat["hist_subs"], work, log=log, broker_pid=broker.pid()
+            )
             L = out["latency"]
             L["settle"] = quiet
             if L.get("p99_s") is not None:
@@ -671,6 +673,12 @@ def _md_latency(res: dict, L: list[str]) -> None:
             text += (
                 f" Started once the broker had settled after the section before (its CPU below 15% of a core over 2 s:"
                 f" waited {q['waited_s']} s; {q['broker_cpu_share']} of a core then)."
+            )
+        qh = lat.get("settle_after_history")
+        if qh and qh.get("broker_cpu_share") is not None:
+            text += (
+                f" The traffic started once the broker had settled after the history's set-up too (waited"
+                f" {qh['waited_s']} s; {qh['broker_cpu_share']} of a core then)."
             )
         fs = lat.get("first_seconds")
         if fs:
