@@ -888,6 +888,37 @@ async def throughput(
     return out
 
 
+async def first_seconds(cw, report: dict, window: float = 6.0) -> None:
+    """Who used the CPU, and what the worker ``cw`` did, in the first ``window`` seconds from now
+    (of the latency section's traffic: the slowest alarms of `make bench` came then, not when the
+    section runs alone), into ``report``."""
+    cpu0, wm0 = all_cpu_seconds(), await asyncio.to_thread(worker_metrics, cw)
+    await asyncio.sleep(window)
+    cpu, wm = all_cpu_seconds(), await asyncio.to_thread(worker_metrics, cw)
+    report["busiest"] = busiest(cpu0, cpu, window)
+    report["worker"] = {k: round(v - wm0.get(k, 0.0), 3) for k, v in wm.items() if isinstance(v, float)}
+
+
+async def _with_history(bootstrap: str, n_hist_subs: int, work: Path):
+    """The latency section's set-up: fresh topics, ``n_hist_subs`` subscribers' history produced,
+    and a worker that has applied it. Returns (topics, worker, None) or (topics, None, error)."""
+    topics = TopicSet(_tag())
+    await create_topics(bootstrap, topics.inputs + [topics.alarms, topics.deadletter])
+    hist = make_events(n_hist_subs, 2 * n_hist_subs, seed=11, t_start=T0 + DAY, span_s=0.3 * DAY, cover_first=True)
+    await produce_fast(bootstrap, topics, hist)
+    end = await end_offsets(bootstrap, topics.inputs)
+    cw = churnwatch_consumer(bootstrap, topics, f"bench-lat-{topics.tag}", work / f"lat-{topics.tag}", work / "logs")
+    try:
+        hist_res = await run_consumer(cw, bootstrap, end, cap_s=600)
+    except BaseException:
+        cw.stop()
+        raise
+    if not hist_res["done"]:
+        cw.stop()
+        return topics, None, f"history not consumed: {hist_res.get('error')}"
+    return topics, cw, None
+
+
 async def latency(
     bootstrap: str,
     rate: float,
@@ -906,20 +937,9 @@ async def latency(
     the slowest alarms."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    topics = TopicSet(_tag())
-    await create_topics(bootstrap, topics.inputs + [topics.alarms, topics.deadletter])
-    hist = make_events(n_hist_subs, 2 * n_hist_subs, seed=11, t_start=T0 + DAY, span_s=0.3 * DAY, cover_first=True)
-    await produce_fast(bootstrap, topics, hist)
-    end = await end_offsets(bootstrap, topics.inputs)
-    cw = churnwatch_consumer(bootstrap, topics, f"bench-lat-{topics.tag}", work / f"lat-{topics.tag}", work / "logs")
-    try:
-        hist_res = await run_consumer(cw, bootstrap, end, cap_s=600)
-    except BaseException:
-        cw.stop()
-        raise
-    if not hist_res["done"]:
-        cw.stop()
-        return {"error": f"history not consumed: {hist_res.get('error')}"}
+    topics, cw, error = await _with_history(bootstrap, n_hist_subs, work)
+    if error:
+        return {"error": error}
     quiet = await settle(broker_pid)
     log(
         f"  latency: worker holds {n_hist_subs:,} subscribers with history; producing at {rate:,.0f} ev/s for {duration_s:.0f} s"
@@ -966,20 +986,8 @@ async def latency(
     # no dial in the first 2 s: the bench's own producer takes ~1.5 s to reach its pace (its acks
     # alone were 1.5-1.7 s late then, before any worker was involved; the acked_timeline shows it)
     warm = int(min(warm_s, duration_s / 10) * rate)
-    start = {"cpu": all_cpu_seconds(), "worker": worker_metrics(cw)}
     start_report: dict = {}
-
-    async def first_seconds(window: float = 6.0):
-        """Who used the CPU, and what the worker did, in the first seconds of the traffic (the
-        slowest alarms of `make bench` came then, not when this section runs alone)."""
-        await asyncio.sleep(window)
-        cpu, wm = all_cpu_seconds(), await asyncio.to_thread(worker_metrics, cw)
-        start_report["busiest"] = busiest(start["cpu"], cpu, window)
-        start_report["worker"] = {
-            k: round(v - start["worker"].get(k, 0.0), 3) for k, v in wm.items() if isinstance(v, float)
-        }
-
-    watch = asyncio.create_task(first_seconds())
+    watch = asyncio.create_task(first_seconds(cw, start_report))
     t0 = time.monotonic()
     t_wall0 = time.time()
     tick = 0.01
