@@ -56,6 +56,7 @@ from .faust_adapter import (
     put_many,
     raw_table,
     raw_topic,
+    request_rejoin,
 )
 from .handsets import (
     HEARTBEAT_S,
@@ -147,6 +148,8 @@ class ChurnService:
         self._member_ok_at = -math.inf  # a commit the coordinator accepted was sent then (see _still_member)
         self._recovered_once = False  # the engine holds this worker's partitions (first recovery done)
         self._fenced_at = 0.0
+        self._rejoin_at = -math.inf  # a rebalance was last asked for then (see _rejoin)
+        self._fence_reason = ""
         self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
         self.app = self._make_app()
@@ -847,6 +850,13 @@ class ChurnService:
         while True:
             await asyncio.sleep(5)
             await self._probe_broker()
+            if (
+                self._fenced
+                and self._fence_reason == "left the group"  # (not a revocation: its rebalance is under way)
+                and time.monotonic() - self._fenced_at >= 2 * self.settings.session_timeout_s
+                and not getattr(self.app, "rebalancing", False)
+            ):
+                self._rejoin()  # no recovery came after the fence: ask for it again
             if not self._lock.locked():
                 held_since, self._stuck_reported = None, False
                 continue
@@ -855,6 +865,17 @@ class ChurnService:
             if now - held_since >= 30 and not self._stuck_reported:
                 self._stuck_reported = True
                 self._log_tasks(now - held_since)
+
+    def _rejoin(self) -> None:
+        """Ask the group for a rebalance, so that a recovery follows the fence (at most once per
+        session timeout). A worker fenced because its membership check got no answer (a paused
+        broker) may still be a member the group never expired: without it, no rebalance came and
+        the worker stayed fenced for good (1 of 3 fresh-clone runs of `test_broker_pause.py` on
+        2026-12-07: `fenced`, `recovering` for 190 s)."""
+        now = time.monotonic()
+        if now - self._rejoin_at >= self.settings.session_timeout_s and request_rejoin(self.app):
+            self._rejoin_at = now
+            logger.warning("fenced: asked the consumer group for a rebalance (a recovery follows it)")
 
     async def _probe_broker(self) -> None:
         """When nothing else showed the broker alive for 5 s (an idle worker), ask it for metadata."""
@@ -911,6 +932,7 @@ class ChurnService:
             return
         if not await self._still_member():
             self._fence("left the group")  # frozen past the session timeout: its partitions went to another worker
+            self._rejoin()
             return
         rows = np.unique(np.concatenate(self._dirty)) if self._dirty else np.empty(0, dtype=np.int64)
         changelog, flushed = await self._write_state(rows, self._dirty_partitions)
@@ -991,6 +1013,7 @@ class ChurnService:
         self._member_ok_at = -math.inf  # the next checkpoint after a recovery asks again
         if not self._fenced:
             self._fenced_at = time.monotonic()
+            self._fence_reason = reason
             level = logging.INFO if reason == "partitions revoked" else logging.WARNING
             logger.log(level, "fenced (%s): no state writes or commits until the next recovery", reason)
             self.metrics.fenced.labels(reason=reason).inc()

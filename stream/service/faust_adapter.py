@@ -187,6 +187,22 @@ class BatchConsumer(_faust_aiokafka.Consumer):
         return super().verify_event_path(now, tp)
 
 
+def request_rejoin(app) -> bool:
+    """Ask the consumer group for a rebalance: aiokafka's coordinator rejoins (in the consumer
+    thread's loop), Faust revokes and reassigns the partitions, and the service recovers. For a
+    worker that fenced itself without the group having expired it (its membership check got no
+    answer while the broker was paused, and the broker kept its membership): no rebalance would
+    ever come, and it would stay fenced. False when the consumer is not running."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    loop = getattr(thread, "thread_loop", None)
+    if coordinator is None or loop is None or loop.is_closed():
+        return False
+    loop.call_soon_threadsafe(coordinator.request_rejoin)
+    return True
+
+
 def install(
     app,
     topics,
