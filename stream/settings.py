@@ -56,6 +56,9 @@ from .contract import DEFAULT_TOPICS, SHADOW_TOPIC_SUFFIXES
 __all__ = ["Settings", "SettingsError", "ENV_VARS"]
 
 
+GC_GEN0 = 20_000  # the worker's young-generation GC threshold (CHURNWATCH_GC_GEN0); backtests use it too
+
+
 class SettingsError(ValueError):
     """A setting is unknown, malformed or out of range. The message says which and why."""
 
@@ -120,7 +123,7 @@ class Settings:
     checkpoint_hold_s: float = 0.0
     recovery_hold_s: float = 0.0
     session_timeout_s: float = 60.0
-    gc_gen0: int = 20_000
+    gc_gen0: int = GC_GEN0
     log_level: str = "info"
 
     def __post_init__(self) -> None:

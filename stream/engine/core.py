@@ -1277,7 +1277,7 @@ class Engine:
         if len(di):
             # each strong circle's signature (the min over its members' hashes), all at once
             H = _sh.member_hashes(nat[di].reshape(-1)).reshape(len(di), nat.shape[1], _sh.M)
-            sigs = np.where(strong[di][:, :, None], H, _sh.EMPTY).min(axis=1)
+            sigs = _sh.signatures(H, strong[di])
             for r, keys in zip(rr[di].tolist(), _sh.band_keys_many(sigs), strict=True):
                 self.shadow_publications.append({"s": self._msisdn[int(r)], "bands": keys, "day": int(D)})
         d = rr[due]
@@ -1330,10 +1330,7 @@ class Engine:
         itself = (x[sel] == own) | (_sh.member_hashes(own) == sig).any(1)  # S's own number, or one S talks to
         matched = hit.any(2)
         n_matched = matched.sum(1)
-        smin = np.where(strong[:, :, None], H, _sh.EMPTY).min(1)  # S's circle's signature
-        both = (smin != _sh.EMPTY) | (sig != _sh.EMPTY)
-        nb = both.sum(1)
-        J = np.where(nb > 0, ((smin == sig) & both).sum(1) / np.maximum(nb, 1), 0.0)
+        J = _sh.jaccard_many(_sh.signatures(H, strong), sig)  # S's circle's signature against X's
         contain = hit.any(1).mean(1)  # share of X's contacts inside S's circle
         ws = np.where(strong, w, 0)
         share = np.where(matched, ws, 0).sum(1) / np.maximum(ws.sum(1), 1)

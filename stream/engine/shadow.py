@@ -58,6 +58,8 @@ __all__ = [
     "jaccard",
     "band_keys",
     "band_keys_many",
+    "signatures",
+    "jaccard_many",
     "shadow_detail",
     "PeerSketches",
     "BandIndex",
@@ -113,6 +115,20 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     both = (a != EMPTY) | (b != EMPTY)
     n = int(both.sum())
     return float(((a == b) & both).sum()) / n if n else 0.0
+
+
+def signatures(H: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """(k, M): the MinHash signature of each of k sets, from ``H`` ((k, n, M), the hashes of n
+    candidate members each: :func:`member_hashes`) and ``members`` ((k, n) bool, which are in);
+    all ``EMPTY`` for an empty set, as :func:`signature`."""
+    return np.where(members[:, :, None], H, EMPTY).min(axis=1)
+
+
+def jaccard_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`jaccard` of each row of ``a`` with the same row of ``b`` ((k, M) signatures)."""
+    both = (a != EMPTY) | (b != EMPTY)
+    n = both.sum(axis=1)
+    return np.where(n > 0, ((a == b) & both).sum(axis=1) / np.maximum(n, 1), 0.0)
 
 
 def band_keys(sig: np.ndarray) -> list[str]:

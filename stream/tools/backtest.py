@@ -26,6 +26,8 @@ from contextlib import contextmanager
 
 import orjson
 
+from stream.settings import GC_GEN0
+
 __all__ = ["add_arguments", "run", "backtest"]
 
 logger = logging.getLogger(__name__)
@@ -63,9 +65,6 @@ def _lines(fh, batch_size: int, chunk_bytes: int = 1 << 22):
             break
     if batch or nbytes:
         yield batch, nbytes
-
-
-GC_GEN0 = 20_000  # the worker's default too (CHURNWATCH_GC_GEN0)
 
 
 @contextmanager
