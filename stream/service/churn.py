@@ -49,7 +49,6 @@ from ..settings import Settings
 from .faust_adapter import (
     PART,
     Producer,
-    by_partition,
     install,
     mark_persisted,
     owned_items,
@@ -79,12 +78,15 @@ logger = logging.getLogger(__name__)
 
 TABLE_NAME = "subscriber-state"
 _WM = struct.Struct(">d")
+_DECIDED = struct.Struct(">i")  # after _WM in a watermark item (since 2026-12-07): the last day decided in full
 # A partition with a backlog that has delivered nothing yet holds the others back for at most
 # this long after a start or rebalance (a partition whose fetches never return would stall all)
 UNKNOWN_GRACE_S = 30.0
 LIVE_COMMIT_EVERY = 2_000  # events per checkpoint at most when the worker is not catching up (see _due)
 DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead letter (the rest: size + sha256)
-WATERMARK_KEY = b"\x00watermark"  # per partition: the event time the worker had reached (msisdns are digits)
+# per partition: the event time the worker had decided up to (NaN: no decision yet) and the last day
+# it had decided in full (msisdns are digits: no subscriber has this key)
+WATERMARK_KEY = b"\x00watermark"
 IDLE_TIME = 1e15  # reported for a caught-up input partition: it holds nobody's decisions back
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
@@ -160,6 +162,7 @@ class ChurnService:
             self.on_records,
             self.on_revoke,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            raw_records=frozenset(settings.input_topics),
         )
         s = settings
         # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)
@@ -436,12 +439,11 @@ class ChurnService:
                 continue
             si = self._src_index[tp.topic]
             tp_first[tp] = len(msgs)
-            for m in recs:
-                raws.append(m.value if m.value is not None else b"")
-                keys.append(m.key if m.key is not None else b"")  # no key: rejected as key_mismatch
-                src.append(si)
-                offsets.append(m.offset)
-                tp_of.append(tp)
+            raws += [m.value if m.value is not None else b"" for m in recs]
+            keys += [m.key if m.key is not None else b"" for m in recs]  # no key: rejected as key_mismatch
+            offsets += [m.offset for m in recs]
+            src += [si] * len(recs)
+            tp_of += [tp] * len(recs)
             msgs.extend(recs)
         eng = self.engine
         before = dict(eng.counters)
@@ -469,11 +471,11 @@ class ChurnService:
 
         def complete(ap) -> float | None:
             # each partition's time moves with its accepted events; decisions follow the minimum
-            self._advance_partition_time(batch, ap.rejects, tp_of)
+            self._advance_partition_time(batch, ap.rejects, tp_first)
             return self._decision_time()
 
         shadow_ev, switches = self._evidence(evidence_msgs) if evidence_msgs else ((), [])
-        res = self.step(batch, complete, shadow_ev, [sw for _, sw in switches])
+        res = self._run_step(batch, complete, shadow_ev, [sw for _, sw in switches])
         if switches:
             await self._keep_switches(switches)
         eng = self.engine
@@ -488,7 +490,7 @@ class ChurnService:
         await self._emit(res)
         sends = self._inflight
         for r in rejects:
-            sends.append(await self._send_deadletter(msgs[r.index], r))
+            sends.append(await self._send_deadletter(tp_of[r.index], msgs[r.index], r))
         self._since_checkpoint += n_msgs + len(evidence_msgs)
         self._observe(n_msgs, before, rejects, alarms, time.perf_counter() - t0)
         return n_msgs + len(evidence_msgs)
@@ -560,6 +562,11 @@ class ChurnService:
         worker's events before it are in (the backtest's one engine finds their evidence at
         once). Never decreasing."""
         c = self._advance_eval_time()
+        if c is not None and self.step.decided is None:
+            # decisions begin at this worker's first complete time, as the backtest's at its first
+            # event: not when the other workers' times come in (a worker that read days of its
+            # backlog before that, or fell over before it, would never decide those days)
+            self.step.decided = self.step.due(c)
         g = self._peer_gate()
         if c is not None and g is not None:
             t = min(c, g)
@@ -624,26 +631,44 @@ class ChurnService:
             return
         if self.step.due(t) <= self.step.decided and not self.step.deciding:
             return
-        res = self.step(Batch.empty(), t)
+        res = self._run_step(Batch.empty(), t)
         await self._emit(res)
         self._dirty_partitions.update(self.active_partitions())
         self.metrics.observe_alarms(res.alarms)
 
-    def _advance_partition_time(self, batch, apply_rejects, tp_of: list[TP]) -> None:
+    def _run_step(self, *args):
+        """The batch step, with its decided day logged where decisions start (after a start or a
+        recovery: the days before it are never decided here) and where days are skipped."""
+        before = self.step.decided
+        res = self.step(*args)
+        after = self.step.decided
+        if before is None and after is not None:
+            logger.info("decisions start after day %s (event time %s)", after, self._decide_s)
+        elif res.decided and before is not None and res.decided[0] != before + 1:
+            logger.warning("days %d..%d were not decided", before + 1, res.decided[0] - 1)
+        return res
+
+    def _advance_partition_time(self, batch, apply_rejects, tp_first: dict[TP, int]) -> None:
         """Each input partition's event time: the newest ts it delivered that the engine
-        accepted. Rejected events (late, future, invalid) never move time."""
-        if not len(batch):
+        accepted. Rejected events (late, future, invalid) never move time. ``tp_first``: each
+        partition's first raw index in the round (its records follow, partition after partition)."""
+        if not len(batch) or not tp_first:
             return
-        ok = np.ones(len(batch), dtype=bool)
+        idx, ts = batch.idx, batch.ts
         if apply_rejects:
-            pos = {int(i): j for j, i in enumerate(batch.idx.tolist())}
-            for r in apply_rejects:
-                ok[pos[r.index]] = False
+            ok = ~np.isin(idx, np.fromiter((r.index for r in apply_rejects), dtype=np.int64))
+            idx, ts = idx[ok], ts[ok]
+        if not len(idx):
+            return
+        tps = list(tp_first)
+        starts = np.fromiter(tp_first.values(), dtype=np.int64, count=len(tps))
+        newest = np.full(len(tps), -np.inf)
+        np.maximum.at(newest, np.searchsorted(starts, idx, side="right") - 1, ts)
         wm = self._tp_watermark
-        for i, ts in zip(batch.idx[ok].tolist(), batch.ts[ok].tolist(), strict=False):
-            tp = tp_of[i]
-            if ts > wm.get(tp, float("-inf")):
-                wm[tp] = ts
+        for j in np.flatnonzero(np.isfinite(newest)).tolist():
+            tp, t = tps[j], float(newest[j])
+            if t > wm.get(tp, float("-inf")):
+                wm[tp] = t
 
     def _behind(self) -> dict[TP, int | None]:
         """Per input partition this worker owns: messages on the broker it has not processed yet
@@ -1057,7 +1082,7 @@ class ChurnService:
         changelog up to those offsets; a restart restores the store and replays the changelog
         after them (at most ``store_flush_s`` of checkpoints)."""
         topic = self.settings.topic_calls
-        kept, changelog = self._state_items(rows)
+        kept, changelog, grouped = self._state_items(rows)
         if time.monotonic() - self._flushed_at >= self.settings.store_flush_s:
             # a row's newest item is its state now: every change marks the row dirty, and every
             # checkpoint sends its dirty rows (until 2026-12-02 the flush took every such row's
@@ -1074,8 +1099,9 @@ class ChurnService:
             flushed = False
         n_sent = len(kept)
         self.metrics.checkpoint_states.inc(n_sent)
-        changelog = changelog + self._watermark_items(partitions)  # (a new list: the one kept above stays rows' items)
-        return await self.producer.send_batches(self._changelog_topic, by_partition(changelog)), flushed
+        for key, p, value in self._watermark_items(partitions):
+            grouped.setdefault(p, []).append((key, value))
+        return await self.producer.send_batches(self._changelog_topic, grouped), flushed
 
     def _learn_partitions(self, rows: np.ndarray, parts: np.ndarray) -> None:
         """Record the input partition of each engine row in ``rows`` (-1: none, skipped): its
@@ -1091,9 +1117,11 @@ class ChurnService:
             self._row_part = grown
         self._row_part[rows] = parts
 
-    def _state_items(self, rows: np.ndarray) -> tuple[np.ndarray, list]:
-        """The rows of ``rows`` in a partition of ours, and their ``(key, partition, value)`` table
-        items, in that order (values: the 2-byte partition, then the snapshot)."""
+    def _state_items(self, rows: np.ndarray) -> tuple[np.ndarray, list, dict[int, list]]:
+        """The rows of ``rows`` in a partition of ours (ordered by partition), their ``(key,
+        partition, value)`` table items in that order (values: the 2-byte partition, then the
+        snapshot), and the same ``(key, value)`` pairs grouped by partition, as the changelog
+        takes them (cut from the ordered columns: no Python step per item)."""
         eng = self.engine
         rows = np.asarray(rows, dtype=np.int64)
         known = self._row_part
@@ -1102,16 +1130,30 @@ class ChurnService:
         parts[inside] = known[rows[inside]]
         keep = parts >= 0  # never seen in a batch of ours: nothing to persist
         if not keep.any():
-            return rows[:0], []
+            return rows[:0], [], {}
         kept, kept_parts = rows[keep], parts[keep]
+        order = np.argsort(kept_parts, kind="stable")
+        kept, kept_parts = kept[order], kept_parts[order]
         prefix = kept_parts.astype(">u2").view(np.uint8).reshape(-1, PART.size)
         values = eng.snapshot_many(kept, prefix=prefix)
         keys = "\n".join(eng.msisdns(kept)).encode().split(b"\n")  # (msisdns are digits) one encode, not one each
-        return kept, list(zip(keys, kept_parts.tolist(), values, strict=True))
+        cuts = np.flatnonzero(np.diff(kept_parts)) + 1
+        starts, ends = [0, *cuts.tolist()], [*cuts.tolist(), len(kept)]
+        grouped = {
+            int(kept_parts[a]): list(zip(keys[a:b], values[a:b], strict=True))
+            for a, b in zip(starts, ends, strict=True)
+        }
+        return kept, list(zip(keys, kept_parts.tolist(), values, strict=True)), grouped
 
     def _watermark_items(self, partitions: set[int]) -> list:
-        wm = self._decide_s
-        return [] if wm is None else [(WATERMARK_KEY, p, PART.pack(p) + _WM.pack(wm)) for p in sorted(partitions)]
+        """Where decisions stand, for each of ``partitions``: the decision time and the last day
+        decided in full (a day decided in parts is not: a restarted owner decides it again,
+        which changes nothing for the subscribers already decided)."""
+        wm, decided = self._decide_s, self.step.decided
+        if wm is None and decided is None:
+            return []
+        body = _WM.pack(math.nan if wm is None else wm) + (b"" if decided is None else _DECIDED.pack(decided))
+        return [(WATERMARK_KEY, p, PART.pack(p) + body) for p in sorted(partitions)]
 
     @property
     def _changelog_topic(self) -> str:
@@ -1121,13 +1163,14 @@ class ChurnService:
         """Hand one message to the producer; returns a future resolved on the broker's ack."""
         return await self.producer.send(topic, key, value, partition)
 
-    async def _send_deadletter(self, msg, reject) -> Any:
+    async def _send_deadletter(self, tp: TP, msg, reject) -> Any:
+        """Dead-letter input record ``msg`` read from ``tp`` (aiokafka's record: no topic or partition of its own)."""
         value = msg.value or b""
         record = {
             "original_b64": base64.b64encode(value[:DEADLETTER_ORIGINAL_MAX]).decode("ascii"),
             "key_b64": base64.b64encode(msg.key).decode("ascii") if msg.key is not None else None,
-            "topic": msg.topic,
-            "partition": msg.partition,
+            "topic": tp.topic,
+            "partition": tp.partition,
             "offset": msg.offset,
             "reason": reject.reason,
             "detail": reject.detail,
@@ -1138,9 +1181,7 @@ class ChurnService:
             record.update(
                 original_truncated=True, original_size=len(value), original_sha256=hashlib.sha256(value).hexdigest()
             )
-        logger.debug(
-            "dead letter %s[%d]@%d: %s (%s)", msg.topic, msg.partition, msg.offset, reject.reason, reject.detail
-        )
+        logger.debug("dead letter %s[%d]@%d: %s (%s)", tp.topic, tp.partition, msg.offset, reject.reason, reject.detail)
         return await self._send(self.settings.topic_deadletter, msg.key, orjson.dumps(record))
 
     def _observe(self, n: int, before: dict, rejects, alarms, seconds: float) -> None:
@@ -1280,11 +1321,11 @@ class ChurnService:
         engine.route_handsets = True  # its handset switches go to every worker (handsets.py)
         restored: list[str] = []
         parts: list[int] = []
-        wms = []
+        marks: list[tuple[float | None, int | None]] = []  # per watermark item: (decision time, last day decided)
         remote: dict[tuple[bytes, int], int] = {}
         for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
-                wms.append(_WM.unpack_from(payload)[0])
+                marks.append(parse_watermark(payload))
                 continue
             if key.startswith(SWITCH_PREFIX):  # another worker's handset switch (handsets.py)
                 remote[(key, p)] = orjson.loads(payload)
@@ -1299,18 +1340,22 @@ class ChurnService:
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
         self._remote_switches = remote
         self.metrics.handset_switches.set(len(remote))
+        wms = [wm for wm, _ in marks if wm is not None]
         if wms:
             engine.advance_watermark(max(wms))
-        # each partition's complete time, as its last owner wrote it: decisions resume from the
-        # earliest (a partition taken over from a worker that was behind has days to decide);
-        # subscribers decided for a day already skip it (their dec_day), so no day is decided
-        # twice, none skipped, and the last one, which a crash may have cut short, is finished
+        # each partition's complete time and last day decided, as its last owner wrote them:
+        # decisions resume after the earliest day (a partition taken over from a worker that was
+        # behind has days to decide); subscribers decided for a day already skip it (their
+        # dec_day), so no day is decided twice, none skipped, and one a crash cut short is finished.
+        # Items written before 2026-12-07 carry no day: the day before their time's (that day is
+        # decided again). Decisions that had not begun (NaN time) begin where their day says.
         complete = min(wms) if wms else None
         self._eval_time = self._decide_s = complete
         self._heartbeat_sent = None
         self.engine = engine
         self.step = Step(engine, chunk_rows=DECIDE_CHUNK)
-        self.step.decided = None if complete is None else self.step.due(complete) - 1
+        days = [d if d is not None or wm is None else self.step.due(wm) - 1 for wm, d in marks]
+        self.step.decided = min((d for d in days if d is not None), default=None)
         self._row_part = np.full(0, -1, dtype=np.int32)
         self._learn_partitions(engine.rows_of(restored), np.asarray(parts, dtype=np.int32))
         self._tp_watermark.clear()
@@ -1329,7 +1374,21 @@ class ChurnService:
         self._recovered_at = time.monotonic()
         self.metrics.restored.inc(n)
         self.metrics.subscribers.set(len(engine))
-        logger.info("recovered %d subscribers for partitions %s in %.2fs", n, sorted(actives), time.perf_counter() - t0)
+        logger.info(
+            "recovered %d subscribers for partitions %s in %.2fs; decisions resume after day %s",
+            n,
+            sorted(actives),
+            time.perf_counter() - t0,
+            self.step.decided,
+        )
+
+
+def parse_watermark(payload: bytes) -> tuple[float | None, int | None]:
+    """A watermark item's value (after its 2-byte partition): the decision time (None: no
+    decision yet) and the last day decided in full (None: not written, before 2026-12-07)."""
+    (wm,) = _WM.unpack_from(payload)
+    day = _DECIDED.unpack_from(payload, _WM.size)[0] if len(payload) >= _WM.size + _DECIDED.size else None
+    return (None if math.isnan(wm) else wm), day
 
 
 def newest_items(sent: list[tuple[np.ndarray, list]]) -> list:

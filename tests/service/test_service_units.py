@@ -1,0 +1,102 @@
+"""Parts of the worker tested without a broker: the batch path's fetched records
+(``faust_adapter._RawPartitionRecords``: aiokafka's own record objects for the input topics, the
+same offsets, keys and values as aiokafka's ``ConsumerRecord`` s, and the fetch position kept
+record by record; record batches built in memory), and the state table's watermark items."""
+
+from __future__ import annotations
+
+import struct
+from itertools import islice
+
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from stream.service import faust_adapter
+from stream.service.faust_adapter import _RawPartitionRecords
+
+RAW = "test.raw-records"
+
+
+def _batches(sizes: list[int], first_offset: int = 0) -> bytes:
+    """Record batches of ``sizes`` records, offsets consecutive from ``first_offset``."""
+    buf = bytearray()
+    offset = first_offset
+    for n in sizes:
+        b = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=1 << 20,
+        )
+        for i in range(n):
+            b.append(
+                i,
+                timestamp=1_700_000_000_000 + offset + i,
+                key=b"k%d" % (offset + i),
+                value=b"v%d" % (offset + i),
+                headers=[],
+            )
+        data = bytearray(b.build())
+        struct.pack_into(">q", data, 0, offset)  # the batch's base offset (the broker sets it)
+        buf += data
+        offset += n
+    return bytes(buf)
+
+
+def _records(topic: str, data: bytes, fetch_offset: int) -> _RawPartitionRecords:
+    return _RawPartitionRecords(TopicPartition(topic, 3), MemoryRecords(data), [], fetch_offset, None, None, True, 0)
+
+
+@pytest.fixture
+def raw_topic():
+    faust_adapter._RAW_RECORD_TOPICS.add(RAW)
+    yield RAW
+    faust_adapter._RAW_RECORD_TOPICS.discard(RAW)
+
+
+def test_input_records_are_aiokafkas_own_with_the_same_offsets_keys_and_values(raw_topic):
+    data = _batches([4, 1, 5])
+    raw = list(_records(raw_topic, data, 0))
+    full = list(_records("other.topic", data, 0))
+    assert [type(r) for r in full] == [ConsumerRecord] * 10  # other topics: unchanged
+    assert not any(isinstance(r, ConsumerRecord) for r in raw)
+    assert [(r.offset, r.key, r.value, r.timestamp) for r in raw] == [
+        (r.offset, r.key, r.value, r.timestamp) for r in full
+    ]
+    assert [r.offset for r in raw] == list(range(10))
+    assert raw[7].key == b"k7" and raw[7].value == b"v7"
+
+
+def test_a_fetch_from_inside_a_batch_skips_what_came_before(raw_topic):
+    data = _batches([6, 4], first_offset=4)  # the broker answers from the batch holding offset 6
+    got = _records(raw_topic, data, 6)
+    assert [r.offset for r in got] == [6, 7, 8, 9, 10, 11, 12, 13]
+    assert got.next_fetch_offset == 14
+    assert [r.offset for r in _records("other.topic", data, 6)] == list(range(6, 14))  # as aiokafka's own
+
+
+def test_the_position_follows_each_record_taken(raw_topic):
+    """aiokafka's FetchResult takes at most ``max_records`` and resumes from ``next_fetch_offset``:
+    it must be right after the last record taken, not at the end of its batch."""
+    recs = _records(raw_topic, _batches([5, 5]), 0)
+    taken = list(islice(recs, 3))
+    assert [r.offset for r in taken] == [0, 1, 2]
+    assert recs.next_fetch_offset == 3
+    taken = list(islice(recs, 4))
+    assert [r.offset for r in taken] == [3, 4, 5, 6]
+    assert recs.next_fetch_offset == 7
+
+
+def test_a_watermark_item_says_where_decisions_stand():
+    """The state table's per-partition watermark value (after its partition header): the decision
+    time, NaN before any decision; then the last day decided in full (absent before 2026-12-07)."""
+    from stream.service.churn import _DECIDED, _WM, parse_watermark
+
+    assert parse_watermark(_WM.pack(1_769_000_000.0) + _DECIDED.pack(20_475)) == (1_769_000_000.0, 20_475)
+    assert parse_watermark(_WM.pack(float("nan")) + _DECIDED.pack(20_457)) == (None, 20_457)  # not begun
+    assert parse_watermark(_WM.pack(1_769_000_000.0)) == (1_769_000_000.0, None)  # an older worker's
