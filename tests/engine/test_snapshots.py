@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.engine import Engine
+from stream.engine import Engine, core
 from stream.engine.core import FIELDS, SNAPSHOT_VERSION, initial_body
 from stream.engine.sparse import unpack
 
@@ -36,6 +36,21 @@ def test_snapshot_many_equals_snapshot_and_restores():
     prefix = np.arange(2 * len(rows), dtype=np.uint8).reshape(-1, 2)
     with_prefix = eng.snapshot_many(rows, prefix=prefix)
     assert with_prefix == [bytes(prefix[i]) + many[i] for i in range(len(rows))]
+
+
+def test_snapshot_many_in_blocks_equals_in_one(monkeypatch):
+    """More rows than a block (``_SNAP_BLOCK``): the same bytes, prefixes included, in order."""
+    eng = Engine(quiet_config(), clock=lambda: CLOCK)
+    subs = [f"86138000{i:05d}" for i in range(23)]
+    ev = [call(m, T0 + j * 60, f"86139000{j:05d}", dur=j) for j, m in enumerate(subs)]
+    b, _ = eng.decode([orjson.dumps(e) for e in ev])
+    eng.apply(b)
+    rows = np.array([eng.row_of(m) for m in subs[::-1]], dtype=np.int64)
+    prefix = np.arange(2 * len(rows), dtype=np.uint8).reshape(-1, 2)
+    whole = eng.snapshot_many(rows, prefix=prefix)
+    monkeypatch.setattr(core, "_SNAP_BLOCK", 5)
+    assert eng.snapshot_many(rows, prefix=prefix) == whole
+    assert eng.snapshot_many(rows) == [w[2:] for w in whole]
 
 
 def _dense(eng: Engine, m: str) -> bytes:
