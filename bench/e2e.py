@@ -926,15 +926,20 @@ async def latency(
     n_hist_subs: int,
     work: Path,
     log=print,
-    warm_s: float = 2.0,
+    warm_s: float = 10.0,
     broker_pid: int | None = None,
 ) -> dict:
-    """Item 4: produce at a fixed rate; 1% of the events after the first 2 s are competitor-hotline
-    dials by subscribers with history, each dialling once; latency = alarm seen on the alarm topic -
-    the dial's send time. The traffic starts once the broker (``broker_pid``) has settled after the
-    history's set-up (its events, the worker's changelog of 20,000 states): in `make bench` the
-    broker used 0.98 of a core in the traffic's first 6 s, the worker 0.51, and those seconds held
-    the slowest alarms."""
+    """Item 4: produce at a fixed rate for ``warm_s`` + ``duration_s``; 1% of the events after the
+    first ``warm_s`` are competitor-hotline dials by subscribers with history, each dialling once;
+    latency = alarm seen on the alarm topic - the dial's send time. The traffic starts once the
+    broker (``broker_pid``) has settled after the history's set-up (its events, the worker's
+    changelog of 20,000 states). The warm-up is the broker's: the traffic's paths (small producer
+    batches, the worker's live checkpoints and commits, the alarm topic) are new to its JIT, and
+    in the traffic's first ~10 s its compiler threads took 0.4-0.7 of a core on top of the 0.5 the
+    requests took (JFR on the broker, `bench.run --only e2e`, 2026-12-07: compilation 2.1, 1.7,
+    1.3, 1.1 s per 3 s, then under 0.4); in `make bench` of 29acd8c, with a 2 s warm-up, the
+    broker used 0.90 of a core in the first 6 s, the worker 0.48, and those seconds held the
+    slowest alarms (1.53 and 1.23 s against 0.16-0.50 s after)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     topics, cw, error = await _with_history(bootstrap, n_hist_subs, work)
@@ -946,7 +951,7 @@ async def latency(
         f" (the broker settled after the history in {quiet['waited_s']} s)"
     )
 
-    n_total = int(rate * duration_s)
+    n_total = int(rate * (warm_s + duration_s))
     traffic = make_events(n_hist_subs, n_total, seed=12, t_start=T0 + DAY + 0.3 * DAY, span_s=0.2 * DAY)
     part_of: dict[bytes, int] = {}
     sent_at: dict[str, float] = {}
@@ -983,9 +988,9 @@ async def latency(
     await producer.start()
     names = topics.by_kind
     every = 100  # 1% hotline dials
-    # no dial in the first 2 s: the bench's own producer takes ~1.5 s to reach its pace (its acks
-    # alone were 1.5-1.7 s late then, before any worker was involved; the acked_timeline shows it)
-    warm = int(min(warm_s, duration_s / 10) * rate)
+    # no dial in the warm-up: the broker's JIT (above), and the bench's own producer takes ~1.5 s
+    # to reach its pace (its acks alone were 1.5-1.7 s late then, before any worker was involved)
+    warm = int(warm_s * rate)
     start_report: dict = {}
     watch = asyncio.create_task(first_seconds(cw, start_report))
     t0 = time.monotonic()
@@ -1059,8 +1064,9 @@ async def latency(
         "max_s": lat[-1] if lat else None,
         "worker_emit_p50_s": pct(lat_w, 0.5),
         "worker_emit_p99_s": pct(lat_w, 0.99),
-        "timeline": _timeline(sent_at, recv_at, t_wall0, duration_s),
-        "acked_timeline": _timeline(sent_at, acked_at, t_wall0, duration_s),
+        "warm_s": warm_s,
+        "timeline": _timeline(sent_at, recv_at, t_wall0 + warm_s, duration_s),
+        "acked_timeline": _timeline(sent_at, acked_at, t_wall0 + warm_s, duration_s),
         "first_seconds": start_report if watch.done() else None,
         "settle_after_history": quiet,
     }
@@ -1171,7 +1177,7 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=8000.0, help="latency: events/s produced")
     p.add_argument("--seconds", type=float, default=20.0, help="latency: how long")
     p.add_argument(
-        "--warm-s", type=float, default=2.0, help="latency: seconds of traffic before the first dial (0: a cold start)"
+        "--warm-s", type=float, default=10.0, help="latency: seconds of traffic before the first dial (0: a cold start)"
     )
     p.add_argument(
         "--subscribers",
