@@ -167,6 +167,9 @@ class Applied(NamedTuple):
     skipped: int  # events at or below the offsets already applied (replays)
     contacts: tuple  # the second-SIM join's observations (competitor number, member, day)
     immediate: list  # (row, day, ts, dials): care-line dials that trip competitor_hotline at once
+    # the rows this batch created (new subscribers; a freed row reused) and, for each, the batch
+    # position of the event that created it
+    created: tuple[list[int], list[int]] = ([], [])
 
 
 class Decision(NamedTuple):
@@ -589,12 +592,15 @@ class Engine:
             contacts = shadow_contacts(batch, sel, cfg.country_code)
         # --- rows for new subscribers with an accepted event (first appearance order)
         new = acc & (rows < 0)
+        created: tuple[list[int], list[int]] = ([], [])
         if new.any():
             for i in np.flatnonzero(new).tolist():
                 m = batch.msisdn[i]
                 r = get(m)
                 if r is None:
                     r = self._new_row(m)
+                    created[0].append(r)
+                    created[1].append(i)
                 rows[i] = r
             a = self._a
             # other (rejected) events of the same new subscriber
@@ -619,7 +625,7 @@ class Engine:
         self._count("rejected_future", int(fut.sum()))
         self._count("rejected_late", int(late.sum()))
         if not acc.any():
-            return Applied(NO_ROWS, rej, n_skipped, contacts, [])
+            return Applied(NO_ROWS, rej, n_skipped, contacts, [], created)
         if not acc.all():
             pos = np.flatnonzero(acc)
             b = batch.take(pos)
@@ -641,7 +647,7 @@ class Engine:
         touched = np.unique(rows)
         if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
             touched = np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
-        return Applied(touched, rej, n_skipped, contacts, hits)
+        return Applied(touched, rej, n_skipped, contacts, hits, created)
 
     def _immediate_hits(self, b: Batch, rows: np.ndarray) -> list[tuple[int, int, float, int]]:
         """Care-line dials that trip competitor_hotline by themselves, judged one dial at a time in

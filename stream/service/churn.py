@@ -480,11 +480,15 @@ class ChurnService:
             await self._keep_switches(switches)
         eng = self.engine
         rejects = list(rejects) + list(res.rejects)
-        # remember each subscriber's partition (its state is written there, decisions included)
-        if len(batch):
+        # remember each new subscriber's partition (its state is written there, decisions
+        # included); a subscriber's events all come from its own partition, so a row keeps its
+        # partition until the engine frees it, and a row reused is created again
+        new_rows, new_pos = res.created
+        if new_rows:
             # (msgs holds the input records of tp_first's partitions, in that order)
             msg_part = np.repeat([tp.partition for tp in tp_first], [len(records[tp]) for tp in tp_first])
-            self._learn_partitions(eng.rows_of(batch.msisdn), msg_part[batch.idx])
+            pos = np.asarray(new_pos, dtype=np.int64)
+            self._learn_partitions(np.asarray(new_rows, dtype=np.int64), msg_part[batch.idx[pos]])
         alarms = res.alarms
         self._dirty_partitions.update(tp.partition for tp, first in tp_first.items() if cuts.get(tp, first + 1) > first)
         await self._emit(res)

@@ -99,6 +99,20 @@ def test_replayed_offsets_are_skipped(eng):
     assert eng.counters["skipped"] == 3
 
 
+def test_apply_names_the_rows_it_created_and_the_event_of_each():
+    """(The worker learns a new subscriber's partition from it.) A rejected event (``future``)
+    creates nothing; a row freed by ``forget`` and reused is created again."""
+    e = Engine(quiet_config(), clock=lambda: CLOCK)
+    ap, _ = feed(e, [call(M, T0, P), call(M, T0 + 5, P), sms(M2, T0 + 9, P)])
+    assert ap.created == ([e.row_of(M), e.row_of(M2)], [0, 2])
+    ap, _ = feed(e, [call(M, T0 + 20, P), call("8613800009999", CLOCK + 30 * DAY, P)])  # a known one; a future one
+    assert ap.created == ([], []) and ap.rejects[0].reason == "future"
+    row = e.row_of(M2)
+    e.forget([M2])
+    ap, _ = feed(e, [call(M, T0 + 30, P), call("8613800004321", T0 + 31, P)])
+    assert ap.created == ([row], [1]) and e.row_of("8613800004321") == row
+
+
 def test_counters_are_cumulative(eng):
     feed(eng, [call(M, T0, P), sms(M, T0 + 1, P), recharge(M, T0 + 2), profile(M, T0 + 3)])
     b, rej = eng.decode([b"nope", orjson.dumps(call(M, T0 + 4, P))])
