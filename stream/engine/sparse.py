@@ -18,7 +18,7 @@ from operator import add
 
 import numpy as np
 
-__all__ = ["pack_words", "unpack"]
+__all__ = ["pack_words", "unpack", "unpack_many"]
 
 
 def _sizes(body_len: int) -> tuple[int, int]:
@@ -73,3 +73,28 @@ def unpack(data: bytes, offset: int, base: bytes) -> bytes:
     if any(dense[body_len:]):
         raise ValueError("sparse snapshot: non-zero padding")
     return dense[:body_len]
+
+
+def unpack_many(datas: list[bytes], offset: int, base: bytes) -> np.ndarray | None:
+    """The dense bodies of many encoded snapshots (each from ``offset`` on), decoded together:
+    ((k, n_words) uint64, each row one body zero-padded to whole words), or None when any of them
+    is not a valid encoding (:func:`unpack` names what is wrong with it)."""
+    k = len(datas)
+    n_words, n_bitmap = _sizes(len(base))
+    lens = np.fromiter(map(len, datas), dtype=np.int64, count=k)
+    if (lens < offset + n_bitmap).any():
+        return None
+    end = offset + n_bitmap
+    heads = np.frombuffer(b"".join([d[offset:end] for d in datas]), dtype=np.uint8).reshape(k, n_bitmap)
+    bits = np.unpackbits(heads, axis=1, bitorder="little")
+    if bits[:, n_words:].any():
+        return None
+    nz = bits[:, :n_words].astype(bool)
+    if ((lens - end) != 8 * nz.sum(axis=1, dtype=np.int64)).any():
+        return None
+    words = np.zeros((k, n_words), dtype=np.uint64)
+    words[nz] = np.frombuffer(b"".join([d[end:] for d in datas]), dtype=np.uint64)  # row by row, in order
+    words ^= _base_words(base, n_words)
+    if words.view(np.uint8).reshape(k, -1)[:, len(base) :].any():
+        return None  # non-zero padding
+    return words

@@ -88,6 +88,7 @@ DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead 
 # it had decided in full (msisdns are digits: no subscriber has this key)
 WATERMARK_KEY = b"\x00watermark"
 IDLE_TIME = 1e15  # reported for a caught-up input partition: it holds nobody's decisions back
+RESTORE_CHUNK = 65536  # snapshots read from the table before they are restored together (Engine.restore_many)
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
 
@@ -940,8 +941,10 @@ class ChurnService:
         """Make everything processed so far durable, then commit its offsets. The order:
 
         1. the state of every subscriber changed since the last checkpoint (one coalesced snapshot
-           each, however many batches touched it) and each partition's event time → changelog
-           messages (and, every ``store_flush_s``, the table's local store: see _write_state);
+           each, however many batches touched it) and, for each partition, where decisions
+           stand (the decision time and the last day decided in full: _watermark_items) →
+           changelog messages (and, every ``store_flush_s``, the table's local store: see
+           _write_state);
         2. every send since the last checkpoint (alarms, dead letters, the join's messages) and
            the changelog messages of 1 awaited until the broker acknowledged them (acks=all);
         3. only then are the input offsets committed (the next offset of the last batch
@@ -1316,14 +1319,15 @@ class ChurnService:
         if self.settings.recovery_hold_s:
             await asyncio.sleep(self.settings.recovery_hold_s)  # fault injection (tests): a slow restore
         async with self._lock:
-            self._rebuild()
+            await self._rebuild()
 
-    def _rebuild(self) -> None:
+    async def _rebuild(self) -> None:
         t0 = time.perf_counter()
         actives = self.active_partitions()
         engine = Engine(self.engine_config, clock=self.clock)
         engine.route_handsets = True  # its handset switches go to every worker (handsets.py)
         restored: list[str] = []
+        payloads: list[bytes] = []  # the snapshots of restored[-len(payloads):], not restored yet
         parts: list[int] = []
         marks: list[tuple[float | None, int | None]] = []  # per watermark item: (decision time, last day decided)
         remote: dict[tuple[bytes, int], int] = {}
@@ -1334,10 +1338,14 @@ class ChurnService:
             if key.startswith(SWITCH_PREFIX):  # another worker's handset switch (handsets.py)
                 remote[(key, p)] = orjson.loads(payload)
                 continue
-            msisdn = key.decode()
-            engine.restore(msisdn, payload)
-            restored.append(msisdn)
+            restored.append(key.decode())
+            payloads.append(payload)
             parts.append(p)
+            if len(payloads) >= RESTORE_CHUNK:  # (the snapshots themselves held a chunk at a time)
+                engine.restore_many(list(zip(restored[-len(payloads) :], payloads, strict=True)))
+                payloads = []
+                await asyncio.sleep(0)  # (the web views and Faust's own tasks run between chunks)
+        engine.restore_many(list(zip(restored[len(restored) - len(payloads) :], payloads, strict=True)))
         n = len(restored)
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)

@@ -124,3 +124,29 @@ def test_a_damaged_sparse_snapshot_is_refused():
     ):
         with pytest.raises(ValueError):
             other.restore(subs[-1], bad)
+
+
+def test_restore_many_equals_restore_one_by_one(monkeypatch):
+    """The batch restore (a recovering worker's): the same state and snapshots as restore, in
+    blocks, beside snapshots of another form (dense version 5) and over subscribers it already
+    holds; a set holding a damaged snapshot goes one by one, which refuses it."""
+    monkeypatch.setattr(core, "_RESTORE_BLOCK", 7)
+    eng, subs = _population()
+    items = [(m, eng.snapshot(m)) for m in subs]
+    items[4] = (subs[4], bytes([5, eng.R]) + _dense(eng, subs[4]))  # an older worker's form
+    one, many = Engine(quiet_config(), clock=lambda: CLOCK), Engine(quiet_config(), clock=lambda: CLOCK)
+    for m, data in items:
+        one.restore(m, data)
+    # many already holds some of them, with other state (a recovery over a live engine)
+    b, _ = many.decode([orjson.dumps(call(m, T0 + 3 * DAY, "8613900000055", imei="356000000000009")) for m in subs[:9]])
+    many.apply(b)
+    many.restore_many(items)
+    for m in subs:
+        assert many.state_of(m) == one.state_of(m) == eng.state_of(m)
+        assert many.snapshot(m) == eng.snapshot(m)
+    # the handset index too (the handset many's own calls used before is gone from it)
+    hs_many, hs_one = many._handsets, one._handsets  # noqa: SLF001
+    assert hs_many.numbers == hs_one.numbers and hs_many.switches == hs_one.switches
+    damaged = [*items[:10], (subs[10], items[10][1][:-8])]
+    with pytest.raises(ValueError):
+        Engine(quiet_config(), clock=lambda: CLOCK).restore_many(damaged)
