@@ -367,7 +367,8 @@ def churnwatch_consumer(
             "CHURNWATCH_PARTITIONS": str(PARTITIONS),
             "CHURNWATCH_DATA_DIR": str(data_dir),
             "CHURNWATCH_WEB_PORT": str(port),
-            "CHURNWATCH_LOG_LEVEL": "warn",
+            # (CHURNWATCH_BENCH_LOG_LEVEL=info: the worker's rebalances and recoveries in its log)
+            "CHURNWATCH_LOG_LEVEL": os.environ.get("CHURNWATCH_BENCH_LOG_LEVEL", "warn"),
         }
     )
     env.update(extra)
