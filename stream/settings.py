@@ -63,6 +63,10 @@ class SettingsError(ValueError):
     """A setting is unknown, malformed or out of range. The message says which and why."""
 
 
+# the service's changelog-backed tables (their changelog topics: ``<app id>-<table>-changelog``)
+STATE_TABLE = "subscriber-state"
+PEERS_TABLE = "shadow-peers"  # the second-SIM join, stage 1
+BANDS_TABLE = "shadow-bands"  # ... stage 2
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -210,6 +214,11 @@ class Settings:
     def shadow_topics(self) -> tuple[str, str, str]:
         """The second-SIM join's internal topics: contacts, bands, evidence."""
         return (self.topic_shadow_contacts, self.topic_shadow_bands, self.topic_shadow_evidence)
+
+    @property
+    def changelog_topics(self) -> tuple[str, str, str]:
+        """The changelog topics of the service's tables, as Faust names them."""
+        return tuple(f"{self.app_id}-{t}-changelog" for t in (STATE_TABLE, PEERS_TABLE, BANDS_TABLE))
 
     @property
     def input_topics(self) -> tuple[str, str, str, str]:

@@ -45,7 +45,7 @@ from ..engine import Engine, EngineConfig
 from ..engine.decode import Batch
 from ..engine.handsets import LATEST
 from ..engine.step import Step
-from ..settings import Settings
+from ..settings import STATE_TABLE, Settings
 from .faust_adapter import (
     PART,
     Producer,
@@ -76,7 +76,7 @@ __all__ = ["ChurnService", "build_service", "newest_items", "TABLE_NAME"]
 
 logger = logging.getLogger(__name__)
 
-TABLE_NAME = "subscriber-state"
+TABLE_NAME = STATE_TABLE
 _WM = struct.Struct(">d")
 _DECIDED = struct.Struct(">i")  # after _WM in a watermark item (since 2026-12-07): the last day decided in full
 # A partition with a backlog that has delivered nothing yet holds the others back for at most

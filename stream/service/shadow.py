@@ -34,14 +34,12 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from ..engine.shadow import BandIndex, PeerSketches, band_keys_many, mix
+from ..settings import BANDS_TABLE, PEERS_TABLE
 from .faust_adapter import PART, mark_persisted, owned_items, put_many, raw_table, raw_topic
 
 __all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages", "evidence_messages"]
 
 logger = logging.getLogger(__name__)
-
-PEERS_TABLE = "shadow-peers"
-BANDS_TABLE = "shadow-bands"
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -45,18 +45,30 @@ async def ensure_topics_async(
             )
         else:
             wanted = list(dict.fromkeys(topics))
+        # ... and the tables' changelogs, compacted, as Faust would declare them: Faust declared
+        # the second-SIM bands table's only when the first band key was written, and that topic's
+        # appearance in the worker's subscription made the group rebalance (a worker catching up
+        # a 1M-subscriber day restored its million subscribers again, mid-run)
+        compacted = list(settings.changelog_topics) if topics is None else []
         existing = set(await admin.list_topics())
-        missing = [t for t in wanted if t not in existing]
+        missing = [t for t in wanted + compacted if t not in existing]
         if missing:
             rf = replication_factor or await _replicas(admin)
-            try:
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=settings.partitions, replication_factor=rf) for t in missing]
+            new = [
+                NewTopic(
+                    t,
+                    num_partitions=settings.partitions,
+                    replication_factor=rf,
+                    topic_configs={"cleanup.policy": "compact"} if t in compacted else {},
                 )
+                for t in missing
+            ]
+            try:
+                await admin.create_topics(new)
                 logger.info("created topics %s with %d partitions", missing, settings.partitions)
             except TopicAlreadyExistsError:  # another worker won the race
                 pass
-        counts = await _served(admin, wanted, missing)
+        counts = await _served(admin, wanted + compacted, missing)
     finally:
         await admin.close()
     if topics is not None:

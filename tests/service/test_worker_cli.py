@@ -68,9 +68,11 @@ def test_faust_cli_runs_the_same_service(kafka_bootstrap, tmp_path):
         status, body = w.get("/metrics")
         assert status == 200 and b"# TYPE churnwatch_events_total counter" in body
         assert b'churnwatch_gc_seconds_total{generation="2"}' in body  # the worker process's set-up ran
-        # it created the co-partitioned input topics and the state table's changelog
+        # it created the co-partitioned input topics and its tables' changelogs (the second-SIM
+        # bands table's too, which Faust left to the first band key: its appearance rebalanced the group)
         settings = Settings.from_env(env)
-        want = [*settings.input_topics, f"{settings.app_id}-subscriber-state-changelog"]
+        want = [*settings.input_topics, *settings.changelog_topics]
+        assert f"{settings.app_id}-shadow-bands-changelog" in want
         deadline = time.monotonic() + 60
         while True:
             counts = asyncio.run(_partition_counts(kafka_bootstrap, want))
