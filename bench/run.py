@@ -714,8 +714,13 @@ def _md_catchup(res: dict, L: list[str]) -> None:
         f"({cu['day_events'] // 20:,} subscribers × 20 events) in **{cu['measured_minutes']:.2f} min** "
         f"(sustained {cu['events_per_s']:,.0f} ev/s; first pass creating every subscriber {fmt_n(cu.get('cold_events_per_s'))} ev/s, "
         f"then {fmt_n(cu.get('warm_events_per_s'))} ev/s). "
-        f"**The whole day would take ~{fmt_n(cu.get('day_minutes_extrapolated'))} min — extrapolated** from the measured rate"
-        f"{' after every subscriber had state' if cu.get('warm_events_per_s') else ''}, not measured. Correct (committed == end, every event applied): {cu.get('correct')}.",
+        + (
+            "**The whole day, measured in full.** "
+            if frac >= 1.0
+            else f"**The whole day would take ~{fmt_n(cu.get('day_minutes_extrapolated'))} min — extrapolated** from the measured rate"
+            f"{' after every subscriber had state' if cu.get('warm_events_per_s') else ''}, not measured. "
+        )
+        + f"Correct (committed == end, every event applied): {cu.get('correct')}.",
     )
 
 
