@@ -171,7 +171,7 @@ class Applied(NamedTuple):
     immediate: list  # (row, day, ts, dials): care-line dials that trip competitor_hotline at once
     # the rows this batch created (new subscribers; a freed row reused) and, for each, the batch
     # position of the event that created it
-    created: tuple[list[int], list[int]] = ([], [])
+    created: tuple = ((), ())
 
 
 class Decision(NamedTuple):

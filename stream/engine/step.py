@@ -53,7 +53,7 @@ class StepResult(NamedTuple):
     applied: np.ndarray  # engine rows with applied events (a subset of rows)
     decide_s: float  # seconds spent deciding days
     handset_ops: list  # the switches indexed, for the other workers' engines (engine.route_handsets)
-    created: tuple = ([], [])  # apply's rows created and the batch position of the event of each
+    created: tuple = ((), ())  # apply's rows created and the batch position of the event of each
 
 
 class Step:
