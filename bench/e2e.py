@@ -934,13 +934,9 @@ async def latency(
     first ``warm_s`` are competitor-hotline dials by subscribers with history, each dialling once;
     latency = alarm seen on the alarm topic - the dial's send time. The traffic starts once the
     broker (``broker_pid``) has settled after the history's set-up (its events, the worker's
-    changelog of 20,000 states). The warm-up is the broker's: the traffic's paths (small producer
-    batches, the worker's live checkpoints and commits, the alarm topic) are new to its JIT, and
-    in the traffic's first ~10 s its compiler threads took 0.4-0.7 of a core on top of the 0.5 the
-    requests took (JFR on the broker, `bench.run --only e2e`, 2026-12-07: compilation 2.1, 1.7,
-    1.3, 1.1 s per 3 s, then under 0.4); in `make bench` of 29acd8c, with a 2 s warm-up, the
-    broker used 0.90 of a core in the first 6 s, the worker 0.48, and those seconds held the
-    slowest alarms (1.53 and 1.23 s against 0.16-0.50 s after)."""
+    changelog of 20,000 states). The warm-up is the broker's: the traffic's paths are new to its
+    JIT, whose threads took 0.4-0.7 of a core in the traffic's first ~10 s (JFR, 2026-12-07); in
+    `make bench` of 29acd8c, with 2 s of warm-up, those seconds held the slowest alarms."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     topics, cw, error = await _with_history(bootstrap, n_hist_subs, work)

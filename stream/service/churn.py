@@ -567,11 +567,10 @@ class ChurnService:
         worker's events before it are in (the backtest's one engine finds their evidence at
         once). Never decreasing."""
         c = self._advance_eval_time()
-        if c is not None and self.step.decided is None:
-            # decisions begin at this worker's first complete time, as the backtest's at its first
-            # event: not when the other workers' times come in (a worker that read days of its
-            # backlog before that, or fell over before it, would never decide those days)
-            self.step.decided = self.step.due(c)
+        # (Decisions begin when every partition's time has come in, at that time. Beginning at the
+        # worker's first complete time instead, as the backtest does at its first event, was tried
+        # on 2026-12-07: days applied before the gate opened were then decided together once it
+        # opened, and test_shadow_service.py got a warning the backtest does not have.)
         g = self._peer_gate()
         if c is not None and g is not None:
             t = min(c, g)
