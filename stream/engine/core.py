@@ -126,7 +126,6 @@ assert tuple(f[0] for f in FIELDS[-len(_LATER) :]) == _LATER
 
 
 @functools.cache
-@functools.lru_cache(maxsize=8)
 def initial_body(ring: int) -> bytes:
     """A fresh subscriber's snapshot fields (every field at its initial value, ``ring`` days), the
     dense version-5 layout: the base that the sparse snapshots (version 6) are encoded against."""
