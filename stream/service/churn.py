@@ -114,6 +114,10 @@ class ChurnService:
         self._pending_next: dict[TP, int] = {}  # ... processed since the last checkpoint (not durable yet)
         self._processed_next: dict[TP, int] = {}  # ... processed (durable or not)
         self._progress_at: dict[TP, float] = {}  # monotonic time of each partition's last delivered batch
+        # input records were last received then (monotonic), and per caught-up input partition the
+        # time a fresh end-offset request that found it caught up was sent (_verify_idle)
+        self._input_at = -math.inf
+        self._idle_at: dict[TP, float] = {}
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
         # every input partition's complete time, as its worker reported it on the evidence topic
         # (its handset switches before it are in): decisions wait for the least (_decision_time)
@@ -265,7 +269,8 @@ class ChurnService:
                     if n < self.settings.batch_size // 4 and self._fetch_may_help():
                         break  # a small round: the next fetch moves the slowest partition further
                     await asyncio.sleep(0)
-                if not records and self._recovered_once:
+                if self._recovered_once:
+                    await self._verify_idle()
                     await self._decide_due()
                 self._align()
         except asyncio.CancelledError:
@@ -339,11 +344,13 @@ class ChurnService:
         self._held.pop(tp, None)
         self._held_ts.pop(tp, None)
 
-    def _frontiers(self) -> tuple[dict[TP, float], set[TP]]:
+    def _frontiers(self, fresh: bool = False) -> tuple[dict[TP, float], set[TP]]:
         """Each input partition's next event time, for those with a backlog (on the broker or
         held here): the first held record's ts, else the newest ts it delivered. Also the
         partitions with a backlog whose time is not known yet (nothing delivered since the start
-        or the last rebalance, or no fetch answered yet)."""
+        or the last rebalance, or no fetch answered yet). ``fresh``: a partition caught up as of
+        its last fetch counts as one with a backlog unless an end-offset request sent after the
+        latest input records arrived found it caught up (:meth:`_verify_idle`)."""
         out: dict[TP, float] = {}
         unknown: set[TP] = set()
         wm = self._tp_watermark
@@ -354,6 +361,11 @@ class ChurnService:
                 unknown.add(tp)
             elif behind:
                 out[tp] = wm[tp]
+            elif fresh and self._idle_at.get(tp, -math.inf) < self._input_at:
+                if tp in wm:
+                    out[tp] = wm[tp]
+                else:
+                    unknown.add(tp)
         return out, unknown
 
     def _align_limit(self, firsts: dict[TP, float] | None = None) -> float | None:
@@ -446,6 +458,8 @@ class ChurnService:
             src += [si] * len(recs)
             tp_of += [tp] * len(recs)
             msgs.extend(recs)
+        if msgs:
+            self._input_at = time.monotonic()  # (caught-up partitions are verified again: _verify_idle)
         eng = self.engine
         before = dict(eng.counters)
         batch, rejects = eng.decode(
@@ -628,12 +642,12 @@ class ChurnService:
         partitions with a backlog catch up, the complete time moves to the newest event time,
         and nothing else would run the step."""
         await self._heartbeat()
-        if self.step.decided is None or self.engine.watermark_s is None:
+        if self.engine.watermark_s is None:
             return
         t = self._decision_time()
         if t is None:
             return
-        if self.step.due(t) <= self.step.decided and not self.step.deciding:
+        if self.step.decided is not None and self.step.due(t) <= self.step.decided and not self.step.deciding:
             return
         res = self._run_step(Batch.empty(), t)
         await self._emit(res)
@@ -700,15 +714,21 @@ class ChurnService:
         processed, False when it is caught up, None when not known yet."""
         return {tp: None if n is None else n > 0 for tp, n in self._behind().items()}
 
-    def _complete_time(self) -> float | None:
+    def _complete_time(self, fresh: bool = True) -> float | None:
         """The event time up to which every input partition of this worker is complete (a
         watermark, as Flink and Beam take it: the minimum over the inputs): the slowest partition
         that still has a backlog sets it; caught-up partitions do not hold it back. A partition
         with a backlog whose time is not known yet (nothing of it read since the start or the
         last rebalance) holds everything back: None, nothing is judged. Kafka hands out one
         topic's backlog ahead of another's (calls days ahead of SMS while catching up, or after a
-        stall); judging at the newest time would read the missing SMS as a traffic drop."""
-        fr, unknown = self._frontiers()
+        stall); judging at the newest time would read the missing SMS as a traffic drop.
+
+        Caught up means caught up after the latest input arrived (``fresh``, :meth:`_verify_idle`):
+        a partition's high watermark is the one of its last fetch, and a producer's records for
+        one partition reach the worker before those it sent beside them for another. Judged at
+        the newest time of the first, a day was decided without the second's (a loyal subscriber
+        silent for 9 days, test_shadow_service.py under load, 2026-12-07)."""
+        fr, unknown = self._frontiers(fresh)
         if unknown:
             return None
         if fr:
@@ -719,6 +739,45 @@ class ChurnService:
         wm = self.engine.watermark_s
         peers = max(self._peer_newest.values(), default=None)
         return peers if wm is None else wm if peers is None else max(wm, peers)
+
+    async def _verify_idle(self) -> bool:
+        """Ask the broker for the end offsets of the caught-up input partitions not verified
+        since the latest input arrived, when that is what holds a day's decision back (about
+        once per event-time day; not per round). Returns whether it asked."""
+        if self._fenced or not self._recovered_once:
+            return False
+        optimistic = self._complete_time(fresh=False)
+        if optimistic is None:
+            return False
+        due = self.step.due(optimistic)
+        if self.step.decided is not None and due <= self.step.decided:
+            return False
+        held = self._complete_time()
+        if held is not None and self.step.due(held) >= due:
+            return False
+        tps = [
+            tp
+            for tp, behind in self._backlog().items()
+            if behind is False and tp not in self._held_ts and self._idle_at.get(tp, -math.inf) < self._input_at
+        ]
+        if not tps:
+            return False
+        sent = time.monotonic()
+        try:
+            ends = await self._end_offsets(tps)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the broker away: the partitions keep holding back
+            logger.debug("end offsets of %d partitions not known: %r", len(tps), exc)
+            return False
+        for tp in tps:
+            n, end = self._processed_next.get(tp), ends.get(tp)
+            if n is not None and end is not None and end <= n:
+                self._idle_at[tp] = sent
+        return True
+
+    async def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        return dict(await self.app.consumer.highwaters(*tps))
 
     async def _learn_positions(self, records: dict[TP, list]) -> None:
         """The start position of every owned input partition (after a start or a rebalance):
@@ -1370,6 +1429,7 @@ class ChurnService:
         self._row_part = np.full(0, -1, dtype=np.int32)
         self._learn_partitions(engine.rows_of(restored), np.asarray(parts, dtype=np.int32))
         self._tp_watermark.clear()
+        self._idle_at.clear()
         self._tp_next.clear()
         self._pending_next.clear()
         self._processed_next.clear()

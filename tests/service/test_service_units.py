@@ -100,3 +100,52 @@ def test_a_watermark_item_says_where_decisions_stand():
     assert parse_watermark(_WM.pack(1_769_000_000.0) + _DECIDED.pack(20_475)) == (1_769_000_000.0, 20_475)
     assert parse_watermark(_WM.pack(float("nan")) + _DECIDED.pack(20_457)) == (None, 20_457)  # not begun
     assert parse_watermark(_WM.pack(1_769_000_000.0)) == (1_769_000_000.0, None)  # an older worker's
+
+
+def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp_path):
+    """A partition's high watermark is the one of its last fetch: records a producer sent to it
+    beside those just read from another partition may be on the broker already. It stops holding
+    the complete time back only once an end-offset request sent after the latest input found it
+    caught up; the request is made when that is what holds a day's decision back."""
+    import asyncio
+    import time
+
+    import orjson
+    from faust.types import TP
+
+    from stream.service.churn import build_service
+    from stream.settings import Settings
+
+    from ..engine.gen import DAY, T0, call
+
+    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "CHURNWATCH_DATA_DIR": str(tmp_path)})
+    svc = build_service(s)
+    a, b = TP(s.topic_calls, 0), TP(s.topic_calls, 1)
+    old, new = T0 + 3 * DAY + 3600, T0 + 12 * DAY + 3600
+    batch, _ = svc.engine.decode([orjson.dumps(call("8613800000001", new, "8613800000002"))])
+    svc.engine.apply(batch)
+    svc._recovered_once = True
+    svc._behind = lambda: {a: 0, b: 0}  # both caught up as of their last fetches
+    svc._tp_watermark.update({a: new, b: old})
+    svc._processed_next.update({a: 40, b: 17})
+    svc.step.decided = svc.step.due(old)
+    svc._input_at = time.monotonic()  # a's records just arrived
+    ends = {a: 40, b: 23}  # b holds 6 records the worker has not seen
+    asked: list[list] = []
+
+    async def end_offsets(tps):
+        asked.append(sorted(tps))
+        return {tp: ends[tp] for tp in tps}
+
+    svc._end_offsets = end_offsets
+    assert svc._complete_time(fresh=False) == new  # (the rule before: b's last fetch said caught up)
+    assert svc._complete_time() == old
+    assert asyncio.run(svc._verify_idle()) and asked == [[a, b]]
+    assert svc._complete_time() == old  # b is not caught up: it still holds time back
+    ends[b] = 17
+    assert asyncio.run(svc._verify_idle())
+    assert svc._complete_time() == new  # both verified caught up after the latest input
+    svc.step.decided = svc.step.due(new)
+    svc._input_at = time.monotonic()  # more input: b holds back again, but no day waits on it
+    assert svc._complete_time() == old
+    assert not asyncio.run(svc._verify_idle()) and len(asked) == 2
