@@ -89,6 +89,9 @@ DEADLETTER_ORIGINAL_MAX = 64 * 1024  # bytes of an original carried in its dead 
 WATERMARK_KEY = b"\x00watermark"
 IDLE_TIME = 1e15  # reported for a caught-up input partition: it holds nobody's decisions back
 RESTORE_CHUNK = 65536  # snapshots read from the table before they are restored together (Engine.restore_many)
+# a caught-up partition's end offset is asked again at most this often when no day's decision waits on
+# it (_verify_idle)
+VERIFY_EVERY_S = 1.0
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
 
@@ -118,6 +121,7 @@ class ChurnService:
         # time a fresh end-offset request that found it caught up was sent (_verify_idle)
         self._input_at = -math.inf
         self._idle_at: dict[TP, float] = {}
+        self._verified_at = -math.inf  # the last such request was sent then
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
         # every input partition's complete time, as its worker reported it on the evidence topic
         # (its handset switches before it are in): decisions wait for the least (_decision_time)
@@ -264,6 +268,8 @@ class ChurnService:
                     n = await self._process_records(rnd) if rnd else 0
                     if not n:
                         break  # (a round that processed nothing: all of it on wait again)
+                    if await self._verify_idle():  # (a day waits on caught-up partitions)
+                        await self._decide_due()
                     if self._due():
                         await self.checkpoint()
                     if n < self.settings.batch_size // 4 and self._fetch_may_help():
@@ -581,10 +587,13 @@ class ChurnService:
         worker's events before it are in (the backtest's one engine finds their evidence at
         once). Never decreasing."""
         c = self._advance_eval_time()
-        # (Decisions begin when every partition's time has come in, at that time. Beginning at the
-        # worker's first complete time instead, as the backtest does at its first event, was tried
-        # on 2026-12-07: days applied before the gate opened were then decided together once it
-        # opened, and test_shadow_service.py got a warning the backtest does not have.)
+        if c is not None and self.step.decided is None:
+            # decisions begin at this worker's first complete time, as the backtest's at its first
+            # event, not when the other workers' times come in: a worker that read days of its
+            # backlog before that, or fell over before it, would never decide those days (the
+            # day is persisted at the next checkpoint, and a recovery resumes after it)
+            self.step.decided = self.step.due(c)
+            logger.info("decisions start after day %s (event time %s)", self.step.decided, c)
         g = self._peer_gate()
         if c is not None and g is not None:
             t = min(c, g)
@@ -655,14 +664,11 @@ class ChurnService:
         self.metrics.observe_alarms(res.alarms)
 
     def _run_step(self, *args):
-        """The batch step, with its decided day logged where decisions start (after a start or a
-        recovery: the days before it are never decided here) and where days are skipped."""
+        """The batch step, with a warning where days are skipped (where decisions start is
+        logged by _decision_time)."""
         before = self.step.decided
         res = self.step(*args)
-        after = self.step.decided
-        if before is None and after is not None:
-            logger.info("decisions start after day %s (event time %s)", after, self._decide_s)
-        elif res.decided and before is not None and res.decided[0] != before + 1:
+        if res.decided and before is not None and res.decided[0] != before + 1:
             logger.warning("days %d..%d were not decided", before + 1, res.decided[0] - 1)
         return res
 
@@ -742,18 +748,21 @@ class ChurnService:
 
     async def _verify_idle(self) -> bool:
         """Ask the broker for the end offsets of the caught-up input partitions not verified
-        since the latest input arrived, when that is what holds a day's decision back (about
-        once per event-time day; not per round). Returns whether it asked."""
+        since the latest input arrived, when that is what holds the complete time back: at once
+        when it holds a day's decision back (about once per event-time day), else at most every
+        ``VERIFY_EVERY_S`` (the decision time a worker reports and persists). Returns whether it
+        asked."""
         if self._fenced or not self._recovered_once:
             return False
         optimistic = self._complete_time(fresh=False)
-        if optimistic is None:
+        held = self._complete_time()
+        if optimistic is None or (held is not None and held >= optimistic):
             return False
         due = self.step.due(optimistic)
-        if self.step.decided is not None and due <= self.step.decided:
-            return False
-        held = self._complete_time()
-        if held is not None and self.step.due(held) >= due:
+        day_waits = (self.step.decided is None or due > self.step.decided) and (
+            held is None or self.step.due(held) < due
+        )
+        if not day_waits and time.monotonic() - self._verified_at < VERIFY_EVERY_S:
             return False
         tps = [
             tp
@@ -762,7 +771,7 @@ class ChurnService:
         ]
         if not tps:
             return False
-        sent = time.monotonic()
+        self._verified_at = sent = time.monotonic()
         try:
             ends = await self._end_offsets(tps)
         except asyncio.CancelledError:

@@ -113,7 +113,7 @@ def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp
     import orjson
     from faust.types import TP
 
-    from stream.service.churn import build_service
+    from stream.service.churn import VERIFY_EVERY_S, build_service
     from stream.settings import Settings
 
     from ..engine.gen import DAY, T0, call
@@ -146,6 +146,9 @@ def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp
     assert asyncio.run(svc._verify_idle())
     assert svc._complete_time() == new  # both verified caught up after the latest input
     svc.step.decided = svc.step.due(new)
-    svc._input_at = time.monotonic()  # more input: b holds back again, but no day waits on it
-    assert svc._complete_time() == old
+    svc._input_at = time.monotonic()  # more input: b holds back again; no day waits on it, so the
+    assert svc._complete_time() == old  # broker is asked again only VERIFY_EVERY_S after the last time
     assert not asyncio.run(svc._verify_idle()) and len(asked) == 2
+    svc._verified_at -= VERIFY_EVERY_S
+    assert asyncio.run(svc._verify_idle()) and len(asked) == 3
+    assert svc._complete_time() == new
