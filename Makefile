@@ -45,7 +45,7 @@ test: venv kafka-jars prometheus-bin
 	$(PY) -m ruff format --check .
 	@mkdir -p var && rm -rf var/pytest-pure && echo "[test] the pure tests ($(PURE_TESTS)) run beside the others: var/pytest-pure.log"; \
 	$(PY) -m pytest -q -p no:cacheprovider --basetemp=var/pytest-pure $(PURE_TESTS) > var/pytest-pure.log 2>&1 & pure=$$!; \
-	$(PY) -m pytest -q -p no:cacheprovider $(addprefix --ignore=,$(PURE_TESTS)); rest=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(addprefix --ignore=,$(PURE_TESTS)); rest=$$?; \
 	wait $$pure; pst=$$?; echo "[test] the pure tests:"; cat var/pytest-pure.log; \
 	test $$rest -eq 0 && test $$pst -eq 0
 
