@@ -92,6 +92,7 @@ RESTORE_CHUNK = 65536  # snapshots read from the table before they are restored 
 # a caught-up partition's end offset is asked again at most this often when no day's decision waits on
 # it (_verify_idle)
 VERIFY_EVERY_S = 1.0
+VERIFY_TIMEOUT_S = 5.0  # (the lock is held meanwhile: a broker away must not hold it for a request timeout)
 DECIDE_CHUNK = 32768  # subscribers decided per round at most: a day of a million in ~30 parts of ~0.4 s
 
 
@@ -122,6 +123,7 @@ class ChurnService:
         self._input_at = -math.inf
         self._idle_at: dict[TP, float] = {}
         self._verified_at = -math.inf  # the last such request was sent then
+        self._verify_ok = True  # ... and answered
         self._eval_time: float | None = None  # complete event time (decisions follow it), never decreasing
         # every input partition's complete time, as its worker reported it on the evidence topic
         # (its handset switches before it are in): decisions wait for the least (_decision_time)
@@ -762,7 +764,8 @@ class ChurnService:
         day_waits = (self.step.decided is None or due > self.step.decided) and (
             held is None or self.step.due(held) < due
         )
-        if not day_waits and time.monotonic() - self._verified_at < VERIFY_EVERY_S:
+        # (after a failed request, the next one waits too: a broker away answers nothing)
+        if (not day_waits or not self._verify_ok) and time.monotonic() - self._verified_at < VERIFY_EVERY_S:
             return False
         tps = [
             tp
@@ -772,13 +775,15 @@ class ChurnService:
         if not tps:
             return False
         self._verified_at = sent = time.monotonic()
+        self._verify_ok = False
         try:
-            ends = await self._end_offsets(tps)
+            ends = await asyncio.wait_for(self._end_offsets(tps), VERIFY_TIMEOUT_S)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the broker away: the partitions keep holding back
             logger.debug("end offsets of %d partitions not known: %r", len(tps), exc)
             return False
+        self._verify_ok = True
         for tp in tps:
             n, end = self._processed_next.get(tp), ends.get(tp)
             if n is not None and end is not None and end <= n:

@@ -137,7 +137,15 @@ def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp
         asked.append(sorted(tps))
         return {tp: ends[tp] for tp in tps}
 
+    async def broker_away(tps):
+        raise ConnectionError("no broker")
+
+    svc._end_offsets = broker_away
+    assert not asyncio.run(svc._verify_idle())  # no answer: b holds back, and no request again at once
+    assert svc._complete_time() == old
     svc._end_offsets = end_offsets
+    assert not asyncio.run(svc._verify_idle()) and not asked
+    svc._verified_at -= VERIFY_EVERY_S
     assert svc._complete_time(fresh=False) == new  # (the rule before: b's last fetch said caught up)
     assert svc._complete_time() == old
     assert asyncio.run(svc._verify_idle()) and asked == [[a, b]]
