@@ -782,12 +782,18 @@ class ChurnService:
             raise
         except Exception as exc:  # noqa: BLE001 - the broker away: the partitions keep holding back
             logger.debug("end offsets of %d partitions not known: %r", len(tps), exc)
+            self.metrics.idle_checks.labels("failed").inc(len(tps))
             return False
         self._verify_ok = True
+        caught_up = 0
         for tp in tps:
             n, end = self._processed_next.get(tp), ends.get(tp)
             if n is not None and end is not None and end <= n:
                 self._idle_at[tp] = sent
+                caught_up += 1
+        self.metrics.idle_checks.labels("caught_up").inc(caught_up)
+        if caught_up < len(tps):
+            self.metrics.idle_checks.labels("behind").inc(len(tps) - caught_up)
         return True
 
     async def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:

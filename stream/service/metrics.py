@@ -71,6 +71,14 @@ _METRICS: dict[str, tuple] = {
         "back until every worker reported its handset switches past it: /healthz peer_time)",
         (),
     ),
+    "idle_checks": (
+        Counter,
+        "idle_checks",
+        "Input partitions caught up as of their last fetch whose end offset was asked before they stop holding "
+        "the complete time back, by result (caught_up; behind: records on the broker the fetch had not shown; "
+        "failed: no answer)",
+        ("result",),
+    ),
     "consumer_lag": (
         Gauge,
         "consumer_lag",

@@ -388,9 +388,11 @@ def assert_backtest_alarms(
         "dual_subscribers_differ": len(others),
         "others_differ": len(differ),
     }
+    # (what differs, for the log: the backtest's records missing online, the others sent online)
+    diff = {"missing": sorted(k_off - k_on)[:6], "extra": sorted(k_on - k_off)[:6]}
     if os.environ.get("CW_AGREEMENT_LOG"):  # (to measure the slack used over many runs)
         with open(os.environ["CW_AGREEMENT_LOG"], "ab") as f:
-            f.write(orjson.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "?"), **report}) + b"\n")
+            f.write(orjson.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "?"), **report, **diff}) + b"\n")
     assert len(differ) <= other_slack, (len(k_on), len(k_off), sorted(k_off - k_on)[:5], sorted(k_on - k_off)[:5])
     assert len(d_on ^ d_off) <= dual_sim_slack, (sorted(d_off - d_on), sorted(d_on - d_off))
     assert len(others) <= dual_sim_slack, (sorted(o_off - o_on), sorted(o_on - o_off))

@@ -160,3 +160,11 @@ def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp
     svc._verified_at -= VERIFY_EVERY_S
     assert asyncio.run(svc._verify_idle()) and len(asked) == 3
     assert svc._complete_time() == new
+    checks = {
+        s.labels["result"]: s.value
+        for f in svc.metrics.registry.collect()
+        if f.name == "churnwatch_idle_checks"
+        for s in f.samples
+        if s.name.endswith("_total")
+    }
+    assert checks == {"failed": 2, "caught_up": 4, "behind": 1}  # (partitions, over the four requests)
