@@ -259,3 +259,35 @@ def test_a_subscriber_taken_over_by_an_engine_behind_is_decided_once_a_day(recor
     assert len(handset) <= 0.1 * N, handset
     assert no_handset(alarms, handset) == no_handset(one, handset)
     assert len(alarms) >= 15
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 11): a decision reads state that events past its day have changed; README "
+    "'What still varies, named'",
+)
+def test_a_decision_reads_no_event_past_its_decision_point(records):
+    """The backtest decides a day at the event that completes it; a worker catching up applies a
+    whole round first, then decides what the round
+    completed (here rounds of 3 days, as the broker tests' backlogs of 50-75 days come in rounds of
+    several). Decisions read "the complete days before theirs", so the alarms should be the same;
+    they are not (2026-12-07: 2 keys of 26 here; 9 of 70 with 200 subscribers; silence, recharge
+    lapse, traffic drop and circle signals; `tests/service/test_resilience.py`'s SIGKILL test showed the same
+    subscriber's alarm, with a `competitor_contacts` the backtest does not have, in 2 of 3 runs;
+    in process, that alarm differs with rounds of 1.5 days and the worker's exact config).
+    Either every state a decision reads is kept by day, or the worker cuts its rounds where a day
+    completes (holding the records past that point, as its event-time alignment does). Rounds of
+    a day or less gave the same alarms here."""
+    from stream.engine.step import Step
+
+    values = [v for _, _, v in records]
+    cfg = EngineConfig()
+    want = sorted(map(key, run(values, cfg, 5000, shadow=False)))
+    eng = Engine(cfg, clock=None)
+    step = Step(eng)
+    per_day = len(values) // DAYS
+    got = []
+    for i in range(0, len(values), per_day * 3):
+        b, _ = eng.decode(values[i : i + per_day * 3])
+        got += step(b, eng.watermark_s).alarms  # a round applied, then the days it completed decided
+    assert sorted(map(key, got)) == want
