@@ -268,16 +268,15 @@ def test_a_subscriber_taken_over_by_an_engine_behind_is_decided_once_a_day(recor
 )
 def test_a_decision_reads_no_event_past_its_decision_point(records):
     """The backtest decides a day at the event that completes it; a worker catching up applies a
-    whole round first, then decides what the round
-    completed (here rounds of 3 days, as the broker tests' backlogs of 50-75 days come in rounds of
-    several). Decisions read "the complete days before theirs", so the alarms should be the same;
-    they are not (2026-12-07: 2 keys of 26 here; 9 of 70 with 200 subscribers; silence, recharge
-    lapse, traffic drop and circle signals; `tests/service/test_resilience.py`'s SIGKILL test showed the same
-    subscriber's alarm, with a `competitor_contacts` the backtest does not have, in 2 of 3 runs;
-    in process, that alarm differs with rounds of 1.5 days and the worker's exact config).
-    Either every state a decision reads is kept by day, or the worker cuts its rounds where a day
-    completes (holding the records past that point, as its event-time alignment does). Rounds of
-    a day or less gave the same alarms here."""
+    whole round first, then decides what the round completed (here rounds of 3 days, as the
+    broker tests' backlogs of 50-75 days come in rounds of several). Decisions read "the complete
+    days before theirs", so the alarms should be the same; they are not (2026-12-07: 2 keys of 26
+    here, 9 of 70 with 200 subscribers; silence, recharge lapse, traffic drop and circle signals).
+    `tests/service/test_resilience.py`'s SIGKILL test, in the run that logged its keys, had an
+    alarm with a `competitor_contacts` the backtest does not have, which this replay gives with
+    rounds of 1.5 days and the worker's exact config. Rounds of a day or less gave the same alarms.
+    The fix: keep by day all a decision reads (a worker holding the records past the point until
+    its day is decided was tried, README "What still varies, named")."""
     from stream.engine.step import Step
 
     values = [v for _, _, v in records]

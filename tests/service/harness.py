@@ -343,8 +343,10 @@ def backtest_alarms(records, config_path: str | None, tmp: Path) -> list[dict]:
 # or with other circle signals). On 2026-12-01, in 2 of 6 whole-suite runs (never when
 # test_service.py ran alone, 4 runs), the same 4 subscribers of test_service's population differed,
 # all in the stream's last 10 days: an alarm with circle signals 2 days apart and three
-# `recovered` records a day apart or missing. The cause is not identified (the sketch, or the
-# decisions of the stream's last days); README "When alarms are decided" names it as open.
+# `recovered` records a day apart or missing; on 2026-12-07 a race that decided days without a
+# partition's records already on the broker was found and fixed (ChurnService._verify_idle), and
+# the differences left were traced to the sketch and to decisions after rounds that ran past their
+# point (tests/engine/test_determinism.py, two expected failures; README "When alarms are decided").
 CIRCLE_ORDER_SLACK = 4
 
 
