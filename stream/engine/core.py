@@ -2046,11 +2046,7 @@ class Engine:
         )
         if len(data) != expected:
             raise ValueError(f"snapshot has {len(data)} bytes, expected {expected}")
-        r = self._row.get(msisdn)
-        if r is None:
-            r = self._new_row(msisdn)
-        else:
-            self._unindex(r)
+        r = self._restore_row(msisdn)
         pos = 2
         for name, _tail, _dt, init in FIELDS[len(fields) :]:
             self._a[name][r] = init
@@ -2076,8 +2072,23 @@ class Engine:
                         self._a[name][r, st[j] % self.R] = ring_vals[name][j]
         self._a["dirty"][r] = 1
         self._a["eval_day"][r] = NODAY
-        slots = [(int(self._a["imei_h"][r, j]), int(self._a["imei_d"][r, j])) for j in range(2)]
-        self._handsets.add_number(msisdn, [x for x in slots if x[0]], int(self._a["sw_h"][r]), int(self._a["sw_d"][r]))
+        a = self._a
+        self._index_handsets(
+            msisdn, a["imei_h"][r].tolist(), a["imei_d"][r].tolist(), int(a["sw_h"][r]), int(a["sw_d"][r])
+        )
+
+    def _restore_row(self, msisdn: str) -> int:
+        """The row a snapshot of ``msisdn`` is restored into: its own (out of the handset index
+        until restored) or a new one."""
+        r = self._row.get(msisdn)
+        if r is None:
+            return self._new_row(msisdn)
+        self._unindex(r)
+        return r
+
+    def _index_handsets(self, msisdn: str, imei_h: list, imei_d: list, sw_h: int, sw_d: int) -> None:
+        """A restored subscriber's handset slots and switch into the engine-wide IMEI index."""
+        self._handsets.add_number(msisdn, [(h, d) for h, d in zip(imei_h, imei_d, strict=True) if h], sw_h, sw_d)
 
     def restore_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """:meth:`restore` of many ``(msisdn, snapshot)`` pairs (distinct msisdns), with the same
@@ -2114,13 +2125,8 @@ class Engine:
             rec["imei_h"].tolist(), rec["imei_d"].tolist(), rec["sw_h"].tolist(), rec["sw_d"].tolist(), strict=True
         )
         for i, ((m, _), (h2, d2, sh, sd)) in enumerate(zip(block, slots, strict=True)):
-            r = self._row.get(m)
-            if r is None:
-                r = self._new_row(m)
-            else:
-                self._unindex(r)
-            rows[i] = r
-            self._handsets.add_number(m, [(h, d) for h, d in zip(h2, d2, strict=True) if h], sh, sd)
+            rows[i] = self._restore_row(m)
+            self._index_handsets(m, h2, d2, sh, sd)
         a = self._a
         for name in _FIELD_NAMES:
             a[name][rows] = rec[name]

@@ -55,46 +55,41 @@ def pack_words(words: np.ndarray, head: np.ndarray, base: bytes) -> list[bytes]:
 def unpack(data: bytes, offset: int, base: bytes) -> bytes:
     """The dense body encoded against ``base`` in ``data`` from ``offset`` on (the bitmap);
     raises ValueError when the bitmap and the words stored do not match."""
-    body_len = len(base)
-    n_words, n_bitmap = _sizes(body_len)
-    if len(data) < offset + n_bitmap:
-        raise ValueError("sparse snapshot: shorter than its bitmap")
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=n_bitmap, offset=offset), bitorder="little")
-    if bits[n_words:].any():
-        raise ValueError("sparse snapshot: bitmap marks words beyond the body")
-    nz = bits[:n_words].astype(bool)
-    stored = len(data) - offset - n_bitmap
-    if stored != 8 * int(nz.sum()):
-        raise ValueError(f"sparse snapshot: {stored} bytes of words, bitmap says {8 * int(nz.sum())}")
-    words = np.zeros(n_words, dtype=np.uint64)
-    words[nz] = np.frombuffer(data, dtype=np.uint64, offset=offset + n_bitmap)
-    words ^= _base_words(base, n_words)
-    dense = words.tobytes()
-    if any(dense[body_len:]):
-        raise ValueError("sparse snapshot: non-zero padding")
-    return dense[:body_len]
+    words, fault = _decode([data], offset, base)
+    if fault:
+        raise ValueError(f"sparse snapshot: {fault}")
+    return words.tobytes()[: len(base)]
 
 
 def unpack_many(datas: list[bytes], offset: int, base: bytes) -> np.ndarray | None:
     """The dense bodies of many encoded snapshots (each from ``offset`` on), decoded together:
     ((k, n_words) uint64, each row one body zero-padded to whole words), or None when any of them
     is not a valid encoding (:func:`unpack` names what is wrong with it)."""
+    words, fault = _decode(datas, offset, base)
+    return None if fault else words
+
+
+def _decode(datas: list[bytes], offset: int, base: bytes) -> tuple[np.ndarray, str | None]:
+    """The bodies of ``datas`` ((k, n_words) uint64), or what is wrong with the first invalid one."""
     k = len(datas)
     n_words, n_bitmap = _sizes(len(base))
     lens = np.fromiter(map(len, datas), dtype=np.int64, count=k)
+    empty = np.zeros((k, n_words), dtype=np.uint64)
     if (lens < offset + n_bitmap).any():
-        return None
+        return empty, "shorter than its bitmap"
     end = offset + n_bitmap
     heads = np.frombuffer(b"".join([d[offset:end] for d in datas]), dtype=np.uint8).reshape(k, n_bitmap)
     bits = np.unpackbits(heads, axis=1, bitorder="little")
     if bits[:, n_words:].any():
-        return None
+        return empty, "bitmap marks words beyond the body"
     nz = bits[:, :n_words].astype(bool)
-    if ((lens - end) != 8 * nz.sum(axis=1, dtype=np.int64)).any():
-        return None
-    words = np.zeros((k, n_words), dtype=np.uint64)
+    stored, marked = lens - end, 8 * nz.sum(axis=1, dtype=np.int64)
+    bad = np.flatnonzero(stored != marked)
+    if len(bad):
+        return empty, f"{stored[bad[0]]} bytes of words, bitmap says {marked[bad[0]]}"
+    words = empty
     words[nz] = np.frombuffer(b"".join([d[end:] for d in datas]), dtype=np.uint64)  # row by row, in order
     words ^= _base_words(base, n_words)
     if words.view(np.uint8).reshape(k, -1)[:, len(base) :].any():
-        return None  # non-zero padding
-    return words
+        return words, "non-zero padding"
+    return words, None
