@@ -369,7 +369,7 @@ class ChurnService:
                 unknown.add(tp)
             elif behind:
                 out[tp] = wm[tp]
-            elif fresh and self._idle_at.get(tp, -math.inf) < self._input_at:
+            elif fresh and not self._verified_idle(tp):
                 if tp in wm:
                     out[tp] = wm[tp]
                 else:
@@ -607,13 +607,18 @@ class ChurnService:
         """What this worker tells the others: per input partition it owns, its complete time, or
         IDLE_TIME for a partition caught up on all four topics (it holds nobody back, as a
         caught-up partition does not hold this worker's own complete time back); and the time
-        reported for the others. None before anything is known."""
+        reported for the others. None before anything is known.
+
+        Caught up as this worker's own complete time takes it (:meth:`_verified_idle`): an
+        end-offset request sent after the latest input found it so. A high watermark of the last
+        fetch is stale when a producer's records for it are on the broker already: reported idle
+        on it, the others would decide days without the handset switches those records carry."""
         parts = self.active_partitions()
         if not parts or not self._recovered_once:
             return None
         idle = {p: True for p in parts}
         for tp, behind in self._backlog().items():
-            if behind is not False:
+            if behind is not False or not self._verified_idle(tp):
                 idle[tp.partition] = False
         t = self._eval_time
         if t is None and not all(idle.values()):
@@ -748,31 +753,36 @@ class ChurnService:
         peers = max(self._peer_newest.values(), default=None)
         return peers if wm is None else wm if peers is None else max(wm, peers)
 
+    def _verified_idle(self, tp: TP) -> bool:
+        """Whether an end-offset request sent after the latest input arrived found ``tp`` caught
+        up (and nothing of it is on wait here)."""
+        return tp not in self._held_ts and self._idle_at.get(tp, -math.inf) >= self._input_at
+
     async def _verify_idle(self) -> bool:
         """Ask the broker for the end offsets of the caught-up input partitions not verified
-        since the latest input arrived, when that is what holds the complete time back: at once
-        when it holds a day's decision back (about once per event-time day), else at most every
-        ``VERIFY_EVERY_S`` (the decision time a worker reports and persists). Returns whether it
-        asked."""
+        since the latest input arrived: at once when that holds a day's decision back (about once
+        per event-time day), else at most every ``VERIFY_EVERY_S`` (the decision time a worker
+        reports and persists, and the partitions it reports idle to the others: :meth:`_report`).
+        Returns whether it asked."""
         if self._fenced or not self._recovered_once:
-            return False
-        optimistic = self._complete_time(fresh=False)
-        held = self._complete_time()
-        if optimistic is None or (held is not None and held >= optimistic):
-            return False
-        due = self.step.due(optimistic)
-        day_waits = (self.step.decided is None or due > self.step.decided) and (
-            held is None or self.step.due(held) < due
-        )
-        # (after a failed request, the next one waits too: a broker away answers nothing)
-        if (not day_waits or not self._verify_ok) and time.monotonic() - self._verified_at < VERIFY_EVERY_S:
             return False
         tps = [
             tp
             for tp, behind in self._backlog().items()
-            if behind is False and tp not in self._held_ts and self._idle_at.get(tp, -math.inf) < self._input_at
+            if behind is False and tp not in self._held_ts and not self._verified_idle(tp)
         ]
         if not tps:
+            return False
+        optimistic = self._complete_time(fresh=False)
+        held = self._complete_time()
+        day_waits = False
+        if optimistic is not None and (held is None or held < optimistic):
+            due = self.step.due(optimistic)
+            day_waits = (self.step.decided is None or due > self.step.decided) and (
+                held is None or self.step.due(held) < due
+            )
+        # (after a failed request, the next one waits too: a broker away answers nothing)
+        if (not day_waits or not self._verify_ok) and time.monotonic() - self._verified_at < VERIFY_EVERY_S:
             return False
         self._verified_at = sent = time.monotonic()
         self._verify_ok = False

@@ -168,3 +168,51 @@ def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp
         if s.name.endswith("_total")
     }
     assert checks == {"failed": 2, "caught_up": 4, "behind": 1}  # (partitions, over the four requests)
+
+
+def test_a_partition_is_reported_idle_to_the_other_workers_only_once_the_broker_said_so(tmp_path):
+    """What a worker tells the others (its heartbeat): a partition caught up as of its last fetch
+    holds their decisions back at this worker's complete time, not IDLE_TIME, until an end-offset
+    request sent after the latest input found it caught up; the worker asks (at most once a
+    second) even when no day of its own waits on it, and before it has read any event at all."""
+    import asyncio
+    import time
+
+    from faust.types import TP
+
+    from stream.service.churn import IDLE_TIME, VERIFY_EVERY_S, build_service
+    from stream.settings import Settings
+
+    from ..engine.gen import DAY, T0
+
+    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "CHURNWATCH_DATA_DIR": str(tmp_path)})
+    svc = build_service(s)
+    a, b = TP(s.topic_calls, 0), TP(s.topic_sms, 0)  # one input partition (0), two of its topics
+    svc._recovered_once = True
+    svc.active_partitions = lambda: {0}
+    svc._behind = lambda: {a: 0, b: 0}  # both caught up as of their last fetches
+    svc._processed_next.update({a: 40, b: 17})
+    ends = {a: 40, b: 23}  # b holds 6 records the worker has not seen
+    asked: list[list] = []
+
+    async def end_offsets(tps):
+        asked.append(sorted(tps))
+        return {tp: ends[tp] for tp in tps}
+
+    svc._end_offsets = end_offsets
+    svc._input_at = time.monotonic()
+    assert svc._report() is None  # nothing read, nothing verified: nothing to tell yet
+    assert asyncio.run(svc._verify_idle()) and asked == [[a, b]]
+    assert svc._report() is None  # b is behind: still nothing known
+    ends[b] = 17
+    svc._verified_at -= VERIFY_EVERY_S
+    assert asyncio.run(svc._verify_idle())
+    assert svc._report() == ({0: IDLE_TIME}, IDLE_TIME)  # verified caught up on every topic
+    t = T0 + 5 * DAY
+    svc._eval_time = t
+    svc._input_at = time.monotonic()  # input arrived (the stale rule: idle as of the last fetch)
+    assert svc._report() == ({0: t}, t)
+    assert not asyncio.run(svc._verify_idle()) and len(asked) == 2  # once a second at most
+    svc._verified_at -= VERIFY_EVERY_S
+    assert asyncio.run(svc._verify_idle()) and len(asked) == 3
+    assert svc._report() == ({0: IDLE_TIME}, t)
