@@ -9,7 +9,8 @@ before the churn day, or a care-line dial's immediate alarm), lapsers alone, and
 subscribers ever warned and ever in the alarm phase (the simulator's truth: ``archetype``).
 
 Only keys the decision reads take effect (thresholds, weights, ``lapse_decline_*``); keys that
-shape the features (windows, circle rules, priors) need a real backtest. The replay keeps the
+shape the features (windows, circle rules, priors) need a real backtest: ``--base K=V[,K=V]``
+replays the populations with them (run once per base to compare). The replay keeps the
 recorded run's choice of which subscribers a day decides and ignores recoveries and cooldowns:
 its recall and warned shares match `churnwatch report` on a backtest within ~1 point (2026-12-07:
 exactly, on the seven populations of README "Alarm quality", for the defaults of that day)."""
@@ -67,7 +68,14 @@ def _variant(text: str) -> dict:
     out = {}
     for part in filter(None, text.split(",")):
         k, _, v = part.partition("=")
-        out[k.strip()] = float(v) if v.strip().lower() not in ("true", "false") else v.strip().lower() == "true"
+        v = v.strip()
+        if v.lower() in ("true", "false"):
+            out[k.strip()] = v.lower() == "true"
+        else:
+            try:
+                out[k.strip()] = int(v)
+            except ValueError:
+                out[k.strip()] = float(v)
     return out
 
 
@@ -77,8 +85,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.quality_variants", description=__doc__.split("\n\n")[1])
     p.add_argument("--pop", action="append", required=True, help="EVENTS.ndjson:TRUTH.csv (repeatable)")
     p.add_argument("--variant", action="append", default=[], help="K=V[,K=V] over the defaults (repeatable)")
+    p.add_argument(
+        "--base",
+        default="",
+        metavar="K=V[,K=V]",
+        help="the config each population is replayed with (keys that shape the features), over the defaults",
+    )
     args = p.parse_args(argv)
-    base = EngineConfig()
+    base = dataclasses.replace(EngineConfig(), **_variant(args.base))
     variants = [{}] + [_variant(v) for v in args.variant]
     means = [[] for _ in variants]
     for pop in args.pop:
