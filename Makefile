@@ -33,21 +33,28 @@ prometheus-bin:
 	    && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb \
 	    || echo "[setup] could not fetch Debian's prometheus package here: the promtool and scrape checks will skip"; }
 
-# The suite is two pytest sessions at once: the pure tests (the engine's, no broker, no worker
-# process, no fixed port; CPU-bound) beside all the others (one at a time against the one test
-# broker; mostly waiting on workers, timeouts and restarts). One session took ~10 min, the two
-# together ~8 (2026-12-07). pytest-xdist's --dist loadgroup would do this, but does not group
-# under pytest 9.2 (pytest-dev/pytest-xdist#1386).
+# The suite is three pytest sessions at once: the pure tests (the engine's, no broker, no worker
+# process, no fixed port; CPU-bound) beside two broker sessions, each with its own test broker
+# (CHURNWATCH_TEST_KAFKA_PORT: its port and data dir), whose tests run one at a time (mostly
+# waiting on workers, timeouts and restarts). One session took ~10 min, the pure tests beside
+# it ~10.5 min in all, the three sessions ~7 (2026-12-07). pytest-xdist's --dist loadgroup
+# would do this, but does not group under pytest 9.2 (pytest-dev/pytest-xdist#1386).
 PURE_TESTS := tests/engine tests/test_tune.py tests/test_report.py tests/test_schemas.py
+BROKER2_TESTS := tests/service/test_resilience.py tests/test_bench_smoke.py tests/service/test_health.py
+BROKER2_PORT := 19292
 
 test: venv kafka-jars prometheus-bin
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	@mkdir -p var && rm -rf var/pytest-pure && echo "[test] the pure tests ($(PURE_TESTS)) run beside the others: var/pytest-pure.log"; \
+	@mkdir -p var && rm -rf var/pytest-pure var/pytest-broker2 && \
+	echo "[test] beside the broker tests below: the pure tests ($(PURE_TESTS)), var/pytest-pure.log; $(BROKER2_TESTS) on a second test broker, var/pytest-broker2.log"; \
 	$(PY) -m pytest -q -p no:cacheprovider --basetemp=var/pytest-pure $(PURE_TESTS) > var/pytest-pure.log 2>&1 & pure=$$!; \
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(addprefix --ignore=,$(PURE_TESTS)); rest=$$?; \
+	CHURNWATCH_TEST_KAFKA_PORT=$(BROKER2_PORT) $(PY) -m pytest -q -p no:cacheprovider --durations=8 \
+	  --basetemp=var/pytest-broker2 $(BROKER2_TESTS) > var/pytest-broker2.log 2>&1 & b2=$$!; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 $(addprefix --ignore=,$(PURE_TESTS) $(BROKER2_TESTS)); rest=$$?; \
+	wait $$b2; b2st=$$?; echo "[test] $(BROKER2_TESTS):"; cat var/pytest-broker2.log; \
 	wait $$pure; pst=$$?; echo "[test] the pure tests:"; cat var/pytest-pure.log; \
-	test $$rest -eq 0 && test $$pst -eq 0
+	test $$rest -eq 0 && test $$b2st -eq 0 && test $$pst -eq 0
 
 demo: venv kafka-jars
 	$(VENV)/bin/churnwatch demo
