@@ -245,11 +245,14 @@ def test_promtool_accepts_metrics(scenario):
 
 def test_a_real_prometheus_scrapes_the_worker(scenario, tmp_path):
     """Prometheus itself scrapes /metrics (1 s interval), then answers PromQL over it: the
-    worker's events total, and a rate over it."""
+    worker's events total, and a rate over it. It also evaluates the shipped alerting rules
+    (deploy/prometheus/alerts.yml) over the worker's metrics: every rule evaluates without an
+    error, and none fires for this healthy worker."""
     import json
     import subprocess
     import urllib.parse
     import urllib.request
+    from pathlib import Path
 
     from .harness import free_port
 
@@ -257,8 +260,10 @@ def test_a_real_prometheus_scrapes_the_worker(scenario, tmp_path):
     w = scenario["worker"]
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
+    rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
     cfg.write_text(
-        f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: churnwatch\n"
+        f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{rules}']\n"
+        f"scrape_configs:\n  - job_name: churnwatch\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{w.port}']\n"
     )
     proc = subprocess.Popen(
@@ -296,6 +301,19 @@ def test_a_real_prometheus_scrapes_the_worker(scenario, tmp_path):
         assert rate and float(rate[0]["value"][1]) >= 0.0, rate
         up = query('up{job="churnwatch"}')
         assert up and up[0]["value"][1] == "1", up
+        evaluated: list = []
+        while time.monotonic() < deadline:  # every rule evaluated at least once over the scrapes
+            url = f"http://127.0.0.1:{port}/api/v1/rules"
+            with urllib.request.urlopen(url, timeout=5) as r:
+                evaluated = [rule for g in json.loads(r.read())["data"]["groups"] for rule in g["rules"]]
+            if evaluated and all(rule["health"] != "unknown" for rule in evaluated):
+                break
+            time.sleep(1)
+        assert len(evaluated) == 9, evaluated
+        assert all(rule["health"] == "ok" for rule in evaluated), [
+            (rule["name"], rule.get("lastError")) for rule in evaluated if rule["health"] != "ok"
+        ]
+        assert not [rule["name"] for rule in evaluated if rule["state"] == "firing"], evaluated
     finally:
         proc.terminate()
         proc.wait(30)
