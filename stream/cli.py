@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("stream.tools.simulate", "generate a synthetic operator's events with ground truth"),
     "report": ("stream.tools.report", "measure alarm quality against simulator ground truth"),
     "tune": ("stream.tools.tune", "fit warning/alarm thresholds to a labelled history within a budget"),
+    "replay": ("stream.tools.replay", "produce an NDJSON file of events to the input topics"),
     "alarms": ("stream.tools.alarms", "read (and --follow) the alarm topic"),
     "demo": ("stream.tools.demo", "local broker + worker + simulated traffic + live alarms"),
     "devkafka": ("stream.dev.cli", "fetch/start/stop the local Kafka broker"),
