@@ -1,0 +1,180 @@
+"""``python -m bench.agreement --events FILE.ndjson [--config FILE.toml] [--busy] [--json OUT]``
+
+The live worker against ``churnwatch backtest`` on one file, as a CRM team would check it: the
+file is produced to the input topics of a fresh local broker as a backlog (``churnwatch replay``:
+12 partitions, each line on its type's topic keyed by its msisdn, the file's order), then one
+``churnwatch worker`` is started on it (``--busy``: with a CPU-bound loop beside it) and left until
+its input lag is 0 and its decided day has not moved for 20 s; its alarm records are read from the
+alarm topic (``churnwatch alarms``) and compared with the backtest's on the same file and config.
+
+Printed: records on each side, the (msisdn, phase, event-time day, alarm_id) keys found on one side
+only, the Jaccard index of (msisdn, phase) pairs (the issue's measure), the subscribers that differ
+grouped by the signals of their differing records (``dual_sim``: the second-SIM join's evidence,
+which comes back through two Kafka hops; ``circle``: contact erosion or competitor contacts, the
+contact-circle sketch's order; README "What still varies, named"), and the worker's dead letters
+and late events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from .e2e import PY, ROOT, Broker, base_env, free_port
+
+__all__ = ["compare", "main"]
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """The worker's /metrics as {sample with labels: value} ({} when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def _total(m: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in m.items() if k == prefix or k.startswith(prefix + "{"))
+
+
+def _key(a: dict) -> tuple:
+    return a["msisdn"], a["phase"], int(a["event_time"] // 86400), a["alarm_id"]
+
+
+def compare(backtest: list[dict], live: list[dict]) -> dict:
+    """What differs between two alarm record lists (see the module docstring)."""
+    kb, kl = collections.Counter(map(_key, backtest)), collections.Counter(map(_key, live))
+    only_b, only_l = kb - kl, kl - kb
+    pb = {(a["msisdn"], a["phase"]) for a in backtest}
+    pl = {(a["msisdn"], a["phase"]) for a in live}
+    differing = sorted({k[0] for k in only_b} | {k[0] for k in only_l})
+    by_signal: collections.Counter = collections.Counter()
+    for s in differing:
+        names = {
+            g["name"]
+            for a in backtest + live
+            if a["msisdn"] == s and (_key(a) in only_b or _key(a) in only_l)
+            for g in a.get("signals") or ()
+        }
+        if "dual_sim" in names:
+            by_signal["dual_sim"] += 1
+        elif names & {"contact_erosion", "competitor_contacts"}:
+            by_signal["circle"] += 1
+        else:
+            by_signal["/".join(sorted(names)) or "recovered only"] += 1
+    return {
+        "backtest_records": len(backtest),
+        "live_records": len(live),
+        "same_keys": sum((kb & kl).values()),
+        "only_backtest": sum(only_b.values()),
+        "only_live": sum(only_l.values()),
+        "live_duplicates": sum(v - 1 for v in kl.values() if v > 1),
+        "jaccard_msisdn_phase": len(pb & pl) / max(1, len(pb | pl)),
+        "subscribers_differing": len(differing),
+        "subscribers_differing_by_signal": dict(by_signal),
+    }
+
+
+def _read_ndjson(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def _run(cmd: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, **kw)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[2:4])} failed:\n{out.stdout[-2000:]!r}\n{out.stderr[-2000:]!r}")
+    return out
+
+
+def _wait_done(worker: subprocess.Popen, port: int, timeout_s: float) -> dict[str, float]:
+    """Poll the worker until its input lag is 0 and its decided day stayed for 20 s."""
+    deadline = time.monotonic() + timeout_s
+    last, since, m = None, time.monotonic(), {}
+    while time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(2)
+        m = _metrics(port)
+        day = m.get("churnwatch_decided_day")
+        lag = _total(m, "churnwatch_consumer_lag") if m else None
+        if day is None or lag != 0 or day != last:
+            last, since = day, time.monotonic()
+        elif time.monotonic() - since >= 20:
+            return m
+    raise SystemExit(f"the worker did not finish in {timeout_s:.0f} s (exit code {worker.poll()}); last metrics: {m}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__.split("\n\n")[1])
+    p.add_argument("--events", required=True, help="NDJSON file of events (arrival order)")
+    p.add_argument("--config", help="engine config TOML for both (CHURNWATCH_CONFIG); defaults when absent")
+    p.add_argument("--busy", action="store_true", help="a CPU-bound loop beside the worker")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds the worker may take (default 1800)")
+    p.add_argument("--json", help="also write the result here")
+    args = p.parse_args(argv)
+    events = str(Path(args.events).resolve())
+    with tempfile.TemporaryDirectory(prefix="cw-agreement-") as tmp, Broker(port=free_port()) as broker:
+        work = Path(tmp)
+        env = {**base_env(), "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+        if args.config:
+            env["CHURNWATCH_CONFIG"] = str(Path(args.config).resolve())
+        t0 = time.monotonic()
+        _run([PY, "-m", "stream.cli", "backtest", "--events", events, "--alarms-out", str(work / "bt.ndjson")], env)
+        t1 = time.monotonic()
+        _run([PY, "-m", "stream.cli", "replay", "--events", events], env)
+        t2 = time.monotonic()
+        port = free_port()
+        wenv = {**env, "CHURNWATCH_DATA_DIR": str(work / "worker"), "CHURNWATCH_WEB_PORT": str(port)}
+        busy = subprocess.Popen([PY, "-c", "while True: pass"]) if args.busy else None
+        with open(work / "worker.log", "wb") as log:
+            worker = subprocess.Popen(
+                [PY, "-m", "stream.cli", "worker"], cwd=ROOT, env=wenv, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            m = _wait_done(worker, port, args.timeout)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            if busy is not None:
+                busy.kill()
+        t3 = time.monotonic()
+        live = _run([PY, "-m", "stream.cli", "alarms", "--format", "ndjson"], env).stdout
+        res = compare(_read_ndjson(work / "bt.ndjson"), [json.loads(x) for x in live.splitlines() if x.strip()])
+        res.update(
+            events=events,
+            config=args.config,
+            busy=args.busy,
+            backtest_s=round(t1 - t0, 1),
+            replay_s=round(t2 - t1, 1),
+            worker_s=round(t3 - t2, 1),
+            worker_events=_total(m, "churnwatch_events_total"),
+            worker_deadletters=_total(m, "churnwatch_deadletters_total"),
+            worker_late=_total(m, "churnwatch_late_events_total"),
+            worker_error_lines=(work / "worker.log").read_bytes().count(b" ERROR "),
+        )
+    print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
