@@ -1,11 +1,12 @@
-"""``python -m bench.agreement --events FILE.ndjson [--config FILE.toml] [--busy] [--json OUT]``
+"""``python -m bench.agreement --events FILE.ndjson [--config FILE.toml] [--workers N] [--busy] [--json OUT]``
 
 The live worker against ``churnwatch backtest`` on one file, as a CRM team would check it: the
 file is produced to the input topics of a fresh local broker as a backlog (``churnwatch replay``:
 12 partitions, each line on its type's topic keyed by its msisdn, the file's order), then one
-``churnwatch worker`` is started on it (``--busy``: with a CPU-bound loop beside it) and left until
-its input lag is 0 and its decided day has not moved for 20 s; its alarm records are read from the
-alarm topic (``churnwatch alarms``) and compared with the backtest's on the same file and config.
+``churnwatch worker`` is started on it (``--workers N``: N in one consumer group; ``--busy``: with a
+CPU-bound loop beside them) and left until the input lag is 0 and the decided days have not moved
+for 20 s; the alarm records are read from the alarm topic (``churnwatch alarms``) and compared
+with the backtest's on the same file and config.
 
 Printed: records on each side, the (msisdn, phase, event-time day, alarm_id) keys found on one side
 only, the Jaccard index of (msisdn, phase) pairs (the issue's measure), the subscribers that differ
@@ -103,20 +104,21 @@ def _run(cmd: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
     return out
 
 
-def _wait_done(worker: subprocess.Popen, port: int, timeout_s: float) -> dict[str, float]:
-    """Poll the worker until its input lag is 0 and its decided day stayed for 20 s."""
+def _wait_done(workers: list[subprocess.Popen], ports: list[int], timeout_s: float) -> list[dict[str, float]]:
+    """Poll the workers until the input lag of each is 0 and their decided days stayed for 20 s."""
     deadline = time.monotonic() + timeout_s
-    last, since, m = None, time.monotonic(), {}
-    while time.monotonic() < deadline and worker.poll() is None:
+    last, since, ms = None, time.monotonic(), []
+    while time.monotonic() < deadline and all(w.poll() is None for w in workers):
         time.sleep(2)
-        m = _metrics(port)
-        day = m.get("churnwatch_decided_day")
-        lag = _total(m, "churnwatch_consumer_lag") if m else None
-        if day is None or lag != 0 or day != last:
-            last, since = day, time.monotonic()
+        ms = [_metrics(port) for port in ports]
+        days = tuple(m.get("churnwatch_decided_day") for m in ms)
+        lags = [_total(m, "churnwatch_consumer_lag") if m else None for m in ms]
+        if None in days or any(lag != 0 for lag in lags) or days != last:
+            last, since = days, time.monotonic()
         elif time.monotonic() - since >= 20:
-            return m
-    raise SystemExit(f"the worker did not finish in {timeout_s:.0f} s (exit code {worker.poll()}); last metrics: {m}")
+            return ms
+    codes = [w.poll() for w in workers]
+    raise SystemExit(f"the workers did not finish in {timeout_s:.0f} s (exit codes {codes}); last metrics: {ms}")
 
 
 def main(argv=None) -> int:
@@ -124,6 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--events", required=True, help="NDJSON file of events (arrival order)")
     p.add_argument("--config", help="engine config TOML for both (CHURNWATCH_CONFIG); defaults when absent")
     p.add_argument("--busy", action="store_true", help="a CPU-bound loop beside the worker")
+    p.add_argument("--workers", type=int, default=1, help="workers in the consumer group (default 1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds the worker may take (default 1800)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
@@ -138,21 +141,27 @@ def main(argv=None) -> int:
         t1 = time.monotonic()
         _run([PY, "-m", "stream.cli", "replay", "--events", events], env)
         t2 = time.monotonic()
-        port = free_port()
-        wenv = {**env, "CHURNWATCH_DATA_DIR": str(work / "worker"), "CHURNWATCH_WEB_PORT": str(port)}
+        ports = [free_port() for _ in range(args.workers)]
         busy = subprocess.Popen([PY, "-c", "while True: pass"]) if args.busy else None
-        with open(work / "worker.log", "wb") as log:
-            worker = subprocess.Popen(
-                [PY, "-m", "stream.cli", "worker"], cwd=ROOT, env=wenv, stdout=log, stderr=subprocess.STDOUT
-            )
+        workers = []
+        for i, port in enumerate(ports):
+            wenv = {**env, "CHURNWATCH_DATA_DIR": str(work / f"worker{i}"), "CHURNWATCH_WEB_PORT": str(port)}
+            with open(work / f"worker{i}.log", "wb") as log:
+                workers.append(
+                    subprocess.Popen(
+                        [PY, "-m", "stream.cli", "worker"], cwd=ROOT, env=wenv, stdout=log, stderr=subprocess.STDOUT
+                    )
+                )
         try:
-            m = _wait_done(worker, port, args.timeout)
+            ms = _wait_done(workers, ports, args.timeout)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                try:
+                    w.wait(60)
+                except subprocess.TimeoutExpired:
+                    w.kill()
             if busy is not None:
                 busy.kill()
         t3 = time.monotonic()
@@ -162,13 +171,14 @@ def main(argv=None) -> int:
             events=events,
             config=args.config,
             busy=args.busy,
+            workers=args.workers,
             backtest_s=round(t1 - t0, 1),
             replay_s=round(t2 - t1, 1),
             worker_s=round(t3 - t2, 1),
-            worker_events=_total(m, "churnwatch_events_total"),
-            worker_deadletters=_total(m, "churnwatch_deadletters_total"),
-            worker_late=_total(m, "churnwatch_late_events_total"),
-            worker_error_lines=(work / "worker.log").read_bytes().count(b" ERROR "),
+            worker_events=sum(_total(m, "churnwatch_events_total") for m in ms),
+            worker_deadletters=sum(_total(m, "churnwatch_deadletters_total") for m in ms),
+            worker_late=sum(_total(m, "churnwatch_late_events_total") for m in ms),
+            worker_error_lines=sum(f.read_bytes().count(b" ERROR ") for f in work.glob("worker*.log")),
         )
     print(json.dumps(res, indent=1))
     if args.json:
