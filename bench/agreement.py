@@ -34,25 +34,20 @@ __all__ = ["compare", "main"]
 
 
 def _metrics(port: int) -> dict[str, float]:
-    """The worker's /metrics as {sample with labels: value} ({} when it does not answer)."""
+    """The worker's /metrics: each sample name's value summed over its labels ({} when it does
+    not answer)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return {}
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
-
-
-def _total(m: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in m.items() if k == prefix or k.startswith(prefix + "{"))
 
 
 def _key(a: dict) -> tuple:
@@ -112,7 +107,7 @@ def _wait_done(workers: list[subprocess.Popen], ports: list[int], timeout_s: flo
         time.sleep(2)
         ms = [_metrics(port) for port in ports]
         days = tuple(m.get("churnwatch_decided_day") for m in ms)
-        lags = [_total(m, "churnwatch_consumer_lag") if m else None for m in ms]
+        lags = [m.get("churnwatch_consumer_lag") for m in ms]
         if None in days or any(lag != 0 for lag in lags) or days != last:
             last, since = days, time.monotonic()
         elif time.monotonic() - since >= 20:
@@ -175,9 +170,9 @@ def main(argv=None) -> int:
             backtest_s=round(t1 - t0, 1),
             replay_s=round(t2 - t1, 1),
             worker_s=round(t3 - t2, 1),
-            worker_events=sum(_total(m, "churnwatch_events_total") for m in ms),
-            worker_deadletters=sum(_total(m, "churnwatch_deadletters_total") for m in ms),
-            worker_late=sum(_total(m, "churnwatch_late_events_total") for m in ms),
+            worker_events=sum(m.get("churnwatch_events_total", 0.0) for m in ms),
+            worker_deadletters=sum(m.get("churnwatch_deadletters_total", 0.0) for m in ms),
+            worker_late=sum(m.get("churnwatch_late_events_total", 0.0) for m in ms),
             worker_error_lines=sum(f.read_bytes().count(b" ERROR ") for f in work.glob("worker*.log")),
         )
     print(json.dumps(res, indent=1))

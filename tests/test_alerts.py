@@ -10,20 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from .service.harness import prometheus_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
-
-
-def _promtool() -> str:
-    local = ROOT / ".cache" / "prometheus" / "usr" / "bin" / "promtool"
-    path = str(local) if local.is_file() else shutil.which("promtool")
-    if path is None:
-        pytest.skip("promtool not available (make prometheus-bin fetches Debian's 'prometheus' package)")
-    return path
 
 
 def _rules() -> list[dict]:
@@ -31,7 +24,7 @@ def _rules() -> list[dict]:
 
 
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass(tmp_path):
-    promtool = _promtool()
+    promtool = prometheus_tool("promtool")
     out = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     # the unit tests name each alert's labels and summary, not its description (long prose)

@@ -75,8 +75,8 @@ _METRICS: dict[str, tuple] = {
         Counter,
         "idle_checks",
         "Input partitions caught up as of their last fetch whose end offset was asked before they stop holding "
-        "the complete time back, by result (caught_up; behind: records on the broker the fetch had not shown; "
-        "failed: no answer)",
+        "the complete time back and are reported idle to the other workers, by result (caught_up; behind: "
+        "records on the broker the fetch had not shown; failed: no answer)",
         ("result",),
     ),
     "consumer_lag": (

@@ -64,6 +64,20 @@ def replay_in_process(records, batch_size: int = 5000, config=None):
     return engine
 
 
+def prometheus_tool(name: str) -> str:
+    """``promtool`` / ``prometheus``: the copy `make test` unpacks from Debian's package into
+    .cache/prometheus, else one on the PATH; skips where neither exists."""
+    import shutil
+
+    import pytest
+
+    local = ROOT / ".cache" / "prometheus" / "usr" / "bin" / name
+    path = str(local) if local.is_file() else shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not available (make prometheus-bin fetches Debian's 'prometheus' package)")
+    return path
+
+
 def free_port() -> int:
     import socket
 

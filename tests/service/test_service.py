@@ -27,6 +27,7 @@ from .harness import (
     engine_config,
     exact_env,
     produce_live,
+    prometheus_tool,
     read_alarms,
     read_event_times,
     read_table,
@@ -221,23 +222,10 @@ def test_metrics_scrape_and_parse(scenario):
     assert not any(t["msisdn"] in text for t in scenario["truth"][:50])
 
 
-def _prometheus_tool(name: str) -> str:
-    """``promtool`` / ``prometheus``: the copy `make test` unpacks from Debian's package into
-    .cache/prometheus, else one on the PATH; skips where neither exists."""
-    import shutil
-    from pathlib import Path
-
-    local = Path(__file__).resolve().parents[2] / ".cache" / "prometheus" / "usr" / "bin" / name
-    path = str(local) if local.is_file() else shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not available (make prometheus-bin fetches Debian's 'prometheus' package)")
-    return path
-
-
 def test_promtool_accepts_metrics(scenario):
     import subprocess
 
-    promtool = _prometheus_tool("promtool")
+    promtool = prometheus_tool("promtool")
     _, body = scenario["worker"].get("/metrics")
     out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -256,7 +244,7 @@ def test_a_real_prometheus_scrapes_the_worker(scenario, tmp_path):
 
     from .harness import free_port
 
-    prometheus = _prometheus_tool("prometheus")
+    prometheus = prometheus_tool("prometheus")
     w = scenario["worker"]
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
