@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="workers in the consumer group (default 1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds the worker may take (default 1800)")
     p.add_argument("--json", help="also write the result here")
+    p.add_argument(
+        "--keep", help="copy both alarm files (bt.ndjson, live.ndjson) and the worker logs to this directory"
+    )
     args = p.parse_args(argv)
     events = str(Path(args.events).resolve())
     with tempfile.TemporaryDirectory(prefix="cw-agreement-") as tmp, Broker(port=free_port()) as broker:
@@ -159,6 +163,10 @@ def main(argv=None) -> int:
                     w.kill()
             if busy is not None:
                 busy.kill()
+            if args.keep:  # (the logs also when the workers failed)
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                for f in work.glob("worker*.log"):
+                    shutil.copy(f, Path(args.keep) / f.name)
         t3 = time.monotonic()
         live = _run([PY, "-m", "stream.cli", "alarms", "--format", "ndjson"], env).stdout
         res = compare(_read_ndjson(work / "bt.ndjson"), [json.loads(x) for x in live.splitlines() if x.strip()])
@@ -175,6 +183,11 @@ def main(argv=None) -> int:
             worker_late=sum(m.get("churnwatch_late_events_total", 0.0) for m in ms),
             worker_error_lines=sum(f.read_bytes().count(b" ERROR ") for f in work.glob("worker*.log")),
         )
+        if args.keep:
+            keep = Path(args.keep)
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / "live.ndjson").write_bytes(live if isinstance(live, bytes) else live.encode())
+            shutil.copy(work / "bt.ndjson", keep / "bt.ndjson")
     print(json.dumps(res, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

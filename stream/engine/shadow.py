@@ -483,7 +483,7 @@ class ShadowJoin:
 
     def observe(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         """Feed contact observations only (publications wait for the next :meth:`step`)."""
-        x, member, day = observations
+        x, member, day = observations[:3]  # (an epoch may follow: service/shadow.py)
         self.peers.observe(x, member, day)
 
     def step(
@@ -491,7 +491,7 @@ class ShadowJoin:
     ) -> list[dict]:
         """Feed one batch's contact observations and subscriber publications; returns evidence for
         subscribers (stage 3 input)."""
-        x, member, day = observations
+        x, member, day = observations[:3]  # (an epoch may follow: service/shadow.py)
         self.peers.observe(x, member, day)
         if self._today is None or today > self._today:
             if self._today is not None:

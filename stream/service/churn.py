@@ -69,7 +69,7 @@ from .handsets import (
     switch_messages,
 )
 from .metrics import Metrics
-from .shadow import ShadowStages
+from .shadow import IDLE_DAY, Marks, ShadowStages, parse_mark
 from .web import register_views
 
 __all__ = ["ChurnService", "build_service", "newest_items", "TABLE_NAME"]
@@ -133,6 +133,11 @@ class ChurnService:
         self._remote_switches: dict[tuple[bytes, int], int] = {}  # (table key, partition) persisted: day
         self._void: list[int] = []  # the void days (feed outages) the latest decision read (logged once)
         self._decide_s: float | None = None  # the event time decided up to (persisted as the watermark)
+        # the second-SIM join's barrier (stream/service/shadow.py): per evidence partition, the
+        # day each bands partition reported it has answered (decisions wait for it: _shadow_cap),
+        # and this worker's last mark sent (day, monotonic time, partitions)
+        self._shadow_marks = Marks(settings.partitions)
+        self._mark_sent: tuple[int, float, frozenset] | None = None
         # the last heartbeat: (event time, monotonic time, the times per partition sent)
         self._heartbeat_sent: tuple[float, float, dict[int, float]] | None = None
         # how far past the other workers' reported time events may be applied: the ring must still hold the
@@ -396,6 +401,9 @@ class ChurnService:
         base = self._peer_gate()
         if base is None and self._heartbeat_sent is not None:
             base = self._heartbeat_sent[0]
+        cap = self._shadow_cap()  # (decisions wait for the second-SIM join too)
+        if base is not None and cap is not None:
+            base = min(base, cap)
         if base is not None:
             limit = base + self._peer_window if limit is None else min(limit, base + self._peer_window)
         return limit
@@ -562,6 +570,7 @@ class ChurnService:
         sends = self._inflight
         # the second-SIM join's routing: contacts by competitor number, circle band keys by band
         sends += await self.shadow.route_from_engine(res.contacts, res.publications)
+        await self._shadow_mark()  # (behind them: the day decided)
         # the handset switches its engine indexed, to every worker (stream/service/handsets.py)
         s = self.settings
         sends += await self.shadow.send_routed(
@@ -597,11 +606,56 @@ class ChurnService:
             self.step.decided = self.step.due(c)
             logger.info("decisions start after day %s (event time %s)", self.step.decided, c)
         g = self._peer_gate()
-        if c is not None and g is not None:
-            t = min(c, g)
-            self._decide_s = t if self._decide_s is None else max(self._decide_s, t)
-            self.metrics.decisions_held.set(max(0.0, c - self._decide_s))
-        return None if c is None or g is None else self._decide_s
+        cap = self._shadow_cap()
+        if c is None or g is None or cap is None:
+            return None
+        t = min(c, g, cap)
+        self._decide_s = t if self._decide_s is None else max(self._decide_s, t)
+        self.metrics.decisions_held.set(max(0.0, c - self._decide_s))
+        return self._decide_s
+
+    def _shadow_day(self) -> int | None:
+        """The day the second-SIM join has answered for this worker: the least mark every bands
+        partition sent to each of its evidence partitions (None until all did)."""
+        return self._shadow_marks.gate(sorted(self.active_partitions()))
+
+    def _shadow_cap(self) -> float | None:
+        """The latest event time decisions may follow under the second-SIM join's barrier: day
+        D + 1 is decided once the join answered D (its evidence confirmed first, as the backtest
+        confirms the evidence of D's publications before D + 1). inf without the join; None
+        until the join has answered."""
+        if not self.engine_config.shadow_enabled:
+            return math.inf
+        g = self._shadow_day()
+        if g is None:
+            return None
+        if g >= IDLE_DAY:
+            return math.inf
+        # due(t) <= g + 1  <=>  t - grace + utc_offset < (g + 2) days
+        return self.engine_config.day_start_s(g + 2) + self.step.grace_s - 1e-3
+
+    async def _shadow_mark(self) -> None:
+        """This worker's mark to the join (stage 0, stream/service/shadow.py): the day it decided,
+        for the input partitions it owns, behind their contacts and publications; when it moved,
+        and every HEARTBEAT_S. A worker with nothing to decide and nothing behind reports
+        IDLE_DAY (it holds nobody back)."""
+        if not self.engine_config.shadow_enabled or self._fenced or not self._recovered_once:
+            return
+        parts = frozenset(self.active_partitions())
+        day = self.step.decided
+        if day is None:
+            report = self._report()
+            if report is None or report[1] < IDLE_TIME:
+                return
+            day = IDLE_DAY
+        if not parts:
+            return
+        now = time.monotonic()
+        last = self._mark_sent
+        if last is not None and last[0] == day and last[2] == parts and now - last[1] < HEARTBEAT_S:
+            return
+        self._mark_sent = (day, now, parts)
+        self._inflight += await self.shadow.send_source_mark({p: day for p in parts})
 
     def _report(self) -> tuple[dict[int, float], float] | None:
         """What this worker tells the others: per input partition it owns, its complete time, or
@@ -658,6 +712,7 @@ class ChurnService:
         partitions with a backlog catch up, the complete time moves to the newest event time,
         and nothing else would run the step."""
         await self._heartbeat()
+        await self._shadow_mark()
         if self.engine.watermark_s is None:
             return
         t = self._decision_time()
@@ -857,6 +912,12 @@ class ChurnService:
         for m in msgs:
             try:
                 env = orjson.loads(m.value)
+                if "mark" in env:  # the join's barrier: a bands partition answered up to a day
+                    stage, at = parse_mark(env, self.settings.partitions)
+                    if stage != 2:
+                        raise ValueError(f"a stage {stage} mark on the evidence topic")
+                    self._shadow_marks.note(m.partition, at)
+                    continue
                 if not ("e" in env or "s" in env or "w" in env):
                     raise ValueError("nothing in the envelope")
                 entries = env.get("e", [])
@@ -1375,6 +1436,8 @@ class ChurnService:
             "event_time": self._eval_time,
             "decided_time": self._decide_s,  # (held back to the other workers' reported time: peer_time)
             "peer_time": self._peer_gate(),
+            # ... and to the day the second-SIM join has answered (None: not yet)
+            "shadow_day": self._shadow_day(),
             # input partitions no worker has reported a time for (every worker's decisions wait)
             "unreported_partitions": [p for p in range(self.settings.partitions) if p not in self._peer_time],
             # ... and the one whose reported time is the least (it sets peer_time)
@@ -1452,6 +1515,8 @@ class ChurnService:
         complete = min(wms) if wms else None
         self._eval_time = self._decide_s = complete
         self._heartbeat_sent = None
+        self._shadow_marks.clear()  # (read again: the stages send theirs every few seconds)
+        self._mark_sent = None
         self.engine = engine
         self.step = Step(engine, chunk_rows=DECIDE_CHUNK)
         days = [d if d is not None or wm is None else self.step.due(wm) - 1 for wm, d in marks]

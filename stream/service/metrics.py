@@ -105,6 +105,12 @@ _METRICS: dict[str, tuple] = {
     ),
     "shadow_numbers": (Gauge, "shadow_numbers", "Competitor numbers sketched by this worker (stage 1)", ()),
     "shadow_band_keys": (Gauge, "shadow_band_keys", "LSH band keys held by this worker (stage 2)", ()),
+    "shadow_held": (
+        Gauge,
+        "shadow_held_contacts",
+        "Contacts stage 1 of the second-SIM join holds until the day before theirs is published (the barrier)",
+        (),
+    ),
     "handset_evidence": (
         Counter,
         "handset_evidence",

@@ -20,6 +20,31 @@ before its offsets may be committed, as in the main agent.
 
 Table values: 2-byte partition + payload (PeerSketches snapshot; BandIndex snapshot as JSON).
 Expired keys get a tombstone (value None) in the changelog.
+
+**The barrier: a day is decided once the join has answered the day before** (the backtest
+confirms the evidence of day D's publications before it decides D + 1; README "When alarms are
+decided"). Markers travel behind the records, Flink-style, one hop at a time:
+
+1. every worker, after its step decided day D (its contacts and circle publications sent),
+   sends ``{"mark": 0, "at": [[input partition, D], ...]}`` for the input partitions it owns to
+   every contacts and every bands partition (and again every ``HEARTBEAT_S``; a worker with no
+   events and nothing behind reports ``IDLE_DAY``);
+2. stage 1 publishes its competitor numbers as of day G, the least day every input partition
+   reported to each contacts partition it owns, when G moves on (not by the newest contact day),
+   then sends ``{"mark": 1, "at": [[contacts partition, G], ...]}`` to every bands partition;
+3. stage 2 sends, behind the evidence, ``{"mark": 2, "at": [[bands partition, G'], ...]}`` to
+   every evidence partition, G' the least of every input partition's and every contacts
+   partition's marks it read;
+4. a worker decides day D + 1 only when every bands partition's mark on each of its evidence
+   partitions is at least D (``ChurnService._shadow_cap``).
+
+Each contact carries its epoch (``"ep"``: the first day decided after its event, by event time:
+``core.shadow_contacts``). The backtest observes it before it publishes as of that day and after
+the day before; a worker applies events up to a window ahead of its decisions, so stage 1 holds a
+contact whose epoch is more than a day past its last publication until that publication is made,
+in its table (``HOLD_PREFIX`` keys, deleted once observed: nothing held is lost on a crash).
+Marks are the latest read (a restarted worker's lower day holds the join back again); in memory
+only, and refreshed every few seconds, so a new owner of a partition learns them.
 """
 
 from __future__ import annotations
@@ -37,7 +62,17 @@ from ..engine.shadow import BandIndex, PeerSketches, band_keys_many, mix
 from ..settings import BANDS_TABLE, PEERS_TABLE
 from .faust_adapter import PART, mark_persisted, owned_items, put_many, raw_table, raw_topic
 
-__all__ = ["ShadowStages", "partition_for", "contact_messages", "band_messages", "evidence_messages"]
+__all__ = [
+    "ShadowStages",
+    "partition_for",
+    "contact_messages",
+    "band_messages",
+    "evidence_messages",
+    "mark_messages",
+    "parse_mark",
+    "Marks",
+    "IDLE_DAY",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,18 +92,75 @@ def band_partition(key: str, partitions: int) -> int:
     return int(key, 16) % partitions
 
 
-def contact_messages(contacts: tuple[np.ndarray, np.ndarray, np.ndarray], partitions: int) -> list[tuple[int, bytes]]:
+def contact_messages(contacts: tuple, partitions: int) -> list[tuple[int, bytes]]:
     """Stage 1's input, routed by competitor number: one envelope per partition holding the
-    (number, member, day) rows of the numbers that route there."""
-    x, member, day = contacts
+    (number, member, day) rows of the numbers that route there, and each row's epoch (``"ep"``:
+    the day before whose publication stage 1 observes it) where the engine gave them."""
+    x, member, day = contacts[:3]
     if not len(x):
         return []
+    ep = contacts[3] if len(contacts) > 3 else None
     part = number_partitions(x, partitions)
     out = []
     for p in np.unique(part).tolist():
         sel = part == p
-        out.append((p, orjson.dumps({"x": x[sel].tolist(), "m": member[sel].tolist(), "d": day[sel].tolist()})))
+        env = {"x": x[sel].tolist(), "m": member[sel].tolist(), "d": day[sel].tolist()}
+        if ep is not None:
+            env["ep"] = ep[sel].tolist()
+        out.append((p, orjson.dumps(env)))
     return out
+
+
+IDLE_DAY = 2**31 - 1  # the mark of a source with nothing to send: it holds no stage back
+HOLD_PREFIX = b"\x01h:"  # stage 1's table keys of held contacts: HOLD_PREFIX + b"<epoch>:<partition>:<offset>"
+MARK_RESEND_S = 1.0  # a stage sends its mark again at least this often while marks reach it
+
+
+def mark_messages(stage: int, at: dict[int, int], partitions: int) -> list[tuple[int, bytes]]:
+    """A barrier mark (above): ``at`` maps each partition the sender speaks for to its day; to
+    every partition of the next stage's topic."""
+    value = orjson.dumps({"mark": stage, "at": [[p, int(d)] for p, d in sorted(at.items())]})
+    return [(p, value) for p in range(partitions)]
+
+
+def parse_mark(env: dict, partitions: int) -> tuple[int, list[tuple[int, int]]]:
+    """A mark envelope's stage and ``[(partition, day)]``; raises ValueError if malformed."""
+    stage, at = env["mark"], env.get("at")
+    if stage not in (0, 1, 2) or isinstance(stage, bool) or not isinstance(at, list):
+        raise ValueError(f"bad mark {env!r}")
+    out = []
+    for p, d in at:
+        if not (type(p) is int and 0 <= p < partitions and type(d) is int and -(2**31) <= d <= IDLE_DAY):
+            raise ValueError(f"bad mark entry {[p, d]!r}")
+        out.append((p, d))
+    return stage, out
+
+
+class Marks:
+    """The latest mark each source reported on each partition read; the gate over some of
+    those partitions: the least mark, once every one of ``sources`` has reported on each."""
+
+    def __init__(self, sources: int) -> None:
+        self.sources = sources
+        self._m: dict[int, dict[int, int]] = {}
+
+    def note(self, read: int, at: list[tuple[int, int]]) -> None:
+        d = self._m.setdefault(read, {})
+        for p, day in at:
+            d[p] = day
+
+    def gate(self, reads) -> int | None:
+        out = None
+        for r in reads:
+            d = self._m.get(r)
+            if d is None or len(d) < self.sources:
+                return None
+            v = min(d.values())
+            out = v if out is None else min(out, v)
+        return out
+
+    def clear(self) -> None:
+        self._m.clear()
 
 
 def band_messages(x_publications: list[dict], s_publications: list[dict], partitions: int) -> list[tuple[int, bytes]]:
@@ -111,8 +203,16 @@ class ShadowStages:
         self.bands = BandIndex(cfg)
         self._peer_part: dict[int, int] = {}
         self._band_part: dict[str, int] = {}
-        self._peers_today: int | None = None
+        self._peers_today: int | None = None  # stage 1: the day expired to
+        self._published: int | None = None  # ... and the day its numbers were last published as of
         self._bands_today: int | None = None
+        n = s.partitions
+        self.marks_1 = Marks(n)  # stage 1: the input partitions' marks, per contacts partition
+        self.marks_2 = Marks(n)  # stage 2: the input partitions' marks, per bands partition
+        self.marks_2_peers = Marks(n)  # ... and the contacts partitions' (stage 1's)
+        self._mark_sent: dict[int, tuple[int, float]] = {}  # stage -> (day, monotonic time) last sent
+        # stage 1's held contacts: table key -> (epoch, partition, numbers, members, days)
+        self._held: dict[bytes, tuple[int, int, list, list, list]] = {}
         self.peers_table = raw_table(
             app,
             PEERS_TABLE,
@@ -144,6 +244,30 @@ class ShadowStages:
         return await self.send_routed(
             s.topic_shadow_contacts, contact_messages(contacts, s.partitions), "contacts"
         ) + await self.send_routed(s.topic_shadow_bands, band_messages([], s_publications, s.partitions), "bands")
+
+    async def send_source_mark(self, at: dict[int, int]) -> list:
+        """The engine agent's mark (stage 0): its input partitions' decided day, behind their
+        contacts and publications, to every contacts and every bands partition."""
+        s = self.service.settings
+        return await self.send_routed(
+            s.topic_shadow_contacts, mark_messages(0, at, s.partitions), "marks"
+        ) + await self.send_routed(s.topic_shadow_bands, mark_messages(0, at, s.partitions), "marks")
+
+    async def _forward_mark(self, stage: int, topic: str, own: str, gate: int | None) -> list:
+        """Stage ``stage``'s mark for its own partitions of ``own`` to every partition of ``topic``,
+        when its gate moved or ``MARK_RESEND_S`` passed."""
+        if gate is None:
+            return []
+        now = time.monotonic()
+        last = self._mark_sent.get(stage)
+        if last is not None and last[0] == gate and now - last[1] < MARK_RESEND_S:
+            return []
+        self._mark_sent[stage] = (gate, now)
+        at = {p: gate for p in self._owned(own)}
+        return await self.send_routed(topic, mark_messages(stage, at, self.service.settings.partitions), "marks")
+
+    def _owned(self, topic: str) -> list[int]:
+        return sorted(tp.partition for tp in self.service.app.consumer.assignment() if tp.topic == topic)
 
     async def _write(self, table, items: dict[bytes, tuple[int, bytes | None]]) -> list:
         """Write ``key -> (partition, payload or None = delete)`` to the table's store and changelog."""
@@ -181,34 +305,77 @@ class ShadowStages:
             return None
 
     # ------------------------------------------------------------- stage 1
-    async def process_contacts(self, msgs) -> None:
-        if not msgs:
-            return
-        m_ = self.service.metrics
-        xs: list[int] = []
-        members: list[int] = []
-        days: list[int] = []
+    def _parse_contacts(self, msgs) -> list[tuple[int, int, list | tuple]]:
+        """A batch of stage 1's messages, parsed: ``(partition, offset, marks)`` for a source's
+        mark, ``(partition, offset, (numbers, members, days, epochs or None))`` for contacts;
+        unreadable ones counted and skipped."""
+        n = self.service.settings.partitions
+        out: list[tuple[int, int, list | tuple]] = []
         for m in msgs:
             rec = self._loads(m)
             try:
+                if rec is None:
+                    raise ValueError
+                if "mark" in rec:
+                    stage, at = parse_mark(rec, n)
+                    if stage != 0:
+                        raise ValueError
+                    out.append((m.partition, m.offset, at))
+                    continue
                 xx, mm, dd = [int(v) for v in rec["x"]], [int(v) for v in rec["m"]], [int(v) for v in rec["d"]]
-                if not (len(xx) == len(mm) == len(dd)) or min(xx + mm, default=0) < 0:
+                ee = [int(v) for v in rec["ep"]] if "ep" in rec else None
+                if not (len(xx) == len(mm) == len(dd) == (len(xx) if ee is None else len(ee))):
+                    raise ValueError
+                if min(xx + mm, default=0) < 0:
                     raise ValueError
             except (TypeError, KeyError, ValueError, OverflowError):
-                m_.shadow_bad.labels(topic=m.topic).inc()
+                self.service.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue
+            out.append((m.partition, m.offset, (xx, mm, dd, ee)))
+        return out
+
+    def _hold(self, q: int, offset: int, rows: list, items: dict) -> None:
+        """Keep contact rows ``(number, member, day, epoch)`` until their epoch's day before is
+        published: in memory and in the table (key by epoch, partition and the envelope's offset)."""
+        by: dict[int, tuple[list, list, list]] = {}
+        for x, m, d, e in rows:
+            t = by.setdefault(e, ([], [], []))
+            t[0].append(x)
+            t[1].append(m)
+            t[2].append(d)
+        for e, (xx, mm, dd) in by.items():
+            key = HOLD_PREFIX + b"%d:%d:%d" % (e, q, offset)
+            self._held[key] = (e, q, xx, mm, dd)
+            items[key] = (q, orjson.dumps({"e": e, "x": xx, "m": mm, "d": dd}))
+
+    def _release(self, upto: int, buf: tuple[list, list, list], items: dict) -> None:
+        """Held contacts of epochs up to ``upto``, into ``buf`` (to observe), and out of the table."""
+        for key in [k for k, v in self._held.items() if v[0] <= upto]:
+            _, q, xx, mm, dd = self._held.pop(key)
             for x in xx:
-                self._peer_part[x] = m.partition
-            xs.extend(xx)
-            members.extend(mm)
-            days.extend(dd)
-        if not xs:
-            return
-        self.peers.observe(
-            np.array(xs, dtype=np.uint64), np.array(members, dtype=np.uint64), np.array(days, dtype=np.int64)
-        )
-        today = max(days)
-        items: dict[bytes, tuple[int, bytes | None]] = {}
+                self._peer_part[x] = q  # (again, if it expired meanwhile)
+            buf[0].extend(xx)
+            buf[1].extend(mm)
+            buf[2].extend(dd)
+            items[key] = (q, None)
+
+    def _observe(self, buf: tuple[list, list, list], touched: set[int]) -> None:
+        if buf[0]:
+            x, member, day = buf
+            self.peers.observe(
+                np.array(x, dtype=np.uint64), np.array(member, dtype=np.uint64), np.array(day, dtype=np.int64)
+            )
+            touched.update(x)
+            for v in buf:
+                v.clear()
+
+    def _publish(self, today: int, items: dict, touched: set[int]) -> list[dict]:
+        """Stage 1 as of ``today`` (its gate): the held contacts of epochs up to ``today``
+        observed, the numbers unseen too long expired, the ones that qualify published (the
+        backtest's ``ShadowJoin.step`` at a decided day), then the next epoch's contacts observed."""
+        buf: tuple[list, list, list] = ([], [], [])
+        self._release(today, buf, items)
+        self._observe(buf, touched)
         if self._peers_today is None or today > self._peers_today:
             if self._peers_today is not None:
                 for x in self.peers.expire(today):
@@ -216,64 +383,116 @@ class ShadowStages:
                     if p is not None:
                         items[str(x).encode()] = (p, None)
             self._peers_today = today
-        today = self._peers_today
+        self._published = today
         pubs = self.peers.publications(today)
-        for x in set(xs) | {p["x"] for p in pubs}:
+        self._release(today + 1, buf, items)
+        self._observe(buf, touched)
+        return pubs
+
+    async def process_contacts(self, msgs) -> None:
+        if not msgs:
+            return
+        s = self.service.settings
+        own = self._owned(s.topic_shadow_contacts)
+        touched: set[int] = set()
+        pubs: list[dict] = []
+        items: dict[bytes, tuple[int, bytes | None]] = {}
+        buf: tuple[list, list, list] = ([], [], [])
+        for q, offset, payload in self._parse_contacts(msgs):
+            if isinstance(payload, list):  # a source's mark: publish once every source passed a day
+                self._observe(buf, touched)
+                self.marks_1.note(q, payload)
+                gate = self.marks_1.gate(own)
+                if gate is not None and gate < IDLE_DAY and (self._published is None or gate > self._published):
+                    pubs.extend(self._publish(gate, items, touched))
+                continue
+            xx, mm, dd, ee = payload
+            for x in xx:
+                self._peer_part[x] = q
+            if ee is None:  # (no epochs: observed at once)
+                ee = [-IDLE_DAY] * len(xx)
+            ahead = []
+            for x, m, d, e in zip(xx, mm, dd, ee, strict=True):
+                if self._published is not None and e <= self._published + 1:
+                    buf[0].append(x)
+                    buf[1].append(m)
+                    buf[2].append(d)
+                else:  # its epoch's day before is not published yet
+                    ahead.append((x, m, d, e))
+            if ahead:
+                self._hold(q, offset, ahead, items)
+        self._observe(buf, touched)
+        for x in touched | {p["x"] for p in pubs}:
             snap = self.peers.snapshot(x)
             if snap is not None:
                 items[str(x).encode()] = (self._peer_part[x], snap)
         sends = await self._write(self.peers_table, items)
         n_changelog = len(sends)
-        sends += await self.send_routed(
-            self.service.settings.topic_shadow_bands, band_messages(pubs, [], self.service.settings.partitions), "bands"
-        )
+        sends += await self.send_routed(s.topic_shadow_bands, band_messages(pubs, [], s.partitions), "bands")
+        # behind its publications: the day stage 1 has published as of, to every bands partition
+        sends += await self._forward_mark(1, s.topic_shadow_bands, s.topic_shadow_contacts, self.marks_1.gate(own))
         if sends:
             results = await asyncio.gather(*sends)
             mark_persisted(self.peers_table, results[:n_changelog])
-        m_.shadow_numbers.set(len(self.peers))
+        self.service.metrics.shadow_numbers.set(len(self.peers))
+        self.service.metrics.shadow_held.set(sum(len(v[2]) for v in self._held.values()))
 
     # ------------------------------------------------------------- stage 2
+    def _band_entry(self, entry) -> tuple[str, dict]:
+        """One ``[band key, record]`` of a bands envelope, validated (raises on a bad one)."""
+        key, rec = entry
+        int(key, 16)
+        day = int(rec["day"])
+        if "x" in rec:
+            return key, {
+                "x": int(rec["x"]),
+                "sig": [int(v) for v in rec["sig"]],
+                "first": int(rec["first"]),
+                "last": int(rec["last"]),
+                "day": day,
+            }
+        return key, {"s": str(rec["s"]), "day": day}
+
     async def process_bands(self, msgs) -> None:
         if not msgs:
             return
         m_ = self.service.metrics
+        s = self.service.settings
+        own = self._owned(s.topic_shadow_bands)
         evidence: list[dict] = []
         touched: set[str] = set()
-        today = self._bands_today
         for m in msgs:
             env = self._loads(m)
+            if env is not None and "mark" in env:
+                try:
+                    stage, at = parse_mark(env, s.partitions)
+                    if stage == 2:
+                        raise ValueError("a stage 2 mark on the bands topic")
+                except (TypeError, KeyError, ValueError):
+                    m_.shadow_bad.labels(topic=m.topic).inc()
+                    continue
+                (self.marks_2 if stage == 0 else self.marks_2_peers).note(m.partition, at)
+                continue
             entries = env.get("e") if env else None
             if not isinstance(entries, list):
                 m_.shadow_bad.labels(topic=m.topic).inc()
                 continue
             for entry in entries:
                 try:
-                    key, rec = entry
-                    int(key, 16)
-                    day = int(rec["day"])
-                    if "x" in rec:
-                        rec = {
-                            "x": int(rec["x"]),
-                            "sig": [int(v) for v in rec["sig"]],
-                            "first": int(rec["first"]),
-                            "last": int(rec["last"]),
-                            "day": day,
-                        }
-                    else:
-                        rec = {"s": str(rec["s"]), "day": day}
+                    key, rec = self._band_entry(entry)
                 except (TypeError, KeyError, ValueError, AttributeError):
                     m_.shadow_bad.labels(topic=m.topic).inc()
                     continue
+                day = rec["day"]
+                if self._bands_today is None or day > self._bands_today:
+                    # a new day: what it expires goes before its entries meet (as ShadowJoin.step)
+                    if self._bands_today is not None:
+                        touched.update(self.bands.expire(day))
+                    self._bands_today = day
                 self._band_part[key] = m.partition
                 evidence.extend(self.bands.add(key, rec))
                 touched.add(key)
-                today = day if today is None else max(today, day)
         items: dict[bytes, tuple[int, bytes | None]] = {}
-        if today is not None and (self._bands_today is None or today > self._bands_today):
-            if self._bands_today is not None:
-                for key in self.bands.expire(today):
-                    touched.add(key)
-            self._bands_today = today
         for key in touched:
             p = self._band_part.get(key)
             if p is None:
@@ -284,11 +503,11 @@ class ShadowStages:
                 self._band_part.pop(key, None)
         sends = await self._write(self.bands_table, items)
         n_changelog = len(sends)
-        sends += await self.send_routed(
-            self.service.settings.topic_shadow_evidence,
-            evidence_messages(evidence, self.service.settings.partitions),
-            "evidence",
-        )
+        sends += await self.send_routed(s.topic_shadow_evidence, evidence_messages(evidence, s.partitions), "evidence")
+        # behind the evidence: the day every source and stage 1 have passed, to every worker
+        g0, g1 = self.marks_2.gate(own), self.marks_2_peers.gate(own)
+        gate = None if g0 is None or g1 is None else min(g0, g1)
+        sends += await self._forward_mark(2, s.topic_shadow_evidence, s.topic_shadow_bands, gate)
         if sends:
             results = await asyncio.gather(*sends)
             mark_persisted(self.bands_table, results[:n_changelog])
@@ -319,14 +538,28 @@ class ShadowStages:
     async def _recover_peers(self) -> None:
         peers = PeerSketches(self.service.engine_config)
 
-        def restore(key: bytes, payload: bytes) -> tuple[int, list[int]]:
+        held: dict[bytes, tuple[int, int, list, list, list]] = {}
+
+        def restore(key: bytes, payload: bytes) -> tuple[int | bytes, list[int]]:
+            if key.startswith(HOLD_PREFIX):  # contacts held for a later publication
+                rec = orjson.loads(payload)
+                q = int(key[len(HOLD_PREFIX) :].split(b":")[1])
+                held[key] = (int(rec["e"]), q, rec["x"], rec["m"], rec["d"])
+                return key, []
             x = int(key)
             peers.restore(x, payload)
             return x, [peers.get(x)["last"]]
 
         topic = self.service.settings.topic_shadow_contacts
         part, today = self._recover(self.peers_table, topic, peers, restore, "competitor-number sketches")
+        for key in held:
+            part.pop(key, None)
         self.peers, self._peer_part, self._peers_today = peers, part, today
+        self._held = held
+        self.service.metrics.shadow_held.set(sum(len(v[2]) for v in held.values()))
+        self._published = None  # (published again as of the next gate: only numbers that changed go out)
+        self.marks_1.clear()  # (the sources send theirs again within HEARTBEAT_S)
+        self._mark_sent.pop(1, None)
         self.service.metrics.shadow_numbers.set(len(peers))
 
     async def _recover_bands(self) -> None:
@@ -341,4 +574,7 @@ class ShadowStages:
         topic = self.service.settings.topic_shadow_bands
         part, today = self._recover(self.bands_table, topic, bands, restore, "band keys")
         self.bands, self._band_part, self._bands_today = bands, part, today
+        self.marks_2.clear()
+        self.marks_2_peers.clear()
+        self._mark_sent.pop(2, None)
         self.service.metrics.shadow_band_keys.set(len(bands))

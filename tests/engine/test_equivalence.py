@@ -43,7 +43,8 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
             ap = eng.apply(b)
             hits = [(eng.msisdns([r])[0], d, ts, n) for r, d, ts, n in ap.immediate]
             al = eng.immediate(ap.immediate) + eng.evaluate(ap.rows)
-            outs.append((rej, ap.rejects, ap.skipped, sorted(eng.msisdns(ap.rows)), hits, al))
+            contacts = [c.tolist() for c in ap.contacts]  # (the second-SIM join's, with their epochs)
+            outs.append((rej, ap.rejects, ap.skipped, sorted(eng.msisdns(ap.rows)), hits, al, contacts))
         assert outs[0] == outs[1]
         if sweeps_at_rollover and E.watermark_s is not None:
             d = E.day_of(E.watermark_s)

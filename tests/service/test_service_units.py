@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from itertools import islice
 
+import orjson
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
@@ -216,3 +217,145 @@ def test_a_partition_is_reported_idle_to_the_other_workers_only_once_the_broker_
     svc._verified_at -= VERIFY_EVERY_S
     assert asyncio.run(svc._verify_idle()) and len(asked) == 3
     assert svc._report() == ({0: IDLE_TIME}, t)
+
+
+def test_the_join_barrier_marks_gate_on_every_source_and_keep_the_latest():
+    """The second-SIM join's barrier marks (stream/service/shadow.py): a gate is known once every
+    source reported on every partition read; it is the least mark; a source's latest mark counts
+    (a restarted worker's lower day holds the join back again); malformed marks are refused."""
+    from stream.service.shadow import IDLE_DAY, Marks, mark_messages, parse_mark
+
+    marks = Marks(3)
+    marks.note(0, [(0, 10), (1, 12)])
+    assert marks.gate([0]) is None  # source 2 has not reported on partition 0
+    marks.note(0, [(2, 11)])
+    assert marks.gate([0]) == 10
+    assert marks.gate([0, 1]) is None  # nothing read on partition 1 yet
+    marks.note(1, [(0, 14), (1, 14), (2, IDLE_DAY)])
+    assert marks.gate([0, 1]) == 10 and marks.gate([1]) == 14
+    marks.note(1, [(0, 9)])  # the latest, not the highest
+    assert marks.gate([0, 1]) == 9
+    msgs = mark_messages(1, {3: 20, 1: 20}, 4)
+    assert [p for p, _ in msgs] == [0, 1, 2, 3]  # to every partition of the next stage
+    assert parse_mark(orjson.loads(msgs[0][1]), 4) == (1, [(1, 20), (3, 20)])
+    for bad in (
+        {"mark": 3, "at": []},
+        {"mark": True, "at": []},
+        {"mark": 0, "at": [[4, 1]]},
+        {"mark": 0, "at": [[0, 1.5]]},
+        {"mark": 0, "at": [[0, IDLE_DAY + 1]]},
+        {"mark": 0, "at": {"0": 1}},
+    ):
+        with pytest.raises((ValueError, TypeError)):
+            parse_mark(bad, 4)
+
+
+def _barrier_service(tmp_path, partitions: int = 2):
+    from stream.service.churn import build_service
+    from stream.settings import Settings
+
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "CHURNWATCH_DATA_DIR": str(tmp_path),
+            "CHURNWATCH_PARTITIONS": str(partitions),
+        }
+    )
+    return build_service(s)
+
+
+def test_a_day_is_decided_only_once_the_join_answered_the_day_before(tmp_path):
+    """Decisions wait for the second-SIM join (the backtest confirms the evidence of day D's
+    publications before it decides D + 1): until every bands partition's mark reached each of the
+    worker's evidence partitions nothing is decided; then at most the day after the least mark."""
+    from stream.service.shadow import IDLE_DAY
+
+    from ..engine.gen import DAY, T0
+
+    svc = _barrier_service(tmp_path)
+    svc._recovered_once = True
+    svc.active_partitions = lambda: {0, 1}
+    c = T0 + 30 * DAY + 0.75 * DAY  # this worker's complete time: day 30 of T0 is due
+    svc._advance_eval_time = lambda: c
+    svc._peer_time.update({0: c, 1: c})
+    svc.step.decided = svc.step.due(T0 + 20 * DAY + 0.75 * DAY)
+    first = svc.step.decided
+    assert svc._decision_time() is None  # the join has not answered: nothing is decided
+    svc._shadow_marks.note(0, [(0, first), (1, first)])
+    assert svc._decision_time() is None and svc.health()["shadow_day"] is None  # partition 1 not yet
+    svc._shadow_marks.note(1, [(0, first + 3), (1, first)])
+    t = svc._decision_time()
+    assert svc.step.due(t) == first + 1 and t < c  # the day after the join's, no further
+    assert svc.health()["shadow_day"] == first
+    svc._shadow_marks.note(0, [(0, first + 4), (1, first + 4)])
+    svc._shadow_marks.note(1, [(0, first + 4), (1, first + 4)])
+    assert svc.step.due(svc._decision_time()) == first + 5
+    svc._shadow_marks.note(0, [(0, IDLE_DAY), (1, IDLE_DAY)])
+    svc._shadow_marks.note(1, [(0, IDLE_DAY), (1, IDLE_DAY)])
+    assert svc._decision_time() == c  # an idle join holds nothing back
+    # the alignment: events are applied no further than the window past what decisions may follow
+    svc._shadow_marks.note(1, [(0, first)])
+    assert svc._align_limit() <= svc._shadow_cap() + svc._peer_window
+
+
+def test_stage_one_publishes_a_day_with_the_contacts_of_its_epoch_and_holds_the_later_ones(tmp_path):
+    """Stage 1 of the join publishes as of a day once every source marked it, having observed
+    every contact whose epoch is that day or before and none later, whatever order they come in:
+    a worker applies events ahead of its decisions, so later contacts are held (in the table:
+    written when held, deleted when observed) until the day before theirs is published."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from stream.service.shadow import HOLD_PREFIX, mark_messages
+
+    svc = _barrier_service(tmp_path)
+    st = svc.shadow
+    topic = svc.settings.topic_shadow_contacts
+    sent: list = []
+    written: dict = {}
+
+    async def send_routed(topic, envelopes, stage):
+        sent.append((topic, [orjson.loads(v) for _, v in envelopes]))
+        return []
+
+    async def write(table, items):
+        written.update(items)
+        return []
+
+    st._owned = lambda topic: [0, 1]
+    st.send_routed = send_routed
+    st._write = write
+    day = 20_000
+    offsets = iter(range(1000))
+
+    def contacts(x: int, epoch: int, part: int):
+        env = {"x": [x] * 3, "m": [13800000001, 13800000002, 13800000003], "d": [epoch - 1] * 3, "ep": [epoch] * 3}
+        return SimpleNamespace(value=orjson.dumps(env), partition=part, topic=topic, offset=next(offsets))
+
+    def mark(d: int, part: int):
+        value = mark_messages(0, {0: d, 1: d}, 2)[part][1]
+        return SimpleNamespace(value=value, partition=part, topic=topic, offset=next(offsets))
+
+    def published() -> dict[int, int]:
+        out = {rec["x"]: rec["day"] for t, envs in sent for env in envs for _, rec in env.get("e", [])}
+        sent.clear()
+        return out
+
+    X1, X2, X3 = 15900000001, 15900000002, 15900000003
+    # partition 0: X1 of the day's epoch, the mark, X2 of the next, X3 three days ahead -- all read
+    # before partition 1's mark, which completes the gate
+    batch = [contacts(X1, day, 0), mark(day, 0), contacts(X2, day + 1, 0), contacts(X3, day + 3, 0), mark(day, 1)]
+    asyncio.run(st.process_contacts(batch))
+    marks = [env for t, envs in sent if t == svc.settings.topic_shadow_bands for env in envs if "mark" in env]
+    assert marks == [{"mark": 1, "at": [[0, day], [1, day]]}] * 2  # behind the publications, to both
+    assert published() == {X1: day}
+    assert st.peers.get(X2) is not None and st.peers.get(X3) is None  # X2 observed after; X3 held
+    held = [k for k, v in written.items() if k.startswith(HOLD_PREFIX) and v[1] is not None]
+    assert len(held) == 1 and orjson.loads(written[held[0]][1])["x"] == [X3] * 3
+    asyncio.run(st.process_contacts([mark(day + 1, 0), mark(day + 1, 1)]))
+    assert published() == {X2: day + 1} and st.peers.get(X3) is None
+    asyncio.run(st.process_contacts([mark(day + 2, 1), mark(day + 2, 0)]))
+    assert st.peers.get(X3) is not None and written[held[0]][1] is None  # observed, and deleted
+    assert published() == {}  # (X3 is published as of its own day, after the day before)
+    asyncio.run(st.process_contacts([mark(day + 3, 1), mark(day + 3, 0)]))
+    assert published() == {X3: day + 3}

@@ -66,6 +66,8 @@ def test_second_sim_found_through_kafka_and_agrees_with_the_backtest(kafka_boots
     xs = []
     for m in contacts:
         env = orjson.loads(m.value)
+        if "mark" in env:  # (the join's barrier: the sources' decided days)
+            continue
         assert set(number_partitions(env["x"], settings.partitions).tolist()) == {m.partition}
         xs += env["x"]
     assert int(X[2:]) in xs
