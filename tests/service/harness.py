@@ -37,7 +37,7 @@ def scenario_env(bootstrap: str, unique: str, tmp: Path, partitions: int = 4, **
             "CHURNWATCH_TOPIC_DEADLETTER": f"dlq.{unique}",
             "CHURNWATCH_PARTITIONS": str(partitions),
             "CHURNWATCH_DATA_DIR": str(tmp / "worker"),
-            "CHURNWATCH_BATCH_TIMEOUT_S": "0.2",
+            "CHURNWATCH_BATCH_TIMEOUT_S": "0.05",  # (the second-SIM join's round trip per day decided)
             "CHURNWATCH_LOG_LEVEL": os.environ.get("CW_TEST_LOG_LEVEL", "warn"),
         }
     )

@@ -73,7 +73,7 @@ def _metric(worker: WorkerProc, name: str) -> float:
 
 def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_bootstrap, tmp_path):
     unique = uuid.uuid4().hex[:8]
-    # Every checkpoint holds 2 s between its acknowledged state and its offset commit (fault
+    # Every checkpoint holds 1 s between its acknowledged state and its offset commit (fault
     # injection), so each kill lands mid-checkpoint: state durable, offsets not committed. The
     # restart must skip what that state already holds, and re-apply what it does not. The local
     # store is flushed every second: a restart finds it behind the changelog, at some flush.
@@ -84,7 +84,7 @@ def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_boot
         partitions=4,
         CHURNWATCH_BATCH_SIZE="500",
         CHURNWATCH_COMMIT_INTERVAL_S="0.3",
-        CHURNWATCH_CHECKPOINT_HOLD_S="2",
+        CHURNWATCH_CHECKPOINT_HOLD_S="1",
         CHURNWATCH_SESSION_TIMEOUT_S="10",
         CHURNWATCH_STORE_FLUSH_S="1",
         **exact_env(tmp_path),
@@ -107,7 +107,7 @@ def test_sigkill_twice_ends_with_exact_state_and_the_backtests_alarms(kafka_boot
                     >= target
                     and _metric(worker, "churnwatch_checkpoint_inflight") == 1
                 ):
-                    break  # a checkpoint's state is written, its offsets not committed yet (held 2 s)
+                    break  # a checkpoint's state is written, its offsets not committed yet (held 1 s)
                 time.sleep(0.05)
             assert _metric(worker, "churnwatch_checkpoint_inflight") == 1, "no checkpoint in flight to kill"
             worker.kill()
