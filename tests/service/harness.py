@@ -359,8 +359,9 @@ def backtest_alarms(records, config_path: str | None, tmp: Path) -> list[dict]:
 # all in the stream's last 10 days: an alarm with circle signals 2 days apart and three
 # `recovered` records a day apart or missing; on 2026-12-07 a race that decided days without a
 # partition's records already on the broker was found and fixed (ChurnService._verify_idle), and
-# the differences left were traced to the sketch and to decisions after rounds that ran past their
-# point (tests/engine/test_determinism.py, two expected failures; README "When alarms are decided").
+# the differences left were traced to the sketch (tests/engine/test_determinism.py, an expected
+# failure; README "When alarms are decided"); second-SIM evidence waits for the join since the
+# same day (the barrier: stream/service/shadow.py).
 CIRCLE_ORDER_SLACK = 4
 
 

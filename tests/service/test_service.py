@@ -355,10 +355,11 @@ def test_service_alarms_match_the_backtest(scenario, tmp_path):
     and the backtest (the file, 5000-line batches) run the one batch step, and days are decided
     in event time, so the records are the same (subscriber, phase, day via alarm_id, signals),
     but for the contact-circle sketch's order sensitivity (harness.CIRCLE_ORDER_SLACK; 0 in most
-    runs). The other named exception: second-SIM evidence goes through the join's two Kafka hops in the
-    service and returns after a delay that depends on the worker's speed (here the whole history
-    streams in ~30 s, 2-3 event-time days a second), so a record it raises may fall on another
-    day or, measured here, 1 of ~8 be missing: the pairs are bounded (README "When alarms are decided")."""
+    runs). Second-SIM evidence goes through the join's two Kafka hops in the service; a worker
+    decides a day only once the join answered the day before, as the backtest confirms a day's
+    evidence before the next (the barrier, stream/service/shadow.py), but confirms the evidence
+    against the subscriber's state when it arrives, with later events applied: its pairs are
+    bounded (README "When alarms are decided")."""
     offline = backtest_alarms(scenario["records"], scenario["settings"].config_path, tmp_path)
     report = assert_backtest_alarms(read_alarms(scenario["settings"]), offline)
     assert report["resent"] == 0  # no duplicate deliveries in a clean run

@@ -359,3 +359,48 @@ def test_stage_one_publishes_a_day_with_the_contacts_of_its_epoch_and_holds_the_
     assert published() == {}  # (X3 is published as of its own day, after the day before)
     asyncio.run(st.process_contacts([mark(day + 3, 1), mark(day + 3, 0)]))
     assert published() == {X3: day + 3}
+
+
+def test_stage_one_releases_held_contacts_of_a_number_that_expired_meanwhile(tmp_path):
+    """A competitor number unseen for shadow_expire_days expires at a publication while later
+    contacts of it are held: released, they make it anew, written to its partition (a bench run
+    of 2026-12-07 had stage 1 exit on a KeyError there)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from stream.service.shadow import mark_messages
+
+    svc = _barrier_service(tmp_path)
+    st = svc.shadow
+    topic = svc.settings.topic_shadow_contacts
+    written: dict = {}
+
+    async def nothing(*args):
+        return []
+
+    async def write(table, items):
+        written.update(items)
+        return []
+
+    st._owned = lambda topic: [0, 1]
+    st.send_routed = nothing
+    st._write = write
+    X, day = 15900000009, 20_000
+    late = day + svc.engine_config.shadow_expire_days + 5
+
+    def msg(env, part=1):
+        return SimpleNamespace(value=orjson.dumps(env), partition=part, topic=topic, offset=len(written))
+
+    def mark(d):
+        return [
+            SimpleNamespace(value=v, partition=p, topic=topic, offset=0) for p, v in mark_messages(0, {0: d, 1: d}, 2)
+        ]
+
+    asyncio.run(st.process_contacts(mark(day - 1)))
+    asyncio.run(st.process_contacts([msg({"x": [X], "m": [13800000001], "d": [day], "ep": [day]})]))
+    assert st.peers.get(X) is not None
+    asyncio.run(st.process_contacts([msg({"x": [X], "m": [13800000002], "d": [late], "ep": [late + 1]})]))
+    asyncio.run(st.process_contacts(mark(late - 4)))  # X expires (unseen since `day`); its later contact held
+    assert st.peers.get(X) is None and written[str(X).encode()][1] is None
+    asyncio.run(st.process_contacts(mark(late)))  # released: X anew, in its partition
+    assert st.peers.get(X)["last"] == late and written[str(X).encode()][0] == 1
