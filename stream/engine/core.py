@@ -154,13 +154,7 @@ def _record_dtype(ring: int) -> np.dtype:
 # engine-internal, not part of a subscriber's snapshot (pure caches)
 _CACHE_FIELDS = (("dirty", (), "u1", 1), ("eval_day", (), "i4", NODAY), ("alive", (), "u1", 0))
 _SAT = {np.dtype(t): np.iinfo(np.dtype(t)).max for t in ("u1", "u2", "u4")}
-# (competitor number, member, day, epoch): the second-SIM join's observations (shadow_contacts)
-NO_CONTACTS = (
-    np.zeros(0, dtype=np.uint64),
-    np.zeros(0, dtype=np.uint64),
-    np.zeros(0, dtype=np.int64),
-    np.zeros(0, dtype=np.int64),
-)
+NO_CONTACTS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
 NO_ROWS = np.zeros(0, dtype=np.int64)
 DRIFT_RECENT, DRIFT_OLD = 14, 28  # the long-memory windows: the last 14 days vs days 36-63 before
 EVAL_CHUNK = 65536  # rows evaluated at once by a decision (bounds the feature arrays' memory)
@@ -191,14 +185,9 @@ def contact_candidates(batch: Batch, ok: np.ndarray) -> np.ndarray:
     return ok & ((batch.kind == KIND_CALL) | (batch.kind == KIND_SMS)) & batch.comp & ~batch.hotline & (batch.peer != 0)
 
 
-def shadow_contacts(
-    batch: Batch, sel: np.ndarray, country_code: str, grace_s: float = 0.0, utc_offset_s: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The second-SIM join's stage-1 input from a decoded batch: the distinct (competitor number, our
-    subscriber, day) of the events ``sel``, national numbers, with each one's epoch: the first day
-    whose decision comes after its earliest event in event time (a decision of day D falls at
-    ``grace_s`` into D: README "When alarms are decided"). The backtest's join observes a contact
-    before it publishes as of that day, so the service's holds it until then (service/shadow.py)."""
+    subscriber, day) of the events ``sel``, national numbers."""
     if not sel.any():
         return NO_CONTACTS
     pos = np.flatnonzero(sel)
@@ -212,12 +201,8 @@ def shadow_contacts(
     d = batch.day[pos][keep].astype(np.int64)
     if not len(x):
         return NO_CONTACTS
-    ep = np.floor((batch.ts[pos][keep] - grace_s + utc_offset_s) / 86400.0).astype(np.int64) + 1
-    order = np.lexsort((ep, d, m, x))  # by (x, member, day), the earliest epoch first
-    x, m, d, ep = x[order], m[order], d[order], ep[order]
-    first = np.ones(len(x), dtype=bool)
-    first[1:] = (x[1:] != x[:-1]) | (m[1:] != m[:-1]) | (d[1:] != d[:-1])
-    return x[first], m[first], d[first], ep[first]
+    u = np.unique(np.stack([x, m, d.astype(np.uint64)], axis=1), axis=0)
+    return u[:, 0].copy(), u[:, 1].copy(), u[:, 2].astype(np.int64)
 
 
 DAY_FIELDS = (
@@ -605,7 +590,7 @@ class Engine:
                     & (((a["c_mask"][rk, bk] >> np.clip(bit, 0, 63).astype(np.uint64)) & np.uint64(1)) == 1)
                 )
                 sel[known[have]] = False
-            contacts = shadow_contacts(batch, sel, cfg.country_code, cfg.decision_grace_s, cfg.utc_offset_s)
+            contacts = shadow_contacts(batch, sel, cfg.country_code)
         # --- rows for new subscribers with an accepted event (first appearance order)
         new = acc & (rows < 0)
         created: tuple[list[int], list[int]] = ([], [])

@@ -255,7 +255,7 @@ class ReferenceEngine:
         rejects: list[Reject] = []
         skipped = 0
         self._hits = []
-        contacts: list[tuple[int, int, int, int]] = []
+        contacts: list[tuple[int, int, int]] = []
         if self.clock is None:  # event time only: the future bound is the watermark's
             limit, jump = math.inf, min(F, jump)
         else:
@@ -292,8 +292,6 @@ class ReferenceEngine:
                     _national(int(batch.peer[i]), cfg.country_code),
                     _national(int(m), cfg.country_code),
                     int(batch.day[i]),
-                    # its epoch: the first day decided after it (core.shadow_contacts)
-                    math.floor((float(batch.ts[i]) - cfg.decision_grace_s + cfg.utc_offset_s) / 86400.0) + 1,
                 )
                 if off > hwm and pre.get(i):
                     contact = None  # the circle held it for that day before this batch: sent already
@@ -343,15 +341,11 @@ class ReferenceEngine:
         self._count("rejected_future", nf)
         self._count("rejected_late", len(rejects) - nf)
         rejects.sort(key=lambda r: r.index)
-        epoch: dict[tuple[int, int, int], int] = {}
-        for c in contacts:  # the distinct (number, member, day), each with its earliest epoch
-            epoch[c[:3]] = min(epoch.get(c[:3], c[3]), c[3])
-        contacts = sorted(k + (e,) for k, e in epoch.items())
+        contacts = sorted(set(contacts))
         cols = (
             np.array([c[0] for c in contacts], dtype=np.uint64),
             np.array([c[1] for c in contacts], dtype=np.uint64),
             np.array([c[2] for c in contacts], dtype=np.int64),
-            np.array([c[3] for c in contacts], dtype=np.int64),
         )
         return Applied(np.array(sorted(touched), dtype=np.int64), rejects, skipped, cols, self._hits)
 

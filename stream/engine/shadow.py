@@ -480,19 +480,35 @@ class ShadowJoin:
         self.bands = BandIndex(self.config)
         self._today: int | None = None
         self.x_publications = 0
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # contacts of days not published yet
 
     def observe(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Feed contact observations only (publications wait for the next :meth:`step`)."""
-        x, member, day = observations[:3]  # (an epoch may follow: service/shadow.py)
-        self.peers.observe(x, member, day)
+        """Feed contact observations only: kept until the next :meth:`step` as of a later day
+        than theirs (a day's contacts go into the publications as of the days after it)."""
+        x, member, day = observations[:3]
+        if len(x):
+            self._pending.append((np.asarray(x), np.asarray(member), np.asarray(day)))
 
     def step(
         self, observations: tuple[np.ndarray, np.ndarray, np.ndarray], s_publications: list[dict], today: int
     ) -> list[dict]:
         """Feed one batch's contact observations and subscriber publications; returns evidence for
-        subscribers (stage 3 input)."""
-        x, member, day = observations[:3]  # (an epoch may follow: service/shadow.py)
-        self.peers.observe(x, member, day)
+        subscribers (stage 3 input).
+
+        Publications as of ``today`` (a day decided) hold the contacts of the days before it, all
+        of them and no others, whenever they arrived: a day's contacts wait until the decision of
+        the next day, at ``decision_grace_s`` into it, as a decision waits for its days' events.
+        So the service's stage 1, which holds contacts by day the same way, publishes the same
+        numbers whatever a worker had applied when it decided (stream/service/shadow.py)."""
+        self.observe(observations)
+        keep = []
+        for x, member, day in self._pending:
+            due = day < today
+            if due.any():
+                self.peers.observe(x[due], member[due], day[due])
+            if not due.all():
+                keep.append((x[~due], member[~due], day[~due]))
+        self._pending = keep
         if self._today is None or today > self._today:
             if self._today is not None:
                 self.peers.expire(today)

@@ -38,11 +38,12 @@ decided"). Markers travel behind the records, Flink-style, one hop at a time:
 4. a worker decides day D + 1 only when every bands partition's mark on each of its evidence
    partitions is at least D (``ChurnService._shadow_cap``).
 
-Each contact carries its epoch (``"ep"``: the first day decided after its event, by event time:
-``core.shadow_contacts``). The backtest observes it before it publishes as of that day and after
-the day before; a worker applies events up to a window ahead of its decisions, so stage 1 holds a
-contact whose epoch is more than a day past its last publication until that publication is made,
-in its table (``HOLD_PREFIX`` keys, deleted once observed: nothing held is lost on a crash).
+The publications as of day D hold the contacts of the days before D, all of them and no others
+(``ShadowJoin.step``, the backtest's): a day's contacts wait for the next day's decision, at the
+decision grace into it, as decisions wait for their days' events. A worker applies events up to a
+window ahead of its decisions, so stage 1 holds a contact of a day not published yet until that
+day's publication is made, in its table (``HOLD_PREFIX`` keys by the day after the contact's,
+deleted once observed: nothing held is lost on a crash).
 Marks are the latest read (a restarted worker's lower day holds the join back again); in memory
 only, and refreshed every few seconds, so a new owner of a partition learns them.
 """
@@ -94,20 +95,15 @@ def band_partition(key: str, partitions: int) -> int:
 
 def contact_messages(contacts: tuple, partitions: int) -> list[tuple[int, bytes]]:
     """Stage 1's input, routed by competitor number: one envelope per partition holding the
-    (number, member, day) rows of the numbers that route there, and each row's epoch (``"ep"``:
-    the day before whose publication stage 1 observes it) where the engine gave them."""
+    (number, member, day) rows of the numbers that route there."""
     x, member, day = contacts[:3]
     if not len(x):
         return []
-    ep = contacts[3] if len(contacts) > 3 else None
     part = number_partitions(x, partitions)
     out = []
     for p in np.unique(part).tolist():
         sel = part == p
-        env = {"x": x[sel].tolist(), "m": member[sel].tolist(), "d": day[sel].tolist()}
-        if ep is not None:
-            env["ep"] = ep[sel].tolist()
-        out.append((p, orjson.dumps(env)))
+        out.append((p, orjson.dumps({"x": x[sel].tolist(), "m": member[sel].tolist(), "d": day[sel].tolist()})))
     return out
 
 
@@ -307,7 +303,7 @@ class ShadowStages:
     # ------------------------------------------------------------- stage 1
     def _parse_contacts(self, msgs) -> list[tuple[int, int, list | tuple]]:
         """A batch of stage 1's messages, parsed: ``(partition, offset, marks)`` for a source's
-        mark, ``(partition, offset, (numbers, members, days, epochs or None))`` for contacts;
+        mark, ``(partition, offset, (numbers, members, days))`` for contacts;
         unreadable ones counted and skipped."""
         n = self.service.settings.partitions
         out: list[tuple[int, int, list | tuple]] = []
@@ -323,19 +319,18 @@ class ShadowStages:
                     out.append((m.partition, m.offset, at))
                     continue
                 xx, mm, dd = [int(v) for v in rec["x"]], [int(v) for v in rec["m"]], [int(v) for v in rec["d"]]
-                ee = [int(v) for v in rec["ep"]] if "ep" in rec else None
-                if not (len(xx) == len(mm) == len(dd) == (len(xx) if ee is None else len(ee))):
+                if not (len(xx) == len(mm) == len(dd)):
                     raise ValueError
                 if min(xx + mm, default=0) < 0:
                     raise ValueError
             except (TypeError, KeyError, ValueError, OverflowError):
                 self.service.metrics.shadow_bad.labels(topic=m.topic).inc()
                 continue
-            out.append((m.partition, m.offset, (xx, mm, dd, ee)))
+            out.append((m.partition, m.offset, (xx, mm, dd)))
         return out
 
     def _hold(self, q: int, offset: int, rows: list, items: dict) -> None:
-        """Keep contact rows ``(number, member, day, epoch)`` until their epoch's day before is
+        """Keep contact rows ``(number, member, day, epoch = day + 1)`` until their day is
         published: in memory and in the table (key by epoch, partition and the envelope's offset)."""
         by: dict[int, tuple[list, list, list]] = {}
         for x, m, d, e in rows:
@@ -370,9 +365,10 @@ class ShadowStages:
                 v.clear()
 
     def _publish(self, today: int, items: dict, touched: set[int]) -> list[dict]:
-        """Stage 1 as of ``today`` (its gate): the held contacts of epochs up to ``today``
-        observed, the numbers unseen too long expired, the ones that qualify published (the
-        backtest's ``ShadowJoin.step`` at a decided day), then the next epoch's contacts observed."""
+        """Stage 1 as of ``today`` (its gate): the held contacts of the days before it observed,
+        the numbers unseen too long expired, the ones that qualify published (the backtest's
+        ``ShadowJoin.step`` at a decided day), then the held contacts of ``today`` observed (they
+        go into the next publication)."""
         buf: tuple[list, list, list] = ([], [], [])
         self._release(today, buf, items)
         self._observe(buf, touched)
@@ -406,19 +402,17 @@ class ShadowStages:
                 if gate is not None and gate < IDLE_DAY and (self._published is None or gate > self._published):
                     pubs.extend(self._publish(gate, items, touched))
                 continue
-            xx, mm, dd, ee = payload
+            xx, mm, dd = payload
             for x in xx:
                 self._peer_part[x] = q
-            if ee is None:  # (no epochs: observed at once)
-                ee = [-IDLE_DAY] * len(xx)
             ahead = []
-            for x, m, d, e in zip(xx, mm, dd, ee, strict=True):
-                if self._published is not None and e <= self._published + 1:
-                    buf[0].append(x)
+            for x, m, d in zip(xx, mm, dd, strict=True):
+                if self._published is not None and d <= self._published:
+                    buf[0].append(x)  # (in the publications as of the days after its own)
                     buf[1].append(m)
                     buf[2].append(d)
-                else:  # its epoch's day before is not published yet
-                    ahead.append((x, m, d, e))
+                else:  # its day is not published yet: it waits for that publication
+                    ahead.append((x, m, d, d + 1))
             if ahead:
                 self._hold(q, offset, ahead, items)
         self._observe(buf, touched)

@@ -298,11 +298,12 @@ def test_a_day_is_decided_only_once_the_join_answered_the_day_before(tmp_path):
     assert svc._align_limit() <= svc._shadow_cap() + svc._peer_window
 
 
-def test_stage_one_publishes_a_day_with_the_contacts_of_its_epoch_and_holds_the_later_ones(tmp_path):
+def test_stage_one_publishes_a_day_with_the_contacts_of_the_days_before_and_holds_the_later_ones(tmp_path):
     """Stage 1 of the join publishes as of a day once every source marked it, having observed
-    every contact whose epoch is that day or before and none later, whatever order they come in:
-    a worker applies events ahead of its decisions, so later contacts are held (in the table:
-    written when held, deleted when observed) until the day before theirs is published."""
+    every contact of the days before it and none later, whatever order they come in (as the
+    backtest's ShadowJoin): a worker applies events ahead of its decisions, so later contacts are
+    held (in the table: written when held, deleted when observed) until their day is published.
+    (``contacts(x, epoch)``: contacts of day ``epoch - 1``, first in the publication as of ``epoch``.)"""
     import asyncio
     from types import SimpleNamespace
 
@@ -329,7 +330,7 @@ def test_stage_one_publishes_a_day_with_the_contacts_of_its_epoch_and_holds_the_
     offsets = iter(range(1000))
 
     def contacts(x: int, epoch: int, part: int):
-        env = {"x": [x] * 3, "m": [13800000001, 13800000002, 13800000003], "d": [epoch - 1] * 3, "ep": [epoch] * 3}
+        env = {"x": [x] * 3, "m": [13800000001, 13800000002, 13800000003], "d": [epoch - 1] * 3}
         return SimpleNamespace(value=orjson.dumps(env), partition=part, topic=topic, offset=next(offsets))
 
     def mark(d: int, part: int):
@@ -396,10 +397,10 @@ def test_stage_one_releases_held_contacts_of_a_number_that_expired_meanwhile(tmp
             SimpleNamespace(value=v, partition=p, topic=topic, offset=0) for p, v in mark_messages(0, {0: d, 1: d}, 2)
         ]
 
-    asyncio.run(st.process_contacts(mark(day - 1)))
-    asyncio.run(st.process_contacts([msg({"x": [X], "m": [13800000001], "d": [day], "ep": [day]})]))
+    asyncio.run(st.process_contacts(mark(day)))
+    asyncio.run(st.process_contacts([msg({"x": [X], "m": [13800000001], "d": [day]})]))
     assert st.peers.get(X) is not None
-    asyncio.run(st.process_contacts([msg({"x": [X], "m": [13800000002], "d": [late], "ep": [late + 1]})]))
+    asyncio.run(st.process_contacts([msg({"x": [X], "m": [13800000002], "d": [late]})]))
     asyncio.run(st.process_contacts(mark(late - 4)))  # X expires (unseen since `day`); its later contact held
     assert st.peers.get(X) is None and written[str(X).encode()][1] is None
     asyncio.run(st.process_contacts(mark(late)))  # released: X anew, in its partition
