@@ -298,20 +298,11 @@ def test_a_day_is_decided_only_once_the_join_answered_the_day_before(tmp_path):
     assert svc._align_limit() <= svc._shadow_cap() + svc._peer_window
 
 
-def test_stage_one_publishes_a_day_with_the_contacts_of_the_days_before_and_holds_the_later_ones(tmp_path):
-    """Stage 1 of the join publishes as of a day once every source marked it, having observed
-    every contact of the days before it and none later, whatever order they come in (as the
-    backtest's ShadowJoin): a worker applies events ahead of its decisions, so later contacts are
-    held (in the table: written when held, deleted when observed) until their day is published.
-    (``contacts(x, epoch)``: contacts of day ``epoch - 1``, first in the publication as of ``epoch``.)"""
-    import asyncio
-    from types import SimpleNamespace
-
-    from stream.service.shadow import HOLD_PREFIX, mark_messages
-
+def _stage_one(tmp_path):
+    """A worker's stage 1 of the join over two partitions, its sends and table writes recorded
+    (sent: [(topic, [envelope, ...])], written: {key: (partition, payload or None)})."""
     svc = _barrier_service(tmp_path)
     st = svc.shadow
-    topic = svc.settings.topic_shadow_contacts
     sent: list = []
     written: dict = {}
 
@@ -326,6 +317,22 @@ def test_stage_one_publishes_a_day_with_the_contacts_of_the_days_before_and_hold
     st._owned = lambda topic: [0, 1]
     st.send_routed = send_routed
     st._write = write
+    return svc, st, sent, written
+
+
+def test_stage_one_publishes_a_day_with_the_contacts_of_the_days_before_and_holds_the_later_ones(tmp_path):
+    """Stage 1 of the join publishes as of a day once every source marked it, having observed
+    every contact of the days before it and none later, whatever order they come in (as the
+    backtest's ShadowJoin): a worker applies events ahead of its decisions, so later contacts are
+    held (in the table: written when held, deleted when observed) until their day is published.
+    (``contacts(x, epoch)``: contacts of day ``epoch - 1``, first in the publication as of ``epoch``.)"""
+    import asyncio
+    from types import SimpleNamespace
+
+    from stream.service.shadow import HOLD_PREFIX, mark_messages
+
+    svc, st, sent, written = _stage_one(tmp_path)
+    topic = svc.settings.topic_shadow_contacts
     day = 20_000
     offsets = iter(range(1000))
 
@@ -371,21 +378,8 @@ def test_stage_one_releases_held_contacts_of_a_number_that_expired_meanwhile(tmp
 
     from stream.service.shadow import mark_messages
 
-    svc = _barrier_service(tmp_path)
-    st = svc.shadow
+    svc, st, _, written = _stage_one(tmp_path)
     topic = svc.settings.topic_shadow_contacts
-    written: dict = {}
-
-    async def nothing(*args):
-        return []
-
-    async def write(table, items):
-        written.update(items)
-        return []
-
-    st._owned = lambda topic: [0, 1]
-    st.send_routed = nothing
-    st._write = write
     X, day = 15900000009, 20_000
     late = day + svc.engine_config.shadow_expire_days + 5
 
