@@ -485,7 +485,7 @@ class ShadowJoin:
     def observe(self, observations: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         """Feed contact observations only: kept until the next :meth:`step` as of a later day
         than theirs (a day's contacts go into the publications as of the days after it)."""
-        x, member, day = observations[:3]
+        x, member, day = observations
         if len(x):
             self._pending.append((np.asarray(x), np.asarray(member), np.asarray(day)))
 

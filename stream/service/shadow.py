@@ -42,8 +42,8 @@ The publications as of day D hold the contacts of the days before D, all of them
 (``ShadowJoin.step``, the backtest's): a day's contacts wait for the next day's decision, at the
 decision grace into it, as decisions wait for their days' events. A worker applies events up to a
 window ahead of its decisions, so stage 1 holds a contact of a day not published yet until that
-day's publication is made, in its table (``HOLD_PREFIX`` keys by the day after the contact's,
-deleted once observed: nothing held is lost on a crash).
+day's publication is made, in its table (``HOLD_PREFIX`` keys by the contact's day, deleted once
+observed: nothing held is lost on a crash).
 Marks are the latest read (a restarted worker's lower day holds the join back again); in memory
 only, and refreshed every few seconds, so a new owner of a partition learns them.
 """
@@ -93,10 +93,10 @@ def band_partition(key: str, partitions: int) -> int:
     return int(key, 16) % partitions
 
 
-def contact_messages(contacts: tuple, partitions: int) -> list[tuple[int, bytes]]:
+def contact_messages(contacts: tuple[np.ndarray, np.ndarray, np.ndarray], partitions: int) -> list[tuple[int, bytes]]:
     """Stage 1's input, routed by competitor number: one envelope per partition holding the
     (number, member, day) rows of the numbers that route there."""
-    x, member, day = contacts[:3]
+    x, member, day = contacts
     if not len(x):
         return []
     part = number_partitions(x, partitions)
@@ -108,7 +108,7 @@ def contact_messages(contacts: tuple, partitions: int) -> list[tuple[int, bytes]
 
 
 IDLE_DAY = 2**31 - 1  # the mark of a source with nothing to send: it holds no stage back
-HOLD_PREFIX = b"\x01h:"  # stage 1's table keys of held contacts: HOLD_PREFIX + b"<epoch>:<partition>:<offset>"
+HOLD_PREFIX = b"\x01h:"  # stage 1's table keys of held contacts: HOLD_PREFIX + b"<day>:<partition>:<offset>"
 MARK_RESEND_S = 1.0  # a stage sends its mark again at least this often while marks reach it
 
 
@@ -207,8 +207,8 @@ class ShadowStages:
         self.marks_2 = Marks(n)  # stage 2: the input partitions' marks, per bands partition
         self.marks_2_peers = Marks(n)  # ... and the contacts partitions' (stage 1's)
         self._mark_sent: dict[int, tuple[int, float]] = {}  # stage -> (day, monotonic time) last sent
-        # stage 1's held contacts: table key -> (epoch, partition, numbers, members, days)
-        self._held: dict[bytes, tuple[int, int, list, list, list]] = {}
+        # stage 1's held contacts: table key -> (day, partition, numbers, members)
+        self._held: dict[bytes, tuple[int, int, list, list]] = {}
         self.peers_table = raw_table(
             app,
             PEERS_TABLE,
@@ -319,9 +319,7 @@ class ShadowStages:
                     out.append((m.partition, m.offset, at))
                     continue
                 xx, mm, dd = [int(v) for v in rec["x"]], [int(v) for v in rec["m"]], [int(v) for v in rec["d"]]
-                if not (len(xx) == len(mm) == len(dd)):
-                    raise ValueError
-                if min(xx + mm, default=0) < 0:
+                if not (len(xx) == len(mm) == len(dd)) or min(xx + mm, default=0) < 0:
                     raise ValueError
             except (TypeError, KeyError, ValueError, OverflowError):
                 self.service.metrics.shadow_bad.labels(topic=m.topic).inc()
@@ -329,30 +327,32 @@ class ShadowStages:
             out.append((m.partition, m.offset, (xx, mm, dd)))
         return out
 
-    def _hold(self, q: int, offset: int, rows: list, items: dict) -> None:
-        """Keep contact rows ``(number, member, day, epoch = day + 1)`` until their day is
-        published: in memory and in the table (key by epoch, partition and the envelope's offset)."""
-        by: dict[int, tuple[list, list, list]] = {}
-        for x, m, d, e in rows:
-            t = by.setdefault(e, ([], [], []))
-            t[0].append(x)
-            t[1].append(m)
-            t[2].append(d)
-        for e, (xx, mm, dd) in by.items():
-            key = HOLD_PREFIX + b"%d:%d:%d" % (e, q, offset)
-            self._held[key] = (e, q, xx, mm, dd)
-            items[key] = (q, orjson.dumps({"e": e, "x": xx, "m": mm, "d": dd}))
+    def _hold(self, q: int, offset: int, rows: list[tuple[int, int, int]], items: dict) -> None:
+        """Keep contact rows ``(number, member, day)`` until their day is published: in memory and
+        in the table (a key per day, partition and the envelope's offset)."""
+        by: dict[int, tuple[list, list]] = {}
+        for x, m, d in rows:
+            xs, ms = by.setdefault(d, ([], []))
+            xs.append(x)
+            ms.append(m)
+        for d, (xs, ms) in by.items():
+            key = HOLD_PREFIX + b"%d:%d:%d" % (d, q, offset)
+            self._held[key] = (d, q, xs, ms)
+            items[key] = (q, orjson.dumps({"x": xs, "m": ms}))
 
-    def _release(self, upto: int, buf: tuple[list, list, list], items: dict) -> None:
-        """Held contacts of epochs up to ``upto``, into ``buf`` (to observe), and out of the table."""
-        for key in [k for k, v in self._held.items() if v[0] <= upto]:
-            _, q, xx, mm, dd = self._held.pop(key)
-            for x in xx:
+    def _release(self, before: int, buf: tuple[list, list, list], items: dict) -> None:
+        """Held contacts of the days before ``before``, into ``buf`` (to observe), and out of the table."""
+        for key in [k for k, v in self._held.items() if v[0] < before]:
+            d, q, xs, ms = self._held.pop(key)
+            for x in xs:
                 self._peer_part[x] = q  # (again, if it expired meanwhile)
-            buf[0].extend(xx)
-            buf[1].extend(mm)
-            buf[2].extend(dd)
+            buf[0].extend(xs)
+            buf[1].extend(ms)
+            buf[2].extend([d] * len(xs))
             items[key] = (q, None)
+
+    def _count_held(self) -> None:
+        self.service.metrics.shadow_held.set(sum(len(v[2]) for v in self._held.values()))
 
     def _observe(self, buf: tuple[list, list, list], touched: set[int]) -> None:
         if buf[0]:
@@ -412,7 +412,7 @@ class ShadowStages:
                     buf[1].append(m)
                     buf[2].append(d)
                 else:  # its day is not published yet: it waits for that publication
-                    ahead.append((x, m, d, d + 1))
+                    ahead.append((x, m, d))
             if ahead:
                 self._hold(q, offset, ahead, items)
         self._observe(buf, touched)
@@ -429,7 +429,7 @@ class ShadowStages:
             results = await asyncio.gather(*sends)
             mark_persisted(self.peers_table, results[:n_changelog])
         self.service.metrics.shadow_numbers.set(len(self.peers))
-        self.service.metrics.shadow_held.set(sum(len(v[2]) for v in self._held.values()))
+        self._count_held()
 
     # ------------------------------------------------------------- stage 2
     def _band_entry(self, entry) -> tuple[str, dict]:
@@ -532,13 +532,13 @@ class ShadowStages:
     async def _recover_peers(self) -> None:
         peers = PeerSketches(self.service.engine_config)
 
-        held: dict[bytes, tuple[int, int, list, list, list]] = {}
+        held: dict[bytes, tuple[int, int, list, list]] = {}
 
         def restore(key: bytes, payload: bytes) -> tuple[int | bytes, list[int]]:
             if key.startswith(HOLD_PREFIX):  # contacts held for a later publication
                 rec = orjson.loads(payload)
-                q = int(key[len(HOLD_PREFIX) :].split(b":")[1])
-                held[key] = (int(rec["e"]), q, rec["x"], rec["m"], rec["d"])
+                d, q, _ = key[len(HOLD_PREFIX) :].split(b":")
+                held[key] = (int(d), int(q), rec["x"], rec["m"])
                 return key, []
             x = int(key)
             peers.restore(x, payload)
@@ -550,7 +550,7 @@ class ShadowStages:
             part.pop(key, None)
         self.peers, self._peer_part, self._peers_today = peers, part, today
         self._held = held
-        self.service.metrics.shadow_held.set(sum(len(v[2]) for v in held.values()))
+        self._count_held()
         self._published = None  # (published again as of the next gate: only numbers that changed go out)
         self.marks_1.clear()  # (the sources send theirs again within HEARTBEAT_S)
         self._mark_sent.pop(1, None)
