@@ -248,9 +248,17 @@ class Consumer:
     live: set = set()  # started and not yet stopped (``stop_all`` on the way out)
 
     def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], group: str, log_dir: Path, web_port: int | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        group: str,
+        log_dir: Path,
+        web_port: int | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
+        self.cwd = cwd
         self.argv = argv
         self.env = env
         self.group = group
@@ -266,7 +274,7 @@ class Consumer:
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -372,6 +380,8 @@ def churnwatch_consumer(
         }
     )
     env.update(extra)
+    code = Path(extra.get("_code") or ROOT)  # another checkout's code (an A/B of two revisions in one run)
+    env["PYTHONPATH"] = str(code) + env["PYTHONPATH"].removeprefix(str(ROOT))
     return Consumer(
         "churnwatch" + ("-" + extra.get("_suffix", "") if extra.get("_suffix") else ""),
         [PY, "-m", "stream.cli", "worker"],
@@ -379,6 +389,7 @@ def churnwatch_consumer(
         app_id,
         log_dir,
         web_port=port,
+        cwd=code,
     )
 
 
@@ -841,7 +852,10 @@ async def throughput(
     async def run_variant(extra: dict):
         """The worker with other settings (e.g. a larger batch), its own group, same input."""
         runs = out.setdefault("churnwatch_variants", [])  # the same settings twice: a group each
-        tag = "-".join(f"{k.removeprefix('CHURNWATCH_').lower()}{v}" for k, v in extra.items()) + f"-{len(runs)}"
+        tag = (
+            "-".join(f"{k.removeprefix('CHURNWATCH_').lower()}{Path(v).name}" for k, v in extra.items())
+            + f"-{len(runs)}"
+        )
         c = churnwatch_consumer(
             bootstrap,
             topics,
@@ -1200,7 +1214,8 @@ def main(argv=None) -> int:
         action="append",
         default=[],
         metavar="K=V[,K=V]",
-        help="throughput: also run the worker with these CHURNWATCH_* settings, same input (repeatable)",
+        help="throughput: also run the worker with these CHURNWATCH_* settings, same input (repeatable); "
+        "_code=DIR runs another checkout's worker (an A/B of two revisions in one run: git worktree add DIR REV)",
     )
     args = p.parse_args(argv)
     variants = [dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant]
