@@ -53,8 +53,9 @@ K = 16  # contact-circle buckets per subscriber
 NSRC = 4
 I32MIN = np.iinfo(np.int32).min
 NODAY = -(2**31)  # "never" for day fields
-SNAPSHOT_VERSION = 6  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time;
-# 5: the last day decided per subscriber; 6: version 5's fields in the sparse encoding (stream.engine.sparse)
+SNAPSHOT_VERSION = 7  # 2: clear_day (recovery hysteresis); 3: shadow (second SIM) evidence; 4: decisions in event time;
+# 5: the last day decided per subscriber; 6: version 5's fields in the sparse encoding (stream.engine.sparse);
+# 7: a care-line dial waiting for the decisions to reach its point (sparse, as 6)
 _SNAP_BLOCK = 1024  # rows per block of Engine.snapshot_many
 _RESTORE_BLOCK = 4096  # snapshots per block of Engine.restore_many
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
@@ -116,21 +117,37 @@ FIELDS: tuple[tuple[str, tuple, str, float], ...] = (
     ("sw_h", (), "u8", 0),  # the handset (IMEI hash) this number last switched to (0: none) ...
     ("sw_d", (), "i4", NODAY),  # ... and the day
     ("dec_day", (), "i4", NODAY),  # the last day decided for this subscriber (a worker may take it over)
+    # a care-line dial applied before the decisions reached its point (Engine.judge_dials): its
+    # day, time and the dials counted up to it; judged once they have (NODAY: none waiting)
+    ("dial_day", (), "i4", NODAY),
+    ("dial_ts", (), "f8", -math.inf),
+    ("dial_n", (), "u2", 0),
 )
 _V2_FIELDS = ("clear_day",)  # appended in snapshot version 2 (a version-1 snapshot restores them initial)
 _V3_FIELDS = ("sh_peer", "sh_first", "sh_day", "sh_mask", "sh_j", "sh_pub", "sh_hash")  # version 3
 _V4_FIELDS = ("rch_prev", "imm_day", "ep_day", "dual_prev", "sw_h", "sw_d")  # version 4
 _V5_FIELDS = ("dec_day",)  # version 5
-_LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS + _V5_FIELDS
+_V7_FIELDS = ("dial_day", "dial_ts", "dial_n")  # version 7
+_LATER = _V2_FIELDS + _V3_FIELDS + _V4_FIELDS + _V5_FIELDS + _V7_FIELDS
+_ADDED_IN = {2: _V2_FIELDS, 3: _V3_FIELDS, 4: _V4_FIELDS, 5: _V5_FIELDS, 7: _V7_FIELDS}
 assert tuple(f[0] for f in FIELDS[-len(_LATER) :]) == _LATER
 
 
+def fields_of(version: int) -> tuple:
+    """The fields a snapshot of ``version`` holds (dense or sparse), in order: ``FIELDS`` without
+    those added in later versions (they restore to their initial value)."""
+    later = {f for v, names in _ADDED_IN.items() if v > version for f in names}
+    return tuple(f for f in FIELDS if f[0] not in later)
+
+
 @functools.cache
-def initial_body(ring: int) -> bytes:
-    """A fresh subscriber's snapshot fields (every field at its initial value, ``ring`` days), the
-    dense version-5 layout: the base that the sparse snapshots (version 6) are encoded against."""
+def initial_body(ring: int, version: int = SNAPSHOT_VERSION) -> bytes:
+    """A fresh subscriber's snapshot fields (every field at its initial value, ``ring`` days) in
+    the dense layout of ``version``'s fields: the base that the sparse snapshots (versions 6 and 7)
+    are encoded against."""
     return b"".join(
-        np.full(tuple(ring if x == "R" else x for x in tail), init, dtype=dt).tobytes() for _, tail, dt, init in FIELDS
+        np.full(tuple(ring if x == "R" else x for x in tail), init, dtype=dt).tobytes()
+        for _, tail, dt, init in fields_of(version)
     )
 
 
@@ -518,7 +535,10 @@ class Engine:
         return batch, rejects
 
     # ------------------------------------------------------------------ apply
-    def apply(self, batch: Batch) -> Applied:
+    def apply(self, batch: Batch, judged_through: int | None = None) -> Applied:
+        """Apply a decoded batch. ``judged_through``: the last day decided (a care-line dial whose
+        point lies past it waits for the decisions: :meth:`judge_dials`); None judges every dial
+        at once."""
         cfg = self.config
         a = self._a
         n = len(batch)
@@ -643,21 +663,24 @@ class Engine:
         ):
             self._count("applied_" + kname, int((kind == kc).sum()))
         self._extra: set[int] = set()
-        hits = self._immediate_hits(b, rows) if b.hotline.any() else []
+        hits = self._immediate_hits(b, rows, judged_through) if b.hotline.any() else []
         self._apply_accepted(b, rows)
         touched = np.unique(rows)
         if self._extra:  # other subscribers whose state changed (dual-SIM evidence on a shared handset)
             touched = np.unique(np.r_[rows, np.fromiter(self._extra, np.int64, len(self._extra))])
         return Applied(touched, rej, n_skipped, contacts, hits, created)
 
-    def _immediate_hits(self, b: Batch, rows: np.ndarray) -> list[tuple[int, int, float, int]]:
+    def _immediate_hits(
+        self, b: Batch, rows: np.ndarray, judged_through: int | None
+    ) -> list[tuple[int, int, float, int]]:
         """Care-line dials that trip competitor_hotline by themselves, judged one dial at a time in
         arrival order (the ring as it was before the batch, plus the subscriber's earlier dials in
         it), so the result does not depend on batch boundaries: a dial trips when the dials within
         ``hotline_days`` up to its day reach ``hotline_min_calls``, once per episode (``imm_day``
-        before ``ep_day``, the day a recovery started the current one). Independent of the day
-        decisions' lifecycle, which may not have caught up with the dial's day yet. Called before
-        the batch is applied."""
+        before ``ep_day``, the day a recovery started the current one). The episode is the one the
+        decisions up to the dial's point give (:meth:`dial_point`): a dial past ``judged_through``
+        waits in the subscriber's state (``dial_*``) until they have been made (:meth:`judge_dials`;
+        the earliest such dial per subscriber). Called before the batch is applied."""
         cfg = self.config
         a = self._a
         R = self.R
@@ -670,11 +693,46 @@ class Engine:
             cnt = sum(int(a["hot_n"][r, x % R]) for x in range(lo, d + 1) if int(a["stamp"][r, x % R]) == x)
             cnt += sum(1 for x in mine if lo <= x <= d) + 1
             mine.append(d)
+            if cnt < cfg.hotline_min_calls:
+                continue
+            ts = float(b.ts[i])
+            if judged_through is not None and self.dial_point(ts) > judged_through:
+                if int(a["dial_day"][r]) == NODAY:
+                    a["dial_day"][r], a["dial_ts"][r], a["dial_n"][r] = d, ts, min(cnt, 65535)
+                continue
             last = int(a["imm_day"][r])
-            if cnt >= cfg.hotline_min_calls and (last == NODAY or last < int(a["ep_day"][r])):
+            if last == NODAY or last < int(a["ep_day"][r]):
                 a["imm_day"][r] = d
-                out.append((r, d, float(b.ts[i]), cnt))
+                out.append((r, d, ts, cnt))
         return out
+
+    def dial_point(self, ts: float) -> int:
+        """The last day whose decision a care-line dial at ``ts`` is judged after: the day that
+        event time ``ts`` lets decide (``decision_grace_s`` into it; as ``Step.due``)."""
+        return self.day_of(ts - self.config.decision_grace_s)
+
+    def judge_dials(self, through: int) -> tuple[list[tuple[int, int, float, int]], np.ndarray]:
+        """Judge the dials that waited for the decisions (:meth:`_immediate_hits`) whose point is
+        at or before day ``through``, now decided, in the order of their time: (the hits, as
+        ``Applied.immediate``; the rows whose state changed). Call after each day decided, before
+        the next one."""
+        a = self._a
+        rows = np.flatnonzero(a["dial_day"][: self._n] != NODAY)
+        if not len(rows):
+            return [], NO_ROWS
+        ts = a["dial_ts"][rows]
+        ready = np.array([self.dial_point(t) <= through for t in ts.tolist()], dtype=bool)  # (few: dials are rare)
+        rows, ts = rows[ready], ts[ready]
+        out = []
+        for j in np.lexsort((rows, ts)).tolist():
+            r = int(rows[j])
+            d, cnt = int(a["dial_day"][r]), int(a["dial_n"][r])
+            a["dial_day"][r], a["dial_ts"][r], a["dial_n"][r] = NODAY, -math.inf, 0
+            last = int(a["imm_day"][r])
+            if last == NODAY or last < int(a["ep_day"][r]):
+                a["imm_day"][r] = d
+                out.append((r, d, float(ts[j]), cnt))
+        return out, rows
 
     def _late(self, batch: Batch, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Late = older than the subscriber's own ring can hold: a call, SMS or recharge whose day
@@ -1974,6 +2032,7 @@ class Engine:
             "life": ints("phase", "episode", "last_emit_day", "last_emit_sev", "emitted", "clear_day"),
             "shadow": ints(*_V3_FIELDS),
             "decisions": (float(a["rch_prev"][r]), *ints("imm_day", "ep_day", "dual_prev", "sw_h", "sw_d", "dec_day")),
+            "dial": (int(a["dial_day"][r]), float(a["dial_ts"][r]), int(a["dial_n"][r])),
         }
 
     def snapshot_many(self, rows: np.ndarray, prefix: np.ndarray | None = None) -> list[bytes]:
@@ -2020,7 +2079,7 @@ class Engine:
         if len(data) < 2:
             raise ValueError("snapshot too short")
         ver, ring = struct.unpack_from("<BB", data, 0)
-        if ver not in (1, 2, 3, 4, 5, SNAPSHOT_VERSION):
+        if ver not in (1, 2, 3, 4, 5, 6, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
         if not 35 <= ring <= 60:
             raise ValueError(f"snapshot ring_days {ring} not in 35..60")
@@ -2030,17 +2089,11 @@ class Engine:
         def shape(tail):  # the snapshot's own ring size (a changed ring_days is converted below)
             return tuple(ring if x == "R" else x for x in tail)
 
-        if ver == 6:  # version 5's fields, sparse: restored from their dense bytes
-            data = bytes([5, ring]) + _sparse.unpack(data, 2, initial_body(ring))
-            ver = 5
+        if ver >= 6:  # sparse (6: version 5's fields; 7: this version's): restored from their dense bytes
+            data = bytes([ver, ring]) + _sparse.unpack(data, 2, initial_body(ring, ver))
 
-        # version 1 lacks the trailing fields added since (clear_day): they restore to their initial value
-        fields = {
-            1: FIELDS[: -len(_LATER)],
-            2: FIELDS[: -len(_V3_FIELDS) - len(_V4_FIELDS) - len(_V5_FIELDS)],
-            3: FIELDS[: -len(_V4_FIELDS) - len(_V5_FIELDS)],
-            4: FIELDS[: -len(_V5_FIELDS)],
-        }.get(ver, FIELDS)
+        # older versions lack the trailing fields added since: they restore to their initial value
+        fields = fields_of(ver)
         expected = 2 + sum(
             np.dtype(dt).itemsize * int(np.prod(shape(tail), dtype=np.int64)) for _, tail, dt, _ in fields
         )

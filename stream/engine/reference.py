@@ -92,6 +92,9 @@ class _Sub:
         "sw_h",
         "sw_d",
         "dec_day",
+        "dial_day",
+        "dial_ts",
+        "dial_n",
     )
 
     def __init__(self, msisdn: str, row: int) -> None:
@@ -121,6 +124,8 @@ class _Sub:
         self.dual_prev = NODAY  # the latest dual-SIM evidence day before dual_day
         self.sw_h, self.sw_d = 0, NODAY  # the handset this number last switched to, and the day
         self.dec_day = NODAY  # the last day decided for this subscriber (a worker may take it over)
+        # a care-line dial waiting for the decisions to reach its point: day, time, dials counted
+        self.dial_day, self.dial_ts, self.dial_n = NODAY, -math.inf, 0
 
 
 def _national(v: int, cc: str) -> int:
@@ -169,6 +174,7 @@ class ReferenceEngine:
         self._extra: set[int] = set()
         self._hs_ops: list[Switch] = []
         self._hits: list = []
+        self._judged_through: int | None = None  # apply's: the last day decided (dials past it wait)
         self.counters: dict[str, int] = {}
         self._void_memo: dict[int, tuple[list[int], list[int]]] = {}  # each decided day's void days
 
@@ -248,13 +254,14 @@ class ReferenceEngine:
         return s
 
     # ---------------------------------------------------------------- apply, one event at a time
-    def apply(self, batch: Batch) -> Applied:
+    def apply(self, batch: Batch, judged_through: int | None = None) -> Applied:
         cfg = self.config
         F = cfg.max_future_s
         jump = cfg.max_watermark_jump_s
         rejects: list[Reject] = []
         skipped = 0
         self._hits = []
+        self._judged_through = judged_through
         contacts: list[tuple[int, int, int]] = []
         if self.clock is None:  # event time only: the future bound is the watermark's
             limit, jump = math.inf, min(F, jump)
@@ -397,7 +404,12 @@ class ReferenceEngine:
                 add("hot_n", 1)
                 cfg = self.config
                 n = sum(sub.ring[x][RI["hot_n"]] for x in range(d - cfg.hotline_days + 1, d + 1) if x in sub.ring)
-                if n >= cfg.hotline_min_calls and (sub.imm_day == NODAY or sub.imm_day < sub.ep_day):
+                if n < cfg.hotline_min_calls:
+                    pass
+                elif self._judged_through is not None and self.dial_point(ts) > self._judged_through:
+                    if sub.dial_day == NODAY:  # the earliest waits for the decisions to reach its point
+                        sub.dial_day, sub.dial_ts, sub.dial_n = d, ts, min(n, 65535)
+                elif sub.imm_day == NODAY or sub.imm_day < sub.ep_day:
                     sub.imm_day = d
                     self._hits.append((sub.row, d, ts, n))
         else:
@@ -1095,6 +1107,24 @@ class ReferenceEngine:
         changed = [sub.row for sub in cands]
         return Decision(alarms, np.array(changed, dtype=np.int64))
 
+    def dial_point(self, ts: float) -> int:
+        return self.day_of(ts - self.config.decision_grace_s)
+
+    def judge_dials(self, through: int) -> tuple[list, np.ndarray]:
+        ready = sorted(
+            (s.dial_ts, s.row, s)
+            for s in self._subs.values()
+            if s.dial_day != NODAY and self.dial_point(s.dial_ts) <= through
+        )
+        hits = []
+        for ts, r, sub in ready:
+            d, n = sub.dial_day, sub.dial_n
+            sub.dial_day, sub.dial_ts, sub.dial_n = NODAY, -math.inf, 0
+            if sub.imm_day == NODAY or sub.imm_day < sub.ep_day:
+                sub.imm_day = d
+                hits.append((r, d, ts, n))
+        return hits, np.array(sorted(r for _, r, _ in ready), dtype=np.int64)
+
     def immediate(self, hits: list) -> list[dict]:
         cfg = self.config
         out = []
@@ -1154,6 +1184,7 @@ class ReferenceEngine:
             "life": (s.phase, s.episode, s.last_emit_day, s.last_emit_sev, s.emitted, s.clear_day),
             "shadow": (s.sh_peer, s.sh_first, s.sh_day, s.sh_mask, s.sh_j, s.sh_pub, s.sh_hash),
             "decisions": (float(s.rch_prev), s.imm_day, s.ep_day, s.dual_prev, s.sw_h, s.sw_d, s.dec_day),
+            "dial": (s.dial_day, float(s.dial_ts), s.dial_n),
         }
 
     def forget(self, msisdns: Iterable[str]) -> None:

@@ -13,7 +13,11 @@ The decision rule (README "When alarms are decided"):
   second-SIM evidence, or not healthy. Events that arrive later than the grace still count
   for later days, not for days already decided.
 * **Immediate alarms.** A dial to a competitor's care line trips on the event itself
-  (:meth:`Engine.immediate`): judged one dial at a time in arrival order, not at a batch boundary.
+  (:meth:`Engine.immediate`): judged one dial at a time in arrival order, not at a batch boundary,
+  in the episode that the decisions up to its own point give (the day its time lets decide,
+  :meth:`Engine.dial_point`). A dial applied before those decisions were made (a worker reading
+  ahead of its decisions while it catches up) waits in the subscriber's state and is judged right
+  after that day's decision (:meth:`Engine.judge_dials`); live, the decisions are there already.
 
 A decision reads features as of the start of its day (the ring's days before it; silence and
 recharge lapse from the days before it, whatever arrived for day ``D`` since), so it does not
@@ -89,7 +93,7 @@ class Step:
         ``evidence``: the second-SIM join's candidates; ``switches``: other engines' handset
         switches (stream/engine/handsets.py), both applied before the decisions."""
         eng = self.engine
-        ap: Applied = eng.apply(batch)
+        ap: Applied = eng.apply(batch, judged_through=self.decided)
         if callable(complete_s):
             complete_s = complete_s(ap)
         alarms = eng.immediate(ap.immediate)
@@ -153,6 +157,9 @@ class Step:
             self._pending = None
             self.decided = d
             done.append(d)
+            hits, judged = eng.judge_dials(d)  # the dials that waited for this day's decisions
+            alarms.extend(eng.immediate(hits))
+            rows.append(judged)
             if budget is not None and budget <= 0:
                 break
         return done

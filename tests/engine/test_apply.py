@@ -11,7 +11,7 @@ import pytest
 from stream.contract import SIGNALS
 from stream.engine import Engine, EngineConfig, ReferenceEngine
 from stream.engine.core import SNAPSHOT_VERSION, initial_body
-from stream.engine.sparse import unpack
+from stream.engine.sparse import pack_words, unpack
 
 from .gen import DAY, T0, call, profile, recharge, sms
 from .helpers import CLOCK, ENGINES, quiet_config
@@ -146,7 +146,7 @@ def test_snapshot_round_trip_and_restore_elsewhere():
     evs += [recharge(M, T0 + 5 * DAY, 20), profile(M, T0, plan="prepaid", arpu=50, key_group_member=True)]
     feed(eng, evs)
     snap = eng.snapshot(M)
-    assert snap[0] == SNAPSHOT_VERSION == 6  # version byte (6: version 5's fields, sparse)
+    assert snap[0] == SNAPSHOT_VERSION == 7  # version byte (7: version 5's fields and a waiting dial, sparse)
     assert len(snap) <= 2048 + 2
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     other.restore(M, snap)
@@ -215,10 +215,18 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
     eng = Engine(quiet_config(), clock=lambda: CLOCK)
     evs = [call(M, T0 + d * DAY + k, f"86139000000{k:02d}", dur=10 + k) for d in range(20) for k in range(4)]
     feed(eng, evs)
-    snap = bytes([5, eng.R]) + unpack(eng.snapshot(M), 2, initial_body(eng.R))  # version 5: the dense fields
+    v7_tail = 4 + 8 + 2  # dial_day, dial_ts, dial_n
+    dense = unpack(eng.snapshot(M), 2, initial_body(eng.R))
+    snap = bytes([5, eng.R]) + dense[:-v7_tail]  # version 5: the dense fields before the waiting dial
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     other.restore(M, snap)
     assert other.state_of(M) == eng.state_of(M)
+    # version 6: version 5's fields, sparse against their own initial values
+    body = np.frombuffer(snap[2:] + bytes(-(len(snap) - 2) % 8), dtype=np.uint64).reshape(1, -1).copy()
+    v6 = pack_words(body, np.array([[6, eng.R]], dtype=np.uint8), initial_body(eng.R, 6))[0]
+    other = Engine(quiet_config(), clock=lambda: CLOCK)
+    other.restore(M, v6)
+    assert other.state_of(M) == eng.state_of(M) and other.snapshot(M) == eng.snapshot(M)
     v5_tail = 4  # dec_day
     v4_tail = v5_tail + 8 + 4 + 4 + 4 + 8 + 4  # rch_prev, imm_day, ep_day, dual_prev, sw_h, sw_d
     v3_tail = v4_tail + 8 + 4 + 4 + 2 + 2 + 4 + 8  # sh_peer, sh_first, sh_day, sh_mask, sh_j, sh_pub, sh_hash
@@ -239,7 +247,7 @@ def test_older_snapshots_restore_with_initial_values_for_the_newer_fields():
         with pytest.raises(ValueError):
             other.restore(M, old[:1] + snap[1:])  # an old header on a newer body
     with pytest.raises(ValueError):
-        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([7]) + snap[1:])
+        Engine(quiet_config(), clock=lambda: CLOCK).restore(M, bytes([8]) + snap[1:])
 
 
 def test_late_is_judged_per_subscriber_not_against_other_subscribers(eng):

@@ -356,21 +356,15 @@ def test_calls_read_an_hour_behind_the_sms_give_the_same_alarms():
     assert sorted(map(key, run([values[i] for i in order], cfg, shadow=False))) == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 11): a care-line dial is judged before the decisions up to its point; README "
-    "'What still varies, named'",
-)
 def test_a_dial_ahead_of_the_decisions_gives_the_backtests_alarm():
     """A care-line dial trips its alarm at once, once per episode; an episode ends at a decided
     recovery. A worker catching up applies events up to its alignment window past its decisions,
-    so a dial can be judged before the recovery decided for a day before it: the record then
-    carries the old episode (another alarm_id). On `tests/service/test_service.py`'s population,
-    with the broker tests' exact config (grace 31 h), rounds of 2.5 days give exactly the
+    so a dial could be judged before the recovery decided for a day before it: the record then
+    carried the old episode (another alarm_id). On `tests/service/test_service.py`'s population,
+    with the broker tests' exact config (grace 31 h), rounds of 2.5 days gave exactly the
     difference the broker test logged (2026-12-07: subscriber ...5634's `competitor_hotline`
-    alarm on the same day with another alarm_id; rounds of 2 days, none). The fix: judge a dial
-    once the decisions have reached its point (kept in the subscriber's state, so a crash loses
-    none)."""
+    alarm on the same day with another alarm_id). A dial past the decisions now waits in the
+    subscriber's state until they reach its point (Engine.judge_dials): this failed before."""
     from stream.engine.step import Step
 
     events = list(generate(300, 75, 11, fmt="records", malformed_rate=0.0)[0])

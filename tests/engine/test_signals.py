@@ -353,6 +353,37 @@ def test_a_care_line_dial_alarms_at_once_on_its_own_day(cls):
 
 
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+def test_a_dial_past_the_decisions_waits_in_the_state_until_they_reach_its_point(cls):
+    # a worker reading ahead of its decisions (catching up): the dial is judged in the episode the
+    # decisions up to its own point give, after them; it waits in the subscriber's state, so a
+    # restart (the snapshot restored elsewhere) judges it all the same
+    cfg = quiet_config()
+    eng = cls(cfg, clock=lambda: CLOCK)
+    drive(eng, life(A, 0, 30, C1))
+    ts = T0 + 30 * DAY + 3600
+    D = eng.day_of(ts)
+    point = eng.day_of(ts - cfg.decision_grace_s)
+    assert point in (D - 1, D)
+    b, _ = eng.decode([orjson.dumps(call(A, ts, "10010", dur=200))])
+    ap = eng.apply(b, judged_through=point - 1)
+    assert ap.immediate == [] and eng.state_of(A)["dial"] == (D, ts, 1)
+    other = cls(cfg, clock=lambda: CLOCK)
+    other.restore(A, eng.snapshot(A))
+    for e in (eng, other):
+        assert e.judge_dials(point - 1)[0] == []  # not yet: its point is not decided
+        hits, rows = e.judge_dials(point)
+        assert [h[1:] for h in hits] == [(D, ts, 1)] and list(e.msisdns(rows)) == [A]
+        alarms = e.immediate(hits)
+        assert phases(alarms) == ["alarm"] and alarms[0]["alarm_id"] == alarm_id(A, "alarm", D, 0)
+        assert e.state_of(A)["dial"][0] == -(2**31) and e.judge_dials(point + 5)[0] == []
+    # judged at once when the decisions are there (live), as without judged_through
+    eng2 = cls(cfg, clock=lambda: CLOCK)
+    drive(eng2, life(A, 0, 30, C1))
+    b, _ = eng2.decode([orjson.dumps(call(A, ts, "10010", dur=200))])
+    assert [h[1:] for h in eng2.apply(b, judged_through=point).immediate] == [(D, ts, 1)]
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
 def test_care_line_dials_of_one_batch_give_the_records_of_one_dial_per_batch(cls):
     # the dials of a batch are evaluated together (one feature pass per day): the records, their
     # order, scores, tiers and signals are those of applying each dial alone

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from stream.engine import Engine, core
-from stream.engine.core import FIELDS, SNAPSHOT_VERSION, initial_body
+from stream.engine.core import SNAPSHOT_VERSION, fields_of, initial_body
 from stream.engine.sparse import unpack
 
 from .gen import DAY, T0, call, recharge, sms
@@ -53,10 +53,10 @@ def test_snapshot_many_in_blocks_equals_in_one(monkeypatch):
     assert eng.snapshot_many(rows) == [w[2:] for w in whole]
 
 
-def _dense(eng: Engine, m: str) -> bytes:
-    """The subscriber's field bytes, field by field (the version-5 body)."""
+def _dense(eng: Engine, m: str, version: int = SNAPSHOT_VERSION) -> bytes:
+    """The subscriber's field bytes, field by field (the dense body of ``version``'s fields)."""
     r = eng.row_of(m)
-    return b"".join(np.ascontiguousarray(eng._a[name][r]).tobytes() for name, _, _, _ in FIELDS)  # noqa: SLF001
+    return b"".join(np.ascontiguousarray(eng._a[name][r]).tobytes() for name, _, _, _ in fields_of(version))  # noqa: SLF001
 
 
 def _population():
@@ -78,7 +78,7 @@ def test_the_sparse_snapshot_holds_exactly_the_dense_fields_and_is_smaller():
     for m in subs:
         snap = eng.snapshot(m)
         dense = _dense(eng, m)
-        assert snap[:2] == bytes([SNAPSHOT_VERSION, eng.R]) and SNAPSHOT_VERSION == 6
+        assert snap[:2] == bytes([SNAPSHOT_VERSION, eng.R]) and SNAPSHOT_VERSION == 7
         assert unpack(snap, 2, initial_body(eng.R)) == dense
         assert len(snap) < len(dense)
     # one day of traffic: nearly all of the state is still at its initial value
@@ -86,7 +86,7 @@ def test_the_sparse_snapshot_holds_exactly_the_dense_fields_and_is_smaller():
     # the dense version-5 form of the same state still restores (a changelog written before)
     other = Engine(quiet_config(), clock=lambda: CLOCK)
     for m in subs:
-        other.restore(m, bytes([5, eng.R]) + _dense(eng, m))
+        other.restore(m, bytes([5, eng.R]) + _dense(eng, m, 5))
         assert other.state_of(m) == eng.state_of(m) and other.snapshot(m) == eng.snapshot(m)
 
 
@@ -133,7 +133,7 @@ def test_restore_many_equals_restore_one_by_one(monkeypatch):
     monkeypatch.setattr(core, "_RESTORE_BLOCK", 7)
     eng, subs = _population()
     items = [(m, eng.snapshot(m)) for m in subs]
-    items[4] = (subs[4], bytes([5, eng.R]) + _dense(eng, subs[4]))  # an older worker's form
+    items[4] = (subs[4], bytes([5, eng.R]) + _dense(eng, subs[4], 5))  # an older worker's form
     one, many = Engine(quiet_config(), clock=lambda: CLOCK), Engine(quiet_config(), clock=lambda: CLOCK)
     for m, data in items:
         one.restore(m, data)
