@@ -23,7 +23,9 @@ SETTINGS = settings(
 )
 
 
-def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=True, extra=None):
+def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=True, extra=None, judged_lag=None):
+    """``judged_lag``: days the decisions lag the watermark (a worker reading ahead of them): the
+    care-line dials past them wait in the state and are judged (``judge_dials``) after each batch."""
     E = Engine(cfg, clock=lambda: CLOCK)
     R = ReferenceEngine(cfg, clock=lambda: CLOCK)
     i = 0
@@ -40,11 +42,17 @@ def compare(raws, batch_sizes, cfg, srcs=None, offsets=None, sweeps_at_rollover=
         outs = []
         for eng in (E, R):
             b, rej = eng.decode(chunk, **kw)
-            ap = eng.apply(b)
+            lag = None if judged_lag is None or eng.watermark_s is None else eng.day_of(eng.watermark_s) - judged_lag
+            ap = eng.apply(b, judged_through=lag)
             hits = [(eng.msisdns([r])[0], d, ts, n) for r, d, ts, n in ap.immediate]
             al = eng.immediate(ap.immediate) + eng.evaluate(ap.rows)
             contacts = [c.tolist() for c in ap.contacts]  # (the second-SIM join's, with their epochs)
-            outs.append((rej, ap.rejects, ap.skipped, sorted(eng.msisdns(ap.rows)), hits, al, contacts))
+            judged = ([], [])
+            if judged_lag is not None and eng.watermark_s is not None:
+                jh, jr = eng.judge_dials(eng.day_of(eng.watermark_s) - judged_lag)
+                judged = ([(eng.msisdns([r])[0], d, ts, n) for r, d, ts, n in jh], sorted(eng.msisdns(jr)))
+                al += eng.immediate(jh)
+            outs.append((rej, ap.rejects, ap.skipped, sorted(eng.msisdns(ap.rows)), hits, al, contacts, judged))
         assert outs[0] == outs[1]
         if sweeps_at_rollover and E.watermark_s is not None:
             d = E.day_of(E.watermark_s)
@@ -112,8 +120,11 @@ PRIORS = {
     holidays=st.booleans(),
     priors=st.sampled_from(sorted(PRIORS)),
     outage=st.booleans(),
+    judged_lag=st.sampled_from([None, 1, 3]),
 )
-def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays, priors, outage):
+def test_random_streams(
+    seed, n_subs, n_days, per_day, jitter_h, batch_sizes, noise, holidays, priors, outage, judged_lag
+):
     # outage: the feed loses days 20-23 and a few events a day count as a population (void_min_events
     # 4, void_min_recharges 1), so that void days and lost recharges (feed outages) are found, by the
     # outage and by chance on quiet days
@@ -130,7 +141,7 @@ def test_random_streams(seed, n_subs, n_days, per_day, jitter_h, batch_sizes, no
     )
     void = {"void_min_events": 4, "void_min_recharges": 1} if outage else {}
     cfg = quiet_config(holidays=(("2025-10-20", "2025-10-30"),) if holidays else (), **PRIORS[priors], **void)
-    compare(raws, batch_sizes, cfg)
+    compare(raws, batch_sizes, cfg, judged_lag=judged_lag)
 
 
 # small hand-drawn streams: few subscribers, few peers (bucket collisions), shared handsets, days in a
@@ -173,9 +184,10 @@ def events(draw):
     max_future_h=st.sampled_from([6, 48, 2000]),
     replay=st.booleans(),
     priors=st.sampled_from(sorted(PRIORS)),
+    judged_lag=st.sampled_from([None, 3, 10]),
     data=st.data(),
 )
-def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, priors, data):
+def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, priors, judged_lag, data):
     cfg = quiet_config(max_future_s=max_future_h * 3600.0, max_watermark_jump_s=max_future_h * 3600.0, **PRIORS[priors])
     n = len(raws)
     src = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int64)
@@ -186,7 +198,7 @@ def test_hand_drawn_streams(raws, batch_sizes, max_future_h, replay, priors, dat
         raws = raws[:cut] + raws[back:]
         src = np.r_[src[:cut], src[back:]]
         off = np.r_[off[:cut], off[back:]]
-    compare(raws, batch_sizes, cfg, srcs=src, offsets=off)
+    compare(raws, batch_sizes, cfg, srcs=src, offsets=off, judged_lag=judged_lag)
 
 
 @SETTINGS
