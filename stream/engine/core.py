@@ -402,6 +402,9 @@ class Engine:
         self._cap = 0
         self._n = 0  # high-water row count
         self._free: list[int] = []
+        # a care-line dial may wait in some row (deferred, or restored from a snapshot): judge_dials
+        # scans the rows only then
+        self._dials_waiting = False
         self._row: dict[str, int] = {}
         self._msisdn: list[str | None] = []
         self._a: dict[str, np.ndarray] = {}
@@ -699,6 +702,7 @@ class Engine:
             if judged_through is not None and self.dial_point(ts) > judged_through:
                 if int(a["dial_day"][r]) == NODAY:
                     a["dial_day"][r], a["dial_ts"][r], a["dial_n"][r] = d, ts, min(cnt, 65535)
+                    self._dials_waiting = True
                 continue
             last = int(a["imm_day"][r])
             if last == NODAY or last < int(a["ep_day"][r]):
@@ -715,13 +719,19 @@ class Engine:
         """Judge the dials that waited for the decisions (:meth:`_immediate_hits`) whose point is
         at or before day ``through``, now decided, in the order of their time: (the hits, as
         ``Applied.immediate``; the rows whose state changed). Call after each day decided, before
-        the next one."""
+        the next one; and, for dials restored from a snapshot (a worker that took the subscriber
+        over may have decided their point already), at every step."""
+        if not self._dials_waiting:
+            return [], NO_ROWS
         a = self._a
         rows = np.flatnonzero(a["dial_day"][: self._n] != NODAY)
         if not len(rows):
+            self._dials_waiting = False
             return [], NO_ROWS
         ts = a["dial_ts"][rows]
-        ready = np.array([self.dial_point(t) <= through for t in ts.tolist()], dtype=bool)  # (few: dials are rare)
+        cfg = self.config
+        # dial_point for all of them (float floor division, as EngineConfig.day_of)
+        ready = np.floor_divide(ts - cfg.decision_grace_s + cfg.utc_offset_s, 86400.0) <= through
         rows, ts = rows[ready], ts[ready]
         out = []
         for j in np.lexsort((rows, ts)).tolist():
@@ -2078,6 +2088,7 @@ class Engine:
     def restore(self, msisdn: str, data: bytes) -> None:
         if len(data) < 2:
             raise ValueError("snapshot too short")
+        self._dials_waiting = True  # (it may hold a waiting dial: the next judge_dials looks)
         ver, ring = struct.unpack_from("<BB", data, 0)
         if ver not in (1, 2, 3, 4, 5, 6, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {ver} not supported (expected {SNAPSHOT_VERSION})")
@@ -2165,6 +2176,7 @@ class Engine:
             self._restore_block(block)
 
     def _restore_block(self, block: list[tuple[str, bytes]]) -> None:
+        self._dials_waiting = True  # (they may hold waiting dials: the next judge_dials looks)
         words = _sparse.unpack_many([d for _, d in block], 2, initial_body(self.R))
         if words is None or len({m for m, _ in block}) != len(block):
             for m, data in block:

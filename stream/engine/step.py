@@ -93,11 +93,14 @@ class Step:
         ``evidence``: the second-SIM join's candidates; ``switches``: other engines' handset
         switches (stream/engine/handsets.py), both applied before the decisions."""
         eng = self.engine
+        # dials whose point this step has decided already: restored from the snapshot of a
+        # subscriber this worker took over (they wait for the decisions of their point)
+        waited, waited_rows = eng.judge_dials(self.decided) if self.decided is not None else ([], NO_ROWS)
         ap: Applied = eng.apply(batch, judged_through=self.decided)
         if callable(complete_s):
             complete_s = complete_s(ap)
-        alarms = eng.immediate(ap.immediate)
-        rows = [ap.rows]
+        alarms = eng.immediate(waited) + eng.immediate(ap.immediate)
+        rows = [ap.rows, waited_rows]
         confirmed = eng.apply_shadow(evidence) if evidence else NO_ROWS
         if len(confirmed):
             rows.append(confirmed)

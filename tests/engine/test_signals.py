@@ -384,6 +384,28 @@ def test_a_dial_past_the_decisions_waits_in_the_state_until_they_reach_its_point
 
 
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
+def test_a_waiting_dial_restored_past_its_point_is_judged_at_the_next_step(cls):
+    # a worker that takes a subscriber over (a rebalance) may have decided the waiting dial's
+    # point already: the dial is judged at its next step, not a day later
+    from stream.engine.decode import Batch
+    from stream.engine.step import Step
+
+    cfg = quiet_config()
+    eng = cls(cfg, clock=lambda: CLOCK)
+    drive(eng, life(A, 0, 30, C1))
+    ts = T0 + 30 * DAY + 3600
+    point = eng.day_of(ts - cfg.decision_grace_s)
+    b, _ = eng.decode([orjson.dumps(call(A, ts, "10010", dur=200))])
+    assert eng.apply(b, judged_through=point - 1).immediate == []
+    other = cls(cfg, clock=lambda: CLOCK)
+    other.restore(A, eng.snapshot(A))
+    assert Step(other, decided=point - 1)(Batch.empty(), None).alarms == []  # not yet decided there
+    res = Step(other, decided=point + 1)(Batch.empty(), None)
+    assert phases(res.alarms) == ["alarm"] and res.alarms[0]["alarm_id"] == alarm_id(A, "alarm", eng.day_of(ts), 0)
+    assert other.msisdns(res.rows) == [A] and other.state_of(A)["dial"][0] == -(2**31)
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
 def test_care_line_dials_of_one_batch_give_the_records_of_one_dial_per_batch(cls):
     # the dials of a batch are evaluated together (one feature pass per day): the records, their
     # order, scores, tiers and signals are those of applying each dial alone
