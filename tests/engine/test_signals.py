@@ -352,20 +352,26 @@ def test_a_care_line_dial_alarms_at_once_on_its_own_day(cls):
     assert eng.apply(b).immediate == []
 
 
+def _month_then_dial(cls, lag: int):
+    """A's month of life, then A's care-line dial (at ``T0`` + 30 days + 1 h) applied with the
+    decisions ``lag`` days short of the dial's point: (config, engine, the point, what apply did)."""
+    cfg = quiet_config()
+    eng = cls(cfg, clock=lambda: CLOCK)
+    drive(eng, life(A, 0, 30, C1))
+    point = eng.day_of(T0 + 30 * DAY + 3600 - cfg.decision_grace_s)
+    b, _ = eng.decode([orjson.dumps(call(A, T0 + 30 * DAY + 3600, "10010", dur=200))])
+    return cfg, eng, point, eng.apply(b, judged_through=point - lag)
+
+
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
 def test_a_dial_past_the_decisions_waits_in_the_state_until_they_reach_its_point(cls):
     # a worker reading ahead of its decisions (catching up): the dial is judged in the episode the
     # decisions up to its own point give, after them; it waits in the subscriber's state, so a
     # restart (the snapshot restored elsewhere) judges it all the same
-    cfg = quiet_config()
-    eng = cls(cfg, clock=lambda: CLOCK)
-    drive(eng, life(A, 0, 30, C1))
+    cfg, eng, point, ap = _month_then_dial(cls, lag=1)
     ts = T0 + 30 * DAY + 3600
     D = eng.day_of(ts)
-    point = eng.day_of(ts - cfg.decision_grace_s)
     assert point in (D - 1, D)
-    b, _ = eng.decode([orjson.dumps(call(A, ts, "10010", dur=200))])
-    ap = eng.apply(b, judged_through=point - 1)
     assert ap.immediate == [] and eng.state_of(A)["dial"] == (D, ts, 1)
     other = cls(cfg, clock=lambda: CLOCK)
     other.restore(A, eng.snapshot(A))
@@ -377,10 +383,7 @@ def test_a_dial_past_the_decisions_waits_in_the_state_until_they_reach_its_point
         assert phases(alarms) == ["alarm"] and alarms[0]["alarm_id"] == alarm_id(A, "alarm", D, 0)
         assert e.state_of(A)["dial"][0] == -(2**31) and e.judge_dials(point + 5)[0] == []
     # judged at once when the decisions are there (live), as without judged_through
-    eng2 = cls(cfg, clock=lambda: CLOCK)
-    drive(eng2, life(A, 0, 30, C1))
-    b, _ = eng2.decode([orjson.dumps(call(A, ts, "10010", dur=200))])
-    assert [h[1:] for h in eng2.apply(b, judged_through=point).immediate] == [(D, ts, 1)]
+    assert [h[1:] for h in _month_then_dial(cls, lag=0)[3].immediate] == [(D, ts, 1)]
 
 
 @pytest.mark.parametrize("cls", ENGINES, ids=lambda c: c.__name__)
@@ -390,13 +393,9 @@ def test_a_waiting_dial_restored_past_its_point_is_judged_at_the_next_step(cls):
     from stream.engine.decode import Batch
     from stream.engine.step import Step
 
-    cfg = quiet_config()
-    eng = cls(cfg, clock=lambda: CLOCK)
-    drive(eng, life(A, 0, 30, C1))
+    cfg, eng, point, ap = _month_then_dial(cls, lag=1)
     ts = T0 + 30 * DAY + 3600
-    point = eng.day_of(ts - cfg.decision_grace_s)
-    b, _ = eng.decode([orjson.dumps(call(A, ts, "10010", dur=200))])
-    assert eng.apply(b, judged_through=point - 1).immediate == []
+    assert ap.immediate == []
     other = cls(cfg, clock=lambda: CLOCK)
     other.restore(A, eng.snapshot(A))
     assert Step(other, decided=point - 1)(Batch.empty(), None).alarms == []  # not yet decided there
