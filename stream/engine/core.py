@@ -29,7 +29,6 @@ import math
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
 from types import SimpleNamespace
 from typing import NamedTuple
 
@@ -44,6 +43,7 @@ from . import sparse as _sparse
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
 from .handsets import IMEI_INDEX_SIZE, LATEST, SWITCHED, HandsetIndex, Switch
+from .rowindex import RowIndex
 
 __all__ = ["Engine", "Applied", "Decision", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
@@ -406,6 +406,7 @@ class Engine:
         # scans the rows only then
         self._dials_waiting = False
         self._row: dict[str, int] = {}
+        self._index = RowIndex()  # the same, for a batch's lookups at once (stream/engine/rowindex.py)
         self._msisdn: list[str | None] = []
         self._a: dict[str, np.ndarray] = {}
         # IMEI -> this engine's numbers on it, and their switches (stream/engine/handsets.py)
@@ -462,6 +463,7 @@ class Engine:
             self._n += 1
             self._grow(self._n)
         self._row[msisdn] = r
+        self._index.add(msisdn, r)
         self._msisdn[r] = msisdn
         self._a["alive"][r] = 1
         return r
@@ -490,8 +492,7 @@ class Engine:
 
     def rows_of(self, msisdns) -> np.ndarray:
         """The row of each of ``msisdns`` (-1: not a subscriber of this engine), in one pass."""
-        n = len(msisdns)
-        return np.fromiter(map(self._row.get, msisdns, repeat(-1, n)), dtype=np.int64, count=n)
+        return self._index.lookup(msisdns)
 
     @property
     def watermark_s(self) -> float | None:
@@ -548,7 +549,7 @@ class Engine:
         if n == 0:
             return Applied(NO_ROWS, [], 0, NO_CONTACTS, [])
         get = self._row.get
-        rows = np.fromiter(map(get, batch.msisdn, repeat(-1, n)), dtype=np.int64, count=n)
+        rows = self._index.lookup(batch.msisdn)
         src = batch.src
         off = batch.off
         # --- idempotence: skip offsets at or below what was applied (per subscriber and source)
@@ -2208,6 +2209,7 @@ class Engine:
             r = self._row.pop(m, None)
             if r is None:
                 continue
+            self._index.remove(m)
             self._unindex(r)
             self._msisdn[r] = None
             rows.append(r)
