@@ -1057,11 +1057,12 @@ class Engine:
         slot_eq = ih == h[:, None]
         known = slot_eq.any(axis=1)
         slow = ~known
-        if slow.any():
-            slow |= np.isin(r, r[slow]) | np.isin(h, h[slow])
         hx = self._handsets
         idx, sw = hx.numbers, hx.switches
         ms = self._msisdn
+        if slow.any():
+            slow &= ~self._first_handsets(r, h, d, ih, slow)
+            slow |= np.isin(r, r[slow]) | np.isin(h, h[slow])
         fast = np.flatnonzero(~slow)
         keep = []
         for j, row, hh, dd in zip(fast.tolist(), r[fast].tolist(), h[fast].tolist(), d[fast].tolist(), strict=True):
@@ -1078,6 +1079,32 @@ class Engine:
             np.maximum.at(self._a["imei_d"], (r[k], slot_eq[k].argmax(axis=1)), d[k].astype(np.int32))
         for j in np.flatnonzero(slow).tolist():
             self._imei_one(int(r[j]), int(h[j]), int(d[j]))
+
+    def _first_handsets(self, r: np.ndarray, h: np.ndarray, d: np.ndarray, ih: np.ndarray, new: np.ndarray):
+        """The first handset of a number that had none, a handset no number of this engine uses
+        and none switched to, applied in bulk; returns which observations it took. That is every
+        new subscriber's first call, and :meth:`_imei_one` would do just this for it (the slot, the
+        index entry, no switch and no evidence); an observation whose number or handset appears
+        more than once in the batch is left to it."""
+        first = new & (ih == 0).all(axis=1)
+        if not first.any():
+            return first
+        _, inv, cnt = np.unique(r, return_inverse=True, return_counts=True)
+        first &= cnt[inv] == 1
+        _, inv, cnt = np.unique(h, return_inverse=True, return_counts=True)
+        first &= cnt[inv] == 1
+        hx = self._handsets
+        idx, sw, ms = hx.numbers, hx.switches, self._msisdn
+        cols = (np.flatnonzero(first), r[first], h[first], d[first])
+        for j, row, hh, dd in zip(*(x.tolist() for x in cols), strict=True):
+            if hh in idx or hh in sw:
+                first[j] = False
+            else:
+                idx[hh] = {ms[row]: dd}
+        a = self._a
+        a["imei_h"][r[first], 0] = h[first]
+        a["imei_d"][r[first], 0] = d[first]
+        return first
 
     def _imei_one(self, row: int, h: int, d: int) -> None:
         """One handset observation, sequential semantics (mirrors the reference engine). The
