@@ -630,13 +630,18 @@ def _check_imeis(imeis: list, m: int, gbad: dict) -> None:
         )
 
 
-def _contact_part(gi, kind, gm, tsa, gd, gp, gpo, gdur, gim, ctx: _Ctx) -> dict:
-    """The part of the kept calls or SMS (``gpo``: the peer_operator column, None when none is set)."""
+def _contact_part(gi, kind, gm, tsa, gd, gp, gpo, gdur, gim, ctx: _Ctx, peers=None, imei_v=None) -> dict:
+    """The part of the kept calls or SMS (``gpo``: the peer_operator column, None when none is set;
+    ``peers``: (lengths, values) of ``gp`` and ``imei_v`` the values of ``gim`` when the caller has
+    them already)."""
     config = ctx.config
     mg = len(gi)
     out = np.fromiter(map("out".__eq__, gd), dtype=bool, count=mg)
-    peer_u = np.array(list(map(int, gp)), dtype=np.uint64)
-    plen = np.fromiter(map(len, gp), np.int64, mg)
+    if peers is None:
+        peer_u = np.array(list(map(int, gp)), dtype=np.uint64)
+        plen = np.fromiter(map(len, gp), np.int64, mg)
+    else:
+        plen, peer_u = peers
     comp = ctx.comp_of(peer_u, plen)
     if gpo is not None:
         for j in np.flatnonzero(_bools(map(is_not, gpo, repeat(None)), mg)).tolist():
@@ -651,8 +656,10 @@ def _contact_part(gi, kind, gm, tsa, gd, gp, gpo, gdur, gim, ctx: _Ctx) -> dict:
     for j in short.tolist():
         hot[j] = gp[j] in hot_set
     dur = np.array(gdur, dtype=np.int64)
-    tg = set(map(type, gim))
-    if tg <= {type(None)}:
+    tg = {str} if imei_v is not None else set(map(type, gim))
+    if imei_v is not None:
+        im = imei_v
+    elif tg <= {type(None)}:
         im = np.zeros(mg, np.uint64)
     elif tg <= {str}:
         im = np.array(list(map(int, gim)), dtype=np.uint64)

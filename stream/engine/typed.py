@@ -162,6 +162,32 @@ class _Group:
             _drop(c, desc)
 
 
+_POW10U = np.array([10**k for k in range(20)], dtype=np.uint64)
+
+
+def _digit_values(col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lengths, uint64 values) of a non-empty column of str whose every value is ``lo..hi`` ASCII
+    digits (``hi`` <= 19: the values fit 64 bits), from numpy passes over the joined digits; None
+    otherwise (the exact scan then finds which fail). Replaces a check, an ``int`` and a ``len``
+    per value."""
+    s = "".join(col)
+    if not s.isascii():
+        return None
+    n = len(col)
+    lens = np.fromiter(map(len, col), np.int64, n)
+    if lens.min() < lo or lens.max() > hi:
+        return None
+    dig = np.frombuffer(s.encode("ascii"), dtype=np.uint8) - np.uint8(48)
+    if not (dig < 10).all():
+        return None
+    w = int(lens[0])
+    if (lens == w).all():  # one length (a numbering plan): a row of digits each
+        return lens, dig.reshape(n, w).astype(np.uint64) @ _POW10U[w - 1 :: -1]
+    ends = np.cumsum(lens)
+    exp = np.repeat(ends, lens) - np.arange(len(dig)) - 1  # each digit's power of ten in its number
+    return lens, np.add.reduceat(dig.astype(np.uint64) * _POW10U[exp], ends - lens)
+
+
 def _common_fails(g: _Group, keys) -> set:
     bad = set(_digit_fails(g.cols["msisdn"], 5, 20))
     if keys is not None:
@@ -189,13 +215,25 @@ def decode_typed(raws: Sequence[bytes], keys, src, offsets, config, seq_start: i
         fields = ("msisdn", "ts", "direction", "peer", "peer_operator")
         g = _Group(objs, pos, fields + (("duration_s", "imei") if is_call else ()))
         bad = _common_fails(g, keys)
-        bad.update(_digit_fails(g.cols["peer"], 1, 19))
+        peers = _digit_values(g.cols["peer"], 1, 19)
+        if peers is None:
+            bad.update(_cand_digits(g.cols["peer"], 1, 19))
+        imei_v = None  # the values when every call carries a valid imei
         if is_call:
-            bad.update(_imei_fails(g.cols["imei"]))
+            im_col = g.cols["imei"]
+            got = _digit_values(im_col, 14, 16) if None not in im_col else None
+            if got is None:
+                bad.update(_imei_fails(im_col))
+            else:
+                imei_v = got[1]
         if bad:
             bad_l = sorted(bad)
             slow += _take(g.pos, bad_l)
             g.drop(bad_l)
+            if peers is not None:
+                peers = (np.delete(peers[0], bad_l), np.delete(peers[1], bad_l))
+            if imei_v is not None:
+                imei_v = np.delete(imei_v, bad_l)
         if not g.pos:
             continue
         C = g.cols
@@ -212,6 +250,8 @@ def decode_typed(raws: Sequence[bytes], keys, src, offsets, config, seq_start: i
                 C.get("duration_s"),
                 C.get("imei"),
                 ctx,
+                peers,
+                imei_v,
             )
         )
     pos = np.flatnonzero(codes == 2).tolist()
