@@ -43,7 +43,7 @@ from . import sparse as _sparse
 from .config import EngineConfig
 from .decode import Batch, Reject, decode
 from .handsets import IMEI_INDEX_SIZE, LATEST, SWITCHED, HandsetIndex, Switch
-from .rowindex import RowIndex
+from .rowindex import KEY_VALUE_MASK, RowIndex, keys_of
 
 __all__ = ["Engine", "Applied", "Decision", "K", "IMEI_INDEX_SIZE", "PHASE_NAMES", "SNAPSHOT_VERSION"]
 
@@ -208,10 +208,12 @@ def shadow_contacts(batch: Batch, sel: np.ndarray, country_code: str) -> tuple[n
     if not sel.any():
         return NO_CONTACTS
     pos = np.flatnonzero(sel)
-    ms = batch.msisdn
-    member = np.array(
-        [int(ms[i]) if ms[i].isdigit() and len(ms[i]) <= 19 else 0 for i in pos.tolist()], dtype=np.uint64
-    )
+    ms = list(map(batch.msisdn.__getitem__, pos.tolist()))
+    key = keys_of(ms)  # (the row index's keys: the number's value in the low bits, up to 15 digits)
+    member = key & KEY_VALUE_MASK
+    for j in np.flatnonzero(key == 0).tolist():  # longer numbers (the contract allows 20 digits)
+        m = ms[j]
+        member[j] = int(m) if m.isdigit() and len(m) <= 19 else 0
     keep = member != 0
     x = _sh.national(batch.peer[pos][keep], country_code)
     m = _sh.national(member[keep], country_code)

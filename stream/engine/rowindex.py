@@ -20,13 +20,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["RowIndex", "keys_of"]
+__all__ = ["RowIndex", "keys_of", "KEY_VALUE_MASK"]
 
 _EMPTY = 0
 _TOMB = 1  # (no real key is below 1 << 56)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _POW10 = np.array([10**k for k in range(16)], dtype=np.uint64)
 _MAXLEN = 15  # E.164's longest number; (15 digits < 2**50)
+KEY_VALUE_MASK = np.uint64((1 << 56) - 1)  # a key's number, without its length
 
 
 def _key1(m: str) -> int:
