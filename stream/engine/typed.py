@@ -20,7 +20,8 @@ line ``invalid_json`` as orjson's parse does; the event's own fields are all val
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_not
 from typing import Annotated, Literal
 
 import msgspec
@@ -108,24 +109,38 @@ def _one(r: bytes):
 
 
 def _parse(raws: Sequence[bytes]) -> list:
-    """One typed parse per chunk of ``_CHUNK`` lines; a chunk that fails is parsed line by line,
-    a line that fails is ``None``."""
-    n = len(raws)
+    """One typed parse per chunk of ``_CHUNK`` lines; a chunk that fails is halved until its parts
+    parse (a part of at most ``_ONE_BY_ONE`` lines is parsed line by line), a line that fails is
+    ``None``."""
     objs: list = []
-    for s in range(0, n, _CHUNK):
-        part = raws[s : s + _CHUNK]
-        joined = b"[" + b",".join(part) + b"]"
-        if _utf8(joined):
-            try:
-                got = _DEC_MANY.decode(joined)
-            except _DecodeError:
-                pass
-            else:
-                if len(got) == len(part):
-                    objs += got
-                    continue
-        objs += map(_one, part)
+    for s in range(0, len(raws), _CHUNK):
+        _parse_part(raws[s : s + _CHUNK], objs)
     return objs
+
+
+_ONE_BY_ONE = 8
+
+
+def _parse_part(part: Sequence[bytes], objs: list) -> None:
+    """Append the Structs of ``part`` (None for a line that fails) to ``objs``. Halving finds a
+    malformed line of a 128-line chunk in ~14 parses of shrinking parts instead of 128 single ones
+    (a dirty feed has one in a thousand: one chunk in eight)."""
+    joined = b"[" + b",".join(part) + b"]"
+    if _utf8(joined):
+        try:
+            got = _DEC_MANY.decode(joined)
+        except _DecodeError:
+            pass
+        else:
+            if len(got) == len(part):
+                objs += got
+                return
+    if len(part) <= _ONE_BY_ONE:
+        objs += map(_one, part)
+        return
+    mid = len(part) // 2
+    _parse_part(part[:mid], objs)
+    _parse_part(part[mid:], objs)
 
 
 def _digit_fails(col: list, lo: int, hi: int) -> list:
@@ -188,6 +203,23 @@ def _digit_values(col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None
     return lens, np.add.reduceat(dig.astype(np.uint64) * _POW10U[exp], ends - lens)
 
 
+def _imei_values(col: list) -> np.ndarray | None:
+    """The imei column as uint64 (0 where the optional field is absent), or None when a value
+    present is not 14-16 ASCII digits (the exact scan then finds which)."""
+    n = len(col)
+    if None not in col:
+        got = _digit_values(col, 14, 16)
+        return None if got is None else got[1]
+    there = np.flatnonzero(np.fromiter(map(is_not, col, repeat(None)), bool, n))
+    im = np.zeros(n, dtype=np.uint64)
+    if len(there):
+        got = _digit_values(_take(col, there.tolist()), 14, 16)
+        if got is None:
+            return None
+        im[there] = got[1]
+    return im
+
+
 def _common_fails(g: _Group, keys) -> set:
     bad = set(_digit_fails(g.cols["msisdn"], 5, 20))
     if keys is not None:
@@ -218,14 +250,11 @@ def decode_typed(raws: Sequence[bytes], keys, src, offsets, config, seq_start: i
         peers = _digit_values(g.cols["peer"], 1, 19)
         if peers is None:
             bad.update(_cand_digits(g.cols["peer"], 1, 19))
-        imei_v = None  # the values when every call carries a valid imei
+        imei_v = None  # the values (0: no imei) when every imei present is valid
         if is_call:
-            im_col = g.cols["imei"]
-            got = _digit_values(im_col, 14, 16) if None not in im_col else None
-            if got is None:
-                bad.update(_imei_fails(im_col))
-            else:
-                imei_v = got[1]
+            imei_v = _imei_values(g.cols["imei"])
+            if imei_v is None:
+                bad.update(_imei_fails(g.cols["imei"]))
         if bad:
             bad_l = sorted(bad)
             slow += _take(g.pos, bad_l)
