@@ -49,6 +49,7 @@ from ..settings import STATE_TABLE, Settings
 from .faust_adapter import (
     PART,
     Producer,
+    committed_offsets,
     install,
     mark_persisted,
     owned_items,
@@ -79,6 +80,11 @@ logger = logging.getLogger(__name__)
 TABLE_NAME = STATE_TABLE
 _WM = struct.Struct(">d")
 _DECIDED = struct.Struct(">i")  # after _WM in a watermark item (since 2026-12-07): the last day decided in full
+# after _DECIDED (since 2026-12-08): the input offsets the checkpoint that wrote the item commits, per
+# source topic (index in Settings.input_topics): a count, then (source, next offset) pairs
+_NOFF = struct.Struct(">H")
+_OFF = struct.Struct(">Bq")
+NO_DECIDED = -(2**31)  # _DECIDED in an item with offsets when no day is decided in full yet
 # A partition with a backlog that has delivered nothing yet holds the others back for at most
 # this long after a start or rebalance (a partition whose fetches never return would stall all)
 UNKNOWN_GRACE_S = 30.0
@@ -167,6 +173,8 @@ class ChurnService:
         self._recovered_once = False  # the engine holds this worker's partitions (first recovery done)
         self._fenced_at = 0.0
         self._rejoin_at = -math.inf  # a rebalance was last asked for then (see _rejoin)
+        # per state partition: the input offsets (source index -> next) its watermark items record
+        self._item_offsets: dict[int, dict[int, int]] = {}
         self._fence_reason = ""
         self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
@@ -1031,7 +1039,8 @@ class ChurnService:
             await self._probe_broker()
             if (
                 self._fenced
-                and self._fence_reason == "left the group"  # (not a revocation: its rebalance is under way)
+                and self._fence_reason
+                in ("left the group", "recovery incomplete")  # (not a revocation: its rebalance is under way)
                 and time.monotonic() - self._fenced_at >= 2 * self.settings.session_timeout_s
                 and not getattr(self.app, "rebalancing", False)
             ):
@@ -1238,6 +1247,8 @@ class ChurnService:
         changelog up to those offsets; a restart restores the store and replays the changelog
         after them (at most ``store_flush_s`` of checkpoints)."""
         topic = self.settings.topic_calls
+        # (every partition whose offsets this checkpoint commits gets its item: recovery_gaps)
+        partitions = partitions | {tp.partition for tp in self._pending_next if tp.topic in self._src_index}
         kept, changelog, grouped = self._state_items(rows)
         if time.monotonic() - self._flushed_at >= self.settings.store_flush_s:
             # a row's newest item is its state now: every change marks the row dirty, and every
@@ -1304,12 +1315,24 @@ class ChurnService:
     def _watermark_items(self, partitions: set[int]) -> list:
         """Where decisions stand, for each of ``partitions``: the decision time and the last day
         decided in full (a day decided in parts is not: a restarted owner decides it again,
-        which changes nothing for the subscribers already decided)."""
+        which changes nothing for the subscribers already decided), and the input offsets this
+        checkpoint commits (with those of the sources it has not read since: every offset
+        committed for the partition), which a recovery checks the table against
+        (:func:`recovery_gaps`)."""
         wm, decided = self._decide_s, self.step.decided
-        if wm is None and decided is None:
-            return []
-        body = _WM.pack(math.nan if wm is None else wm) + (b"" if decided is None else _DECIDED.pack(decided))
-        return [(WATERMARK_KEY, p, PART.pack(p) + body) for p in sorted(partitions)]
+        pending: dict[int, dict[int, int]] = {}
+        for tp, nxt in self._pending_next.items():
+            si = self._src_index.get(tp.topic)
+            if si is not None:
+                pending.setdefault(tp.partition, {})[si] = nxt
+        head = _WM.pack(math.nan if wm is None else wm) + _DECIDED.pack(NO_DECIDED if decided is None else decided)
+        out = []
+        for p in sorted(partitions):
+            offs = self._item_offsets.setdefault(p, {})
+            offs.update(pending.get(p, {}))
+            tail = _NOFF.pack(len(offs)) + b"".join(_OFF.pack(si, o) for si, o in sorted(offs.items()))
+            out.append((WATERMARK_KEY, p, PART.pack(p) + head + tail))
+        return out
 
     @property
     def _changelog_topic(self) -> str:
@@ -1472,6 +1495,34 @@ class ChurnService:
         async with self._lock:
             await self._rebuild()
 
+    async def _committed(self, actives: set[int]) -> dict[tuple[int, int], int | None] | None:
+        """The group's committed offsets of the input partitions ``actives`` ((partition, source
+        index) -> offset), None when the coordinator did not answer."""
+        tps = [TP(t, p) for t in self.settings.input_topics for p in sorted(actives)]
+        try:
+            got = await asyncio.wait_for(committed_offsets(self.app, tps), timeout=2 * VERIFY_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("recovery: the committed offsets could not be read", exc_info=True)
+            return None
+        return {(tp.partition, self._src_index[tp.topic]): off for tp, off in got.items()}
+
+    def _refuse_recovery(self, gaps: list | None) -> None:
+        """The state table recovered does not cover the committed offsets (``gaps``: see
+        :func:`recovery_gaps`; None: they could not be read): going on would replay the input from
+        the commits over a state that lacks what came before them. Stay fenced and ask for
+        another recovery (the watchdog asks again while none comes)."""
+        logger.error(
+            "recovery incomplete: the state table does not cover the committed input offsets "
+            "(partition, source, committed, recorded) %s; fenced, asking for another recovery",
+            "not read" if gaps is None else gaps[:8],
+        )
+        self.metrics.fenced.labels(reason="recovery incomplete").inc()
+        self._fenced, self._fence_reason, self._fenced_at = True, "recovery incomplete", time.monotonic()
+        self._rejoin_at = -math.inf
+        self._rejoin()
+
     async def _rebuild(self) -> None:
         t0 = time.perf_counter()
         actives = self.active_partitions()
@@ -1481,10 +1532,12 @@ class ChurnService:
         payloads: list[bytes] = []  # the snapshots of restored[-len(payloads):], not restored yet
         parts: list[int] = []
         marks: list[tuple[float | None, int | None]] = []  # per watermark item: (decision time, last day decided)
+        recorded: dict[int, dict[int, int] | None] = {}  # per partition: the offsets its watermark item records
         remote: dict[tuple[bytes, int], int] = {}
         for key, p, payload in owned_items(self.table, actives):
             if key == WATERMARK_KEY:
                 marks.append(parse_watermark(payload))
+                recorded[p] = watermark_offsets(payload)
                 continue
             if key.startswith(SWITCH_PREFIX):  # another worker's handset switch (handsets.py)
                 remote[(key, p)] = orjson.loads(payload)
@@ -1498,6 +1551,18 @@ class ChurnService:
                 await asyncio.sleep(0)  # (the web views and Faust's own tasks run between chunks)
         engine.restore_many(list(zip(restored[len(restored) - len(payloads) :], payloads, strict=True)))
         n = len(restored)
+        committed = await self._committed(actives)
+        gaps = recovery_gaps(committed, recorded) if committed is not None else None
+        if gaps is None or gaps:
+            self._refuse_recovery(gaps)
+            return
+        # the offsets the next watermark items carry: all those committed, as far as the table covers them
+        self._item_offsets = {}
+        for (p, si), c in committed.items():
+            if c:
+                self._item_offsets.setdefault(p, {})[si] = c
+        for p, offs in recorded.items():
+            self._item_offsets.setdefault(p, {}).update(offs or {})
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
@@ -1551,10 +1616,47 @@ class ChurnService:
 
 def parse_watermark(payload: bytes) -> tuple[float | None, int | None]:
     """A watermark item's value (after its 2-byte partition): the decision time (None: no
-    decision yet) and the last day decided in full (None: not written, before 2026-12-07)."""
+    decision yet) and the last day decided in full (None: none yet, or not written, before 2026-12-07)."""
     (wm,) = _WM.unpack_from(payload)
     day = _DECIDED.unpack_from(payload, _WM.size)[0] if len(payload) >= _WM.size + _DECIDED.size else None
-    return (None if math.isnan(wm) else wm), day
+    return (None if math.isnan(wm) else wm), (None if day == NO_DECIDED else day)
+
+
+def watermark_offsets(payload: bytes) -> dict[int, int] | None:
+    """The input offsets a watermark item records (source index -> next offset), None for an item
+    written before 2026-12-08 (none recorded)."""
+    at = _WM.size + _DECIDED.size
+    if len(payload) < at + _NOFF.size:
+        return None
+    (k,) = _NOFF.unpack_from(payload, at)
+    at += _NOFF.size
+    return dict(_OFF.unpack_from(payload, at + j * _OFF.size) for j in range(k))
+
+
+def recovery_gaps(
+    committed: dict[tuple[int, int], int | None], recorded: dict[int, dict[int, int] | None]
+) -> list[tuple[int, int, int, int | None]]:
+    """``(partition, source, committed offset, offset the table records)`` for every input
+    partition whose committed offset the recovered state table does not cover. ``committed``:
+    (partition, source index) -> the group's committed offset; ``recorded``: partition -> the
+    offsets of its watermark item (:func:`watermark_offsets`; no key: the table holds no item for
+    it). A checkpoint writes the item, with the offsets it commits, before it commits them, so a
+    table that covers less (or holds no item where offsets were committed) missed part of the
+    changelog; an item of an earlier release (None) cannot tell, and passes."""
+    gaps = []
+    for (p, si), c in sorted(committed.items()):
+        if not c or c <= 0:
+            continue
+        if p not in recorded:
+            gaps.append((p, si, c, None))
+            continue
+        offs = recorded[p]
+        if offs is None:
+            continue
+        r = offs.get(si)
+        if r is None or c > r:
+            gaps.append((p, si, c, r))
+    return gaps
 
 
 def newest_items(sent: list[tuple[np.ndarray, list]]) -> list:

@@ -50,6 +50,7 @@ __all__ = [
     "by_partition",
     "mark_persisted",
     "owned_items",
+    "committed_offsets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -238,6 +239,20 @@ def request_rejoin(app) -> bool:
         return False
     loop.call_soon_threadsafe(coordinator.request_rejoin)
     return True
+
+
+async def committed_offsets(app, tps) -> dict[TP, int | None]:
+    """The consumer group's committed offset of each of ``tps`` (None: nothing committed), asked
+    of the group coordinator from the consumer's thread."""
+    from aiokafka.structs import TopicPartition
+
+    thread = app.consumer._thread
+    consumer = thread._ensure_consumer()
+
+    async def ask() -> dict[TP, int | None]:
+        return {tp: await consumer.committed(TopicPartition(tp.topic, tp.partition)) for tp in tps}
+
+    return await thread.call_thread(ask)
 
 
 def install(

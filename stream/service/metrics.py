@@ -196,7 +196,7 @@ _METRICS: dict[str, tuple] = {
     "fenced": (
         Counter,
         "fenced",
-        "Times this worker stopped writing state because its partitions were revoked or it fell out of the group",
+        "Times this worker stopped writing state: its partitions revoked, out of the group, or a recovery that did not cover the committed offsets",
         ("reason",),
     ),
     "broker_reachable": (

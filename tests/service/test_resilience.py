@@ -3,6 +3,7 @@ in one group share the partitions, restore state from the changelog, and lose no
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import uuid
@@ -230,3 +231,64 @@ def test_a_static_member_restarted_after_sigkill_resumes_before_the_session_time
         worker.stop()
     assert took < 40, f"the restarted static member took {took:.0f} s to catch up"
     _assert_exact(settings, records)
+
+
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    """Delete ``topic`` (a changelog lost; Faust creates it again, empty, when a worker starts;
+    a compacted topic's records cannot be deleted one by one)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        for _ in range(100):
+            if topic not in await admin.list_topics():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{topic} still listed")
+    finally:
+        await admin.close()
+
+
+def test_a_recovery_that_misses_the_changelog_is_refused(kafka_bootstrap, tmp_path):
+    """A recovered state table that does not cover the committed input offsets (the changelog
+    read short: here the topic deleted, with the local store) is not gone on from: replaying the input from
+    the commits over it would lose what came before them. The worker stays fenced (``recovering``
+    at /healthz), applies nothing and asks for another recovery (README "Exact after a crash": a paused broker's
+    recovery read the changelog as empty, 2026-12-08)."""
+    import shutil
+
+    from stream.service.churn import TABLE_NAME
+
+    unique = uuid.uuid4().hex[:8]
+    env = scenario_env(
+        kafka_bootstrap, unique, tmp_path, partitions=4, CHURNWATCH_SESSION_TIMEOUT_S="6", CHURNWATCH_LOG_LEVEL="info"
+    )
+    settings = Settings.from_env(env)
+    records, _ = _records(40, 12, 3)
+    produce(settings, records)
+    worker = WorkerProc(env, "w", tmp_path).start()
+    try:
+        wait_caught_up(settings, timeout_s=120, workers=[worker])
+    finally:
+        worker.stop()
+    assert "recovery incomplete" not in worker.log()  # (a recovery that covers the commits goes on)
+    asyncio.run(_delete_topic(kafka_bootstrap, f"{settings.app_id}-{TABLE_NAME}-changelog"))
+    shutil.rmtree(tmp_path / "data-w")
+    try:
+        worker.start(timeout_s=45)  # (it answers /healthz, refusing)
+    except AssertionError:
+        pass
+    try:
+        deadline = time.monotonic() + 60
+        while "recovery incomplete" not in worker.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "recovery incomplete" in worker.log(), worker.log()[-3000:]
+        status, body = worker.get("/healthz")
+        assert status == 200 and orjson.loads(body)["recovering"] is True, body  # alive, not serving
+        time.sleep(3)
+        assert _metric(worker, "churnwatch_events_total") == 0  # nothing replayed over the empty state
+        assert worker.proc.poll() is None
+    finally:
+        worker.stop()

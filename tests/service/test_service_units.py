@@ -103,6 +103,34 @@ def test_a_watermark_item_says_where_decisions_stand():
     assert parse_watermark(_WM.pack(1_769_000_000.0)) == (1_769_000_000.0, None)  # an older worker's
 
 
+def test_a_watermark_item_records_the_offsets_its_checkpoint_commits_and_a_recovery_checks_them():
+    """A recovery whose state table does not cover the committed input offsets (a changelog read
+    short) is refused; one that covers them, or an item of an earlier release, passes."""
+    from stream.service.churn import (
+        _DECIDED,
+        _NOFF,
+        _OFF,
+        _WM,
+        NO_DECIDED,
+        parse_watermark,
+        recovery_gaps,
+        watermark_offsets,
+    )
+
+    item = _WM.pack(float("nan")) + _DECIDED.pack(NO_DECIDED) + _NOFF.pack(2) + _OFF.pack(0, 120) + _OFF.pack(2, 7)
+    assert parse_watermark(item) == (None, None)  # before any decision
+    assert watermark_offsets(item) == {0: 120, 2: 7}
+    assert watermark_offsets(_WM.pack(1.0) + _DECIDED.pack(20_475)) is None  # written before the offsets were
+    recorded = {0: {0: 120, 2: 7}, 1: None}
+    # covered: committed at or below what the table records; partition 1's item cannot tell
+    assert recovery_gaps({(0, 0): 120, (0, 2): 5, (0, 1): None, (1, 0): 999}, recorded) == []
+    # the table's item is older than the commit, or records nothing of a source committed
+    assert recovery_gaps({(0, 0): 121}, recorded) == [(0, 0, 121, 120)]
+    assert recovery_gaps({(0, 1): 3}, recorded) == [(0, 1, 3, None)]
+    # no item at all in a partition with offsets committed (its changelog partition read as empty)
+    assert recovery_gaps({(2, 0): 10, (3, 0): 0, (3, 1): None}, recorded) == [(2, 0, 10, None)]
+
+
 def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp_path):
     """A partition's high watermark is the one of its last fetch: records a producer sent to it
     beside those just read from another partition may be on the broker already. It stops holding
