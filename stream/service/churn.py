@@ -1512,7 +1512,7 @@ class ChurnService:
         """The state table recovered does not cover the committed offsets (``gaps``: see
         :func:`recovery_gaps`; None: they could not be read): going on would replay the input from
         the commits over a state that lacks what came before them. Stay fenced and ask for
-        another recovery (the watchdog asks again while none comes)."""
+        another recovery (the watchdog asks again every two session timeouts while none comes)."""
         logger.error(
             "recovery incomplete: the state table does not cover the committed input offsets "
             "(partition, source, committed, recorded) %s; fenced, asking for another recovery",
@@ -1520,8 +1520,7 @@ class ChurnService:
         )
         self.metrics.fenced.labels(reason="recovery incomplete").inc()
         self._fenced, self._fence_reason, self._fenced_at = True, "recovery incomplete", time.monotonic()
-        self._rejoin_at = -math.inf
-        self._rejoin()
+        self._rejoin()  # (at most once per session timeout: refused recoveries in a row would rebalance the group 4 times a second)
 
     async def _rebuild(self) -> None:
         t0 = time.perf_counter()
