@@ -175,6 +175,8 @@ class ChurnService:
         self._rejoin_at = -math.inf  # a rebalance was last asked for then (see _rejoin)
         # per state partition: the input offsets (source index -> next) its watermark items record
         self._item_offsets: dict[int, dict[int, int]] = {}
+        # per input partition: the group's committed offset read at the last recovery, until its first fetch
+        self._resume_at: dict[TP, int] = {}
         self._fence_reason = ""
         self._fenced = False  # no state writes, no commits until the next recovery (see on_revoke)
         self._recovered_at = time.monotonic()
@@ -276,6 +278,8 @@ class ChurnService:
                     self._broker_ok_at = time.monotonic()
                 if self._fenced or generation != self._generation:
                     return  # revoked, or fetched before a recovery: it seeks to the committed offsets
+                if self._resume_at:
+                    records = await self._resume_check(records)
                 await self._learn_positions(records)
                 while True:
                     rnd = self._round(records)
@@ -872,6 +876,30 @@ class ChurnService:
     async def _end_offsets(self, tps: list[TP]) -> dict[TP, int]:
         return dict(await self.app.consumer.highwaters(*tps))
 
+    async def _resume_check(self, records: dict[TP, list]) -> dict[TP, list]:
+        """The first fetch of each input partition after a recovery must start at the group's
+        committed offset (read by the recovery): the state holds nothing after it. One that starts
+        past it (the consumer kept a fetch position from before the recovery: a paused broker's
+        run on 2026-12-08 lost the calls between the two for 82 of 150 subscribers) is dropped and
+        the partition sought back, once (a log whose start moved past the commit, by retention,
+        is then read from where it starts)."""
+        out = {}
+        for tp, recs in records.items():
+            expected = self._resume_at.pop(tp, None)
+            if expected is None or not recs or recs[0].offset <= expected:
+                out[tp] = recs
+                continue
+            logger.warning(
+                "input %s[%d]: the first fetch after a recovery starts at offset %d, past the committed %d: sought back",
+                tp.topic,
+                tp.partition,
+                recs[0].offset,
+                expected,
+            )
+            self.metrics.input_gaps.labels(topic=tp.topic).inc()
+            await self.app.consumer.seek(tp, expected)
+        return out
+
     async def _learn_positions(self, records: dict[TP, list]) -> None:
         """The start position of every owned input partition (after a start or a rebalance):
         the first record's offset where this batch has one, else the consumer's position."""
@@ -1208,6 +1236,7 @@ class ChurnService:
             logger.log(level, "fenced (%s): no state writes or commits until the next recovery", reason)
             self.metrics.fenced.labels(reason=reason).inc()
         self._fenced = True
+        self._resume_at = {}
         self._dirty, self._dirty_partitions, self._pending_next, self._since_checkpoint = [], set(), {}, 0
 
     async def on_revoke(self, revoked: set[TP]) -> None:
@@ -1562,6 +1591,8 @@ class ChurnService:
                 self._item_offsets.setdefault(p, {})[si] = c
         for p, offs in recorded.items():
             self._item_offsets.setdefault(p, {}).update(offs or {})
+        topics = self.settings.input_topics
+        self._resume_at = {TP(topics[si], p): c for (p, si), c in committed.items() if c}
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
