@@ -20,12 +20,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["RowIndex", "keys_of", "KEY_VALUE_MASK"]
+__all__ = ["RowIndex", "keys_of", "digit_values", "KEY_VALUE_MASK"]
 
 _EMPTY = 0
 _TOMB = 1  # (no real key is below 1 << 56)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
-_POW10 = np.array([10**k for k in range(16)], dtype=np.uint64)
+_GOLD_INT, _MASK64 = 0x9E3779B97F4A7C15, (1 << 64) - 1  # (the same, for one key)
+_POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
 _MAXLEN = 15  # E.164's longest number; (15 digits < 2**50)
 KEY_VALUE_MASK = np.uint64((1 << 56) - 1)  # a key's number, without its length
 
@@ -36,19 +37,37 @@ def _key1(m: str) -> int:
     return 0
 
 
+def digit_values(col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lengths, uint64 values) of a non-empty column of str whose every value is ``lo..hi`` ASCII
+    digits (``hi`` <= 19: the values fit 64 bits), from numpy passes over the joined digits; None
+    otherwise (the caller then looks value by value). Replaces a check, an ``int`` and a ``len``
+    per value: the decoder's peer and imei columns, and the row index's keys."""
+    s = "".join(col)
+    if not s.isascii():
+        return None
+    n = len(col)
+    lens = np.fromiter(map(len, col), np.int64, n)
+    if lens.min() < lo or lens.max() > hi:
+        return None
+    dig = np.frombuffer(s.encode("ascii"), dtype=np.uint8) - np.uint8(48)
+    if not (dig < 10).all():
+        return None
+    w = int(lens[0])
+    if (lens == w).all():  # one length (a numbering plan): a row of digits each
+        return lens, dig.reshape(n, w).astype(np.uint64) @ _POW10[w - 1 :: -1]
+    ends = np.cumsum(lens)
+    exp = np.repeat(ends, lens) - np.arange(len(dig)) - 1  # each digit's power of ten in its number
+    return lens, np.add.reduceat(dig.astype(np.uint64) * _POW10[exp], ends - lens)
+
+
 def keys_of(msisdns: Sequence[str]) -> np.ndarray:
     """The uint64 key of each msisdn (0: not 1-15 ASCII digits, kept outside the table)."""
-    n = len(msisdns)
-    if n == 0:
+    if len(msisdns) == 0:
         return np.zeros(0, dtype=np.uint64)
-    s = "".join(msisdns)
-    L = len(msisdns[0])
-    if 1 <= L <= _MAXLEN and len(s) == n * L and s.isascii():
-        dig = np.frombuffer(s.encode("ascii"), dtype=np.uint8).reshape(n, L) - np.uint8(48)
-        # equal lengths (the common case: one numbering plan) and every character a digit
-        if (dig < 10).all() and (np.fromiter(map(len, msisdns), np.int64, n) == L).all():
-            v = dig.astype(np.uint64) @ _POW10[L - 1 :: -1] if L > 1 else dig[:, 0].astype(np.uint64)
-            return v | np.uint64(L << 56)
+    got = digit_values(msisdns, 1, _MAXLEN)
+    if got is not None:  # every one 1-15 ASCII digits (the common case): numpy passes
+        lens, v = got
+        return v | (lens.astype(np.uint64) << np.uint64(56))
     return np.array(list(map(_key1, msisdns)), dtype=np.uint64)
 
 
@@ -100,7 +119,7 @@ class RowIndex:
 
     def _find(self, key: int) -> tuple[int, int]:
         """(slot holding ``key`` or -1, first free slot on its probe path: a tombstone or empty)."""
-        h = int(self._home(np.array([key], dtype=np.uint64))[0])
+        h = ((key * _GOLD_INT) & _MASK64) >> int(self._shift)
         free = -1
         tk = self._k
         while True:

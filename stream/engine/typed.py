@@ -44,6 +44,7 @@ from .exact import (
     _take,
     decode_parts,
 )
+from .rowindex import digit_values
 
 __all__ = ["decode_typed"]
 
@@ -177,43 +178,17 @@ class _Group:
             _drop(c, desc)
 
 
-_POW10U = np.array([10**k for k in range(20)], dtype=np.uint64)
-
-
-def _digit_values(col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(lengths, uint64 values) of a non-empty column of str whose every value is ``lo..hi`` ASCII
-    digits (``hi`` <= 19: the values fit 64 bits), from numpy passes over the joined digits; None
-    otherwise (the exact scan then finds which fail). Replaces a check, an ``int`` and a ``len``
-    per value."""
-    s = "".join(col)
-    if not s.isascii():
-        return None
-    n = len(col)
-    lens = np.fromiter(map(len, col), np.int64, n)
-    if lens.min() < lo or lens.max() > hi:
-        return None
-    dig = np.frombuffer(s.encode("ascii"), dtype=np.uint8) - np.uint8(48)
-    if not (dig < 10).all():
-        return None
-    w = int(lens[0])
-    if (lens == w).all():  # one length (a numbering plan): a row of digits each
-        return lens, dig.reshape(n, w).astype(np.uint64) @ _POW10U[w - 1 :: -1]
-    ends = np.cumsum(lens)
-    exp = np.repeat(ends, lens) - np.arange(len(dig)) - 1  # each digit's power of ten in its number
-    return lens, np.add.reduceat(dig.astype(np.uint64) * _POW10U[exp], ends - lens)
-
-
 def _imei_values(col: list) -> np.ndarray | None:
     """The imei column as uint64 (0 where the optional field is absent), or None when a value
     present is not 14-16 ASCII digits (the exact scan then finds which)."""
     n = len(col)
     if None not in col:
-        got = _digit_values(col, 14, 16)
+        got = digit_values(col, 14, 16)
         return None if got is None else got[1]
     there = np.flatnonzero(np.fromiter(map(is_not, col, repeat(None)), bool, n))
     im = np.zeros(n, dtype=np.uint64)
     if len(there):
-        got = _digit_values(_take(col, there.tolist()), 14, 16)
+        got = digit_values(_take(col, there.tolist()), 14, 16)
         if got is None:
             return None
         im[there] = got[1]
@@ -247,7 +222,7 @@ def decode_typed(raws: Sequence[bytes], keys, src, offsets, config, seq_start: i
         fields = ("msisdn", "ts", "direction", "peer", "peer_operator")
         g = _Group(objs, pos, fields + (("duration_s", "imei") if is_call else ()))
         bad = _common_fails(g, keys)
-        peers = _digit_values(g.cols["peer"], 1, 19)
+        peers = digit_values(g.cols["peer"], 1, 19)
         if peers is None:
             bad.update(_cand_digits(g.cols["peer"], 1, 19))
         imei_v = None  # the values (0: no imei) when every imei present is valid
