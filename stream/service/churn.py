@@ -1592,7 +1592,9 @@ class ChurnService:
         for p, offs in recorded.items():
             self._item_offsets.setdefault(p, {}).update(offs or {})
         topics = self.settings.input_topics
-        self._resume_at = {TP(topics[si], p): c for (p, si), c in committed.items() if c}
+        # (nothing committed: from the log's start; a consumer keeps its position from before the
+        # rebalance for a partition without a commit, and went on from there)
+        self._resume_at = {TP(topics[si], p): c or 0 for (p, si), c in committed.items()}
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
