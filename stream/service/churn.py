@@ -901,8 +901,9 @@ class ChurnService:
         return out
 
     async def _learn_positions(self, records: dict[TP, list]) -> None:
-        """The start position of every owned input partition (after a start or a rebalance):
-        the first record's offset where this batch has one, else the consumer's position."""
+        """The start position of an owned input partition that the recovery did not give one
+        (:meth:`_resume_offsets` gives every partition it recovered one): the first record's
+        offset where this batch has one, else the consumer's position."""
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic not in self._src_index or tp in self._processed_next:
@@ -1537,6 +1538,26 @@ class ChurnService:
             return None
         return {(tp.partition, self._src_index[tp.topic]): off for tp, off in got.items()}
 
+    async def _resume_offsets(self, committed: dict[tuple[int, int], int | None]) -> dict[TP, int]:
+        """Where each input partition resumes after a recovery: its committed offset, or where its
+        log starts when nothing was committed (0 when the broker does not say: a log whose start
+        moved on is then reported as a gap at the first fetch)."""
+        topics = self.settings.input_topics
+        out = {TP(topics[si], p): c for (p, si), c in committed.items() if c is not None}
+        fresh = [TP(topics[si], p) for (p, si), c in committed.items() if c is None]
+        starts: dict[TP, int] = {}
+        if fresh:
+            try:
+                got = await asyncio.wait_for(self.app.consumer.earliest_offsets(*fresh), timeout=VERIFY_TIMEOUT_S)
+                starts = {TP(tp.topic, tp.partition): off for tp, off in got.items() if off is not None}
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the broker away: from offset 0
+                logger.warning("recovery: the log start offsets could not be read", exc_info=True)
+        for tp in fresh:
+            out[tp] = starts.get(tp, 0)
+        return out
+
     def _refuse_recovery(self, gaps: list | None) -> None:
         """The state table recovered does not cover the committed offsets (``gaps``: see
         :func:`recovery_gaps`; None: they could not be read): going on would replay the input from
@@ -1591,10 +1612,8 @@ class ChurnService:
                 self._item_offsets.setdefault(p, {})[si] = c
         for p, offs in recorded.items():
             self._item_offsets.setdefault(p, {}).update(offs or {})
-        topics = self.settings.input_topics
-        # (nothing committed: from the log's start; a consumer keeps its position from before the
-        # rebalance for a partition without a commit, and went on from there)
-        self._resume_at = {TP(topics[si], p): c or 0 for (p, si), c in committed.items()}
+        # where each input partition resumes: its committed offset, or the log's start without one
+        resume = await self._resume_offsets(committed)
         for (key, _), day in remote.items():
             h, m = parse_switch_key(key)
             engine.add_switch(h, m, day)  # (a number this engine holds has its own)
@@ -1626,6 +1645,11 @@ class ChurnService:
         self._pending_next.clear()
         self._processed_next.clear()
         self._progress_at.clear()
+        # known now, not learnt from the consumer's position at the first batch: that position is
+        # past whatever a fetch under way or dropped has read (records then cut as seen before)
+        self._tp_next.update(resume)
+        self._processed_next.update(resume)
+        self._resume_at = dict(resume)
         self._dirty, self._dirty_partitions, self._since_checkpoint = [], set(), 0
         self._unflushed, self._unflushed_partitions = [], set()  # rows of the old engine; the store recovered them
         self._paused = set()  # Faust resumes every partition after recovery

@@ -165,33 +165,48 @@ class BatchConsumer(_faust_aiokafka.Consumer):
     batch_handler: BatchHandler | None = None
     revoke_handler: RevokeHandler | None = None
     fetch_max_wait_ms: int | None = None  # None: Faust's 1,500 ms
+    prefetch: bool = True  # the next fetch under way while a batch is handled (_drain_messages)
 
     def _new_consumer_thread(self) -> _faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _fetch(self) -> tuple[Any, Any, int, bool]:
+        """One fetch, tagged as it returns with the consumer generation and whether the flow was
+        on: what the records belong to (a fetch that waited through a rebalance returns records
+        of the new assignment, read from the positions its recovery sought to)."""
+        records, active = await self._wait_next_records(1.0)
+        return records, active, self.app.consumer_generation_id, self.flow_active
+
     async def _drain_messages(self, fetcher) -> None:  # noqa: C901 - one loop, as Faust's own
+        """Faust's fetch loop, with the batch topics handed to ``batch_handler`` a fetch at a time.
+        The next fetch is under way while a batch is handled (``prefetch``): the consumer thread
+        waits on the broker meanwhile, instead of the handler waiting on it after each batch.
+        Whatever a fetch returns is judged by its tags (:meth:`_fetch`), not by the time it is
+        looked at: records of a generation that ended, or fetched while the flow was stopped, are
+        dropped, and positions they moved are sought back (the recovery's or this loop's seek)."""
         callback = self.callback
         should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         batch_topics = self.batch_topics
+        pending: asyncio.Future | None = None
         try:
             while not (should_stop() or fetcher_should_stop()):
-                records, active = await self._wait_next_records(1.0)
-                # the generation these records belong to: taken right after the fetch, as Faust's
-                # own getmany does (a fetch that waited through a rebalance returns records of the
-                # new assignment, read from the positions its recovery sought to)
-                generation = self.app.consumer_generation_id
+                if pending is None:
+                    pending = asyncio.ensure_future(self._fetch())
+                records, active, generation, flowing = await pending
+                pending = None
                 if self.should_stop:
                     continue
                 if not records:
                     if self.batch_handler is not None and self.flow_active:
                         await self.batch_handler({})  # nothing fetched: the handler may have records due
                     continue
-                if not self.flow_active:
-                    # fetched while a rebalance stopped the flow: seek back to the committed offsets
-                    # (as Faust's getmany does; those without one to the log's start: see
-                    # _ConsumerThread.seek_to_committed), so these records come again
+                if not (flowing and self.flow_active) or self.app.consumer_generation_id != generation:
+                    # fetched while a rebalance stopped the flow, or one began since: seek back to
+                    # the committed offsets (as Faust's getmany does; those without one to the
+                    # log's start: see _ConsumerThread.seek_to_committed), so these records come
+                    # again (a new assignment starts from the committed offsets in any case)
                     logger.info(
                         "%d records of %d partitions fetched while a rebalance stopped the flow: "
                         "dropped, seeking back to the committed offsets",
@@ -222,6 +237,8 @@ class BatchConsumer(_faust_aiokafka.Consumer):
                 if batch and self.batch_handler is not None:
                     if self.app.consumer_generation_id != generation:
                         continue  # a rebalance began meanwhile: its recovery seeks to the committed offsets
+                    if self.prefetch and self.flow_active:
+                        pending = asyncio.ensure_future(self._fetch())  # under way while this batch is handled
                     await self.batch_handler(batch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -231,6 +248,9 @@ class BatchConsumer(_faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def commit_offsets(self, offsets: Mapping[TP, int]) -> bool:
         """Commit ``offsets`` (next offset to read, per partition) of batch topics: partitions no
