@@ -131,6 +131,17 @@ def test_a_watermark_item_records_the_offsets_its_checkpoint_commits_and_a_recov
     assert recovery_gaps({(2, 0): 10, (3, 0): 0, (3, 1): None}, recorded) == [(2, 0, 10, None)]
 
 
+def _counts(svc, family: str, label: str) -> dict:
+    """A counter family's totals by one label, from the service's registry."""
+    return {
+        smp.labels[label]: smp.value
+        for f in svc.metrics.registry.collect()
+        if f.name == family
+        for smp in f.samples
+        if smp.name.endswith("_total")
+    }
+
+
 def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp_path):
     """A partition's high watermark is the one of its last fetch: records a producer sent to it
     beside those just read from another partition may be on the broker already. It stops holding
@@ -189,13 +200,7 @@ def test_a_caught_up_partition_holds_decisions_back_until_the_broker_says_so(tmp
     svc._verified_at -= VERIFY_EVERY_S
     assert asyncio.run(svc._verify_idle()) and len(asked) == 3
     assert svc._complete_time() == new
-    checks = {
-        s.labels["result"]: s.value
-        for f in svc.metrics.registry.collect()
-        if f.name == "churnwatch_idle_checks"
-        for s in f.samples
-        if s.name.endswith("_total")
-    }
+    checks = _counts(svc, "churnwatch_idle_checks", "result")
     assert checks == {"failed": 2, "caught_up": 4, "behind": 1}  # (partitions, over the four requests)
 
 
@@ -486,11 +491,4 @@ def test_after_a_recovery_each_input_partition_resumes_where_the_recovery_says(t
     asyncio.run(svc._learn_positions(got))
     assert svc._processed_next == {calls0: 120, calls1: 7, sms0: 0}  # never the consumer's 500
     assert [r.offset for r in svc._contiguous(calls1, recs(7))] == [7, 8, 9]  # nothing cut
-    gaps = {
-        smp.labels["topic"]: smp.value
-        for f in svc.metrics.registry.collect()
-        if f.name == "churnwatch_input_offset_gaps"
-        for smp in f.samples
-        if smp.name.endswith("_total")
-    }
-    assert gaps == {s.topic_calls: 1}
+    assert _counts(svc, "churnwatch_input_offset_gaps", "topic") == {s.topic_calls: 1}
