@@ -189,6 +189,7 @@ class ChurnService:
             self.on_revoke,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             raw_records=frozenset(settings.input_topics),
+            prefetch=bool(settings.prefetch),
         )
         s = settings
         # the inputs, and the second-SIM evidence keyed by subscriber (co-partitioned with them)

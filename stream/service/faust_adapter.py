@@ -317,10 +317,12 @@ def install(
     on_revoke: RevokeHandler | None = None,
     fetch_max_wait_ms: int | None = None,
     raw_records: frozenset[str] = frozenset(),
+    prefetch: bool = True,
 ) -> None:
     """Make ``app`` use :class:`BatchConsumer`, delivering ``topics`` to ``handler`` in batches,
     and calling ``on_revoke`` first thing when partitions are revoked; the broker holds a fetch
-    that finds no data for at most ``fetch_max_wait_ms``. The records of ``raw_records`` (some of
+    that finds no data for at most ``fetch_max_wait_ms``; with ``prefetch`` the next fetch is under
+    way while the handler works. The records of ``raw_records`` (some of
     ``topics``) reach the handler as aiokafka's own record objects (:class:`_RawPartitionRecords`:
     ``offset``, ``key``, ``value``, ``timestamp``; no ``topic``, ``partition``). Call before
     anything touches ``app.consumer``."""
@@ -331,6 +333,7 @@ def install(
         "batch_handler": staticmethod(handler),
         "revoke_handler": staticmethod(on_revoke) if on_revoke is not None else None,
         "fetch_max_wait_ms": fetch_max_wait_ms,
+        "prefetch": prefetch,
     }
     cls = type("AppBatchConsumer", (BatchConsumer,), attrs)
     app.transport.Consumer = cls
