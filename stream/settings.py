@@ -26,7 +26,7 @@
 | CHURNWATCH_CONFIG | (none) | TOML file with engine thresholds (see stream/engine/config.py) |
 | CHURNWATCH_BATCH_SIZE | 10000 | max input records per fetch (one batch through the engine); also the second-SIM agents' `take_events` batch |
 | CHURNWATCH_FETCH_MAX_WAIT_MS | 100 | the broker holds a fetch that finds no new data this long at most (Faust's own 1,500 made a worker that fell behind receive its input in bursts up to 1.5 s apart: see stream/service/faust_adapter.py) |
-| CHURNWATCH_PREFETCH | 1 | 1: the next fetch is under way while a batch is handled; 0: fetch after each batch (before 2026-12-08) |
+| CHURNWATCH_PREFETCH | 0 | 1: the next fetch is under way while a batch is handled (no throughput gain measured beyond the noise: README, "How it works"); 0: fetch after each batch |
 | CHURNWATCH_BATCH_TIMEOUT_S | 0.1 | max seconds the second-SIM join's agents wait filling a batch (each of its two hops adds up to this per day decided while catching up) |
 | CHURNWATCH_COMMIT_INTERVAL_S | 1.0 | seconds between checkpoints: dirty state flushed, then offsets committed (a crash replays at most this much; replays are skipped per subscriber) |
 | CHURNWATCH_COMMIT_EVERY | 10000 | also checkpoint after this many processed messages while catching up (at most 2,000 when live) |
@@ -118,7 +118,7 @@ class Settings:
     batch_size: int = 10_000
     batch_timeout_s: float = 0.1
     fetch_max_wait_ms: int = 100
-    prefetch: int = 1
+    prefetch: int = 0
     commit_interval_s: float = 1.0
     commit_every: int = 10_000
     store_flush_s: float = 10.0

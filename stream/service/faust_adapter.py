@@ -165,7 +165,7 @@ class BatchConsumer(_faust_aiokafka.Consumer):
     batch_handler: BatchHandler | None = None
     revoke_handler: RevokeHandler | None = None
     fetch_max_wait_ms: int | None = None  # None: Faust's 1,500 ms
-    prefetch: bool = True  # the next fetch under way while a batch is handled (_drain_messages)
+    prefetch: bool = False  # the next fetch under way while a batch is handled (_drain_messages)
 
     def _new_consumer_thread(self) -> _faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -317,7 +317,7 @@ def install(
     on_revoke: RevokeHandler | None = None,
     fetch_max_wait_ms: int | None = None,
     raw_records: frozenset[str] = frozenset(),
-    prefetch: bool = True,
+    prefetch: bool = False,
 ) -> None:
     """Make ``app`` use :class:`BatchConsumer`, delivering ``topics`` to ``handler`` in batches,
     and calling ``on_revoke`` first thing when partitions are revoked; the broker holds a fetch

@@ -49,7 +49,9 @@ def _check_no_loss(workers, settings: Settings, records) -> None:
 
 
 def test_backlog_before_the_worker_starts_loses_nothing(kafka_bootstrap, tmp_path, history):
-    env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=12)
+    # (with the next fetch under way while a batch is handled: it moves the consumer's position
+    # before the first batch is handled, which the recovery's resume offsets must not follow)
+    env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=12, CHURNWATCH_PREFETCH="1")
     settings = Settings.from_env(env)
     produce(settings, history)  # the whole history first: 75 days in four topics, 48 partitions
     worker = WorkerProc(env, "w", tmp_path).start()
@@ -63,7 +65,14 @@ def test_backlog_before_the_worker_starts_loses_nothing(kafka_bootstrap, tmp_pat
 
 
 def test_backlog_two_workers_started_30s_apart_lose_nothing(kafka_bootstrap, tmp_path, history):
-    env = scenario_env(kafka_bootstrap, uuid.uuid4().hex[:8], tmp_path, partitions=12, CHURNWATCH_BATCH_SIZE="500")
+    env = scenario_env(  # (prefetch on: fetches under way across the rebalance)
+        kafka_bootstrap,
+        uuid.uuid4().hex[:8],
+        tmp_path,
+        partitions=12,
+        CHURNWATCH_BATCH_SIZE="500",
+        CHURNWATCH_PREFETCH="1",
+    )
     settings = Settings.from_env(env)
     produce(settings, history)
     a = WorkerProc(env, "a", tmp_path).start()
