@@ -337,3 +337,23 @@ def test_bad_settings_exit_2(tmp_path):
     )
     assert proc.returncode == 2
     assert b"CHURNWATCH_NO_SUCH_SETTING" in proc.stderr
+
+
+@pytest.mark.kafka
+async def test_dedupe_shows_each_alarm_id_once_and_counts_the_resent(kafka_bootstrap, unique):
+    """A worker that crashed sends the alarms of its replay again, with the same alarm_id."""
+    topic = f"test.alarms.{unique}"
+    await create_topic(kafka_bootstrap, topic, 1)
+    records = [make_alarm(i) for i in range(3)]
+    resent = [dict(records[0], emitted_at=records[0]["emitted_at"] + 60), dict(records[2], emitted_at=1.0)]
+    values = [orjson.dumps(r) for r in [records[0], records[1], resent[0], records[2], resent[1]]]
+    await produce(kafka_bootstrap, topic, values, partition=0)
+
+    proc = run_cli(kafka_bootstrap, "--topic", topic, "--format", "ndjson")
+    assert proc.returncode == 0 and proc.stdout.splitlines() == values  # without it: all, as on the topic
+    proc = run_cli(kafka_bootstrap, "--topic", topic, "--format", "ndjson", "--dedupe")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.splitlines() == [values[0], values[1], values[3]]  # the first of each id
+    assert "2 re-sent record(s) skipped" in proc.stderr.decode()
+    proc = run_cli(kafka_bootstrap, "--topic", topic, "--format", "ndjson", "--dedupe", "--max", "3")
+    assert proc.stdout.splitlines() == [values[0], values[1], values[3]]  # --max counts records shown

@@ -6,6 +6,10 @@ caught up with the end offsets it saw at start; ``--follow`` keeps tailing until
 event time in local time) and NDJSON when piped (each record exactly as it is on the topic: it is
 already the contract, see ``schemas/alarm.schema.json``).
 
+``--dedupe`` shows each ``alarm_id`` once: a worker that crashed replays its input from its last
+checkpoint and sends the alarms of that replay again, with the same ids (at-least-once delivery);
+the records skipped so are counted on stderr at the end.
+
 It is a pure reader: no consumer group (``group_id=None``), partitions assigned by hand, no offset
 commits, so running it never disturbs the worker or any other consumer. Records that are not a
 JSON object are reported to stderr (position only, no content: personal data) and skipped.
@@ -57,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="table (masked msisdns), ndjson (records unchanged) or auto: table on a terminal, ndjson when piped (default)",
     )
     p.add_argument("--from-end", action="store_true", help="skip what is already on the topic (use with --follow)")
+    p.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="show each alarm_id once (a worker re-sends the alarms of its replay after a crash, same ids); "
+        "the re-sent records skipped are counted on stderr",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +227,30 @@ class _Output:
             self.on_gone()
 
 
+class _Dedupe:
+    """Passes a record on unless its ``alarm_id`` was passed on already (records without one
+    always pass), remembering the last ``limit`` ids (a follow that runs for months stays bounded;
+    a worker's re-sends come within seconds of the first). Returns whether it passed it on."""
+
+    def __init__(self, emit: Callable[[bytes, dict], None], limit: int = 1_000_000) -> None:
+        self.emit = emit
+        self.limit = limit
+        self.seen: dict[str, None] = {}
+        self.skipped = 0
+
+    def __call__(self, value: bytes, record: dict) -> bool:
+        aid = record.get("alarm_id")
+        if isinstance(aid, str):
+            if aid in self.seen:
+                self.skipped += 1
+                return False
+            self.seen[aid] = None
+            if len(self.seen) > self.limit:
+                del self.seen[next(iter(self.seen))]
+        self.emit(value, record)
+        return True
+
+
 async def _wait_for_partitions(client_kwargs: dict, topic: str, follow: bool, stop: asyncio.Event) -> list | None:
     """The topic's partitions; None when it does not exist and we do not follow; [] when stopped."""
     from aiokafka import AIOKafkaClient, TopicPartition
@@ -250,7 +284,7 @@ async def _read(
     follow: bool,
     max_records: int | None,
     from_end: bool,
-    emit: Callable[[bytes, dict], None],
+    emit: Callable[[bytes, dict], bool | None],
     flush: Callable[[], None],
     stop: asyncio.Event,
     on_empty: Callable[[str], None] | None = None,
@@ -305,8 +339,8 @@ async def _read(
                             file=sys.stderr,
                         )
                         continue
-                    emit(msg.value, record)
-                    count += 1
+                    if emit(msg.value, record) is not False:  # (False: not shown, --dedupe)
+                        count += 1
             flush()
             for tp in list(pending):
                 if await consumer.position(tp) >= end[tp]:
@@ -343,17 +377,25 @@ def run(args: argparse.Namespace) -> int:
             except (NotImplementedError, RuntimeError):  # not the main thread / not Unix
                 pass
         out = _Output(args.format, on_gone=stop.set)
-        return await _read(
-            settings,
-            topic,
-            follow=args.follow,
-            max_records=args.max,
-            from_end=args.from_end,
-            emit=out.write,
-            flush=out.flush,
-            stop=stop,
-            on_empty=out.empty,
-        )
+        dedupe = _Dedupe(out.write) if args.dedupe else None
+        try:
+            return await _read(
+                settings,
+                topic,
+                follow=args.follow,
+                max_records=args.max,
+                from_end=args.from_end,
+                emit=dedupe or out.write,
+                flush=out.flush,
+                stop=stop,
+                on_empty=out.empty,
+            )
+        finally:
+            if dedupe is not None:
+                print(
+                    f"churnwatch alarms: {dedupe.skipped:,} re-sent record(s) skipped (an alarm_id shown before)",
+                    file=sys.stderr,
+                )
 
     try:
         return asyncio.run(main())
