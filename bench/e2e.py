@@ -1219,6 +1219,10 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     variants = [dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant]
+    for v in variants:  # (a key the worker does not read would run the same worker twice, silently)
+        wrong = [k for k in v if not (k.startswith("CHURNWATCH_") or k in ("_code", "_suffix"))]
+        if wrong:
+            p.error(f"--variant keys are CHURNWATCH_* settings or _code: {', '.join(wrong)}")
     work = ROOT / "var" / f"bench-e2e-{args.what}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     with Broker(19895) as broker:
